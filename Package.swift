@@ -1,0 +1,103 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "devbox",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "devbox", targets: ["devbox"]),
+        .library(name: "DevboxClient", targets: ["DevboxClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssh.git", from: "0.15.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // C helpers: process spawning with setsid/PTY, subreaper, poll-driven output capture.
+        .target(name: "CDevbox"),
+        // Sandbox runtime: OCI bundles run by crun. Knows nothing of devboxes' storage or APIs.
+        .target(
+            name: "Sandbox",
+            dependencies: ["CDevbox", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        // JSON-RPC 2.0 + MCP protocol layer (stdio and HTTP-agnostic). Knows nothing of devboxes.
+        .target(
+            name: "Transport",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        // Request/response types shared by the server, the client SDK and the MCP tools.
+        .target(name: "DevboxModel", swiftSettings: strict),
+        // Fernet, key ring, token hashing, JWT verification.
+        .target(
+            name: "DevboxSecurity",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            swiftSettings: strict),
+        // The service layer: storage, provisioning pipeline, sandboxes, secrets, auth.
+        .target(
+            name: "DevboxService",
+            dependencies: [
+                "Sandbox", "DevboxModel", "DevboxSecurity", "CDevbox",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        // MCP tools mapped onto a narrow backend protocol (in-process service or remote client).
+        .target(
+            name: "DevboxTools",
+            dependencies: ["Transport", "DevboxModel"],
+            swiftSettings: strict),
+        // Embedded SSH gateway (swift-nio-ssh).
+        .target(
+            name: "SSHGateway",
+            dependencies: [
+                "Sandbox", "CDevbox",
+                .product(name: "NIOSSH", package: "swift-nio-ssh"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        // HTTP face: REST API, /mcp, dashboard (Hummingbird 2).
+        .target(
+            name: "DevboxServer",
+            dependencies: [
+                "DevboxService", "DevboxTools", "Transport", "SSHGateway", "DevboxModel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        // Swift client SDK for the REST API.
+        .target(name: "DevboxClient", dependencies: ["DevboxModel"], swiftSettings: strict),
+        .executableTarget(
+            name: "devbox",
+            dependencies: [
+                "DevboxServer", "DevboxClient", "DevboxTools", "Transport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox"], swiftSettings: strict),
+        .testTarget(name: "TransportTests", dependencies: ["Transport"], swiftSettings: strict),
+        .testTarget(name: "DevboxSecurityTests", dependencies: ["DevboxSecurity"], swiftSettings: strict),
+        .testTarget(
+            name: "DevboxServiceTests",
+            dependencies: ["DevboxService", "DevboxServer", "DevboxTools"],
+            swiftSettings: strict),
+    ]
+)
