@@ -214,7 +214,7 @@ enum KeyFile {
             contents.append(contentsOf: buffer[0..<n])
         }
         guard contents.count <= maximumSize else {
-            throw FernetKeyRingError.noKeys(origin: path)
+            throw FernetKeyRingError.keyFileIO(path: path, operation: "read", errno: EFBIG)
         }
         return String(decoding: contents, as: UTF8.self)
     }
