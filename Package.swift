@@ -51,6 +51,7 @@ let package = Package(
             dependencies: [
                 "Sandbox", "DevboxModel", "DevboxSecurity", "CDevbox",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -94,7 +95,15 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox"], swiftSettings: strict),
         .testTarget(name: "TransportTests", dependencies: ["Transport"], swiftSettings: strict),
-        .testTarget(name: "DevboxSecurityTests", dependencies: ["DevboxSecurity"], swiftSettings: strict),
+        .testTarget(
+            name: "DevboxSecurityTests",
+            dependencies: [
+                "DevboxSecurity",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            swiftSettings: strict),
         .testTarget(
             name: "DevboxServiceTests",
             dependencies: ["DevboxService", "DevboxServer", "DevboxTools"],

@@ -1,0 +1,270 @@
+import DevboxModel
+import DevboxSecurity
+import Foundation
+import Logging
+
+/// Settings of the service layer (already validated by the executable).
+public struct CoreConfiguration: Sendable {
+    public var plans: [Plan]
+    public var defaultPlan: String
+    public var workerConcurrency: Int
+    public var leaseSeconds: TimeInterval
+    public var setupOutputLimit: Int
+
+    public init(
+        plans: [Plan] = Plan.defaults, defaultPlan: String = "small", workerConcurrency: Int = 16,
+        leaseSeconds: TimeInterval = 15, setupOutputLimit: Int = 64 * 1024
+    ) {
+        self.plans = plans
+        self.defaultPlan = defaultPlan
+        self.workerConcurrency = workerConcurrency
+        self.leaseSeconds = leaseSeconds
+        self.setupOutputLimit = setupOutputLimit
+    }
+}
+
+/// Verifies a user bearer token and returns its subject (`sub`).
+public protocol UserTokenVerifying: Sendable {
+    func subject(ofBearer token: String) async throws -> String
+}
+
+/// The service layer every face (REST, MCP, dashboard, SSH) calls. Knows devboxes, not transports.
+public final class DevboxCore: Sendable {
+    let db: AppDatabase
+    let cipher: any SecretCipher
+    let sandbox: any SandboxDriver
+    let configuration: CoreConfiguration
+    let userVerifier: (any UserTokenVerifying)?
+    let logger: Logger
+    let tokenCache = TokenCache()
+    let jobs: JobSignal
+    /// The SSH gateway, attached once it exists.
+    public let gateway = GatewayBox()
+    let sshEndpoint: SSHEndpoint
+    let sessionPolicy: SessionPolicy
+
+    public init(
+        database: AppDatabase, cipher: any SecretCipher, sandbox: any SandboxDriver, configuration: CoreConfiguration,
+        userVerifier: (any UserTokenVerifying)?, sshEndpoint: SSHEndpoint = SSHEndpoint(host: "127.0.0.1", port: 2222),
+        sessionPolicy: SessionPolicy = SessionPolicy(), logger: Logger
+    ) {
+        self.sshEndpoint = sshEndpoint
+        self.sessionPolicy = sessionPolicy
+        self.db = database
+        self.cipher = cipher
+        self.sandbox = sandbox
+        self.configuration = configuration
+        self.userVerifier = userVerifier
+        self.logger = logger
+        self.jobs = JobSignal()
+    }
+
+    // MARK: Auth
+
+    /// Resolves the caller from the provider token and an optional bearer token.
+    /// Neither token is stored or logged.
+    public func authenticate(providerToken: String?, bearer: String?) async throws(ServiceError) -> Principal {
+        guard let providerToken, !providerToken.isEmpty else {
+            throw .unauthorized("missing X-Provider-Token header")
+        }
+        let hash = ProviderToken.hash(providerToken)
+        let match: TokenCache.Entry?
+        do {
+            match = try await tokenCache.lookup(hash: hash) { try await self.db.liveTokenHashes() }
+        } catch {
+            logger.error("token lookup failed: \(error)")
+            throw .unavailable("authentication is unavailable, try again")
+        }
+        guard let match else { throw .unauthorized("invalid provider token") }
+        var subject = ""
+        if let bearer {
+            guard let userVerifier else {
+                throw .unauthorized("user bearer tokens are not accepted: no DEVBOX_USER_JWT_SECRET or DEVBOX_USER_JWKS_FILE configured")
+            }
+            do {
+                subject = try await userVerifier.subject(ofBearer: bearer)
+            } catch {
+                throw .unauthorized("invalid user bearer token")
+            }
+            guard !subject.isEmpty else { throw .unauthorized("invalid user bearer token") }
+        }
+        let sub = subject
+        do {
+            let userId = try await tokenCache.user(providerId: match.providerId, subject: sub) {
+                try await self.db.resolveUser(providerId: match.providerId, subject: sub)
+            }
+            return Principal(providerId: match.providerId, providerTokenId: match.tokenId, userId: userId)
+        } catch {
+            logger.error("user lookup failed: \(error)")
+            throw .unavailable("authentication is unavailable, try again")
+        }
+    }
+
+    // MARK: Devboxes
+
+    /// Validates and stores a new devbox with its five pending operations, then wakes a worker.
+    public func createDevbox(
+        _ principal: Principal, _ request: CreateDevboxRequest, tokens: InjectionTokens
+    ) async throws(ServiceError) -> Devbox {
+        let v = try CreateValidation.validate(request, plans: configuration.plans, defaultPlan: configuration.defaultPlan)
+        if v.credentialProfile.injectClaudeToken && (tokens.claudeToken ?? "").isEmpty {
+            throw .validation(
+                field: "X-Claude-Token",
+                message: "credential_profile.inject_claude_token is set but the X-Claude-Token header is missing")
+        }
+        if v.credentialProfile.injectCodexToken && (tokens.codexToken ?? "").isEmpty {
+            throw .validation(
+                field: "X-Codex-Token",
+                message: "credential_profile.inject_codex_token is set but the X-Codex-Token header is missing")
+        }
+        let id = Identifier.make("dbx_")
+        let now = Date()
+        do {
+            var secrets: [PendingSecretRecord] = []
+            // A header without its flag is not stored.
+            if v.credentialProfile.injectClaudeToken, let t = tokens.claudeToken {
+                secrets.append(PendingSecretRecord(devboxId: id, kind: "claude", valueEncrypted: try cipher.seal(t)))
+            }
+            if v.credentialProfile.injectCodexToken, let t = tokens.codexToken {
+                secrets.append(PendingSecretRecord(devboxId: id, kind: "codex", valueEncrypted: try cipher.seal(t)))
+            }
+            let env = try v.env.map { EnvRecord(devboxId: id, key: $0.key, valueEncrypted: try cipher.seal($0.value)) }
+            let repos = v.repositories.enumerated().map { i, r in
+                RepositoryRecord(
+                    devboxId: id, position: i, repoId: r.repoId, fullName: r.fullName, ref: r.ref ?? "main",
+                    targetPath: r.targetPath ?? "/workspace", status: "pending")
+            }
+            let record = DevboxRecord(
+                id: id, userId: principal.userId, name: v.name, plan: v.plan.name, state: .requested,
+                envKeys: v.env.map(\.key), setupCommands: v.setupCommands, setupTimeoutSeconds: v.setupTimeoutSeconds,
+                injectClaudeToken: v.credentialProfile.injectClaudeToken,
+                injectCodexToken: v.credentialProfile.injectCodexToken, createdAt: now, updatedAt: now,
+                idleTimeoutSeconds: v.idleTimeoutSeconds, ttlSeconds: v.ttlSeconds,
+                expiresAt: v.ttlSeconds.map { now.addingTimeInterval(TimeInterval($0)) }, lastActivityAt: now)
+            let devbox = try await db.insertDevbox(
+                NewDevbox(record: record, env: env, secrets: secrets, repositories: repos))
+            jobs.signal()
+            logger.info("devbox created", metadata: ["devbox": "\(id)", "plan": "\(v.plan.name)"])
+            return devbox
+        } catch {
+            logger.error("create failed: \(error)")
+            throw .unavailable("the devbox could not be stored, try again")
+        }
+    }
+
+    public func listDevboxes(_ principal: Principal) async throws(ServiceError) -> [Devbox] {
+        do { return try await db.devboxes(userId: principal.userId) } catch { throw storageFailure(error) }
+    }
+
+    /// Another user's devbox answers exactly like an unknown one.
+    public func devbox(_ principal: Principal, id: String) async throws(ServiceError) -> Devbox {
+        let found: Devbox?
+        do { found = try await db.devbox(id: id, userId: principal.userId) } catch { throw storageFailure(error) }
+        guard let found else { throw .notFound("no devbox with id \(id)") }
+        return found
+    }
+
+    public func operations(_ principal: Principal, id: String) async throws(ServiceError) -> [DevboxOperation] {
+        _ = try await devbox(principal, id: id)
+        do { return try await db.operations(devboxId: id).map(\.model) } catch { throw storageFailure(error) }
+    }
+
+    /// Destroys a devbox from any state: cancels in-flight work, tears down the sandbox,
+    /// deletes pending secrets. Idempotent.
+    public func deleteDevbox(_ principal: Principal, id: String) async throws(ServiceError) {
+        let box = try await devbox(principal, id: id)
+        if box.state == .destroyed { return }
+        do {
+            try await db.transition(id, to: .destroyed) { r in
+                r.destroyedAt = Date()
+                r.leaseOwner = nil
+                r.leaseExpiresAt = nil
+            }
+        } catch StorageError.illegalTransition(from: .destroyed, _) {
+            return
+        } catch {
+            throw storageFailure(error)
+        }
+        jobs.cancel(devboxId: id)
+        try? await db.revokeAllSessions(devboxId: id)
+        gateway.current?.closeConnections(devboxId: id)
+        await teardown(id, reason: "destroyed by request")
+    }
+
+    /// Removes the sandbox and every secret of a devbox that has left the live states.
+    func teardown(_ id: String, reason: String) async {
+        do {
+            try await sandbox.destroy(box: id)
+        } catch {
+            logger.error("sandbox teardown failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
+        }
+        do {
+            try await db.finishRemainingOperations(devboxId: id, reason: reason)
+            try await db.deletePendingSecrets(devboxId: id)
+        } catch {
+            logger.error("teardown bookkeeping failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
+        }
+        logger.info("devbox torn down", metadata: ["devbox": "\(id)", "reason": "\(reason)"])
+    }
+
+    // MARK: Users
+
+    public func profile(_ principal: Principal) async throws(ServiceError) -> UserProfile {
+        let p: UserProfile?
+        do { p = try await db.userProfile(principal) } catch { throw storageFailure(error) }
+        guard let p else { throw .notFound("user not found") }
+        return p
+    }
+
+    func storageFailure(_ error: any Error) -> ServiceError {
+        if let e = error as? ServiceError { return e }
+        logger.error("storage failure: \(error)")
+        return .unavailable("storage is unavailable, try again")
+    }
+}
+
+/// Caches live provider-token hashes and user ids so authentication costs no query on
+/// the hot path. Revocations made by another process apply within `ttl`.
+actor TokenCache {
+    struct Entry: Sendable {
+        var tokenId: String
+        var providerId: String
+    }
+    private var tokens: [String: Entry] = [:]
+    private var loadedAt: ContinuousClock.Instant?
+    private var users: [String: String] = [:]
+    private let ttl: Duration = .seconds(2)
+
+    func lookup(hash: String, load: @Sendable () async throws -> [(id: String, providerId: String, hash: String)]) async throws -> Entry? {
+        let now = ContinuousClock.now
+        if let loadedAt, now - loadedAt < ttl {
+            return constantTimeFind(hash)
+        }
+        let rows = try await load()
+        var fresh: [String: Entry] = [:]
+        for r in rows { fresh[r.hash] = Entry(tokenId: r.id, providerId: r.providerId) }
+        tokens = fresh
+        loadedAt = now
+        return constantTimeFind(hash)
+    }
+
+    func invalidate() { loadedAt = nil }
+
+    /// Compares the presented hash with every live hash without an early exit.
+    private func constantTimeFind(_ hash: String) -> Entry? {
+        var found: Entry?
+        let presented = Array(hash.utf8)
+        for (h, e) in tokens where ConstantTime.equals(Array(h.utf8), presented) {
+            found = e
+        }
+        return found
+    }
+
+    func user(providerId: String, subject: String, resolve: @Sendable () async throws -> String) async throws -> String {
+        let key = providerId + "\u{0}" + subject
+        if let u = users[key] { return u }
+        let u = try await resolve()
+        users[key] = u
+        return u
+    }
+}

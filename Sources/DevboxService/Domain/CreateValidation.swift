@@ -1,0 +1,182 @@
+import DevboxModel
+import Foundation
+
+/// A create request after validation: defaults applied, every limit checked.
+struct ValidatedCreate: Sendable {
+    var name: String
+    var plan: Plan
+    var env: [(key: String, value: String)]
+    var setupCommands: [String]
+    var setupTimeoutSeconds: Int
+    var credentialProfile: CredentialProfile
+    var repositories: [DevboxRepositoryRequest]
+    var idleTimeoutSeconds: Int?
+    var ttlSeconds: Int?
+}
+
+/// The seed's limits for a create request. Each failure names the field.
+enum CreateValidation {
+    static let maxEnvKeys = 64
+    static let maxEnvValueBytes = 32 * 1024
+    static let maxSetupCommands = 32
+    static let maxSetupCommandBytes = 4 * 1024
+    static let setupTimeoutRange = 30...3600
+    static let defaultSetupTimeout = 900
+    static let maxRepositories = 16
+    static let idleTimeoutRange = 60...(30 * 24 * 3600)
+    static let ttlRange = 60...(365 * 24 * 3600)
+
+    static func validate(_ r: CreateDevboxRequest, plans: [Plan], defaultPlan: String) throws(ServiceError) -> ValidatedCreate {
+        let name = r.name
+        guard !name.isEmpty, name.count <= 64 else {
+            throw .validation(field: "name", message: "name must be 1 to 64 characters")
+        }
+        guard name.unicodeScalars.allSatisfy({ $0.properties.generalCategory != .control && $0.properties.generalCategory != .format && $0.properties.generalCategory != .lineSeparator && $0.properties.generalCategory != .paragraphSeparator }) else {
+            throw .validation(field: "name", message: "name must contain printable characters only")
+        }
+        let planName = r.plan ?? defaultPlan
+        guard let plan = plans.first(where: { $0.name == planName }) else {
+            throw .validation(
+                field: "plan", message: "unknown plan '\(planName)'; plans: \(plans.map(\.name).joined(separator: ", "))")
+        }
+        let env = try validateEnv(r.env ?? [:])
+        let commands = r.setupCommands ?? []
+        guard commands.count <= maxSetupCommands else {
+            throw .validation(field: "setup_commands", message: "at most \(maxSetupCommands) setup commands")
+        }
+        for (i, c) in commands.enumerated() {
+            guard c.utf8.count <= maxSetupCommandBytes else {
+                throw .validation(field: "setup_commands[\(i)]", message: "each setup command is at most 4 KiB")
+            }
+            guard !c.contains("\0") else {
+                throw .validation(field: "setup_commands[\(i)]", message: "setup commands cannot contain NUL bytes")
+            }
+        }
+        let timeout = r.setupTimeoutSeconds ?? defaultSetupTimeout
+        guard setupTimeoutRange.contains(timeout) else {
+            throw .validation(field: "setup_timeout_seconds", message: "setup_timeout_seconds must be between 30 and 3600")
+        }
+        if let idle = r.idleTimeoutSeconds, !idleTimeoutRange.contains(idle) {
+            throw .validation(field: "idle_timeout_seconds", message: "idle_timeout_seconds must be between 60 and 2592000")
+        }
+        if let ttl = r.ttlSeconds, !ttlRange.contains(ttl) {
+            throw .validation(field: "ttl_seconds", message: "ttl_seconds must be between 60 and 31536000")
+        }
+        let repos = try validateRepositories(r)
+        return ValidatedCreate(
+            name: name, plan: plan, env: env, setupCommands: commands, setupTimeoutSeconds: timeout,
+            credentialProfile: r.credentialProfile ?? CredentialProfile(), repositories: repos,
+            idleTimeoutSeconds: r.idleTimeoutSeconds, ttlSeconds: r.ttlSeconds)
+    }
+
+    static func validateEnv(_ env: [String: String]) throws(ServiceError) -> [(key: String, value: String)] {
+        guard env.count <= maxEnvKeys else {
+            throw .validation(field: "env", message: "at most \(maxEnvKeys) environment variables")
+        }
+        for (k, v) in env {
+            guard isEnvKey(k) else {
+                throw .validation(field: "env.\(k)", message: "environment variable names must match ^[A-Z_][A-Z0-9_]*$")
+            }
+            guard v.utf8.count <= maxEnvValueBytes else {
+                throw .validation(field: "env.\(k)", message: "each environment value is at most 32 KiB")
+            }
+            guard !v.contains("\0") else {
+                throw .validation(field: "env.\(k)", message: "environment values cannot contain NUL bytes")
+            }
+        }
+        return env.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) }
+    }
+
+    static func isEnvKey(_ k: String) -> Bool {
+        guard let first = k.utf8.first, first == UInt8(ascii: "_") || (65...90).contains(first) else { return false }
+        return k.utf8.allSatisfy { $0 == UInt8(ascii: "_") || (65...90).contains($0) || (48...57).contains($0) }
+    }
+
+    /// Validates `repositories[]` and the legacy `repository` + `branch` pair (which becomes one entry).
+    static func validateRepositories(_ r: CreateDevboxRequest) throws(ServiceError) -> [DevboxRepositoryRequest] {
+        var out: [DevboxRepositoryRequest] = []
+        if let legacy = r.repository {
+            guard let fullName = legacyFullName(legacy) else {
+                throw .validation(
+                    field: "repository", message: "repository must be owner/name or a https://…/owner/name URL")
+            }
+            let branch = r.branch ?? "main"
+            guard isSafeRef(branch) else { throw .validation(field: "branch", message: "branch is not a valid git ref") }
+            out.append(DevboxRepositoryRequest(fullName: fullName, ref: branch, targetPath: nil))
+        } else if r.branch != nil {
+            throw .validation(field: "branch", message: "branch is only valid together with repository")
+        }
+        for (i, repo) in (r.repositories ?? []).enumerated() {
+            let f = "repositories[\(i)]"
+            guard isFullName(repo.fullName) else {
+                throw .validation(field: "\(f).full_name", message: "full_name must be owner/name")
+            }
+            if let ref = repo.ref, !isSafeRef(ref) {
+                throw .validation(field: "\(f).ref", message: "ref is not a valid branch, tag or commit")
+            }
+            if let id = repo.repoId, id <= 0 {
+                throw .validation(field: "\(f).repo_id", message: "repo_id must be a positive integer")
+            }
+            out.append(repo)
+        }
+        guard out.count <= maxRepositories else {
+            throw .validation(field: "repositories", message: "at most \(maxRepositories) repositories")
+        }
+        var seen = Set<String>()
+        for (i, repo) in out.enumerated() {
+            let field = r.repository != nil && i == 0 ? "repository" : "repositories[\(i - (r.repository != nil ? 1 : 0))].target_path"
+            let name = String(repo.fullName.split(separator: "/").last ?? "")
+            let path = repo.targetPath ?? "/workspace/\(name)"
+            guard let normalized = normalizeWorkspacePath(path) else {
+                throw .validation(
+                    field: field, message: "target_path must be an absolute path inside /workspace without '..'")
+            }
+            guard seen.insert(normalized).inserted else {
+                throw .validation(field: field, message: "two repositories share the target_path \(normalized)")
+            }
+            out[i].targetPath = normalized
+            out[i].ref = repo.ref ?? "main"
+        }
+        return out
+    }
+
+    static func isFullName(_ s: String) -> Bool {
+        let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return false }
+        return parts.allSatisfy { p in
+            !p.isEmpty && p.count <= 100 && p != "." && p != ".."
+                && p.utf8.allSatisfy { c in
+                    (48...57).contains(c) || (65...90).contains(c) || (97...122).contains(c) || c == 45 || c == 46 || c == 95
+                }
+        }
+    }
+
+    static func legacyFullName(_ s: String) -> String? {
+        var t = s
+        for prefix in ["https://github.com/", "http://github.com/", "git@github.com:"] where t.hasPrefix(prefix) {
+            t = String(t.dropFirst(prefix.count))
+        }
+        if t.hasPrefix("https://") || t.hasPrefix("http://"), let url = URL(string: t) {
+            t = url.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        }
+        if t.hasSuffix(".git") { t = String(t.dropLast(4)) }
+        return isFullName(t) ? t : nil
+    }
+
+    static func isSafeRef(_ s: String) -> Bool {
+        guard !s.isEmpty, s.utf8.count <= 255, !s.hasPrefix("-"), !s.hasPrefix("/"), !s.hasSuffix("/"),
+            !s.hasSuffix(".lock"), !s.contains(".."), !s.contains("@{"), !s.contains("//")
+        else { return false }
+        return s.unicodeScalars.allSatisfy { c in
+            c.value > 32 && c.value != 127 && !"~^:?*[\\".unicodeScalars.contains(c)
+        }
+    }
+
+    /// `/workspace/x/../y` style paths are refused outright; returns the path without a trailing slash.
+    static func normalizeWorkspacePath(_ p: String) -> String? {
+        guard p.hasPrefix("/workspace/"), !p.contains("\0") else { return nil }
+        let comps = p.split(separator: "/")
+        guard comps.count >= 2, comps.allSatisfy({ $0 != ".." && $0 != "." }) else { return nil }
+        return "/" + comps.joined(separator: "/")
+    }
+}

@@ -1,0 +1,40 @@
+import DevboxModel
+
+/// The allowed state transitions of a devbox: one table, checked by every state write.
+public enum DevboxStateMachine {
+    /// Every allowed `from → to` pair. `destroyed` is reachable from any live state.
+    public static let transitions: [DevboxState: Set<DevboxState>] = [
+        .requested: [.provisioning, .failed, .destroyed],
+        .provisioning: [.provisioning, .ready, .failed, .destroyed],
+        .ready: [.stopped, .failed, .destroyed],
+        .stopped: [.ready, .failed, .destroyed],
+        .failed: [.destroyed],
+        .destroyed: [],
+    ]
+
+    public static func canTransition(from: DevboxState, to: DevboxState) -> Bool {
+        transitions[from]?.contains(to) ?? false
+    }
+
+    /// States in which the provisioning pipeline still has work to do.
+    public static let pipelineStates: Set<DevboxState> = [.requested, .provisioning]
+
+    /// States in which a sandbox may exist on the host.
+    public static let sandboxStates: Set<DevboxState> = [.provisioning, .ready, .stopped]
+}
+
+/// Allowed status transitions of one operation.
+public enum OperationStateMachine {
+    public static let transitions: [OperationStatus: Set<OperationStatus>] = [
+        .pending: [.running, .skipped, .failed],
+        // running → pending: the pipeline restarts a step interrupted by a service crash.
+        .running: [.succeeded, .failed, .pending],
+        .succeeded: [],
+        .failed: [],
+        .skipped: [],
+    ]
+
+    public static func canTransition(from: OperationStatus, to: OperationStatus) -> Bool {
+        transitions[from]?.contains(to) ?? false
+    }
+}

@@ -1,0 +1,169 @@
+import DevboxModel
+import Foundation
+import Logging
+
+/// Captured output of a step: the tail that is kept and whether older bytes were dropped.
+struct StepOutput: Sendable {
+    var text: String = ""
+    var truncated = false
+}
+
+enum StepOutcome: Sendable {
+    case succeeded(StepOutput)
+    case skipped(String)
+    case failed(String, StepOutput)
+}
+
+/// A bounded tail of bytes: appends keep only the last `limit` bytes.
+struct TailBuffer {
+    let limit: Int
+    private(set) var bytes: [UInt8] = []
+    private(set) var truncated = false
+
+    init(limit: Int) { self.limit = limit }
+
+    mutating func append<S: Sequence>(_ more: S) where S.Element == UInt8 {
+        bytes.append(contentsOf: more)
+        if bytes.count > limit {
+            bytes.removeFirst(bytes.count - limit)
+            truncated = true
+        }
+    }
+
+    mutating func markTruncated() { truncated = true }
+
+    var output: StepOutput {
+        // A cut may land inside a UTF-8 sequence: decoding repairs it with U+FFFD.
+        StepOutput(text: String(decoding: bytes, as: UTF8.self), truncated: truncated)
+    }
+}
+
+/// The five provisioning steps of one devbox.
+struct Pipeline: Sendable {
+    let core: DevboxCore
+    let job: ClaimedJob
+    let log: Logger
+
+    var id: String { job.devbox.id }
+
+    func run(_ kind: OperationKind) async throws -> StepOutcome {
+        switch kind {
+        case .provision: try await provision()
+        case .injectCredentials: try await injectCredentials()
+        case .cloneRepositories: try await cloneRepositories()
+        case .runSetupCommands: try await runSetupCommands()
+        case .publishAccess: try await publishAccess()
+        }
+    }
+
+    private func userEnv() async throws -> [String: String] {
+        var env: [String: String] = [:]
+        for r in try await core.db.envRecords(devboxId: id) {
+            env[r.key] = try core.cipher.open(r.valueEncrypted)
+        }
+        return env
+    }
+
+    private func provision() async throws -> StepOutcome {
+        guard let plan = core.configuration.plans.first(where: { $0.name == job.devbox.plan }) else {
+            return .failed("plan '\(job.devbox.plan)' is no longer configured", StepOutput())
+        }
+        let limits = BoxLimits(memoryBytes: Int64(plan.memoryMiB) << 20, cpus: plan.cpus, pids: plan.pids)
+        let started = ContinuousClock.now
+        do {
+            try await core.sandbox.create(box: id, limits: limits, env: try await userEnv())
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            return .failed("the sandbox could not be started: \(error)", StepOutput())
+        }
+        let ms = (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000
+            + (ContinuousClock.now - started).components.seconds * 1000
+        return .succeeded(
+            StepOutput(text: "sandbox started (plan \(plan.name): \(plan.memoryMiB) MiB, \(plan.cpus) CPU, \(plan.pids) pids) in \(ms) ms\n"))
+    }
+
+    private func injectCredentials() async throws -> StepOutcome {
+        let secrets = try await core.db.pendingSecrets(devboxId: id)
+        guard !secrets.isEmpty else { return .skipped("no credentials to inject\n") }
+        var env = try await userEnv()
+        var injected: [String] = []
+        for s in secrets {
+            let value = try core.cipher.open(s.valueEncrypted)
+            switch s.kind {
+            case "claude":
+                env["ANTHROPIC_API_KEY"] = value
+                injected.append("ANTHROPIC_API_KEY")
+            case "codex":
+                env["OPENAI_API_KEY"] = value
+                injected.append("OPENAI_API_KEY")
+            default: continue
+            }
+        }
+        do {
+            try await core.sandbox.writeEnv(box: id, env: env)
+        } catch {
+            return .failed("writing the credentials into the devbox failed", StepOutput())
+        }
+        return .succeeded(StepOutput(text: "injected \(injected.sorted().joined(separator: ", "))\n"))
+    }
+
+    private func cloneRepositories() async throws -> StepOutcome {
+        guard !job.repositories.isEmpty else { return .skipped("no repositories to clone\n") }
+        return .failed(
+            "repository cloning needs the GitHub integration, which is not configured on this server",
+            StepOutput())
+    }
+
+    private func runSetupCommands() async throws -> StepOutcome {
+        let commands = job.devbox.setupCommands
+        guard !commands.isEmpty else { return .skipped("no setup commands\n") }
+        let timeout = job.devbox.setupTimeoutSeconds
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        var tail = TailBuffer(limit: core.configuration.setupOutputLimit)
+        for (i, command) in commands.enumerated() {
+            tail.append(Array("$ \(command)\n".utf8))
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero else {
+                return .failed("timed out after \(timeout) s", tail.output)
+            }
+            let r: BoxExecResult
+            do {
+                r = try await core.sandbox.exec(
+                    box: id, argv: ["/bin/sh", "-c", command], env: [:], cwd: "/workspace", stdin: nil,
+                    timeout: remaining, outputLimit: core.configuration.setupOutputLimit, mergeStderr: true)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                return .failed("setup command \(i + 1) could not be started: \(error)", tail.output)
+            }
+            if r.truncated { tail.markTruncated() }
+            tail.append(r.stdout)
+            if r.timedOut {
+                return .failed("timed out after \(timeout) s (in setup command \(i + 1): \(Self.short(command)))", tail.output)
+            }
+            if let sig = r.signal {
+                return .failed("setup command \(i + 1) (\(Self.short(command))) was killed by signal \(sig)", tail.output)
+            }
+            if let code = r.exitCode, code != 0 {
+                return .failed("setup command \(i + 1) (\(Self.short(command))) exited with code \(code)", tail.output)
+            }
+            // Keep the live tail visible while later commands run.
+            try? await core.db.updateOperationOutput(
+                devboxId: id, kind: .runSetupCommands, output: tail.output.text, truncated: tail.truncated)
+        }
+        return .succeeded(tail.output)
+    }
+
+    private func publishAccess() async throws -> StepOutcome {
+        guard await core.sandbox.isRunning(box: id) else {
+            return .failed("the sandbox stopped running before it became ready", StepOutput())
+        }
+        return .succeeded(StepOutput(text: "SSH access available through the gateway\n"))
+    }
+
+    static func short(_ command: String) -> String {
+        let oneLine = command.replacingOccurrences(of: "\n", with: " ")
+        return oneLine.count > 80 ? String(oneLine.prefix(77)) + "..." : oneLine
+    }
+}

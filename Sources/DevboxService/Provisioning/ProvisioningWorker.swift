@@ -1,0 +1,216 @@
+import DevboxModel
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Claims devboxes whose pipeline is unfinished and runs their steps, several at a time.
+/// A lease with heartbeat makes a crashed worker's jobs claimable again; on shutdown it
+/// stops at the next step boundary and releases its leases.
+public struct ProvisioningWorker: Service {
+    let core: DevboxCore
+    let owner: String
+
+    public init(core: DevboxCore) {
+        self.core = core
+        self.owner = Identifier.make("wrk_", length: 12)
+    }
+
+    public func run() async throws {
+        await core.recoverOnStartup()
+        let stopping = StopFlag()
+        let active = AtomicCounter()
+        let runner = JobRunner(core: core, owner: owner, stopping: stopping)
+        let limit = core.configuration.workerConcurrency
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                while !stopping.isSet {
+                    var claimed = false
+                    while active.value < limit, !stopping.isSet {
+                        let job: ClaimedJob?
+                        do {
+                            job = try await core.db.claimJob(owner: owner, lease: core.configuration.leaseSeconds)
+                        } catch {
+                            core.logger.error("claiming a job failed: \(error)")
+                            job = nil
+                        }
+                        guard let job else { break }
+                        claimed = true
+                        active.add(1)
+                        group.addTask {
+                            await runner.run(job)
+                            active.add(-1)
+                            core.jobs.signal()
+                        }
+                    }
+                    if !claimed || active.value >= limit {
+                        await core.jobs.wait(timeout: .seconds(1))
+                    }
+                }
+                await group.waitForAll()
+            }
+        } onGracefulShutdown: {
+            stopping.set()
+            core.jobs.signal()
+        }
+    }
+}
+
+extension DevboxCore {
+    /// Start-up: removes sandboxes, mounts and cgroups that no live devbox owns (left by a crash).
+    func recoverOnStartup() async {
+        do {
+            let keep = try await db.devboxIds(inStates: DevboxStateMachine.sandboxStates)
+            let removed = await sandbox.sweep(keeping: Set(keep))
+            if !removed.isEmpty {
+                logger.notice("swept leftover sandboxes", metadata: ["count": "\(removed.count)", "ids": "\(removed)"])
+            }
+        } catch {
+            logger.error("start-up sweep failed: \(error)")
+        }
+    }
+}
+
+/// Why a job stopped before its devbox became ready.
+enum JobStop: Error {
+    case failed(OperationKind, String)
+    case cancelled
+    case shutdown
+    case leaseLost
+}
+
+/// Runs one claimed job to a final state (or to a step boundary on shutdown).
+struct JobRunner: Sendable {
+    let core: DevboxCore
+    let owner: String
+    let stopping: StopFlag
+
+    func run(_ job: ClaimedJob) async {
+        let id = job.devbox.id
+        let log = Logger.withDevbox(core.logger, id)
+        let work = Task { try await steps(job, log: log) }
+        core.jobs.register(devboxId: id) { work.cancel() }
+        let heartbeat = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(core.configuration.leaseSeconds / 3))
+                if try await !core.db.heartbeat(devboxId: id, owner: owner, lease: core.configuration.leaseSeconds) {
+                    log.warning("lease lost; stopping the job")
+                    work.cancel()
+                    return
+                }
+            }
+        }
+        let result = await work.result
+        heartbeat.cancel()
+        core.jobs.unregister(devboxId: id)
+        switch result {
+        case .success:
+            break
+        case .failure(JobStop.failed(let op, let message)):
+            await fail(id, op: op, message: message, log: log)
+        case .failure(JobStop.shutdown):
+            try? await core.db.releaseLease(devboxId: id, owner: owner)
+            log.info("job paused at a step boundary for shutdown")
+        case .failure(JobStop.leaseLost):
+            break
+        case .failure(let error):
+            // Cancelled by DELETE, or an unexpected error: the devbox state decides.
+            let state = (try? await core.db.devboxRecord(id: id))?.state
+            if state == .destroyed {
+                await core.teardown(id, reason: "destroyed while provisioning")
+            } else if error is CancellationError || error as? JobStop != nil {
+                try? await core.db.releaseLease(devboxId: id, owner: owner)
+            } else {
+                await fail(id, op: .provision, message: "internal error: \(error)", log: log)
+            }
+        }
+    }
+
+    private func fail(_ id: String, op: OperationKind, message: String, log: Logger) async {
+        log.warning("provisioning failed", metadata: ["operation": "\(op.rawValue)", "error": "\(message)"])
+        do {
+            try await core.db.updateOperation(devboxId: id, kind: op, status: .failed, error: message)
+            try await core.db.transition(id, to: .failed, leaseOwner: owner) { r in
+                r.errorOperation = op.rawValue
+                r.errorMessage = message
+                r.leaseOwner = nil
+                r.leaseExpiresAt = nil
+            }
+        } catch {
+            log.error("recording the failure failed: \(error)")
+        }
+        await core.teardown(id, reason: "failed: \(op.rawValue)")
+    }
+
+    private func steps(_ job: ClaimedJob, log: Logger) async throws {
+        let id = job.devbox.id
+        var ops = Dictionary(uniqueKeysWithValues: job.operations.map { ($0.name, $0.status) })
+        // A step that was running when the service died: restart the pipeline from scratch,
+        // unless setup commands already ran (they are not idempotent).
+        var interrupted = ops.values.contains(.running)
+        if !interrupted, ops[.provision] == .succeeded {
+            interrupted = await !core.sandbox.isRunning(box: id)
+        }
+        if interrupted {
+            if ops[.runSetupCommands] == .running || ops[.runSetupCommands] == .succeeded {
+                throw JobStop.failed(
+                    .runSetupCommands,
+                    "interrupted by a service restart while running setup commands; delete this devbox and create a new one")
+            }
+            log.notice("restarting an interrupted pipeline from the first step")
+            try? await core.sandbox.destroy(box: id)
+            for kind in OperationKind.allCases where ops[kind] != .pending {
+                try await core.db.updateOperation(devboxId: id, kind: kind, status: .pending)
+                ops[kind] = .pending
+            }
+        }
+        let pipeline = Pipeline(core: core, job: job, log: log)
+        for kind in OperationKind.allCases where ops[kind] == .pending {
+            if stopping.isSet { throw JobStop.shutdown }
+            try Task.checkCancellation()
+            try await core.db.updateOperation(devboxId: id, kind: kind, status: .running)
+            let outcome = try await pipeline.run(kind)
+            try Task.checkCancellation()
+            switch outcome {
+            case .succeeded(let output):
+                try await core.db.updateOperation(devboxId: id, kind: kind, status: .succeeded, output: output.text, truncated: output.truncated)
+            case .skipped(let why):
+                try await core.db.updateOperation(devboxId: id, kind: kind, status: .skipped, output: why)
+            case .failed(let message, let output):
+                try await core.db.updateOperation(
+                    devboxId: id, kind: kind, status: .running, output: output.text, truncated: output.truncated)
+                throw JobStop.failed(kind, message)
+            }
+        }
+        try await core.db.transition(id, to: .ready, leaseOwner: owner) { r in
+            r.readyAt = Date()
+            r.leaseOwner = nil
+            r.leaseExpiresAt = nil
+        }
+        // The AI tokens now live only inside the box.
+        try await core.db.deletePendingSecrets(devboxId: id)
+        log.info("devbox ready")
+    }
+}
+
+/// A counter shared by the worker loop and its job tasks.
+final class AtomicCounter: Sendable {
+    private let v = Atomic(0)
+    var value: Int { v.load(ordering: .relaxed) }
+    func add(_ n: Int) { v.add(n, ordering: .relaxed) }
+}
+
+/// A set-once flag shared by copies of a runner.
+final class StopFlag: Sendable {
+    private let value = Atomic(false)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func set() { value.store(true, ordering: .relaxed) }
+}
+
+extension Logger {
+    static func withDevbox(_ base: Logger, _ id: String) -> Logger {
+        var l = base
+        l[metadataKey: "devbox"] = "\(id)"
+        return l
+    }
+}

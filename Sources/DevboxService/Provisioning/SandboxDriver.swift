@@ -1,0 +1,56 @@
+import Foundation
+import Sandbox
+
+/// Resource limits handed to the sandbox runtime.
+public struct BoxLimits: Sendable, Equatable {
+    public var memoryBytes: Int64
+    public var cpus: Double
+    public var pids: Int
+    public init(memoryBytes: Int64, cpus: Double, pids: Int) {
+        self.memoryBytes = memoryBytes
+        self.cpus = cpus
+        self.pids = pids
+    }
+}
+
+/// The result of a command run to completion inside a box.
+public struct BoxExecResult: Sendable {
+    public var exitCode: Int32?
+    public var signal: Int32?
+    public var stdout: [UInt8]
+    public var stderr: [UInt8]
+    public var truncated: Bool
+    public var timedOut: Bool
+    public var durationNanos: UInt64
+    public init(
+        exitCode: Int32?, signal: Int32?, stdout: [UInt8], stderr: [UInt8], truncated: Bool, timedOut: Bool,
+        durationNanos: UInt64
+    ) {
+        self.exitCode = exitCode
+        self.signal = signal
+        self.stdout = stdout
+        self.stderr = stderr
+        self.truncated = truncated
+        self.timedOut = timedOut
+        self.durationNanos = durationNanos
+    }
+}
+
+/// What the service needs from a sandbox runtime. The crun runtime implements it; a
+/// Kubernetes or microVM backend would be another implementation.
+public protocol SandboxDriver: Sendable {
+    func prepareHost() async throws
+    func create(box: String, limits: BoxLimits, env: [String: String]) async throws
+    func writeEnv(box: String, env: [String: String]) async throws
+    func exec(
+        box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
+        outputLimit: Int, mergeStderr: Bool
+    ) async throws -> BoxExecResult
+    func spawn(box: String, _ spec: SandboxProcessSpec) async throws -> SandboxProcess
+    func stop(box: String) async throws
+    func start(box: String) async throws
+    func destroy(box: String) async throws
+    func sweep(keeping: Set<String>) async -> [String]
+    func isRunning(box: String) async -> Bool
+    func workspaceHostPath(box: String) -> String
+}

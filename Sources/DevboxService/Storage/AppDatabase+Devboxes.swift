@@ -1,0 +1,229 @@
+import DevboxModel
+import Foundation
+import GRDB
+
+/// Everything needed to insert a new devbox in one transaction.
+struct NewDevbox: Sendable {
+    var record: DevboxRecord
+    var env: [EnvRecord]
+    var secrets: [PendingSecretRecord]
+    var repositories: [RepositoryRecord]
+}
+
+/// A claimed provisioning job: the devbox and its operations at claim time.
+struct ClaimedJob: Sendable {
+    var devbox: DevboxRecord
+    var operations: [OperationRecord]
+    var repositories: [RepositoryRecord]
+}
+
+enum StorageError: Error, Equatable {
+    case illegalTransition(from: DevboxState, to: DevboxState)
+    case notFound
+    case leaseLost
+}
+
+extension AppDatabase {
+    /// Inserts the devbox, its five pending operations, encrypted env, pending secrets and
+    /// repositories in one transaction: either all of it is stored or none.
+    func insertDevbox(_ new: NewDevbox) async throws -> Devbox {
+        try await pool.write { db in
+            try new.record.insert(db)
+            for (i, kind) in OperationKind.allCases.enumerated() {
+                try OperationRecord(
+                    id: Identifier.make("op_"), devboxId: new.record.id, position: i, name: kind, status: .pending,
+                    output: "", outputTruncated: false
+                ).insert(db)
+            }
+            for e in new.env { try e.insert(db) }
+            for s in new.secrets { try s.insert(db) }
+            for r in new.repositories { try r.insert(db) }
+            return new.record.model(repositories: new.repositories)
+        }
+    }
+
+    func devbox(id: String, userId: String?) async throws -> Devbox? {
+        try await pool.read { db in
+            var q = DevboxRecord.filter(DevboxRecord.Columns.id == id)
+            if let userId { q = q.filter(DevboxRecord.Columns.userId == userId) }
+            guard let r = try q.fetchOne(db) else { return nil }
+            return r.model(repositories: try Self.repositories(db, id))
+        }
+    }
+
+    func devboxRecord(id: String) async throws -> DevboxRecord? {
+        try await pool.read { db in try DevboxRecord.fetchOne(db, key: id) }
+    }
+
+    func devboxes(userId: String) async throws -> [Devbox] {
+        try await pool.read { db in
+            let records = try DevboxRecord.filter(DevboxRecord.Columns.userId == userId)
+                .order(DevboxRecord.Columns.createdAt.desc).fetchAll(db)
+            let repos = try RepositoryRecord.filter(records.map(\.id).contains(Column("devbox_id")))
+                .order(Column("position")).fetchAll(db)
+            let byBox = Dictionary(grouping: repos, by: \.devboxId)
+            return records.map { $0.model(repositories: byBox[$0.id] ?? []) }
+        }
+    }
+
+    func devboxIds(inStates states: Set<DevboxState>) async throws -> [String] {
+        try await pool.read { db in
+            try String.fetchAll(
+                db, sql: "SELECT id FROM devboxes WHERE state IN (\(states.map { "'\($0.rawValue)'" }.joined(separator: ",")))")
+        }
+    }
+
+    func operations(devboxId: String) async throws -> [OperationRecord] {
+        try await pool.read { db in
+            try OperationRecord.filter(Column("devbox_id") == devboxId).order(Column("position")).fetchAll(db)
+        }
+    }
+
+    static func repositories(_ db: Database, _ devboxId: String) throws -> [RepositoryRecord] {
+        try RepositoryRecord.filter(Column("devbox_id") == devboxId).order(Column("position")).fetchAll(db)
+    }
+
+    func envRecords(devboxId: String) async throws -> [EnvRecord] {
+        try await pool.read { db in try EnvRecord.filter(Column("devbox_id") == devboxId).fetchAll(db) }
+    }
+
+    func pendingSecrets(devboxId: String) async throws -> [PendingSecretRecord] {
+        try await pool.read { db in try PendingSecretRecord.filter(Column("devbox_id") == devboxId).fetchAll(db) }
+    }
+
+    /// Deletes the AI tokens of a devbox and truncates the WAL so no copy stays on disk.
+    func deletePendingSecrets(devboxId: String) async throws {
+        let deleted = try await pool.write { db in
+            try PendingSecretRecord.filter(Column("devbox_id") == devboxId).deleteAll(db)
+        }
+        if deleted > 0 { await truncateWAL() }
+    }
+
+    /// Moves a devbox to `to` if the state machine allows it from its current state.
+    /// Returns the previous state. `mutate` adjusts other columns in the same write.
+    @discardableResult
+    func transition(
+        _ id: String, to: DevboxState, leaseOwner: String? = nil, mutate: (@Sendable (inout DevboxRecord) -> Void)? = nil
+    ) async throws -> DevboxState {
+        try await pool.write { db in
+            guard var r = try DevboxRecord.fetchOne(db, key: id) else { throw StorageError.notFound }
+            if let leaseOwner, r.leaseOwner != leaseOwner { throw StorageError.leaseLost }
+            let from = r.state
+            guard DevboxStateMachine.canTransition(from: from, to: to) else {
+                throw StorageError.illegalTransition(from: from, to: to)
+            }
+            r.state = to
+            r.updatedAt = Date()
+            mutate?(&r)
+            try r.update(db)
+            return from
+        }
+    }
+
+    /// Claims the oldest devbox whose pipeline is unfinished and whose lease is free or expired.
+    func claimJob(owner: String, lease: TimeInterval) async throws -> ClaimedJob? {
+        try await pool.write { db in
+            let now = Date()
+            guard var r = try DevboxRecord
+                .filter([DevboxState.requested, .provisioning].contains(DevboxRecord.Columns.state))
+                .filter(DevboxRecord.Columns.leaseExpiresAt == nil || DevboxRecord.Columns.leaseExpiresAt < now)
+                .order(DevboxRecord.Columns.createdAt)
+                .fetchOne(db)
+            else { return nil }
+            r.state = .provisioning
+            r.leaseOwner = owner
+            r.leaseExpiresAt = now.addingTimeInterval(lease)
+            r.updatedAt = now
+            try r.update(db)
+            let ops = try OperationRecord.filter(Column("devbox_id") == r.id).order(Column("position")).fetchAll(db)
+            return ClaimedJob(devbox: r, operations: ops, repositories: try Self.repositories(db, r.id))
+        }
+    }
+
+    /// Extends a lease; false when the lease was lost (another worker took it, or the devbox left the pipeline).
+    func heartbeat(devboxId: String, owner: String, lease: TimeInterval) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE devboxes SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND state = 'provisioning'",
+                arguments: [Date().addingTimeInterval(lease), devboxId, owner])
+            return db.changesCount > 0
+        }
+    }
+
+    func releaseLease(devboxId: String, owner: String) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE devboxes SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+                arguments: [devboxId, owner])
+        }
+    }
+
+    /// Sets an operation's status (checked against the operation state machine) and fields.
+    func updateOperation(
+        devboxId: String, kind: OperationKind, status: OperationStatus, output: String? = nil,
+        truncated: Bool? = nil, error: String? = nil
+    ) async throws {
+        try await pool.write { db in
+            guard var op = try OperationRecord.filter(Column("devbox_id") == devboxId && Column("name") == kind)
+                .fetchOne(db)
+            else { throw StorageError.notFound }
+            if op.status != status {
+                guard OperationStateMachine.canTransition(from: op.status, to: status) else { return }
+            }
+            let now = Date()
+            switch status {
+            case .running:
+                op.startedAt = now
+                op.finishedAt = nil
+            case .pending:
+                op.startedAt = nil
+                op.finishedAt = nil
+                op.output = ""
+                op.outputTruncated = false
+                op.error = nil
+            case .succeeded, .failed, .skipped:
+                op.finishedAt = now
+            }
+            op.status = status
+            if let output { op.output = output }
+            if let truncated { op.outputTruncated = truncated }
+            if let error { op.error = error }
+            try op.update(db)
+        }
+    }
+
+    /// Updates only the live output tail of a running operation.
+    func updateOperationOutput(devboxId: String, kind: OperationKind, output: String, truncated: Bool) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE operations SET output = ?, output_truncated = ? WHERE devbox_id = ? AND name = ? AND status = 'running'",
+                arguments: [output, truncated, devboxId, kind])
+        }
+    }
+
+    /// Marks every unfinished operation failed/skipped after the pipeline stopped on `failed`.
+    func finishRemainingOperations(devboxId: String, reason: String) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE operations SET status = 'failed', finished_at = ?, error = COALESCE(error, ?) WHERE devbox_id = ? AND status = 'running'",
+                arguments: [Date(), reason, devboxId])
+            try db.execute(
+                sql: "UPDATE operations SET status = 'skipped', finished_at = ? WHERE devbox_id = ? AND status = 'pending'",
+                arguments: [Date(), devboxId])
+        }
+    }
+
+    func updateRepository(devboxId: String, position: Int, status: String, commit: String?, error: String?) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE devbox_repositories SET status = ?, resolved_commit = ?, error = ? WHERE devbox_id = ? AND position = ?",
+                arguments: [status, commit, error, devboxId, position])
+        }
+    }
+
+    func touchActivity(devboxId: String) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE devboxes SET last_activity_at = ? WHERE id = ?", arguments: [Date(), devboxId])
+        }
+    }
+}

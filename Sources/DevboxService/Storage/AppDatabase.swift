@@ -1,0 +1,142 @@
+import Foundation
+import GRDB
+
+/// Owns the SQLite pool and its migrations. Every SQL statement of the service lives in
+/// this folder; the rest of the service calls the methods that keep the invariants.
+public final class AppDatabase: Sendable {
+    let pool: DatabasePool
+
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    public init(path: String) throws {
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            // Deleted rows (AI tokens after ready) are overwritten with zeros, not left in free pages.
+            try db.execute(sql: "PRAGMA secure_delete = ON")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        pool = try DatabasePool(path: path, configuration: config)
+        try Self.migrator.migrate(pool)
+    }
+
+    /// Copies the WAL into the main file and truncates the WAL to zero bytes, so content
+    /// deleted with secure_delete leaves no copy in `-wal`. Retries while readers hold old snapshots.
+    public func truncateWAL() async {
+        for attempt in 0..<50 {
+            do {
+                let done: Bool = try await pool.writeWithoutTransaction { db in
+                    let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+                    return (row?[0] as Int?) == 0
+                }
+                if done { return }
+            } catch {}
+            try? await Task.sleep(for: .milliseconds(attempt < 10 ? 5 : 50))
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1-core") { db in
+            try db.execute(sql: """
+                CREATE TABLE providers (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    name TEXT NOT NULL UNIQUE,
+                    created_at DATETIME NOT NULL
+                );
+                CREATE TABLE provider_tokens (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    provider_id TEXT NOT NULL REFERENCES providers(id) ON DELETE CASCADE,
+                    token_hash TEXT NOT NULL UNIQUE,
+                    hint TEXT NOT NULL,
+                    created_at DATETIME NOT NULL,
+                    revoked_at DATETIME
+                );
+                CREATE TABLE users (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    provider_id TEXT NOT NULL REFERENCES providers(id) ON DELETE CASCADE,
+                    subject TEXT NOT NULL,
+                    created_at DATETIME NOT NULL,
+                    ssh_key_type TEXT,
+                    ssh_key_fingerprint TEXT,
+                    ssh_public_key TEXT,
+                    ssh_key_updated_at DATETIME,
+                    UNIQUE (provider_id, subject)
+                );
+                CREATE TABLE devboxes (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    user_id TEXT NOT NULL REFERENCES users(id),
+                    name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 64),
+                    plan TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('requested','provisioning','ready','stopped','destroyed','failed')),
+                    env_keys TEXT NOT NULL,
+                    setup_commands TEXT NOT NULL,
+                    setup_timeout_seconds INTEGER NOT NULL CHECK (setup_timeout_seconds BETWEEN 30 AND 3600),
+                    inject_claude_token BOOLEAN NOT NULL,
+                    inject_codex_token BOOLEAN NOT NULL,
+                    created_at DATETIME NOT NULL,
+                    updated_at DATETIME NOT NULL,
+                    ready_at DATETIME,
+                    destroyed_at DATETIME,
+                    error_operation TEXT,
+                    error_message TEXT,
+                    idle_timeout_seconds INTEGER,
+                    ttl_seconds INTEGER,
+                    expires_at DATETIME,
+                    last_activity_at DATETIME,
+                    lease_owner TEXT,
+                    lease_expires_at DATETIME
+                );
+                CREATE INDEX devboxes_user ON devboxes(user_id, created_at);
+                CREATE INDEX devboxes_state ON devboxes(state);
+                CREATE TABLE operations (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    devbox_id TEXT NOT NULL REFERENCES devboxes(id) ON DELETE CASCADE,
+                    position INTEGER NOT NULL,
+                    name TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('pending','running','succeeded','failed','skipped')),
+                    started_at DATETIME,
+                    finished_at DATETIME,
+                    output TEXT NOT NULL DEFAULT '',
+                    output_truncated BOOLEAN NOT NULL DEFAULT 0,
+                    error TEXT,
+                    UNIQUE (devbox_id, name),
+                    UNIQUE (devbox_id, position)
+                );
+                CREATE TABLE devbox_env (
+                    devbox_id TEXT NOT NULL REFERENCES devboxes(id) ON DELETE CASCADE,
+                    key TEXT NOT NULL,
+                    value_encrypted TEXT NOT NULL,
+                    PRIMARY KEY (devbox_id, key)
+                );
+                CREATE TABLE devbox_pending_secrets (
+                    devbox_id TEXT NOT NULL REFERENCES devboxes(id) ON DELETE CASCADE,
+                    kind TEXT NOT NULL CHECK (kind IN ('claude','codex')),
+                    value_encrypted TEXT NOT NULL,
+                    PRIMARY KEY (devbox_id, kind)
+                );
+                CREATE TABLE devbox_repositories (
+                    devbox_id TEXT NOT NULL REFERENCES devboxes(id) ON DELETE CASCADE,
+                    position INTEGER NOT NULL,
+                    repo_id INTEGER,
+                    full_name TEXT NOT NULL,
+                    ref TEXT NOT NULL,
+                    target_path TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('pending','cloning','cloned','failed')),
+                    resolved_commit TEXT,
+                    error TEXT,
+                    PRIMARY KEY (devbox_id, position)
+                );
+                CREATE TABLE access_sessions (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    devbox_id TEXT NOT NULL REFERENCES devboxes(id) ON DELETE CASCADE,
+                    user_id TEXT NOT NULL REFERENCES users(id),
+                    created_at DATETIME NOT NULL,
+                    expires_at DATETIME NOT NULL,
+                    revoked_at DATETIME
+                );
+                CREATE INDEX access_sessions_devbox ON access_sessions(devbox_id);
+                """)
+        }
+        return m
+    }
+}
