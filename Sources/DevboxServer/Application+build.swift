@@ -1,0 +1,62 @@
+import DevboxModel
+import DevboxSecurity
+import DevboxService
+import Foundation
+import Hummingbird
+import Logging
+import Sandbox
+import ServiceLifecycle
+
+/// The parts of a running service, built once from the configuration. `devbox serve`
+/// runs them; tests build them the same way with a temporary data directory.
+public struct DevboxSystem: Sendable {
+    public let core: DevboxCore
+    public let routes: RouteTable
+    public let logger: Logger
+}
+
+/// Builds the service layer: data dir, database, keys, sandbox runtime, core.
+public func buildSystem(configuration: ServerConfiguration, logger: Logger) async throws -> DevboxSystem {
+    let fm = FileManager.default
+    try fm.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    let database = try AppDatabase(path: configuration.dataDirectory + "/devbox.sqlite")
+    let cipher = try FernetCipher.load(environmentKeys: configuration.encryptionKeys, dataDirectory: configuration.dataDirectory)
+    let sandbox = try CrunSandboxDriver(dataDirectory: configuration.dataDirectory, baseImage: configuration.baseImage, logger: logger)
+    try await sandbox.prepareHost()
+    let verifier = try await JWTUserVerifier.make(secret: configuration.userJWTSecret, jwksFile: configuration.userJWKSFile)
+    let core = DevboxCore(
+        database: database, cipher: cipher, sandbox: sandbox, configuration: configuration.core,
+        userVerifier: verifier,
+        sshEndpoint: SSHEndpoint(
+            host: configuration.sshPublicHost ?? configuration.sshHost, port: configuration.sshPublicPort ?? configuration.sshPort),
+        logger: logger)
+    return DevboxSystem(core: core, routes: RouteTable(), logger: logger)
+}
+
+/// Builds the HTTP router: health, OpenAPI, the REST API behind auth.
+public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
+    let router = Router(context: AppRequestContext.self)
+    router.add(middleware: RequestLogMiddleware(logger: system.logger))
+    router.add(middleware: JSONErrorMiddleware(logger: system.logger))
+    HealthController().register(on: router)
+    let api = router.group().add(middleware: AuthMiddleware(core: system.core))
+    DevboxesController(core: system.core).register(on: api, table: system.routes)
+    UsersController(core: system.core).register(on: api, table: system.routes)
+    SessionsController(core: system.core).register(on: api, table: system.routes)
+    return router
+}
+
+/// Builds the whole application: HTTP server plus the provisioning workers.
+public func buildApplication(configuration: ServerConfiguration, logger: Logger) async throws -> some ApplicationProtocol {
+    let system = try await buildSystem(configuration: configuration, logger: logger)
+    let router = buildRouter(system: system)
+    let worker = ProvisioningWorker(core: system.core)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "devbox"),
+        services: [worker],
+        onServerRunning: { channel in
+            logger.notice("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
+        },
+        logger: logger)
+}

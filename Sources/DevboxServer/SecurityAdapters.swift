@@ -1,0 +1,47 @@
+import DevboxSecurity
+import DevboxService
+import Foundation
+
+/// Fernet key ring as the service's secret cipher.
+struct FernetCipher: SecretCipher {
+    let ring: FernetKeyRing
+
+    static func load(environmentKeys: String?, dataDirectory: String) throws -> FernetCipher {
+        do {
+            var env: [String: String] = [:]
+            if let environmentKeys { env[FernetKeyRing.environmentVariable] = environmentKeys }
+            return FernetCipher(
+                ring: try FernetKeyRing.loadOrCreate(dataDirectory: URL(fileURLWithPath: dataDirectory), environment: env))
+        } catch {
+            throw ConfigurationError("\(error)")
+        }
+    }
+
+    func seal(_ plaintext: String) throws -> String { ring.encrypt(Array(plaintext.utf8)) }
+    func open(_ token: String) throws -> String { String(decoding: try ring.decrypt(token), as: UTF8.self) }
+}
+
+/// jwt-kit verification of user bearer tokens.
+struct JWTUserVerifier: UserTokenVerifying {
+    let verifier: UserTokenVerifier
+
+    static func make(secret: String?, jwksFile: String?) async throws -> JWTUserVerifier? {
+        guard secret != nil || jwksFile != nil else { return nil }
+        var jwks: String?
+        if let jwksFile {
+            guard let data = FileManager.default.contents(atPath: jwksFile) else {
+                throw ConfigurationError("DEVBOX_USER_JWKS_FILE '\(jwksFile)' cannot be read")
+            }
+            jwks = String(decoding: data, as: UTF8.self)
+        }
+        do {
+            return JWTUserVerifier(verifier: try await UserTokenVerifier(hs256Secret: secret, jwksJSON: jwks))
+        } catch {
+            throw ConfigurationError("user token keys are invalid: \(error)")
+        }
+    }
+
+    func subject(ofBearer token: String) async throws -> String {
+        try await verifier.verify(token).subject
+    }
+}
