@@ -1,1 +1,10 @@
-print("devbox")
+import ArgumentParser
+
+/// `devbox`: the service (`serve`, `mcp`) and its command line.
+@main
+struct DevboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "devbox",
+        abstract: "On-demand development environments for humans and AI agents.",
+        subcommands: [ServeCommand.self, TokenCommand.self])
+}

@@ -1,0 +1,111 @@
+import ArgumentParser
+import DevboxServer
+import DevboxService
+import Foundation
+import Hummingbird
+import Logging
+
+/// Options shared by every command that opens the data directory.
+struct DataDirOptions: ParsableArguments {
+    @Option(name: .long, help: "Data directory (env DEVBOX_DATA_DIR; default $XDG_DATA_HOME/devbox or ~/.local/share/devbox).")
+    var dataDir: String?
+
+    var resolved: String {
+        if let dataDir { return dataDir }
+        if let env = ProcessInfo.processInfo.environment["DEVBOX_DATA_DIR"], !env.isEmpty { return env }
+        return ServerConfiguration.defaultDataDirectory()
+    }
+}
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the service: REST API, MCP over HTTP, dashboard, SSH gateway and workers.")
+
+    @OptionGroup var data: DataDirOptions
+    @Option(name: .long, help: "HTTP listen address HOST:PORT (env DEVBOX_HTTP_ADDR; default 127.0.0.1:8080).")
+    var http: String?
+    @Option(name: .long, help: "SSH gateway listen address HOST:PORT (env DEVBOX_SSH_ADDR; default 127.0.0.1:2222).")
+    var ssh: String?
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        let logger = makeLogger(env)
+        let configuration: ServerConfiguration
+        do {
+            configuration = try Self.configuration(data: data.resolved, http: http, ssh: ssh, env: env)
+        } catch let e as ConfigurationError {
+            fail(e.description)
+        }
+        do {
+            try await ensureFirstToken(dataDirectory: configuration.dataDirectory, logger: logger)
+            let app = try await buildApplication(configuration: configuration, logger: logger)
+            try await app.runService()
+        } catch let e as ConfigurationError {
+            fail(e.description)
+        }
+    }
+
+    static func configuration(data: String, http: String?, ssh: String?, env: [String: String]) throws -> ServerConfiguration {
+        let httpAddr = try ServerConfiguration.parseAddress(
+            http ?? env["DEVBOX_HTTP_ADDR"] ?? "127.0.0.1:8080", name: "--http / DEVBOX_HTTP_ADDR")
+        let sshAddr = try ServerConfiguration.parseAddress(
+            ssh ?? env["DEVBOX_SSH_ADDR"] ?? "127.0.0.1:2222", name: "--ssh / DEVBOX_SSH_ADDR")
+        var core = CoreConfiguration()
+        if let plans = env["DEVBOX_PLANS"], !plans.isEmpty { core.plans = try Plan.parse(plans) }
+        if let d = env["DEVBOX_DEFAULT_PLAN"], !d.isEmpty {
+            guard core.plans.contains(where: { $0.name == d }) else {
+                throw ConfigurationError("DEVBOX_DEFAULT_PLAN '\(d)' is not one of the configured plans")
+            }
+            core.defaultPlan = d
+        }
+        var sshPublicPort: Int?
+        if let p = env["DEVBOX_SSH_PUBLIC_PORT"], !p.isEmpty {
+            guard let port = Int(p), (1...65535).contains(port) else {
+                throw ConfigurationError("DEVBOX_SSH_PUBLIC_PORT must be a port number, got '\(p)'")
+            }
+            sshPublicPort = port
+        }
+        return ServerConfiguration(
+            dataDirectory: data, httpHost: httpAddr.host, httpPort: httpAddr.port, sshHost: sshAddr.host,
+            sshPort: sshAddr.port, sshPublicHost: env["DEVBOX_SSH_PUBLIC_HOST"].flatMap { $0.isEmpty ? nil : $0 },
+            sshPublicPort: sshPublicPort, encryptionKeys: env["DEVBOX_ENCRYPTION_KEY"].flatMap { $0.isEmpty ? nil : $0 },
+            userJWTSecret: env["DEVBOX_USER_JWT_SECRET"].flatMap { $0.isEmpty ? nil : $0 },
+            userJWKSFile: env["DEVBOX_USER_JWKS_FILE"].flatMap { $0.isEmpty ? nil : $0 }, core: core,
+            baseImage: env["DEVBOX_BASE_IMAGE"].flatMap { $0.isEmpty ? nil : $0 },
+            logLevel: Logger.Level(rawValue: env["DEVBOX_LOG_LEVEL"] ?? "info") ?? .info)
+    }
+
+    /// On the very first start there is no token: create one and print it once.
+    func ensureFirstToken(dataDirectory: String, logger: Logger) async throws {
+        try FileManager.default.createDirectory(
+            atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let db = try AppDatabase(path: dataDirectory + "/devbox.sqlite")
+        guard try await !db.hasLiveProviderToken() else { return }
+        let token = try await TokenCommand.create(db: db, name: "default")
+        print("""
+            No provider token existed, so one was created. It is shown only this once:
+
+                X-Provider-Token: \(token)
+
+            Try: curl -s -H 'X-Provider-Token: \(token)' http://HOST:PORT/api/v1/users/me
+            """)
+    }
+}
+
+func makeLogger(_ env: [String: String]) -> Logger {
+    let level = Logger.Level(rawValue: env["DEVBOX_LOG_LEVEL"] ?? "info") ?? .info
+    LoggingSystem.bootstrap { label in
+        var h = StreamLogHandler.standardError(label: label)
+        h.logLevel = level
+        return h
+    }
+    var logger = Logger(label: "devbox")
+    logger.logLevel = level
+    return logger
+}
+
+/// Prints one clear line to stderr and exits non-zero (no stack trace).
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("devbox: error: \(message)\n".utf8))
+    exit(1)
+}
