@@ -1,0 +1,49 @@
+# devbox — two commands on a fresh Debian 12 machine (as root):
+#   make run    install packages, build, serve with embedded defaults
+#   make test   install packages and the Python test venv, build, run every test
+SHELL := /bin/bash
+SWIFT ?= swift
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test deps test-deps build build-release unit e2e venv bench clean format
+
+deps:
+	@scripts/install-deps.sh
+	@scripts/cgroup-fix.sh
+
+test-deps:
+	@scripts/install-deps.sh --test
+	@scripts/cgroup-fix.sh
+
+build-release: deps
+	$(SWIFT) build -c release --product devbox
+
+build: deps
+	$(SWIFT) build --build-tests
+
+run: build-release
+	.build/release/devbox serve
+
+venv: $(VENV)/.done
+$(VENV)/.done: Tests/e2e/requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r Tests/e2e/requirements.txt
+	touch $@
+
+unit: build
+	DEVBOX_TEST_PYTHON=$(CURDIR)/$(PY) $(SWIFT) test --skip-build
+
+e2e: build venv
+	DEVBOX_BIN=$(CURDIR)/.build/debug/devbox $(PY) -m pytest -q Tests/e2e
+
+test: test-deps venv build
+	DEVBOX_TEST_PYTHON=$(CURDIR)/$(PY) $(SWIFT) test --skip-build
+	DEVBOX_BIN=$(CURDIR)/.build/debug/devbox $(PY) -m pytest -q Tests/e2e
+
+bench: build-release venv
+	bench/run.sh
+
+clean:
+	rm -rf .build $(VENV)

@@ -1,0 +1,32 @@
+import Foundation
+import Logging
+import Testing
+
+@testable import DevboxServer
+
+@Suite("OpenAPI document")
+struct OpenAPITests {
+    @Test("every registered route is documented and every documented route exists")
+    func routesMatchDocument() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("devbox-openapi-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let system = try await buildSystem(
+            configuration: ServerConfiguration(dataDirectory: dir), logger: Logger(label: "test"))
+        _ = buildRouter(system: system)
+        var registered = Set(system.routes.entries.map { "\($0.method) \($0.path)" })
+        registered.insert("get /healthz")
+        registered.insert("get /openapi.json")
+
+        let doc = try JSONSerialization.jsonObject(with: Data(OpenAPIDocument.json.utf8)) as? [String: Any]
+        let paths = try #require(doc?["paths"] as? [String: [String: Any]])
+        var documented = Set<String>()
+        for (path, item) in paths {
+            for method in item.keys where ["get", "post", "put", "delete", "patch"].contains(method) {
+                documented.insert("\(method) \(path)")
+            }
+        }
+        #expect(registered.subtracting(documented).isEmpty, "undocumented routes: \(registered.subtracting(documented).sorted())")
+        #expect(documented.subtracting(registered).isEmpty, "documented but missing: \(documented.subtracting(registered).sorted())")
+        #expect((doc?["openapi"] as? String)?.hasPrefix("3.1") == true)
+    }
+}

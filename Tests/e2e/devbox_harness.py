@@ -1,0 +1,159 @@
+"""Starts real `devbox serve` processes for end-to-end tests and talks to them over HTTP."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+BIN = os.environ.get("DEVBOX_BIN") or str(Path(__file__).resolve().parents[2] / ".build/debug/devbox")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def crun_containers() -> list[str]:
+    out = subprocess.run(["crun", "list", "-q"], capture_output=True, text=True).stdout
+    return [l.strip() for l in out.splitlines() if l.strip()]
+
+
+class Server:
+    """One `devbox serve` with its own data dir, ports and log file."""
+
+    def __init__(self, data_dir: str | None = None, env: dict | None = None, token: str | None = None):
+        self.tmp = tempfile.mkdtemp(prefix="devbox-e2e-") if data_dir is None else None
+        self.data_dir = data_dir or os.path.join(self.tmp, "data")
+        self.http_port = free_port()
+        self.ssh_port = free_port()
+        self.base = f"http://127.0.0.1:{self.http_port}"
+        self.extra_env = env or {}
+        self.log_path = os.path.join(os.path.dirname(self.data_dir), f"serve-{self.http_port}.log")
+        self.proc: subprocess.Popen | None = None
+        self.token = token
+
+    # -- process -----------------------------------------------------------------
+    def env(self) -> dict:
+        e = dict(os.environ)
+        e.update({"DEVBOX_LOG_LEVEL": "debug"})
+        e.update(self.extra_env)
+        return e
+
+    def cli(self, *args: str, check: bool = True, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+        e = self.env()
+        if env:
+            e.update(env)
+        return subprocess.run([BIN, *args], capture_output=True, text=True, env=e, check=check, input=input, timeout=120)
+
+    def create_token(self, name: str = "default") -> str:
+        out = self.cli("token", "create", "--data-dir", self.data_dir, "--name", name).stdout
+        return out.strip()
+
+    def start(self, wait: bool = True) -> "Server":
+        os.makedirs(self.data_dir, exist_ok=True)
+        if self.token is None:
+            self.token = self.create_token()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--data-dir", self.data_dir, "--http", f"127.0.0.1:{self.http_port}",
+             "--ssh", f"127.0.0.1:{self.ssh_port}"],
+            stdout=log, stderr=log, env=self.env(), stdin=subprocess.DEVNULL)
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc and self.proc.poll() is not None:
+                raise RuntimeError(f"devbox serve exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("devbox serve did not become healthy:\n" + self.log())
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def log(self) -> str:
+        try:
+            return Path(self.log_path).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # -- HTTP ----------------------------------------------------------------------
+    def headers(self, extra: dict | None = None, token: str | None = None, bearer: str | None = None) -> dict:
+        h = {"X-Provider-Token": token if token is not None else self.token}
+        if bearer:
+            h["Authorization"] = f"Bearer {bearer}"
+        if extra:
+            h.update(extra)
+        return h
+
+    def request(self, method: str, path: str, *, json_body=None, data=None, headers=None, token=None, bearer=None,
+                timeout: float = 30) -> requests.Response:
+        return requests.request(method, self.base + path, json=json_body, data=data,
+                                headers=self.headers(headers, token=token, bearer=bearer), timeout=timeout)
+
+    def create(self, body: dict, headers: dict | None = None, bearer: str | None = None) -> dict:
+        r = self.request("POST", "/api/v1/devboxes", json_body=body, headers=headers, bearer=bearer)
+        assert r.status_code == 202, r.text
+        return r.json()
+
+    def get(self, devbox_id: str, bearer: str | None = None) -> dict:
+        r = self.request("GET", f"/api/v1/devboxes/{devbox_id}", bearer=bearer)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def operations(self, devbox_id: str) -> list[dict]:
+        r = self.request("GET", f"/api/v1/devboxes/{devbox_id}/operations")
+        assert r.status_code == 200, r.text
+        return r.json()["operations"]
+
+    def wait_state(self, devbox_id: str, states=("ready", "failed", "destroyed"), timeout: float = 120,
+                   bearer: str | None = None) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            d = self.get(devbox_id, bearer=bearer)
+            if d["state"] in states:
+                return d
+            time.sleep(0.05)
+        raise TimeoutError(f"devbox {devbox_id} still {d['state']}: {json.dumps(self.operations(devbox_id))}")
+
+    def delete_all(self) -> None:
+        try:
+            r = self.request("GET", "/api/v1/devboxes")
+            for d in r.json().get("devboxes", []):
+                if d["state"] != "destroyed":
+                    self.request("DELETE", f"/api/v1/devboxes/{d['id']}")
+        except Exception:
+            pass
+
+    def exec_in_box(self, devbox_id: str, command: str) -> subprocess.CompletedProcess:
+        """Runs a command inside the box with crun directly (a test's own view, not the API)."""
+        cid = self.container_id(devbox_id)
+        return subprocess.run(["crun", "exec", "--cwd", "/workspace", cid, "/bin/sh", "-c", command],
+                              capture_output=True, text=True, timeout=60)
+
+    def container_id(self, devbox_id: str) -> str:
+        matches = [c for c in crun_containers() if c.endswith(devbox_id)]
+        assert len(matches) == 1, f"expected one container for {devbox_id}, found {matches}"
+        return matches[0]

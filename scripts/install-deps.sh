@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages devbox needs to build, run and test. Idempotent and quiet
+# when everything is already there.
+set -euo pipefail
+want=(crun catatonit libsqlite3-dev libcurl4-openssl-dev libssl-dev iptables iproute2 git
+      openssh-client openssh-sftp-server tmux procps)
+if [ "${1:-}" = "--test" ]; then
+  want+=(wrk hyperfine)
+fi
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
