@@ -104,6 +104,7 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: strict),
+        .testTarget(name: "DevboxClientTests", dependencies: ["DevboxClient", "DevboxModel"], swiftSettings: strict),
         .testTarget(
             name: "DevboxServiceTests",
             dependencies: ["DevboxService", "DevboxServer", "DevboxTools"],
