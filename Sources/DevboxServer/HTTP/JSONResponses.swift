@@ -1,6 +1,7 @@
 import DevboxModel
 import DevboxService
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOCore
 
@@ -84,7 +85,7 @@ enum JSONIO {
     }
 }
 
-extension ServiceError: @retroactive HTTPResponseError {
+extension ServiceError: HTTPResponseError {
     public var status: HTTPResponse.Status { HTTPResponse.Status(code: statusCode) }
     public var headers: HTTPFields { [.contentType: "application/json; charset=utf-8"] }
 
