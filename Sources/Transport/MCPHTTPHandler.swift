@@ -470,7 +470,7 @@ public final class MCPHTTPHandler: Sendable {
         else { return false }
         if options.allowLoopbackOrigins {
             let bare = h.hasPrefix("[") ? String(h.dropFirst().dropLast()) : h
-            if bare == "localhost" || bare.hasSuffix(".localhost") || bare == "::1" || bare.hasPrefix("127.") {
+            if bare == "localhost" || bare.hasSuffix(".localhost") || bare == "::1" || Self.isIPv4Loopback(bare) {
                 return true
             }
         }
@@ -483,6 +483,12 @@ public final class MCPHTTPHandler: Sendable {
             if url.port == defaultPort && host == h { return true }
         }
         return false
+    }
+
+    static func isIPv4Loopback(_ host: String) -> Bool {
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == "127" else { return false }
+        return parts.allSatisfy { p in p.count <= 3 && !p.isEmpty && p.allSatisfy(\.isNumber) && (Int(p) ?? 256) < 256 }
     }
 
     static func accepts(_ accept: String, _ type: String) -> Bool {

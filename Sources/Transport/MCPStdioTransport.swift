@@ -224,6 +224,15 @@ final class StdioSession: Sendable {
     }
 
     private func startRequest(id: JSONRPCID, method: String, params: JSONValue?) {
+        if method == "initialize" {
+            // Served inline so requests that follow it on stdin see the negotiated version.
+            switch server.initialize(params, connection: connection) {
+            case .result(let r): writer.writeLine(JSONRPC.encodeResult(id: id, result: r))
+            case .error(let e): writer.writeLine(JSONRPC.encodeError(id: id, error: e))
+            case .none: break
+            }
+            return
+        }
         guard let inFlight = connection.begin(id) else {
             writer.writeLine(JSONRPC.encodeError(id: id, error: .invalidRequest("Invalid Request: id \(id) is already in use by a request in flight")))
             return
