@@ -92,8 +92,12 @@ public final class MCPHTTPHandler: Sendable {
         /// `tools/call` that finishes within this window without notifications is answered as
         /// `application/json`; otherwise the answer becomes an SSE stream. `.zero` = always SSE.
         public var jsonResponseWindow: Duration = .milliseconds(50)
-        /// Interval of `: keepalive` comments on open SSE streams (nil = none).
-        public var sseKeepAliveInterval: Duration? = .seconds(15)
+        /// Interval of `: keepalive` comments on open SSE streams (nil = none). Besides keeping
+        /// proxies from timing out idle streams, these writes are how a disconnected client is
+        /// noticed when the web framework does not cancel the handler on disconnect (Hummingbird 2
+        /// does not): the first write after the peer closed fails, the consumer stops, the
+        /// request is cancelled. So this is also the worst-case cancellation latency.
+        public var sseKeepAliveInterval: Duration? = .seconds(2)
         /// Whether a closed SSE stream cancels a *handshake-era* request. The 2025-06-18/11-25
         /// spec says a disconnect SHOULD NOT be read as cancellation (clients send
         /// `notifications/cancelled`); 2026-07-28 says it MUST, which is always done there.
