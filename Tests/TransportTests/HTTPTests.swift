@@ -406,4 +406,31 @@ func sseMessages(_ text: String) -> [JSONValue] {
         #expect(text.contains(": keepalive\n\n"))
         #expect(sseMessages(text).last?["id"] == 8)
     }
+
+    @Test func probeThenHandshakeFallbackIsImmediate() async throws {
+        // A dual-era client that only knows a future modern version: the probe fails with -32022
+        // naming handshake versions too, so it falls back to initialize at once.
+        let h = MCPHTTPHandler(server: try makeServer())
+        let probe = request(0, "server/discover", modern(extraMeta: ["io.modelcontextprotocol/protocolVersion": "2030-01-01"]))
+        let r = await post(h, probe, headers: modernHeaders(probe, extra: ["MCP-Protocol-Version": "2030-01-01"]))
+        #expect(r.statusCode == 400)
+        #expect(r.jsonBody?["error"]?["data"]?["supported"]?.arrayValue?.contains("2025-11-25") == true)
+        let i = await post(h, request(1, "initialize", ["protocolVersion": "2025-11-25", "capabilities": [:]]))
+        #expect(i.statusCode == 200)
+        #expect(i.headers["Mcp-Session-Id"] != nil)
+    }
+
+    @Test func initializeUnderTheModernHeaderIsRejectedAsStateless() async throws {
+        let h = MCPHTTPHandler(server: try makeServer())
+        let i = request(1, "initialize", ["protocolVersion": "2025-11-25", "capabilities": [:]])
+        let r = await post(h, i, headers: ["MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "initialize"])
+        #expect(r.statusCode == 400)
+        #expect(h.sessionCount == 0)
+    }
+
+    @Test func duplicateHeadersAreJoined() {
+        let r = MCPHTTPRequest(method: "post", headerPairs: [("Mcp-Method", "a"), ("mcp-method", "b")], body: [])
+        #expect(r.method == "POST")
+        #expect(r.headers["mcp-method"] == "a, b")
+    }
 }
