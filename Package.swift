@@ -34,6 +34,7 @@ let package = Package(
         .target(
             name: "Transport",
             dependencies: [.product(name: "Logging", package: "swift-log")],
+            exclude: ["README.md"],
             swiftSettings: strict),
         // Request/response types shared by the server, the client SDK and the MCP tools.
         .target(name: "DevboxModel", swiftSettings: strict),
