@@ -75,6 +75,7 @@ final class SessionChannelHandler: ChannelDuplexHandler {
     /// With a PTY: the master as the runtime handed it over. It stays open until the
     /// process is collected, so `resize` and `signal` never touch a recycled descriptor.
     private var masterFD: Int32 = -1
+    private var isTerminal = false
     private var input = Input.notReady
     private var early: [ByteBuffer] = []
     private var inputTail: EventLoopFuture<Void>?
@@ -201,6 +202,7 @@ final class SessionChannelHandler: ChannelDuplexHandler {
             attach(.output(.stderr), input: p.stderr, output: nil)
             if let stdin = p.stdin { attach(.input, input: nil, output: stdin) } else { input = .gone }
         } else {
+            isTerminal = true
             masterFD = p.stdout
             let a = fcntl(masterFD, F_DUPFD_CLOEXEC, 0)
             let b = a >= 0 ? fcntl(masterFD, F_DUPFD_CLOEXEC, 0) : -1
@@ -351,7 +353,7 @@ final class SessionChannelHandler: ChannelDuplexHandler {
     /// Client EOF closes a pipe stdin once what it sent is written. A PTY has no separate
     /// stdin to close (like sshd, EOF is not forwarded to a terminal).
     private func closeInputIfDone() {
-        guard clientEOF, case .open(let ch) = input, masterFD < 0 else { return }
+        guard clientEOF, !isTerminal, case .open(let ch) = input else { return }
         input = .gone
         ch.flush()
         let tail = inputTail ?? ch.eventLoop.makeSucceededVoidFuture()
