@@ -33,5 +33,5 @@ def fresh_server():
         return s
 
     yield make
-    for s in made:
+    for s in reversed(made):  # later servers may share an earlier one's data dir
         s.close()
