@@ -294,6 +294,7 @@ public final class CrunRuntime: Sendable {
             closeFD(pidP[1]); throw error
         }
         closeFD(pidP[1])
+        Reaper.shared.kick()
         guard result.status == 0 else {
             throw SandboxError.commandFailed("crun run", status: result.status, message: result.stderrText)
         }

@@ -125,7 +125,6 @@ extension CrunRuntime {
         argv.append(containerName(id))
 
         let crunPid = try spawnProgram(crun, argv, fds: childFDs)
-        Reaper.shared.own(crunPid)
         defer { Reaper.shared.disown(crunPid) }
         let crunFD = dbx_pidfd_open(crunPid)
         closeOnExit.append(crunFD)
