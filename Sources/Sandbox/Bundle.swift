@@ -8,12 +8,15 @@
 //
 // With the host's "/" as the lower layer (`baseImage == nil`) the box would be the host
 // minus capabilities (SANDBOX.md trap 8). Private trees are hidden *in the overlay
-// itself*, by entries written into the box's upper dir before every mount:
+// itself*, by a shared read-only "mask" layer stacked between the box's upper dir and
+// the host root (lowerdir=<state>/.mask/g<hash>:/, built once per distinct plan on a
+// tmpfs, see CrunRuntime.maskLayer):
 //   - an opaque directory (trusted.overlay.opaque=y) shows as an empty directory the box
-//     may use; a whiteout (char 0/0) makes a path absent. Unlike a tmpfs over a path
-//     these cannot be unmounted or looked behind from inside: the lower entry is simply
-//     not reachable. Deleting or renaming them in the box leaves a whiteout (overlayfs
-//     keeps hiding a lower entry), and a box without CAP_SYS_ADMIN cannot mount.
+//     may use (writes go to its upper dir); a whiteout (char 0/0) makes a path absent.
+//     Unlike a tmpfs over a path these cannot be unmounted or looked behind from
+//     inside: the host entry is simply not reachable through the overlay. Deleting or
+//     renaming them in the box leaves a whiteout, and a box without CAP_SYS_ADMIN
+//     cannot mount.
 //   - top level of "/": visible are only bin sbin lib lib32 lib64 libx32 usr etc;
 //     root home opt srv mnt media boot var tmp run are empty opaque dirs (/root and
 //     /home are the box's own and persist; /tmp and /run are tmpfs as well);

@@ -3,7 +3,7 @@ import CDevbox
 import Glibc
 #endif
 
-/// What is written into a box's upper dir before each mount to hide host-private trees
+/// The entries of the shared mask layer that hide host-private trees
 /// (see the comment at the top of Bundle.swift). Paths are relative to the box root.
 struct MaskPlan: Sendable {
     enum Item: Sendable, Equatable {
