@@ -115,7 +115,7 @@ func runExecBlocking(_ p: ExecParams, cancel: PollCancel) throws -> ExecResult {
     var boxPid: pid_t = 0, boxFD: Int32 = -1, pgid: pid_t = 0
     var exitCode: Int32? = nil, exitSignal: Int32? = nil, exitedAt: UInt64? = nil
     var timedOut = false, cancelled = false
-    let deadline = p.timeoutNanos.map { start + $0 }
+    let deadline = p.timeoutNanos.map { t in start.addingReportingOverflow(t).overflow ? UInt64.max : start + t }
     var buf = [UInt8](repeating: 0, count: 65536)
 
     func killAll() {

@@ -34,8 +34,9 @@ func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePo
     ptrs.append(nil)
     defer { for p in ptrs { free(p) } }
     return try ptrs.withUnsafeBufferPointer { buf in
-        // swiftlint:disable:next force_unwrapping
-        try body(buf.baseAddress!)
+        // Never nil: the array holds at least the terminating nil.
+        guard let base = buf.baseAddress else { preconditionFailure("empty argv buffer") }
+        return try body(base)
     }
 }
 

@@ -93,6 +93,14 @@ func hostCommandLines() -> [String] {
             let env2 = Self.parseEnviron(r2.stdout)
             #expect(env2["ONLY"] == "new\nvalue")
             #expect(env2["ANTHROPIC_API_KEY"] == nil)
+            // A box cannot redirect the host's env write with a symlink.
+            let trap = "/var/lib/\(h.prefix)escape"
+            mkdir(trap, 0o755)
+            defer { _ = try? HostState.removeTree(trap) }
+            _ = try await runtime.exec(id: "e1", SandboxProcessSpec(argv: ["sh", "-c", "rm -rf /etc/devbox && ln -s \(trap) /etc/devbox"]),
+                                       stdin: nil, timeout: .seconds(10), outputLimit: 1024, mergeStderr: false)
+            #expect(throws: SandboxError.self) { try runtime.writeEnv(id: "e1", env: ["ONLY": "again"]) }
+            #expect(MaskPlan.listDirectory(trap).isEmpty)
             // Invalid input is refused.
             #expect(throws: SandboxError.self) { try runtime.writeEnv(id: "e1", env: ["A=B": "x"]) }
             #expect(throws: SandboxError.self) { try runtime.writeEnv(id: "e1", env: ["A": "x\u{0}y"]) }
@@ -126,8 +134,11 @@ func hostCommandLines() -> [String] {
             #expect(c.exitCode == 127)
             #expect(c.err.contains("not found"))
             let cwd = try await h.runtime.exec(id: "x1", SandboxProcessSpec(argv: ["pwd"], cwd: "/tmp"), stdin: nil,
-                                               timeout: .seconds(10), outputLimit: 4096, mergeStderr: false)
+                                               timeout: .seconds(Int64.max), outputLimit: 4096, mergeStderr: false)
             #expect(cwd.out == "/tmp\n")
+            let nocwd = try await h.runtime.exec(id: "x1", SandboxProcessSpec(argv: ["pwd"], cwd: "/nonexistent"), stdin: nil,
+                                                 timeout: nil, outputLimit: 4096, mergeStderr: false)
+            #expect(nocwd.exitCode == 127 && nocwd.err.contains("chdir"), "\(nocwd.err)")
             await #expect(throws: SandboxError.self) {
                 _ = try await h.runtime.exec(id: "nobox", SandboxProcessSpec(argv: ["true"]), stdin: nil,
                                              timeout: .seconds(5), outputLimit: 10, mergeStderr: false)

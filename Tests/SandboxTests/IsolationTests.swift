@@ -79,8 +79,19 @@ func writeHostFile(_ path: String, _ text: String) throws {
             // Capabilities: Docker's set minus raw sockets and low ports with the host network.
             let caps = try await h.sh("a", "grep CapEff /proc/self/status")
             #expect(caps.out == "CapEff:\t00000000a80401fb\n", "\(caps.out)")
-            // Root inside cannot mount (no CAP_SYS_ADMIN), so hidden trees stay hidden.
+            // Root inside cannot mount (no CAP_SYS_ADMIN), so hidden trees stay hidden,
+            // nor get it back in a new user namespace (seccomp).
             #expect(try await h.sh("a", "mount -t tmpfs none /mnt").exitCode != 0)
+            let userns = try await h.sh("a", "unshare -U -r id -u")
+            #expect(userns.exitCode != 0 && !userns.out.contains("0"), "\(userns.out) \(userns.err)")
+            #expect(try await h.sh("a", "unshare -p -f true; echo $?").out == "1\n")  // no CAP_SYS_ADMIN either
+            if access("/usr/bin/python3", X_OK) == 0 {
+                // keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_USER_KEYRING, 0): the host root's keyring.
+                let key = try await h.sh("a", "python3 -c 'import ctypes,os; l=ctypes.CDLL(None,use_errno=True); r=l.syscall(250,0,-4,0); print(r, ctypes.get_errno())'")
+                #expect(key.out == "-1 1\n", "\(key.out) \(key.err)")
+                // Threads still start (clone3 -> ENOSYS -> clone fallback).
+                #expect(try await h.sh("a", "python3 -c 'import threading; t=threading.Thread(target=print, args=(\"thr\",)); t.start(); t.join()'").out == "thr\n")
+            }
         }
     }
 
