@@ -64,6 +64,9 @@ public final class CrunRuntime: Sendable {
         guard st.hasPrefix("/"), !st.contains(","), !st.contains(":"), MaskPlan.normalize(st) != "" else {
             throw SandboxError.invalidArgument("stateDirectory must be an absolute path without ',' or ':'")
         }
+        if let image = configuration.baseImage, !image.hasPrefix("/") || image.contains(",") || image.contains(":") {
+            throw SandboxError.invalidArgument("baseImage must be an absolute path without ',' or ':'")
+        }
     }
 
     private func withBoxLock<T>(_ id: String, _ body: () throws -> T) rethrows -> T {

@@ -58,6 +58,14 @@ struct MaskPlan: Sendable {
             plan.items.append(.whiteout(path))
             covered.insert(path)
         }
+        // resolv.conf as a symlink into /run (systemd-resolved, resolvconf) would dangle
+        // over the box's own /run tmpfs: ship the resolved contents instead.
+        var rst = stat()
+        if lstat("/etc/resolv.conf", &rst) == 0, rst.st_mode & S_IFMT == S_IFLNK,
+           let resolv = readFileBytes("/etc/resolv.conf", limit: 65536) {
+            plan.items.append(.file("etc/resolv.conf", contents: resolv, mode: 0o644))
+            covered.insert("etc/resolv.conf")
+        }
         plan.items.append(.file("etc/shadow", contents: lockedShadow(), mode: 0o640))
         plan.items.append(.file("etc/gshadow", contents: lockedGshadow(), mode: 0o640))
         plan.items.append(.opaque("etc/devbox", mode: 0o700, skeleton: []))

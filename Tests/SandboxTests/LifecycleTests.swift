@@ -70,3 +70,53 @@ import Glibc
         await h.cleanup()
     }
 }
+
+@Suite struct BaseImageTests {
+    /// A tiny image made of host binaries and their libraries (a stand-in for debootstrap).
+    static func makeImage(_ dir: String) throws {
+        for sub in ["usr/bin", "usr/lib", "usr/lib64", "etc", "proc", "sys", "dev", "tmp", "root"] {
+            _ = try runCommandBlocking("/bin/mkdir", ["mkdir", "-p", "\(dir)/\(sub)"])
+        }
+        for link in ["bin", "lib", "lib64"] { symlink("usr/\(link)", "\(dir)/\(link)") }
+        for bin in ["/usr/bin/dash", "/usr/bin/cat", "/usr/bin/ls"] {
+            _ = try runCommandBlocking("/bin/cp", ["cp", bin, "\(dir)/usr/bin/"])
+            let ldd = try runCommandBlocking("/usr/bin/ldd", ["ldd", bin])
+            for lib in ldd.stdoutText.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }) where lib.hasPrefix("/") {
+                _ = try runCommandBlocking("/bin/cp", ["cp", "--parents", "-L", String(lib), dir])
+            }
+        }
+        symlink("dash", "\(dir)/usr/bin/sh")
+        try writeHostFile("\(dir)/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
+    }
+
+    @Test func baseImageBox() async throws {
+        let h0 = try Harness("img")
+        let image = h0.state + "-image"
+        defer { _ = try? HostState.removeTree(image) }
+        try Self.makeImage(image)
+        var config = h0.runtime.configuration
+        config.baseImage = image
+        let runtime = CrunRuntime(configuration: config, logger: h0.runtime.logger)
+        do {
+            try await runtime.create(id: "i1", limits: Harness.limits, env: ["IMG": "a b\nc"])
+            let r = try await runtime.exec(id: "i1", SandboxProcessSpec(argv: ["sh", "-c", "printf %s \"$IMG\"; ls /; cat /etc/hostname"]),
+                                           stdin: nil, timeout: .seconds(10), outputLimit: 4096, mergeStderr: false)
+            #expect(r.out.hasPrefix("a b\nc"), "\(r.out) \(r.err)")
+            #expect(!r.out.contains("opt") && !r.out.contains("var") && r.out.contains("workspace") && r.out.hasSuffix("i1\n"))
+            try await runtime.stop(id: "i1")
+            try await runtime.start(id: "i1")
+            #expect(try await runtime.exec(id: "i1", SandboxProcessSpec(argv: ["sh", "-c", "echo $IMG"]), stdin: nil,
+                                           timeout: .seconds(10), outputLimit: 4096, mergeStderr: false).out == "a b c\n")
+            // The image itself is never written (writes go to the box's upper dir).
+            _ = try await runtime.exec(id: "i1", SandboxProcessSpec(argv: ["sh", "-c", "echo x > /etc/new"]), stdin: nil,
+                                       timeout: .seconds(10), outputLimit: 4096, mergeStderr: false)
+            #expect(access(image + "/etc/new", F_OK) != 0)
+            #expect(access(image + "/etc/devbox", F_OK) != 0)
+            try await runtime.destroy(id: "i1")
+        } catch {
+            await h0.cleanup()
+            throw error
+        }
+        await h0.cleanup()
+    }
+}
