@@ -195,6 +195,20 @@ func hostCommandLines() -> [String] {
             #expect(!names.contains("sleep"), "left behind: \(names)")
             // Only init and our own listing shell/cat are there.
             #expect(Set(names).isSubset(of: ["init", "catatonit", "sh", "cat"]), "\(names)")
+            // Cancelling the calling task kills the process group too.
+            let task = Task { try await h.sh("t1", "sleep 60 & sleep 60", timeout: nil) }
+            try await Task.sleep(for: .milliseconds(400))
+            let cancelledAt = ContinuousClock.now
+            task.cancel()
+            await #expect(throws: CancellationError.self) { _ = try await task.value }
+            #expect(ContinuousClock.now - cancelledAt < .seconds(3))
+            var after: [String] = []
+            for _ in 0..<40 {
+                after = try await h.sh("t1", "for p in /proc/[0-9]*; do cat $p/comm; done").out.split(separator: "\n").map(String.init)
+                if !after.contains("sleep") { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(!after.contains("sleep"), "\(after)")
             // Background processes of a finished command do not hold exec up.
             let bg = try await h.sh("t1", "sleep 30 >/dev/null 2>&1 & echo started")
             #expect(bg.out == "started\n" && bg.exitCode == 0)
