@@ -107,7 +107,7 @@ func errorLine(_ e: DevboxClientError) -> String {
             line = "provider token rejected (HTTP 401): \(a.message); check DEVBOX_PROVIDER_TOKEN / --provider-token"
         }
     case .api(let a) where a.status == 422 || a.status == 400:
-        line = a.field.map { "invalid \($0): \(a.message)" } ?? "invalid request: \(a.message)"
+        line = "invalid request: \(a.message)" + (a.field.map { " (field: \($0))" } ?? "")
     case .api(let a) where a.status == 404:
         line = "not found: \(a.message)"
     case .api(let a):
