@@ -1,0 +1,350 @@
+import CDevbox
+import Foundation
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Boxes run by crun from OCI bundles (see Bundle.swift for what a box sees).
+///
+/// Layout: `<stateDirectory>/<idPrefix><id>/` holds `config.json` (the bundle), `upper/`
+/// and `work/` (overlay), `rootfs/` (the merged root, mounted while the box runs),
+/// `workspace/` (bind-mounted at /workspace) and `run/` (console sockets).
+/// crun container id: `<idPrefix><id>`; cgroup: `/<parent>/<idPrefix><id>` in every
+/// hierarchy, `<parent>` being the prefix without its trailing punctuation ("devbox").
+///
+/// Threading: every blocking call (crun, mount, waitid, poll) runs on a dedicated
+/// thread, never on Swift's cooperative pool; the exceptions are the synchronous
+/// `prepareHost`, `writeEnv` and `spawn` (tens of milliseconds at most).
+public final class CrunRuntime: Sendable {
+    public let configuration: SandboxConfiguration
+    let logger: Logger
+    let crun: String
+    private let boxLocks = Mutex<[String: NSLock]>([:])
+    private let maskCache = Mutex<(plan: MaskPlan, at: UInt64)?>(nil)
+    private let counter = Atomic<UInt64>(0)
+    func counterNext() -> UInt64 { counter.wrappingAdd(1, ordering: .relaxed).newValue }
+
+    public init(configuration: SandboxConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.crun = resolveExecutable(configuration.crunPath)
+        // Needed for exec/spawn to work at all (the box's processes are re-parented to
+        // us) and harmless to repeat; prepareHost does it too.
+        _ = dbx_set_child_subreaper()
+        _ = Glibc.signal(SIGPIPE, SIG_IGN)
+    }
+
+    // MARK: names and paths
+
+    var cgroupParent: String {
+        let trimmed = configuration.idPrefix.trimmingCharacters(in: CharacterSet(charactersIn: "-_."))
+        return trimmed.isEmpty ? "devbox" : trimmed
+    }
+    func containerName(_ id: String) -> String { configuration.idPrefix + id }
+    func boxDirectory(_ id: String) -> String { configuration.stateDirectory + "/" + containerName(id) }
+    func rootfsPath(_ id: String) -> String { boxDirectory(id) + "/rootfs" }
+    public func workspaceHostPath(id: String) -> String { boxDirectory(id) + "/workspace" }
+    func cgroupsPath(_ id: String) -> String { "/\(cgroupParent)/\(containerName(id))" }
+
+    static func isValidComponent(_ s: String, max: Int) -> Bool {
+        guard !s.isEmpty, s.utf8.count <= max, s != ".", s != ".." else { return false }
+        return s.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                || b == UInt8(ascii: "-") || b == UInt8(ascii: "_") || b == UInt8(ascii: ".")
+        }
+    }
+
+    func validate(_ id: String) throws {
+        guard CrunRuntime.isValidComponent(id, max: 64), CrunRuntime.isValidComponent(configuration.idPrefix, max: 32) else {
+            throw SandboxError.invalidID(id)
+        }
+        let st = configuration.stateDirectory
+        guard st.hasPrefix("/"), !st.contains(","), !st.contains(":"), MaskPlan.normalize(st) != "" else {
+            throw SandboxError.invalidArgument("stateDirectory must be an absolute path without ',' or ':'")
+        }
+    }
+
+    private func withBoxLock<T>(_ id: String, _ body: () throws -> T) rethrows -> T {
+        let lock = boxLocks.withLock { locks -> NSLock in
+            if let l = locks[id] { return l }
+            let l = NSLock()
+            locks[id] = l
+            return l
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    // MARK: host
+
+    /// Applies the cgroup-hybrid fix if needed (logged), makes the service a child
+    /// subreaper, creates the state directory.
+    public func prepareHost() throws {
+        if dbx_set_child_subreaper() != 0 { throw sysError("PR_SET_CHILD_SUBREAPER") }
+        _ = Glibc.signal(SIGPIPE, SIG_IGN)
+        let moved = try HostState.fixHybridCgroups()
+        if !moved.isEmpty {
+            logger.notice("cgroup hybrid layout: moved controllers from cgroup v2 to v1 so crun can run",
+                          metadata: ["controllers": .string(moved.joined(separator: ","))])
+        }
+        try makeDirectories(configuration.stateDirectory, mode: 0o711)
+        guard access(configuration.catatoniPath, X_OK) == 0 else {
+            throw SandboxError.invalidArgument("catatonit not found at \(configuration.catatoniPath)")
+        }
+        guard access(crun, X_OK) == 0 else { throw SandboxError.invalidArgument("crun not found at \(crun)") }
+        _ = maskPlan(refresh: true)
+    }
+
+    func makeDirectories(_ path: String, mode: mode_t) throws {
+        var current = ""
+        for comp in path.split(separator: "/") {
+            current += "/" + comp
+            if mkdir(current, mode) != 0 && lastErrno() != EEXIST { throw sysError("mkdir \(current)") }
+        }
+    }
+
+    func maskPlan(refresh: Bool = false) -> MaskPlan {
+        if configuration.baseImage != nil { return MaskPlan.forBaseImage() }
+        let now = monotonicNanos()
+        if !refresh, let cached = maskCache.withLock({ $0 }), now - cached.at < 30_000_000_000 { return cached.plan }
+        let plan = MaskPlan.forHostRoot(hiddenPaths: configuration.hiddenHostPaths + [configuration.stateDirectory])
+        maskCache.withLock { $0 = (plan, now) }
+        return plan
+    }
+
+    // MARK: lifecycle
+
+    /// Creates the bundle, mounts the root, writes the env file and runs the box.
+    /// Returns once the box's init runs.
+    public func create(id: String, limits: SandboxLimits, env: [String: String]) async throws {
+        try validate(id)
+        try EnvFile.validate(env)
+        guard limits.memoryBytes > 0, limits.pids > 0 else { throw SandboxError.invalidArgument("limits must be positive") }
+        try await onDedicatedThread { [self] in
+            try withBoxLock(id) {
+                let dir = boxDirectory(id)
+                if access(dir, F_OK) == 0 { throw SandboxError.alreadyExists(id) }
+                do {
+                    try makeDirectories(configuration.stateDirectory, mode: 0o711)
+                    if mkdir(dir, 0o700) != 0 { throw sysError("mkdir \(dir)") }
+                    for (sub, mode) in [("upper", 0o755), ("work", 0o700), ("rootfs", 0o755), ("workspace", 0o755), ("run", 0o700)] as [(String, mode_t)] {
+                        if mkdir(dir + "/" + sub, mode) != 0 { throw sysError("mkdir \(sub)") }
+                        _ = chmod(dir + "/" + sub, mode)
+                    }
+                    let config = BundleSpec.config(
+                        hostname: id, rootfs: rootfsPath(id), workspace: workspaceHostPath(id: id),
+                        catatonit: configuration.catatoniPath, cgroupsPath: cgroupsPath(id), limits: limits,
+                        network: configuration.network)
+                    try writeHostFile(dir + "/config.json", config.serialized())
+                    try mountRootfs(id)
+                    let rootFD = try SafeFS.openDirectory(rootfsPath(id))
+                    defer { closeFD(rootFD) }
+                    try EnvFile.write(rootFD: rootFD, env: env)
+                    try runBox(id)
+                } catch {
+                    logger.error("create failed, cleaning up", metadata: ["box": .string(id), "error": .string("\(error)")])
+                    destroyBlocking(id)
+                    throw error
+                }
+            }
+        }
+        logger.info("box created", metadata: ["box": .string(id)])
+    }
+
+    /// (Re)writes the box env file: `env` is the full environment.
+    public func writeEnv(id: String, env: [String: String]) throws {
+        try validate(id)
+        try EnvFile.validate(env)
+        try withBoxLock(id) {
+            guard access(boxDirectory(id), F_OK) == 0 else { throw SandboxError.notFound(id) }
+            let rootfs = rootfsPath(id)
+            let wasMounted = HostState.isMountPoint(rootfs)
+            if !wasMounted { try mountRootfs(id) }
+            defer { if !wasMounted { unmountRootfs(id) } }
+            let rootFD = try SafeFS.openDirectory(rootfs)
+            defer { closeFD(rootFD) }
+            try EnvFile.write(rootFD: rootFD, env: env)
+        }
+    }
+
+    /// Stops the box: every process ends, its memory and cgroups go; the upper dir,
+    /// the workspace and the env file stay.
+    public func stop(id: String) async throws {
+        try validate(id)
+        try await onDedicatedThread { [self] in
+            try withBoxLock(id) {
+                guard access(boxDirectory(id), F_OK) == 0 else { throw SandboxError.notFound(id) }
+                try deleteContainer(id)
+                unmountRootfs(id)
+            }
+        }
+        logger.info("box stopped", metadata: ["box": .string(id)])
+    }
+
+    /// Runs a stopped box again on the same filesystem. No-op if it runs.
+    public func start(id: String) async throws {
+        try validate(id)
+        try await onDedicatedThread { [self] in
+            try withBoxLock(id) {
+                guard access(boxDirectory(id) + "/config.json", F_OK) == 0 else { throw SandboxError.notFound(id) }
+                if containerStatus(id) == "running" { return }
+                try deleteContainer(id)  // a stale record (crashed box) blocks `crun run`
+                if !HostState.isMountPoint(rootfsPath(id)) { try mountRootfs(id) }
+                try runBox(id)
+            }
+        }
+        logger.info("box started", metadata: ["box": .string(id)])
+    }
+
+    /// Deletes the container, unmounts, removes the per-box dir and cgroups. Idempotent.
+    public func destroy(id: String) async throws {
+        try validate(id)
+        await onDedicatedThread { [self] in
+            withBoxLock(id) { destroyBlocking(id) }
+        }
+        logger.info("box destroyed", metadata: ["box": .string(id)])
+    }
+
+    /// Destroys every container, mount, cgroup and directory named with our prefix whose
+    /// id is not in `keeping` (including what a killed service left). Returns those ids.
+    public func sweep(keeping: Set<String>) async -> [String] {
+        let removed = await onDedicatedThread { [self] () -> [String] in
+            var ids: Set<String> = []
+            let prefix = configuration.idPrefix
+            func idOf(_ name: String) -> String? {
+                guard name.hasPrefix(prefix), name.count > prefix.count else { return nil }
+                let id = String(name.dropFirst(prefix.count))
+                return keeping.contains(id) || !CrunRuntime.isValidComponent(id, max: 64) ? nil : id
+            }
+            if let list = try? runCommandBlocking(crun, ["crun", "list", "-q"]) {
+                for line in list.stdoutText.split(separator: "\n") { if let id = idOf(String(line)) { ids.insert(id) } }
+            }
+            for name in MaskPlan.listDirectory(configuration.stateDirectory) { if let id = idOf(name) { ids.insert(id) } }
+            let base = configuration.stateDirectory + "/"
+            for m in HostState.mounts() where m.mountPoint.hasPrefix(base) {
+                let name = m.mountPoint.dropFirst(base.count).split(separator: "/").first.map(String.init) ?? ""
+                if let id = idOf(name) { ids.insert(id) }
+            }
+            for root in HostState.cgroupRoots() {
+                for name in MaskPlan.listDirectory(root + "/" + cgroupParent) { if let id = idOf(name) { ids.insert(id) } }
+            }
+            for id in ids.sorted() { withBoxLock(id) { destroyBlocking(id) } }
+            if keeping.isEmpty {
+                for root in HostState.cgroupRoots() { _ = rmdir(root + "/" + cgroupParent) }
+            }
+            return ids.sorted()
+        }
+        if !removed.isEmpty { logger.notice("swept leftover boxes", metadata: ["boxes": .string(removed.joined(separator: ","))]) }
+        return removed
+    }
+
+    public func isRunning(id: String) async -> Bool {
+        guard (try? validate(id)) != nil else { return false }
+        return await onDedicatedThread { [self] in containerStatus(id) == "running" }
+    }
+
+    // MARK: blocking internals (dedicated threads, box lock held)
+
+    func writeHostFile(_ path: String, _ bytes: [UInt8]) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if fd < 0 { throw sysError("open \(path)") }
+        defer { closeFD(fd) }
+        if !writeAll(fd: fd, bytes) { throw sysError("write \(path)") }
+    }
+
+    /// Writes the hiding entries into the upper dir, then mounts the overlay.
+    func mountRootfs(_ id: String) throws {
+        let dir = boxDirectory(id)
+        let lower = configuration.baseImage ?? "/"
+        let upperFD = try SafeFS.openDirectory(dir + "/upper")
+        var hosts = readFileBytes(lower == "/" ? "/etc/hosts" : lower + "/etc/hosts") ?? Array("127.0.0.1\tlocalhost\n".utf8)
+        if hosts.last != UInt8(ascii: "\n") && !hosts.isEmpty { hosts.append(UInt8(ascii: "\n")) }
+        hosts += Array("127.0.1.1\t\(id)\n".utf8)
+        maskPlan().apply(upperFD: upperFD, lowerRoot: lower, extraFiles: [
+            .file("etc/hostname", contents: Array("\(id)\n".utf8), mode: 0o644),
+            .file("etc/hosts", contents: hosts, mode: 0o644),
+        ])
+        closeFD(upperFD)
+        let opts = "lowerdir=\(lower),upperdir=\(dir)/upper,workdir=\(dir)/work"
+        if dbx_mount("overlay", rootfsPath(id), "overlay", 0, opts) != 0 { throw sysError("mount overlay for \(id)") }
+    }
+
+    func unmountRootfs(_ id: String) {
+        let rootfs = rootfsPath(id)
+        for _ in 0..<3 where HostState.isMountPoint(rootfs) {
+            if dbx_umount(rootfs, 0) == 0 { continue }
+            if lastErrno() == EBUSY { _ = dbx_umount(rootfs, Int32(MNT_DETACH)) } else { break }
+        }
+    }
+
+    /// `crun run -d`; registers the init with the reaper.
+    func runBox(_ id: String) throws {
+        var pidP: [Int32] = [-1, -1]
+        guard dbx_pipe(&pidP, 1, 0) == 0 else { throw sysError("pipe") }
+        defer { closeFD(pidP[0]) }
+        let result: CommandResult
+        do {
+            result = try runCommandBlocking(crun, ["crun", "run", "-d", "--bundle", boxDirectory(id),
+                                                   "--pid-file", "/proc/self/fd/3", containerName(id)],
+                                            extraFDs: [pidP[1]])
+        } catch {
+            closeFD(pidP[1]); throw error
+        }
+        closeFD(pidP[1])
+        guard result.status == 0 else {
+            throw SandboxError.commandFailed("crun run", status: result.status, message: result.stderrText)
+        }
+        var buf = [UInt8](repeating: 0, count: 32)
+        let n = buf.withUnsafeMutableBytes { read(pidP[0], $0.baseAddress, $0.count) }
+        guard n > 0, let pid = pid_t(String(decoding: buf[0..<n], as: UTF8.self)), pid > 1 else { return }
+        let pidfd = dbx_pidfd_open(pid)
+        guard pidfd >= 0 else { return }
+        let logger = self.logger
+        Reaper.shared.watch(pid: pid, pidfd: pidfd) { fd in
+            let st = Reaper.collect(pidfd: fd)
+            logger.debug("box init exited", metadata: ["box": .string(id), "code": "\(st.exitCode ?? -1)", "signal": "\(st.signal ?? 0)"])
+        }
+    }
+
+    /// `crun state` status ("running", "stopped", ...) or nil when crun has no such box.
+    func containerStatus(_ id: String) -> String? {
+        guard let r = try? runCommandBlocking(crun, ["crun", "state", containerName(id)]), r.status == 0 else { return nil }
+        let text = r.stdoutText
+        guard let range = text.range(of: "\"status\"") else { return nil }
+        let rest = text[range.upperBound...].drop { $0 == " " || $0 == ":" || $0 == "\t" }
+        guard rest.first == "\"" else { return nil }
+        return String(rest.dropFirst().prefix { $0 != "\"" })
+    }
+
+    /// `crun delete -f`: kills every process of the box, removes its cgroups and crun state.
+    func deleteContainer(_ id: String) throws {
+        let r = try runCommandBlocking(crun, ["crun", "delete", "-f", containerName(id)])
+        if r.status != 0 {
+            let msg = r.stderrText
+            if msg.contains("does not exist") || msg.contains("No such file") { return }
+            throw SandboxError.commandFailed("crun delete", status: r.status, message: msg)
+        }
+    }
+
+    func destroyBlocking(_ id: String) {
+        do { try deleteContainer(id) } catch {
+            logger.warning("crun delete failed", metadata: ["box": .string(id), "error": .string("\(error)")])
+        }
+        let dir = boxDirectory(id)
+        // Any mount at or below the box dir (rootfs; anything a crash left).
+        let mounts = HostState.mounts().map(\.mountPoint).filter { $0 == dir || $0.hasPrefix(dir + "/") }
+        for m in mounts.sorted(by: { $0.count > $1.count }) {
+            if dbx_umount(m, 0) != 0 { _ = dbx_umount(m, Int32(MNT_DETACH)) }
+        }
+        for root in HostState.cgroupRoots() {
+            let path = root + cgroupsPath(id)
+            if access(path, F_OK) == 0 { HostState.removeCgroup(path) }
+        }
+        do { try HostState.removeTree(dir) } catch {
+            logger.warning("removing box directory failed", metadata: ["box": .string(id), "error": .string("\(error)")])
+        }
+    }
+}

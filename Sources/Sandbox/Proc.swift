@@ -1,0 +1,281 @@
+import CDevbox
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `body` on a fresh OS thread and suspends until it returns, so blocking system
+/// calls (poll, waitid, crun) never occupy a thread of Swift's cooperative pool.
+func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { (cont: CheckedContinuation<T, Never>) in
+        let thread = Thread { cont.resume(returning: body()) }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+}
+
+func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    let r: Result<T, any Error> = await onDedicatedThread { () -> Result<T, any Error> in
+        do { return .success(try body()) } catch { return .failure(error) }
+    }
+    return try r.get()
+}
+
+@inline(__always) func lastErrno() -> Int32 { dbx_errno() }
+
+func sysError(_ what: String, _ e: Int32 = dbx_errno()) -> SandboxError { .system(what, errno: e) }
+
+func closeFD(_ fd: Int32) { if fd >= 0 { _ = Glibc.close(fd) } }
+
+/// Calls `body` with a NULL-terminated C string array.
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) throws -> R) rethrows -> R {
+    var ptrs: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    ptrs.append(nil)
+    defer { for p in ptrs { free(p) } }
+    return try ptrs.withUnsafeBufferPointer { buf in
+        // swiftlint:disable:next force_unwrapping
+        try body(buf.baseAddress!)
+    }
+}
+
+let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/// The environment handed to crun itself (never the box's values).
+let toolEnvironment = ["PATH=\(defaultPath)", "LANG=C"]
+
+/// Resolves a program name against PATH (or returns it if it contains a slash).
+func resolveExecutable(_ name: String) -> String {
+    if name.contains("/") { return name }
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? defaultPath
+    for dir in (path + ":" + defaultPath).split(separator: ":") {
+        let candidate = "\(dir)/\(name)"
+        if access(candidate, X_OK) == 0 { return candidate }
+    }
+    return name
+}
+
+/// Spawns a program; `fds[i]` becomes fd i in the child (-1 = /dev/null).
+func spawnProgram(_ path: String, _ argv: [String], env: [String] = toolEnvironment,
+                  fds: [Int32], newSession: Bool = true, cwd: String? = nil) throws -> pid_t {
+    var pid: pid_t = 0
+    let rc: Int32 = withCStrings(argv) { cargv in
+        withCStrings(env) { cenv in
+            fds.withUnsafeBufferPointer { fdbuf in
+                if let cwd {
+                    return dbx_spawn(path, cargv, cenv, fdbuf.baseAddress, Int32(fds.count), newSession ? 1 : 0, cwd, &pid)
+                }
+                return dbx_spawn(path, cargv, cenv, fdbuf.baseAddress, Int32(fds.count), newSession ? 1 : 0, nil, &pid)
+            }
+        }
+    }
+    if rc != 0 { throw SandboxError.system("spawn \(path)", errno: rc) }
+    return pid
+}
+
+struct CommandResult: Sendable {
+    var status: Int32       // exit code, or 128+signal
+    var stdout: [UInt8]
+    var stderr: [UInt8]
+    var stderrText: String { String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+    var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+}
+
+/// Runs a helper command (crun) to completion. Blocking: call it from a dedicated
+/// thread. Output is captured in memfds, not pipes: `crun run -d` leaves the box's init
+/// holding crun's stdio, so there would never be an EOF (and a closed pipe could
+/// SIGPIPE the init). `extraFDs` become fds 3, 4, ... in the child.
+func runCommandBlocking(_ path: String, _ argv: [String], extraFDs: [Int32] = [],
+                        timeoutMillis: Int32 = 60_000) throws -> CommandResult {
+    let outFD = dbx_memfd_with("devbox-out", nil, 0)
+    if outFD < 0 { throw sysError("memfd_create") }
+    defer { closeFD(outFD) }
+    let errFD = dbx_memfd_with("devbox-err", nil, 0)
+    if errFD < 0 { throw sysError("memfd_create") }
+    defer { closeFD(errFD) }
+    let pid = try spawnProgram(path, argv, fds: [-1, outFD, errFD] + extraFDs)
+    Reaper.shared.own(pid)
+    defer { Reaper.shared.disown(pid) }
+    let pidfd = dbx_pidfd_open(pid)
+    if pidfd >= 0 {
+        var p = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
+        var n: Int32
+        repeat { n = poll(&p, 1, timeoutMillis) } while n < 0 && lastErrno() == EINTR
+        if n == 0 { _ = kill(-pid, SIGKILL) }
+        closeFD(pidfd)
+    }
+    var code: Int32 = 0, sig: Int32 = 0
+    if dbx_wait_pid(pid, 0, &code, &sig) != 0 { throw sysError("waitid") }
+    func contents(_ fd: Int32) -> [UInt8] {
+        _ = lseek(fd, 0, SEEK_SET)
+        return readAll(fd: fd, limit: 16 << 20) ?? []
+    }
+    return CommandResult(status: sig != 0 ? 128 + sig : code, stdout: contents(outFD), stderr: contents(errFD))
+}
+
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// The service is a child subreaper (SANDBOX.md trap 5): `crun run -d` and `crun exec -d`
+/// leave their container processes re-parented to us. The reaper collects them:
+/// - watched pids (box inits, spawned processes): a pidfd each, polled on one thread;
+///   their exit status goes to a callback;
+/// - owned pids: waited for by the code that spawned them (left alone here);
+/// - any other zombie child seen in two sweeps a second apart (an orphan of ours nobody
+///   waits for) is reaped, so other libraries in the process keep a second to wait
+///   for their own children by pid.
+final class Reaper: Sendable {
+    static let shared = Reaper()
+
+    private struct Watch {
+        var pidfd: Int32
+        var onExit: @Sendable (Int32) -> Void
+    }
+    private struct State {
+        var watched: [pid_t: Watch] = [:]
+        var owned: [pid_t: Int] = [:]
+        var zombiesSeen: Set<pid_t> = []
+    }
+    private let state = Mutex(State())
+    private let wakeR: Int32
+    private let wakeW: Int32
+
+    private init() {
+        var p: [Int32] = [-1, -1]
+        if dbx_pipe(&p, 1, 1) != 0 { p = [-1, -1] }
+        wakeR = p[0]
+        wakeW = p[1]
+        let thread = Thread { [self] in self.loop() }
+        thread.name = "devbox-reaper"
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    func own(_ pid: pid_t) { state.withLock { $0.owned[pid, default: 0] += 1 } }
+    func disown(_ pid: pid_t) {
+        state.withLock { s in
+            if let n = s.owned[pid], n > 1 { s.owned[pid] = n - 1 } else { s.owned[pid] = nil }
+        }
+    }
+
+    /// Calls `onExit(pidfd)` once `pid` (a child of ours) has exited; the callback collects
+    /// it (`collect(pidfd:)`), so that it can do so under its own lock. The reaper closes
+    /// `pidfd` (which it owns) after the callback.
+    func watch(pid: pid_t, pidfd: Int32, onExit: @escaping @Sendable (Int32) -> Void) {
+        state.withLock { $0.watched[pid] = Watch(pidfd: pidfd, onExit: onExit) }
+        wake()
+    }
+
+    /// Collects an exited child: (exit code, nil) or (nil, signal); (nil, nil) if it was
+    /// not ours to collect (the service is not its parent).
+    static func collect(pidfd: Int32) -> (exitCode: Int32?, signal: Int32?) {
+        var code: Int32 = 0, sig: Int32 = 0
+        if dbx_wait_pidfd(pidfd, 0, 0, &code, &sig) != 0 { return (nil, nil) }
+        return sig == 0 ? (code, nil) : (nil, sig)
+    }
+
+    private func wake() {
+        var b: UInt8 = 1
+        _ = write(wakeW, &b, 1)
+    }
+
+    private func loop() {
+        var lastSweep = monotonicNanos()
+        var drain = [UInt8](repeating: 0, count: 64)
+        while true {
+            let entries = state.withLock { s in s.watched.map { ($0.key, $0.value.pidfd) } }
+            var pfds = [pollfd(fd: wakeR, events: Int16(POLLIN), revents: 0)]
+            pfds += entries.map { pollfd(fd: $0.1, events: Int16(POLLIN), revents: 0) }
+            let n = poll(&pfds, nfds_t(pfds.count), 1000)
+            if n > 0 {
+                if pfds[0].revents != 0 { _ = drain.withUnsafeMutableBytes { read(wakeR, $0.baseAddress, $0.count) } }
+                for (i, entry) in entries.enumerated() where pfds[i + 1].revents != 0 {
+                    let w = state.withLock { $0.watched.removeValue(forKey: entry.0) }
+                    w?.onExit(entry.1)
+                    closeFD(entry.1)
+                }
+            }
+            let now = monotonicNanos()
+            if now - lastSweep >= 1_000_000_000 {
+                lastSweep = now
+                sweepOrphans()
+            }
+        }
+    }
+
+    private func sweepOrphans() {
+        let zombies = zombieChildren()
+        state.withLock { s in
+            var next: Set<pid_t> = []
+            for pid in zombies where s.watched[pid] == nil && s.owned[pid] == nil {
+                if s.zombiesSeen.contains(pid) {
+                    var c: Int32 = 0, g: Int32 = 0
+                    _ = dbx_wait_pid(pid, 1, &c, &g)
+                } else {
+                    next.insert(pid)
+                }
+            }
+            s.zombiesSeen = next
+        }
+    }
+
+    private func zombieChildren() -> [pid_t] {
+        var result: [pid_t] = []
+        let me = getpid()
+        guard let dir = opendir("/proc/\(me)/task") else { return [] }
+        defer { closedir(dir) }
+        while let ent = readdir(dir) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let tid = Int32(name) else { continue }
+            guard let text = readSmallFile("/proc/\(me)/task/\(tid)/children") else { continue }
+            for p in text.split(separator: " ") {
+                guard let pid = Int32(p.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
+                if let stat = readSmallFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") {
+                    let rest = stat[stat.index(after: close)...].drop { $0 == " " }
+                    if rest.first == "Z" { result.append(pid) }
+                }
+            }
+        }
+        return result
+    }
+}
+
+func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
+    guard let bytes = readFileBytes(path, limit: limit) else { return nil }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+func readFileBytes(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    if fd < 0 { return nil }
+    defer { closeFD(fd) }
+    return readAll(fd: fd, limit: limit)
+}
+
+func readAll(fd: Int32, limit: Int) -> [UInt8]? {
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 8192)
+    while out.count <= limit {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 { if lastErrno() == EINTR { continue }; return nil }
+        if n == 0 { break }
+        out.append(contentsOf: buf[0..<n])
+    }
+    return out.count > limit ? nil : out
+}
+
+func writeAll(fd: Int32, _ bytes: [UInt8]) -> Bool {
+    var off = 0
+    while off < bytes.count {
+        let n = bytes.withUnsafeBytes { raw -> Int in
+            guard let base = raw.baseAddress else { return 0 }
+            return write(fd, base + off, bytes.count - off)
+        }
+        if n < 0 { if lastErrno() == EINTR { continue }; return false }
+        off += n
+    }
+    return true
+}

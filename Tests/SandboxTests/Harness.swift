@@ -1,0 +1,74 @@
+import Foundation
+import Logging
+import Testing
+@testable import Sandbox
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One runtime per test, with its own id prefix and state directory, so tests can run
+/// in parallel and each sweeps exactly what it made.
+struct Harness {
+    static let runTag = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+    let runtime: CrunRuntime
+    let prefix: String
+    let state: String
+
+    init(_ tag: String, hidden: [String] = []) throws {
+        prefix = "dbxt\(Harness.runTag)\(tag)-"
+        state = "/var/lib/\(prefix)state"
+        var logger = Logger(label: "sandbox-test")
+        logger.logLevel = .warning
+        runtime = CrunRuntime(configuration: SandboxConfiguration(stateDirectory: state, idPrefix: prefix, hiddenHostPaths: hidden),
+                              logger: logger)
+        try runtime.prepareHost()
+    }
+
+    static let limits = SandboxLimits(memoryBytes: 256 << 20, cpus: 1, pids: 256)
+
+    func create(_ id: String, env: [String: String] = [:], limits: SandboxLimits = Harness.limits) async throws {
+        try await runtime.create(id: id, limits: limits, env: env)
+    }
+
+    func sh(_ id: String, _ script: String, stdin: [UInt8]? = nil, timeout: Duration? = .seconds(20),
+            limit: Int = 1 << 20, merge: Bool = false, env: [String: String] = [:]) async throws -> ExecOutcome {
+        try await runtime.exec(id: id, SandboxProcessSpec(argv: ["/bin/sh", "-c", script], env: env), stdin: stdin,
+                               timeout: timeout, outputLimit: limit, mergeStderr: merge)
+    }
+
+    /// Sweeps everything with our prefix and checks nothing is left anywhere.
+    func cleanup() async {
+        _ = await runtime.sweep(keeping: [])
+        _ = rmdir(state)
+        #expect(leftovers() == [], "leftovers after sweep")
+    }
+
+    func leftovers() -> [String] {
+        var found: [String] = []
+        if let list = try? runCommandBlocking(runtime.crun, ["crun", "list", "-q"]) {
+            found += list.stdoutText.split(separator: "\n").map(String.init).filter { $0.hasPrefix(prefix) }.map { "crun:\($0)" }
+        }
+        found += HostState.mounts().map(\.mountPoint).filter { $0.contains(prefix) }.map { "mount:\($0)" }
+        for root in HostState.cgroupRoots() {
+            for name in MaskPlan.listDirectory(root) where name.hasPrefix(runtime.cgroupParent) { found.append("cgroup:\(root)/\(name)") }
+        }
+        if access(state, F_OK) == 0 { found += MaskPlan.listDirectory(state).map { "dir:\($0)" } }
+        return found
+    }
+}
+
+func withHarness(_ tag: String, hidden: [String] = [], _ body: (Harness) async throws -> Void) async throws {
+    let h = try Harness(tag, hidden: hidden)
+    do {
+        try await body(h)
+    } catch {
+        await h.cleanup()
+        throw error
+    }
+    await h.cleanup()
+}
+
+extension ExecOutcome {
+    var out: String { String(decoding: stdout, as: UTF8.self) }
+    var err: String { String(decoding: stderr, as: UTF8.self) }
+}
