@@ -81,3 +81,14 @@ public struct DevboxAPIError: Error, Sendable, Equatable, CustomStringConvertibl
         field.map { "\(message) (field: \($0))" } ?? message
     }
 }
+
+extension KeyedDecodingContainer {
+    /// Decodes an optional integer; a fractional or out-of-range number is a type mismatch
+    /// naming this key (Foundation reports those without the key's path).
+    public func decodeStrictIntIfPresent(forKey key: Key) throws -> Int? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        if let i = try? decode(Int.self, forKey: key) { return i }
+        throw DecodingError.typeMismatch(
+            Int.self, DecodingError.Context(codingPath: codingPath + [key], debugDescription: "expected an integer"))
+    }
+}

@@ -47,6 +47,14 @@ public struct DevboxRepositoryRequest: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case repoId = "repo_id", fullName = "full_name", ref, targetPath = "target_path"
     }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        repoId = try c.decodeStrictIntIfPresent(forKey: .repoId).map(Int64.init)
+        fullName = try c.decode(String.self, forKey: .fullName)
+        ref = try c.decodeIfPresent(String.self, forKey: .ref)
+        targetPath = try c.decodeIfPresent(String.self, forKey: .targetPath)
+    }
 }
 
 /// Body of `POST /api/v1/devboxes`.
@@ -89,6 +97,21 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
         case setupTimeoutSeconds = "setup_timeout_seconds"
         case idleTimeoutSeconds = "idle_timeout_seconds"
         case ttlSeconds = "ttl_seconds"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        plan = try c.decodeIfPresent(String.self, forKey: .plan)
+        repository = try c.decodeIfPresent(String.self, forKey: .repository)
+        branch = try c.decodeIfPresent(String.self, forKey: .branch)
+        repositories = try c.decodeIfPresent([DevboxRepositoryRequest].self, forKey: .repositories)
+        credentialProfile = try c.decodeIfPresent(CredentialProfile.self, forKey: .credentialProfile)
+        env = try c.decodeIfPresent([String: String].self, forKey: .env)
+        setupCommands = try c.decodeIfPresent([String].self, forKey: .setupCommands)
+        setupTimeoutSeconds = try c.decodeStrictIntIfPresent(forKey: .setupTimeoutSeconds)
+        idleTimeoutSeconds = try c.decodeStrictIntIfPresent(forKey: .idleTimeoutSeconds)
+        ttlSeconds = try c.decodeStrictIntIfPresent(forKey: .ttlSeconds)
     }
 }
 

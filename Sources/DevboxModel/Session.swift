@@ -39,6 +39,9 @@ public struct CreateSessionRequest: Codable, Sendable, Equatable {
     public var ttlSeconds: Int?
     public init(ttlSeconds: Int? = nil) { self.ttlSeconds = ttlSeconds }
     enum CodingKeys: String, CodingKey { case ttlSeconds = "ttl_seconds" }
+    public init(from decoder: any Decoder) throws {
+        ttlSeconds = try decoder.container(keyedBy: CodingKeys.self).decodeStrictIntIfPresent(forKey: .ttlSeconds)
+    }
 }
 
 /// An active session as listed by `GET /api/v1/devboxes/:id/access/sessions`.

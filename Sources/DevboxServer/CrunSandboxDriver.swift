@@ -3,9 +3,9 @@ import Foundation
 import Logging
 import Sandbox
 
-/// The crun runtime as the service's sandbox driver. Container ids are
-/// `<prefix><devbox id>`, where the prefix is derived from the data directory, so two
-/// services with different data directories never sweep each other's boxes.
+/// The crun runtime as the service's sandbox driver. The runtime names containers
+/// `<prefix><devbox id>`; the prefix is derived from the data directory, so two services
+/// with different data directories never sweep each other's boxes.
 struct CrunSandboxDriver: SandboxDriver {
     let runtime: CrunRuntime
     let prefix: String
@@ -28,24 +28,22 @@ struct CrunSandboxDriver: SandboxDriver {
         return String(format: "%08x", h)
     }
 
-    func cid(_ box: String) -> String { prefix + box }
-
     func prepareHost() async throws { try await runtime.prepareHost() }
 
     func create(box: String, limits: BoxLimits, env: [String: String]) async throws {
         try await runtime.create(
-            id: cid(box), limits: SandboxLimits(memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids),
+            id: box, limits: SandboxLimits(memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids),
             env: env)
     }
 
-    func writeEnv(box: String, env: [String: String]) async throws { try await runtime.writeEnv(id: cid(box), env: env) }
+    func writeEnv(box: String, env: [String: String]) async throws { try await runtime.writeEnv(id: box, env: env) }
 
     func exec(
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
         outputLimit: Int, mergeStderr: Bool
     ) async throws -> BoxExecResult {
         let o = try await runtime.exec(
-            id: cid(box), SandboxProcessSpec(argv: argv, env: env, cwd: cwd), stdin: stdin, timeout: timeout,
+            id: box, SandboxProcessSpec(argv: argv, env: env, cwd: cwd), stdin: stdin, timeout: timeout,
             outputLimit: outputLimit, mergeStderr: mergeStderr)
         return BoxExecResult(
             exitCode: o.exitCode, signal: o.signal, stdout: o.stdout, stderr: o.stderr, truncated: o.truncated,
@@ -53,17 +51,17 @@ struct CrunSandboxDriver: SandboxDriver {
     }
 
     func spawn(box: String, _ spec: SandboxProcessSpec) async throws -> SandboxProcess {
-        try await runtime.spawn(id: cid(box), spec)
+        try await runtime.spawn(id: box, spec)
     }
 
-    func stop(box: String) async throws { try await runtime.stop(id: cid(box)) }
-    func start(box: String) async throws { try await runtime.start(id: cid(box)) }
-    func destroy(box: String) async throws { try await runtime.destroy(id: cid(box)) }
+    func stop(box: String) async throws { try await runtime.stop(id: box) }
+    func start(box: String) async throws { try await runtime.start(id: box) }
+    func destroy(box: String) async throws { try await runtime.destroy(id: box) }
 
     func sweep(keeping: Set<String>) async -> [String] {
-        await runtime.sweep(keeping: Set(keeping.map(cid))).map { $0.hasPrefix(prefix) ? String($0.dropFirst(prefix.count)) : $0 }
+        await runtime.sweep(keeping: keeping)
     }
 
-    func isRunning(box: String) async -> Bool { await runtime.isRunning(id: cid(box)) }
-    func workspaceHostPath(box: String) -> String { runtime.workspaceHostPath(id: cid(box)) }
+    func isRunning(box: String) async -> Bool { await runtime.isRunning(id: box) }
+    func workspaceHostPath(box: String) -> String { runtime.workspaceHostPath(id: box) }
 }

@@ -192,9 +192,9 @@ public final class DevboxCore: Sendable {
     }
 
     /// Removes the sandbox and every secret of a devbox that has left the live states.
-    func teardown(_ id: String, reason: String) async {
+    func teardown(_ id: String, reason: String, destroySandbox: Bool = true) async {
         do {
-            try await sandbox.destroy(box: id)
+            if destroySandbox { try await sandbox.destroy(box: id) }
         } catch {
             logger.error("sandbox teardown failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
         }

@@ -42,7 +42,8 @@ def test_users_only_see_their_own_devboxes(jwt_server):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: jwt.encode({"sub": "x", "exp": int(time.time()) - 10}, SECRET, algorithm="HS256"),
+    # past the verifier's 60 s clock-skew leeway
+    lambda: jwt.encode({"sub": "x", "exp": int(time.time()) - 120}, SECRET, algorithm="HS256"),
     lambda: jwt.encode({"sub": "x", "exp": int(time.time()) + 600}, "wrong-secret-wrong-secret-wrong!!", algorithm="HS256"),
     lambda: jwt.encode({"sub": "x", "exp": int(time.time()) + 600}, None, algorithm="none"),
     lambda: jwt.encode({"exp": int(time.time()) + 600}, SECRET, algorithm="HS256"),

@@ -1,5 +1,6 @@
 import DevboxModel
 import DevboxService
+import HTTPTypes
 import Hummingbird
 
 /// `/api/v1/devboxes`: create, list, get, delete, operations.

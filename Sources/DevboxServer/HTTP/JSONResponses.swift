@@ -1,6 +1,7 @@
 import DevboxModel
 import DevboxService
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOCore
 
@@ -30,8 +31,10 @@ enum JSONIO {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw ServiceError.payloadTooLarge("request body is larger than \(Self.describeSize(limit))")
         } catch let e as HTTPError where e.status == .contentTooLarge {
-            throw ServiceError.payloadTooLarge("request body is larger than \(limit / 1024 / 1024) MiB")
+            throw ServiceError.payloadTooLarge("request body is larger than \(Self.describeSize(limit))")
         }
         let data = Data(buffer.readableBytesView)
         guard !data.isEmpty else { throw ServiceError.badRequest(field: nil, message: "request body must be a JSON object") }
@@ -40,6 +43,10 @@ enum JSONIO {
         } catch let error as DecodingError {
             throw map(error)
         }
+    }
+
+    static func describeSize(_ n: Int) -> String {
+        n >= 1 << 20 ? "\(n >> 20) MiB" : "\(n >> 10) KiB"
     }
 
     static func map(_ error: DecodingError) -> ServiceError {
@@ -84,7 +91,7 @@ enum JSONIO {
     }
 }
 
-extension ServiceError: @retroactive HTTPResponseError {
+extension ServiceError: HTTPResponseError {
     public var status: HTTPResponse.Status { HTTPResponse.Status(code: statusCode) }
     public var headers: HTTPFields { [.contentType: "application/json; charset=utf-8"] }
 

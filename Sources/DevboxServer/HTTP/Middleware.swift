@@ -1,6 +1,7 @@
 import DevboxModel
 import DevboxService
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 

@@ -27,8 +27,9 @@ public enum DevboxStateMachine {
 public enum OperationStateMachine {
     public static let transitions: [OperationStatus: Set<OperationStatus>] = [
         .pending: [.running, .skipped, .failed],
+        // running → skipped: a step finds it has nothing to do.
         // running → pending: the pipeline restarts a step interrupted by a service crash.
-        .running: [.succeeded, .failed, .pending],
+        .running: [.succeeded, .failed, .skipped, .pending],
         .succeeded: [],
         .failed: [],
         .skipped: [],

@@ -128,8 +128,20 @@ struct JobRunner: Sendable {
 
     private func fail(_ id: String, op: OperationKind, message: String, log: Logger) async {
         log.warning("provisioning failed", metadata: ["operation": "\(op.rawValue)", "error": "\(message)"])
+        // Each write on its own: a failed bookkeeping write must not keep the devbox in provisioning.
         do {
             try await core.db.updateOperation(devboxId: id, kind: op, status: .failed, error: message)
+        } catch {
+            log.error("recording the failed operation failed: \(error)")
+        }
+        // The sandbox goes first, so a devbox reads `failed` only once nothing of it runs.
+        do {
+            try await core.sandbox.destroy(box: id)
+        } catch {
+            log.error("sandbox teardown failed: \(error)")
+        }
+        do {
+            try await core.db.finishRemainingOperations(devboxId: id, reason: message)
             try await core.db.transition(id, to: .failed, leaseOwner: owner) { r in
                 r.errorOperation = op.rawValue
                 r.errorMessage = message
@@ -139,7 +151,7 @@ struct JobRunner: Sendable {
         } catch {
             log.error("recording the failure failed: \(error)")
         }
-        await core.teardown(id, reason: "failed: \(op.rawValue)")
+        await core.teardown(id, reason: "failed: \(op.rawValue)", destroySandbox: false)
     }
 
     private func steps(_ job: ClaimedJob, log: Logger) async throws {

@@ -19,6 +19,7 @@ struct ClaimedJob: Sendable {
 
 enum StorageError: Error, Equatable {
     case illegalTransition(from: DevboxState, to: DevboxState)
+    case illegalOperationTransition(OperationKind, from: OperationStatus, to: OperationStatus)
     case notFound
     case leaseLost
 }
@@ -168,7 +169,9 @@ extension AppDatabase {
                 .fetchOne(db)
             else { throw StorageError.notFound }
             if op.status != status {
-                guard OperationStateMachine.canTransition(from: op.status, to: status) else { return }
+                guard OperationStateMachine.canTransition(from: op.status, to: status) else {
+                    throw StorageError.illegalOperationTransition(kind, from: op.status, to: status)
+                }
             }
             let now = Date()
             switch status {
