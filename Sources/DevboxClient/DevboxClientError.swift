@@ -113,10 +113,21 @@ public struct ProvisioningFailure: Sendable, Equatable, CustomStringConvertible 
         return out
     }
 
-    public var description: String {
-        var s = "devbox \(devboxId) is \(state.rawValue)"
-        if let operation { s += ": \(operation) failed" }
+    /// One line: "devbox ID failed in OPERATION: ERROR", "devbox ID was destroyed", …
+    public var summary: String {
+        var s: String
+        switch state {
+        case .failed: s = "devbox \(devboxId) failed"
+        case .destroyed: s = "devbox \(devboxId) was destroyed"
+        default: s = "devbox \(devboxId) is \(state.rawValue)"
+        }
+        if let operation { s += " in \(operation)" }
         if let error { s += ": \(error)" }
+        return s.replacingOccurrences(of: "\n", with: " ")
+    }
+
+    public var description: String {
+        var s = summary
         let t = tail()
         if !t.isEmpty { s += "\n--- output tail ---\n\(t)" }
         return s

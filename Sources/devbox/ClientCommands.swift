@@ -148,7 +148,7 @@ struct ProgressWaiter {
             for op in ops {
                 let changed = seen[op.name] != op.status
                 seen[op.name] = op.status
-                let label = "[\(index(op.name))/\(total)] \(op.statusLine)"
+                let label = "[\(index(op.name))/\(total)] \(op.statusLine(elapsedWhileRunning: tty))"
                 if tty {
                     switch op.status {
                     case .pending: continue

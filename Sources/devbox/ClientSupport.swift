@@ -121,10 +121,7 @@ func errorLine(_ e: DevboxClientError) -> String {
 }
 
 func printFailure(_ f: ProvisioningFailure) {
-    var head = "devbox \(f.devboxId) is \(f.state.rawValue)"
-    if let op = f.operation { head += ": \(op) failed" }
-    if let err = f.error { head += ": \(err)" }
-    stderrLine("devbox: error: \(head.replacingOccurrences(of: "\n", with: " "))")
+    stderrLine("devbox: error: \(f.summary)")
     let tail = f.tail(maxLines: 20, maxBytes: 8192)
     if !tail.isEmpty {
         stderrLine("--- output tail\(f.outputTruncated ? " (older output dropped)" : "") ---")
@@ -200,9 +197,13 @@ extension DevboxOperation {
     }
 
     /// "run_setup_commands  failed 2.1s: setup command 1 (exit 3) exited with code 3"
-    var statusLine: String {
+    var statusLine: String { statusLine(elapsedWhileRunning: true) }
+
+    func statusLine(elapsedWhileRunning: Bool) -> String {
         var s = "\(name.rawValue)  \(status.rawValue)"
-        if status != .pending, status != .skipped, let e = elapsed { s += " \(duration(e))" }
+        if status.isFinished || (status == .running && elapsedWhileRunning), status != .skipped, let e = elapsed {
+            s += " \(duration(e))"
+        }
         if let error { s += ": \(error)" }
         return s
     }

@@ -228,12 +228,13 @@ struct ClientUnitTests {
         #expect(f.error == "setup command 1 exited with code 3")
         #expect(f.tail(maxLines: 3) == "line 48\nline 49\nline 50")
         #expect(f.tail(maxLines: 100, maxBytes: 7) == "line 50")
+        #expect(f.summary == "devbox dbx_1 failed in run_setup_commands: setup command 1 exited with code 3")
         #expect(f.description.contains("line 50") && !f.description.contains("line 30\n"))
 
         // Destroyed with no failed operation: the state alone.
         devbox.state = .destroyed
         devbox.error = nil
         let g = ProvisioningFailure(devbox: devbox, operations: [])
-        #expect(g.operation == nil && g.description == "devbox dbx_1 is destroyed")
+        #expect(g.operation == nil && g.description == "devbox dbx_1 was destroyed")
     }
 }

@@ -99,8 +99,9 @@ struct LiveAPITests {
             let d = try await client.devboxes.create(
                 CreateDevboxRequest(name: "will-fail", setupCommands: ["echo before-the-failure; exit 3"]))
             do {
-                _ = try await client.devboxes.waitForReady(d.id, intervalMs: 200, timeoutMs: 120_000)
-                Issue.record("waitForReady returned for a failing devbox")
+                let r = try await client.devboxes.waitForReady(d.id, intervalMs: 200, timeoutMs: 120_000)
+                let ops = try await client.devboxes.listOperations(d.id)
+                throw TestFailure("waitForReady returned a \(r.state) devbox for a failing setup; operations: \(ops)")
             } catch DevboxClientError.provisioningFailed(let f) {
                 #expect(f.devboxId == d.id)
                 #expect(f.state == .failed)
@@ -121,7 +122,7 @@ struct LiveAPITests {
             let start = ContinuousClock.now
             do {
                 _ = try await client.devboxes.waitForReady(d.id, intervalMs: 100, timeoutMs: 700)
-                Issue.record("waitForReady returned for a devbox that cannot be ready yet")
+                throw TestFailure("waitForReady returned for a devbox that cannot be ready yet")
             } catch DevboxClientError.timedOut(let id, let state, let waited) {
                 #expect(id == d.id)
                 #expect(state == .requested || state == .provisioning)
@@ -140,7 +141,7 @@ struct LiveAPITests {
             let bad = server.client(token: "dbx_pt_not-a-real-token-0123456789")
             do {
                 _ = try await bad.devboxes.list()
-                Issue.record("a bad token was accepted")
+                throw TestFailure("a bad token was accepted")
             } catch let e as DevboxClientError {
                 let api = try #require(e.apiError)
                 #expect(api.status == 401)
@@ -151,7 +152,7 @@ struct LiveAPITests {
             let client = server.client()
             do {
                 _ = try await client.devboxes.create(CreateDevboxRequest(name: "x", setupTimeoutSeconds: 5))
-                Issue.record("setup_timeout_seconds 5 was accepted")
+                throw TestFailure("setup_timeout_seconds 5 was accepted")
             } catch DevboxClientError.api(let api) {
                 #expect(api.status == 422)
                 #expect(api.code == "validation_failed")
@@ -160,27 +161,27 @@ struct LiveAPITests {
             }
             do {
                 _ = try await client.devboxes.create(CreateDevboxRequest(name: "x", env: ["lower": "v"]))
-                Issue.record("a lower-case env key was accepted")
+                throw TestFailure("a lower-case env key was accepted")
             } catch DevboxClientError.api(let api) {
                 #expect(api.status == 422)
                 #expect(api.field == "env.lower")
             }
             do {
                 _ = try await client.devboxes.get("dbx_doesnotexist")
-                Issue.record("an unknown devbox was found")
+                throw TestFailure("an unknown devbox was found")
             } catch DevboxClientError.api(let api) {
                 #expect(api.status == 404)
             }
             do {
                 try await client.users.setSshKey("ssh-ed25519 garbage")
-                Issue.record("a garbage key was accepted")
+                throw TestFailure("a garbage key was accepted")
             } catch DevboxClientError.api(let api) {
                 #expect(api.status == 422 && api.field == "public_key")
             }
             // An id cannot walk to another route.
             do {
                 _ = try await client.devboxes.get("../users/me")
-                Issue.record("'../users/me' was resolved as a path")
+                throw TestFailure("'../users/me' was resolved as a path")
             } catch DevboxClientError.api(let api) {
                 #expect(api.status == 404)
             }
@@ -188,7 +189,7 @@ struct LiveAPITests {
             let d = try await client.devboxes.create(CreateDevboxRequest(name: "nokey", setupCommands: ["sleep 60"]))
             do {
                 _ = try await client.devboxes.createSession(d.id)
-                Issue.record("a session was created for a devbox that is not ready")
+                throw TestFailure("a session was created for a devbox that is not ready")
             } catch DevboxClientError.api(let api) {
                 #expect(api.status == 409)
             }
@@ -199,7 +200,7 @@ struct LiveAPITests {
             let nowhere = DevboxClient(providerToken: token, baseURL: URL(string: "http://127.0.0.1:\(port)")!)
             do {
                 _ = try await nowhere.devboxes.list()
-                Issue.record("a closed port answered")
+                throw TestFailure("a closed port answered")
             } catch let e as DevboxClientError {
                 guard case .unreachable(let url, _) = e else {
                     Issue.record("expected .unreachable, got \(e)")
