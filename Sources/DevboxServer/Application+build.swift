@@ -49,6 +49,7 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
 /// Builds the whole application: HTTP server plus the provisioning workers.
 public func buildApplication(configuration: ServerConfiguration, logger: Logger) async throws -> some ApplicationProtocol {
     let system = try await buildSystem(configuration: configuration, logger: logger)
+    await system.core.recoverOnStartup()
     let router = buildRouter(system: system)
     let worker = ProvisioningWorker(core: system.core)
     return Application(

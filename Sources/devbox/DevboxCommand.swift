@@ -7,7 +7,8 @@ struct DevboxCommand: AsyncParsableCommand {
         commandName: "devbox",
         abstract: "On-demand development environments for humans and AI agents.",
         subcommands: [
-            ServeCommand.self, TokenCommand.self, CreateCommand.self, ListCommand.self, GetCommand.self,
-            LogsCommand.self, SSHCommand.self, DeleteCommand.self, SSHKeyCommand.self, GitHubCommand.self,
+            ServeCommand.self, TokenCommand.self, KeysCommand.self, CreateCommand.self, ListCommand.self,
+            GetCommand.self, LogsCommand.self, SSHCommand.self, DeleteCommand.self, SSHKeyCommand.self,
+            GitHubCommand.self,
         ])
 }

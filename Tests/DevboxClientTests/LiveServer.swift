@@ -57,7 +57,7 @@ final class LiveServer: @unchecked Sendable {
         let httpPort = try freePort()
         let sshPort = try freePort()
         let logPath = dir.appendingPathComponent("serve.log").path
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: bin)
