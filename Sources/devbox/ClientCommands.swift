@@ -411,9 +411,9 @@ struct SSHCommand: AsyncParsableCommand {
 struct SSHKeyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ssh-key", abstract: "Manage your SSH public key (used by devbox ssh).",
-        subcommands: [Set.self, Remove.self])
+        subcommands: [SetKey.self, Remove.self])
 
-    struct Set: AsyncParsableCommand {
+    struct SetKey: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "set", abstract: "Register your SSH public key (ed25519 or ECDSA).", discussion: CLIExit.help)
         @OptionGroup var connection: ConnectionOptions
