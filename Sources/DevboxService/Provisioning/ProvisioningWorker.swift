@@ -13,11 +13,10 @@ public struct ProvisioningWorker: Service {
 
     public init(core: DevboxCore) {
         self.core = core
-        self.owner = Identifier.make("wrk_", length: 12)
+        self.owner = LeaseOwner.make()
     }
 
     public func run() async throws {
-        await core.recoverOnStartup()
         let stopping = StopFlag()
         let active = AtomicCounter()
         let runner = JobRunner(core: core, owner: owner, stopping: stopping)
@@ -53,12 +52,14 @@ public struct ProvisioningWorker: Service {
             stopping.set()
             core.jobs.signal()
         }
+        await core.sandbox.releaseIdleResources()
     }
 }
 
 extension DevboxCore {
-    /// Start-up: removes sandboxes, mounts and cgroups that no live devbox owns (left by a crash).
-    func recoverOnStartup() async {
+    /// Start-up: removes sandboxes, mounts and cgroups that no live devbox owns (left by a
+    /// crash). Runs before the service accepts requests.
+    public func recoverOnStartup() async {
         do {
             let keep = try await db.devboxIds(inStates: DevboxStateMachine.sandboxStates)
             let removed = await sandbox.sweep(keeping: Set(keep))
@@ -141,6 +142,7 @@ struct JobRunner: Sendable {
             log.error("sandbox teardown failed: \(error)")
         }
         do {
+            try await core.db.deletePendingSecrets(devboxId: id)
             try await core.db.finishRemainingOperations(devboxId: id, reason: message)
             try await core.db.transition(id, to: .failed, leaseOwner: owner) { r in
                 r.errorOperation = op.rawValue
@@ -194,13 +196,14 @@ struct JobRunner: Sendable {
                 throw JobStop.failed(kind, message)
             }
         }
+        // The AI tokens now live only inside the box: delete them (and checkpoint the WAL)
+        // before anyone can see `ready`.
+        try await core.db.deletePendingSecrets(devboxId: id)
         try await core.db.transition(id, to: .ready, leaseOwner: owner) { r in
             r.readyAt = Date()
             r.leaseOwner = nil
             r.leaseExpiresAt = nil
         }
-        // The AI tokens now live only inside the box.
-        try await core.db.deletePendingSecrets(devboxId: id)
         log.info("devbox ready")
     }
 }
