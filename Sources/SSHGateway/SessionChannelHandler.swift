@@ -287,6 +287,7 @@ final class SessionChannelHandler: ChannelDuplexHandler {
 
     /// A pipe channel closed: its output reached EOF (or failed), or stdin went away.
     func pipeEnded(_ end: PipeEndHandler) {
+        guard !end.ended else { return }
         end.ended = true
         if end.role.reads {
             openOutputs -= 1
