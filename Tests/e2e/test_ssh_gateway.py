@@ -405,6 +405,18 @@ def test_expired_session_is_denied_and_its_connection_closed(gw):
     assert r.returncode == 255 and DENIED in r.stderr.decode()
 
 
+def test_deleting_the_devbox_cuts_its_connections(gw):
+    box = gw.server.wait_state(gw.server.create({"name": "ssh-delete"})["id"])["id"]
+    login = Login(gw.server, gw.key, new_session(gw.server, box))
+    p = login.popen("sleep 30")
+    wait_for(lambda: connections(gw.server, box, login.user) == 1, timeout=15)
+    assert gw.server.request("DELETE", f"/api/v1/devboxes/{box}").status_code in (200, 202, 204)
+    t0 = time.time()
+    p.wait(timeout=10)
+    assert time.time() - t0 < 2
+    assert login.run("true").returncode == 255
+
+
 def test_live_connections_are_counted(gw):
     ses = new_session(gw.server, gw.box)
     login = Login(gw.server, gw.key, ses)
