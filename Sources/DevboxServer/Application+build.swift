@@ -32,6 +32,7 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
         userVerifier: verifier,
         sshEndpoint: SSHEndpoint(
             host: configuration.sshPublicHost ?? configuration.sshHost, port: configuration.sshPublicPort ?? configuration.sshPort),
+        sessionPolicy: try sessionPolicy(),
         logger: logger)
     return DevboxSystem(core: core, routes: RouteTable(), logger: logger)
 }
@@ -55,10 +56,11 @@ public func buildApplication(configuration: ServerConfiguration, logger: Logger)
     await system.core.recoverOnStartup()
     let router = buildRouter(system: system)
     let worker = ProvisioningWorker(core: system.core)
+    let gateway = try buildSSHGateway(system: system, configuration: configuration, logger: logger)
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "devbox"),
-        services: [worker],
+        services: [worker, gateway],
         onServerRunning: { channel in
             logger.notice("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
         },
