@@ -8,12 +8,15 @@
 //
 // With the host's "/" as the lower layer (`baseImage == nil`) the box would be the host
 // minus capabilities (SANDBOX.md trap 8). Private trees are hidden *in the overlay
-// itself*, by entries written into the box's upper dir before every mount:
+// itself*, by a shared read-only "mask" layer stacked between the box's upper dir and
+// the host root (lowerdir=<state>/.mask/g<hash>:/, built once per distinct plan on a
+// tmpfs, see CrunRuntime.maskLayer):
 //   - an opaque directory (trusted.overlay.opaque=y) shows as an empty directory the box
-//     may use; a whiteout (char 0/0) makes a path absent. Unlike a tmpfs over a path
-//     these cannot be unmounted or looked behind from inside: the lower entry is simply
-//     not reachable. Deleting or renaming them in the box leaves a whiteout (overlayfs
-//     keeps hiding a lower entry), and a box without CAP_SYS_ADMIN cannot mount.
+//     may use (writes go to its upper dir); a whiteout (char 0/0) makes a path absent.
+//     Unlike a tmpfs over a path these cannot be unmounted or looked behind from
+//     inside: the host entry is simply not reachable through the overlay. Deleting or
+//     renaming them in the box leaves a whiteout, and a box without CAP_SYS_ADMIN
+//     cannot mount.
 //   - top level of "/": visible are only bin sbin lib lib32 lib64 libx32 usr etc;
 //     root home opt srv mnt media boot var tmp run are empty opaque dirs (/root and
 //     /home are the box's own and persist; /tmp and /run are tmpfs as well);
@@ -46,7 +49,12 @@
 // host's catatonit bind-mounted read-only at /.devbox/init, run with -P.
 // Capabilities: Docker's default set; with the host network, minus CAP_NET_RAW and
 // CAP_NET_BIND_SERVICE. Masked and read-only /proc paths as Docker. NOFILE rlimit is the
-// caller's hard limit (SANDBOX.md trap 2). No seccomp profile yet (see the report).
+// caller's hard limit (SANDBOX.md trap 2). Seccomp: everything allowed but a short deny
+// list (see `seccomp()`): the kernel keyring syscalls (keyrings are not namespaced: box
+// root would share host root's user keyring), new user namespaces (Docker's default
+// profile refuses them too; they hand box root CAP_SYS_ADMIN over fresh namespaces and
+// a large kernel surface), bpf, perf_event_open, userfaultfd, io_uring; clone3 answers
+// ENOSYS so libc falls back to clone, whose flags can be checked.
 
 #if canImport(Glibc)
 import Glibc
@@ -127,6 +135,7 @@ enum BundleSpec {
                                               ("period", .int(period))])))
         }
         let linux: JSON = .object([
+            ("seccomp", seccomp()),
             ("namespaces", .array(namespaces)),
             ("cgroupsPath", .string(cgroupsPath)),
             ("resources", .object(resources)),
@@ -140,6 +149,33 @@ enum BundleSpec {
             ("hostname", .string(hostname)),
             ("mounts", .array(mounts)),
             ("linux", linux),
+        ])
+    }
+
+    /// A deny list on top of "allow everything" (see the file comment).
+    static func seccomp() -> JSON {
+        let eperm: Int64 = 1, enosys: Int64 = 38
+        let cloneNewUser: Int64 = 0x1000_0000
+        func rule(_ names: [String], _ errno: Int64, newUserFlagArg: Bool = false) -> JSON {
+            var o: [(String, JSON)] = [("names", .strings(names)), ("action", .string("SCMP_ACT_ERRNO")),
+                                       ("errnoRet", .int(errno))]
+            if newUserFlagArg {
+                o.append(("args", .array([.object([("index", .int(0)), ("value", .int(cloneNewUser)),
+                                                   ("valueTwo", .int(cloneNewUser)),
+                                                   ("op", .string("SCMP_CMP_MASKED_EQ"))])])))
+            }
+            return .object(o)
+        }
+        return .object([
+            ("defaultAction", .string("SCMP_ACT_ALLOW")),
+            ("architectures", .strings(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])),
+            ("syscalls", .array([
+                rule(["keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd",
+                      "io_uring_setup", "io_uring_enter", "io_uring_register"], eperm),
+                rule(["clone3"], enosys),
+                rule(["unshare"], eperm, newUserFlagArg: true),
+                rule(["clone"], eperm, newUserFlagArg: true),
+            ])),
         ])
     }
 

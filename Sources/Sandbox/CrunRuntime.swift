@@ -22,7 +22,7 @@ public final class CrunRuntime: Sendable {
     let logger: Logger
     let crun: String
     private let boxLocks = Mutex<[String: NSLock]>([:])
-    private let maskCache = Mutex<(plan: MaskPlan, at: UInt64)?>(nil)
+    private let maskCache = Mutex<(plan: MaskPlan, at: UInt64, layer: String?)?>(nil)
     private let counter = Atomic<UInt64>(0)
     func counterNext() -> UInt64 { counter.wrappingAdd(1, ordering: .relaxed).newValue }
 
@@ -64,6 +64,9 @@ public final class CrunRuntime: Sendable {
         guard st.hasPrefix("/"), !st.contains(","), !st.contains(":"), MaskPlan.normalize(st) != "" else {
             throw SandboxError.invalidArgument("stateDirectory must be an absolute path without ',' or ':'")
         }
+        if let image = configuration.baseImage, !image.hasPrefix("/") || image.contains(",") || image.contains(":") {
+            throw SandboxError.invalidArgument("baseImage must be an absolute path without ',' or ':'")
+        }
     }
 
     private func withBoxLock<T>(_ id: String, _ body: () throws -> T) rethrows -> T {
@@ -95,7 +98,7 @@ public final class CrunRuntime: Sendable {
             throw SandboxError.invalidArgument("catatonit not found at \(configuration.catatoniPath)")
         }
         guard access(crun, X_OK) == 0 else { throw SandboxError.invalidArgument("crun not found at \(crun)") }
-        _ = maskPlan(refresh: true)
+        _ = try maskLayer(refresh: true)
     }
 
     func makeDirectories(_ path: String, mode: mode_t) throws {
@@ -106,13 +109,56 @@ public final class CrunRuntime: Sendable {
         }
     }
 
-    func maskPlan(refresh: Bool = false) -> MaskPlan {
-        if configuration.baseImage != nil { return MaskPlan.forBaseImage() }
+    /// The hiding entries live in a shared, read-only overlay layer between the box's
+    /// upper dir and the host root: `<state>/.mask` (a tmpfs: an overlay layer below "/"
+    /// on the root filesystem itself would be refused as overlapping), one generation
+    /// directory per distinct plan, never modified once a box uses it. Rebuilt after a
+    /// reboot; recomputed (host /etc rescanned) at most every 30 s.
+    var maskRoot: String { configuration.stateDirectory + "/.mask" }
+
+    /// Path of the mask layer for the current plan (building it if needed); nil with a base image.
+    func maskLayer(refresh: Bool = false) throws -> String? {
+        if configuration.baseImage != nil { return nil }
         let now = monotonicNanos()
-        if !refresh, let cached = maskCache.withLock({ $0 }), now - cached.at < 30_000_000_000 { return cached.plan }
+        if !refresh, let c = maskCache.withLock({ $0 }), now - c.at < 30_000_000_000, let layer = c.layer,
+           access(layer, F_OK) == 0 {
+            return layer
+        }
         let plan = MaskPlan.forHostRoot(hiddenPaths: configuration.hiddenHostPaths + [configuration.stateDirectory])
-        maskCache.withLock { $0 = (plan, now) }
-        return plan
+        if !HostState.isMountPoint(maskRoot) {
+            try makeDirectories(maskRoot, mode: 0o700)
+            if dbx_mount("tmpfs", maskRoot, "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=0700,size=16m") != 0 {
+                throw sysError("mount mask tmpfs")
+            }
+        }
+        var hash: UInt64 = 0xcbf29ce484222325
+        for b in "\(plan.items)".utf8 { hash = (hash ^ UInt64(b)) &* 0x100000001b3 }
+        let layer = maskRoot + "/g" + String(hash, radix: 16)
+        if access(layer + "/.complete", F_OK) != 0 {
+            let building = maskRoot + "/.build-\(getpid())-\(counterNext())"
+            if mkdir(building, 0o755) != 0 { throw sysError("mkdir mask layer") }
+            let fd = try SafeFS.openDirectory(building)
+            plan.apply(upperFD: fd, lowerRoot: "/", extraFiles: [])
+            _ = mkdirat(fd, ".complete", 0o700)
+            closeFD(fd)
+            if rename(building, layer) != 0 {
+                try? HostState.removeTree(building)   // another thread built the same generation
+                guard access(layer + "/.complete", F_OK) == 0 else { throw sysError("install mask layer") }
+            }
+        }
+        maskCache.withLock { $0 = (plan, now, layer) }
+        return layer
+    }
+
+    /// Unmounts the mask tmpfs if no box root is mounted any more (sweep).
+    func releaseMaskIfUnused() {
+        let base = configuration.stateDirectory + "/"
+        let inUse = HostState.mounts().contains { $0.mountPoint.hasPrefix(base) && $0.fsType == "overlay" }
+        if !inUse && HostState.isMountPoint(maskRoot) {
+            if dbx_umount(maskRoot, 0) != 0 { _ = dbx_umount(maskRoot, Int32(MNT_DETACH)) }
+            _ = rmdir(maskRoot)
+            maskCache.withLock { $0 = nil }
+        }
     }
 
     // MARK: lifecycle
@@ -232,6 +278,8 @@ public final class CrunRuntime: Sendable {
                 for name in MaskPlan.listDirectory(root + "/" + cgroupParent) { if let id = idOf(name) { ids.insert(id) } }
             }
             for id in ids.sorted() { withBoxLock(id) { destroyBlocking(id) } }
+            removeTrash()
+            releaseMaskIfUnused()
             if keeping.isEmpty {
                 for root in HostState.cgroupRoots() { _ = rmdir(root + "/" + cgroupParent) }
             }
@@ -255,20 +303,22 @@ public final class CrunRuntime: Sendable {
         if !writeAll(fd: fd, bytes) { throw sysError("write \(path)") }
     }
 
-    /// Writes the hiding entries into the upper dir, then mounts the overlay.
+    /// Mounts the box root: upper dir, the shared mask layer, the host root (or image).
     func mountRootfs(_ id: String) throws {
         let dir = boxDirectory(id)
         let lower = configuration.baseImage ?? "/"
+        // Per-box files, created in the upper dir unless the box already has its own.
         let upperFD = try SafeFS.openDirectory(dir + "/upper")
         var hosts = readFileBytes(lower == "/" ? "/etc/hosts" : lower + "/etc/hosts") ?? Array("127.0.0.1\tlocalhost\n".utf8)
         if hosts.last != UInt8(ascii: "\n") && !hosts.isEmpty { hosts.append(UInt8(ascii: "\n")) }
         hosts += Array("127.0.1.1\t\(id)\n".utf8)
-        maskPlan().apply(upperFD: upperFD, lowerRoot: lower, extraFiles: [
+        MaskPlan().apply(upperFD: upperFD, lowerRoot: lower, extraFiles: [
             .file("etc/hostname", contents: Array("\(id)\n".utf8), mode: 0o644),
             .file("etc/hosts", contents: hosts, mode: 0o644),
         ])
         closeFD(upperFD)
-        let opts = "lowerdir=\(lower),upperdir=\(dir)/upper,workdir=\(dir)/work"
+        let lowers = try maskLayer().map { "\($0):\(lower)" } ?? lower
+        let opts = "lowerdir=\(lowers),upperdir=\(dir)/upper,workdir=\(dir)/work"
         if dbx_mount("overlay", rootfsPath(id), "overlay", 0, opts) != 0 { throw sysError("mount overlay for \(id)") }
     }
 
@@ -294,6 +344,7 @@ public final class CrunRuntime: Sendable {
             closeFD(pidP[1]); throw error
         }
         closeFD(pidP[1])
+        Reaper.shared.kick()
         guard result.status == 0 else {
             throw SandboxError.commandFailed("crun run", status: result.status, message: result.stderrText)
         }
@@ -343,8 +394,34 @@ public final class CrunRuntime: Sendable {
             let path = root + cgroupsPath(id)
             if access(path, F_OK) == 0 { HostState.removeCgroup(path) }
         }
+        // Freeing blocks is slow on this host (ext4 mounted with `discard`: ~3 ms per
+        // file or directory), so the directory is renamed out of the way at once and
+        // deleted on a background thread; `sweep` finishes any such trash a crash left.
+        let trash = configuration.stateDirectory + "/" + CrunRuntime.trashMarker + containerName(id) + "-\(getpid())-\(counterNext())"
+        if access(dir, F_OK) != 0 { return }
+        if rename(dir, trash) == 0 {
+            let logger = self.logger
+            let thread = Thread {
+                do { try HostState.removeTree(trash) } catch {
+                    logger.warning("removing box directory failed", metadata: ["box": .string(id), "error": .string("\(error)")])
+                }
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+            return
+        }
         do { try HostState.removeTree(dir) } catch {
             logger.warning("removing box directory failed", metadata: ["box": .string(id), "error": .string("\(error)")])
+        }
+    }
+
+    static let trashMarker = ".trash-"
+
+    /// Deletes trash directories of ours (left by a crash during a background delete).
+    func removeTrash() {
+        for name in MaskPlan.listDirectory(configuration.stateDirectory)
+        where name.hasPrefix(CrunRuntime.trashMarker + configuration.idPrefix) {
+            try? HostState.removeTree(configuration.stateDirectory + "/" + name)
         }
     }
 }

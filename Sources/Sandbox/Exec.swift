@@ -98,13 +98,13 @@ func runExecBlocking(_ p: ExecParams, cancel: PollCancel) throws -> ExecResult {
 
     let argv = ["crun", "exec", "-d", "--process", "/proc/self/fd/3", "--pid-file", "/proc/self/fd/4", p.container]
     let crunPid = try spawnProgram(p.crun, argv, fds: [inP[0], outP[1], p.mergeStderr ? outP[1] : errP[1], memfd, pidP[1]])
-    Reaper.shared.own(crunPid)
     defer { Reaper.shared.disown(crunPid) }
     for fd in childEnds { closeFD(fd) }
     childEnds = []
     var stdinFD = inP[1]
     defer { closeFD(stdinFD) }
     let crunFD = dbx_pidfd_open(crunPid)
+    if crunFD < 0 { throw sysError("pidfd_open crun") }
     fdsToClose.append(crunFD)
 
     var out = TailBuffer(limit: p.outputLimit), err = TailBuffer(limit: p.outputLimit)
@@ -115,7 +115,7 @@ func runExecBlocking(_ p: ExecParams, cancel: PollCancel) throws -> ExecResult {
     var boxPid: pid_t = 0, boxFD: Int32 = -1, pgid: pid_t = 0
     var exitCode: Int32? = nil, exitSignal: Int32? = nil, exitedAt: UInt64? = nil
     var timedOut = false, cancelled = false
-    let deadline = p.timeoutNanos.map { start + $0 }
+    let deadline = p.timeoutNanos.map { t in start.addingReportingOverflow(t).overflow ? UInt64.max : start + t }
     var buf = [UInt8](repeating: 0, count: 65536)
 
     func killAll() {
@@ -199,7 +199,7 @@ func runExecBlocking(_ p: ExecParams, cancel: PollCancel) throws -> ExecResult {
                         crunStatus = -1
                     }
                 }
-                if crunStatus != 0 { exitedAt = monotonicNanos() }
+                if crunStatus != 0 { exitedAt = monotonicNanos(); Reaper.shared.kick() }
             }
         }
         if boxIndex >= 0, pfds[boxIndex].revents != 0 {

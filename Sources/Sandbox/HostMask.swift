@@ -3,7 +3,7 @@ import CDevbox
 import Glibc
 #endif
 
-/// What is written into a box's upper dir before each mount to hide host-private trees
+/// The entries of the shared mask layer that hide host-private trees
 /// (see the comment at the top of Bundle.swift). Paths are relative to the box root.
 struct MaskPlan: Sendable {
     enum Item: Sendable, Equatable {
@@ -57,6 +57,14 @@ struct MaskPlan: Sendable {
         for path in Set(etcHidden).sorted() where !replaced.contains(path) {
             plan.items.append(.whiteout(path))
             covered.insert(path)
+        }
+        // resolv.conf as a symlink into /run (systemd-resolved, resolvconf) would dangle
+        // over the box's own /run tmpfs: ship the resolved contents instead.
+        var rst = stat()
+        if lstat("/etc/resolv.conf", &rst) == 0, rst.st_mode & S_IFMT == S_IFLNK,
+           let resolv = readFileBytes("/etc/resolv.conf", limit: 65536) {
+            plan.items.append(.file("etc/resolv.conf", contents: resolv, mode: 0o644))
+            covered.insert("etc/resolv.conf")
         }
         plan.items.append(.file("etc/shadow", contents: lockedShadow(), mode: 0o640))
         plan.items.append(.file("etc/gshadow", contents: lockedGshadow(), mode: 0o640))

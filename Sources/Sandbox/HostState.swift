@@ -1,4 +1,5 @@
 import CDevbox
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -43,6 +44,12 @@ enum HostState {
     /// SANDBOX.md trap 1: with controllers left on the v2 hierarchy of a hybrid layout,
     /// crun refuses to run. Move them to v1. Returns the controllers moved.
     static func fixHybridCgroups() throws -> [String] {
+        try hybridFixLock.withLock { _ in try fixHybridCgroupsLocked() }
+    }
+
+    private static let hybridFixLock = Mutex(())
+
+    private static func fixHybridCgroupsLocked() throws -> [String] {
         let unified = "/sys/fs/cgroup/unified"
         guard let text = readSmallFile("\(unified)/cgroup.controllers") else { return [] }
         let controllers = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
@@ -51,7 +58,10 @@ enum HostState {
             let dir = "/sys/fs/cgroup/\(c)"
             if mkdir(dir, 0o755) != 0 && lastErrno() != EEXIST { throw sysError("mkdir \(dir)") }
             if isMountPoint(dir) { continue }
-            if dbx_mount("cgroup", dir, "cgroup", 0, c) != 0 { throw sysError("mount cgroup \(c)") }
+            if dbx_mount("cgroup", dir, "cgroup", 0, c) != 0 {
+                if lastErrno() == EBUSY && isMountPoint(dir) { continue }  // another process did it
+                throw sysError("mount cgroup \(c)")
+            }
             moved.append(c)
         }
         return moved

@@ -34,8 +34,9 @@ func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePo
     ptrs.append(nil)
     defer { for p in ptrs { free(p) } }
     return try ptrs.withUnsafeBufferPointer { buf in
-        // swiftlint:disable:next force_unwrapping
-        try body(buf.baseAddress!)
+        // Never nil: the array holds at least the terminating nil.
+        guard let base = buf.baseAddress else { preconditionFailure("empty argv buffer") }
+        return try body(base)
     }
 }
 
@@ -56,10 +57,14 @@ func resolveExecutable(_ name: String) -> String {
 }
 
 /// Spawns a program; `fds[i]` becomes fd i in the child (-1 = /dev/null).
+/// The child is registered as owned by the reaper before anything can collect it
+/// (the spawn happens under the reaper's lock): the caller waits for it and must call
+/// `Reaper.shared.disown(pid)` afterwards.
 func spawnProgram(_ path: String, _ argv: [String], env: [String] = toolEnvironment,
                   fds: [Int32], newSession: Bool = true, cwd: String? = nil) throws -> pid_t {
     var pid: pid_t = 0
-    let rc: Int32 = withCStrings(argv) { cargv in
+    let rc: Int32 = Reaper.shared.spawnOwned { () -> (Int32, pid_t) in
+      let rc: Int32 = withCStrings(argv) { cargv in
         withCStrings(env) { cenv in
             fds.withUnsafeBufferPointer { fdbuf in
                 if let cwd {
@@ -68,6 +73,8 @@ func spawnProgram(_ path: String, _ argv: [String], env: [String] = toolEnvironm
                 return dbx_spawn(path, cargv, cenv, fdbuf.baseAddress, Int32(fds.count), newSession ? 1 : 0, nil, &pid)
             }
         }
+      }
+      return (rc, pid)
     }
     if rc != 0 { throw SandboxError.system("spawn \(path)", errno: rc) }
     return pid
@@ -94,7 +101,6 @@ func runCommandBlocking(_ path: String, _ argv: [String], extraFDs: [Int32] = []
     if errFD < 0 { throw sysError("memfd_create") }
     defer { closeFD(errFD) }
     let pid = try spawnProgram(path, argv, fds: [-1, outFD, errFD] + extraFDs)
-    Reaper.shared.own(pid)
     defer { Reaper.shared.disown(pid) }
     let pidfd = dbx_pidfd_open(pid)
     if pidfd >= 0 {
@@ -124,9 +130,11 @@ func monotonicNanos() -> UInt64 {
 /// - watched pids (box inits, spawned processes): a pidfd each, polled on one thread;
 ///   their exit status goes to a callback;
 /// - owned pids: waited for by the code that spawned them (left alone here);
-/// - any other zombie child seen in two sweeps a second apart (an orphan of ours nobody
-///   waits for) is reaped, so other libraries in the process keep a second to wait
-///   for their own children by pid.
+/// - any other zombie child still a zombie two seconds after it was first seen (an
+///   orphan of ours nobody waits for) is reaped, so other libraries in the process keep
+///   two seconds to wait for their own children by pid. Zombies named "crun" (helper processes of `crun run`
+///   and `crun exec` that exit after handing over) are ours alone and reaped at once;
+///   `kick()` asks for such a sweep right away.
 final class Reaper: Sendable {
     static let shared = Reaper()
 
@@ -137,7 +145,8 @@ final class Reaper: Sendable {
     private struct State {
         var watched: [pid_t: Watch] = [:]
         var owned: [pid_t: Int] = [:]
-        var zombiesSeen: Set<pid_t> = []
+        var zombiesSeen: [pid_t: UInt64] = [:]
+        var kicked = false
     }
     private let state = Mutex(State())
     private let wakeR: Int32
@@ -152,6 +161,15 @@ final class Reaper: Sendable {
         thread.name = "devbox-reaper"
         thread.stackSize = 1 << 20
         thread.start()
+    }
+
+    /// Runs `spawn` (returning (0, pid) on success) under the lock and owns the pid.
+    func spawnOwned(_ spawn: () -> (Int32, pid_t)) -> Int32 {
+        state.withLock { s in
+            let (rc, pid) = spawn()
+            if rc == 0 { s.owned[pid, default: 0] += 1 }
+            return rc
+        }
     }
 
     func own(_ pid: pid_t) { state.withLock { $0.owned[pid, default: 0] += 1 } }
@@ -177,6 +195,12 @@ final class Reaper: Sendable {
         return sig == 0 ? (code, nil) : (nil, sig)
     }
 
+    /// Sweeps orphaned crun helpers now (called after `crun run -d` / `crun exec -d`).
+    func kick() {
+        state.withLock { $0.kicked = true }
+        wake()
+    }
+
     private func wake() {
         var b: UInt8 = 1
         _ = write(wakeW, &b, 1)
@@ -199,7 +223,11 @@ final class Reaper: Sendable {
                 }
             }
             let now = monotonicNanos()
-            if now - lastSweep >= 1_000_000_000 {
+            let kicked = state.withLock { s -> Bool in
+                defer { s.kicked = false }
+                return s.kicked
+            }
+            if kicked || now - lastSweep >= 1_000_000_000 {
                 lastSweep = now
                 sweepOrphans()
             }
@@ -208,22 +236,24 @@ final class Reaper: Sendable {
 
     private func sweepOrphans() {
         let zombies = zombieChildren()
+        let now = monotonicNanos()
         state.withLock { s in
-            var next: Set<pid_t> = []
-            for pid in zombies where s.watched[pid] == nil && s.owned[pid] == nil {
-                if s.zombiesSeen.contains(pid) {
+            var next: [pid_t: UInt64] = [:]
+            for (pid, comm) in zombies where s.watched[pid] == nil && s.owned[pid] == nil {
+                let first = s.zombiesSeen[pid] ?? now
+                if comm == "crun" || now - first >= 2_000_000_000 {
                     var c: Int32 = 0, g: Int32 = 0
                     _ = dbx_wait_pid(pid, 1, &c, &g)
                 } else {
-                    next.insert(pid)
+                    next[pid] = first
                 }
             }
             s.zombiesSeen = next
         }
     }
 
-    private func zombieChildren() -> [pid_t] {
-        var result: [pid_t] = []
+    private func zombieChildren() -> [(pid_t, String)] {
+        var result: [(pid_t, String)] = []
         let me = getpid()
         guard let dir = opendir("/proc/\(me)/task") else { return [] }
         defer { closedir(dir) }
@@ -233,9 +263,10 @@ final class Reaper: Sendable {
             guard let text = readSmallFile("/proc/\(me)/task/\(tid)/children") else { continue }
             for p in text.split(separator: " ") {
                 guard let pid = Int32(p.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
-                if let stat = readSmallFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") {
+                if let stat = readSmallFile("/proc/\(pid)/stat"), let open = stat.firstIndex(of: "("),
+                   let close = stat.lastIndex(of: ")") {
                     let rest = stat[stat.index(after: close)...].drop { $0 == " " }
-                    if rest.first == "Z" { result.append(pid) }
+                    if rest.first == "Z" { result.append((pid, String(stat[stat.index(after: open)..<close]))) }
                 }
             }
         }

@@ -42,7 +42,9 @@ extension CrunRuntime {
         guard spec.tty == nil else { throw SandboxError.invalidArgument("exec does not take a tty; use spawn") }
         let timeoutNanos: UInt64? = timeout.map { t in
             let (s, a) = t.components
-            return UInt64(max(0, s)) * 1_000_000_000 + UInt64(max(0, a) / 1_000_000_000)
+            let secs = UInt64(max(0, s)).multipliedReportingOverflow(by: 1_000_000_000)
+            if secs.overflow { return UInt64.max }
+            return secs.partialValue.addingReportingOverflow(UInt64(max(0, a) / 1_000_000_000)).partialValue
         }
         let cancel = PollCancel()
         let result = try await withTaskCancellationHandler {
@@ -63,8 +65,8 @@ extension CrunRuntime {
         case .startFailed(let status, var outcome, let cancelled):
             if cancelled { throw CancellationError() }
             if await !isRunning(id: id) { throw SandboxError.notRunning(id) }
-            // crun could not start it (e.g. "executable file `x` not found"): its message
-            // is in stderr; report the shell's "command not found" code.
+            // crun could not start it (executable not found, cwd missing, no pids left):
+            // its message is in stderr; report the shell's "command not found" code.
             logger.debug("crun exec failed", metadata: ["box": .string(id), "status": "\(status)"])
             outcome.exitCode = 127
             return outcome
@@ -125,7 +127,6 @@ extension CrunRuntime {
         argv.append(containerName(id))
 
         let crunPid = try spawnProgram(crun, argv, fds: childFDs)
-        Reaper.shared.own(crunPid)
         defer { Reaper.shared.disown(crunPid) }
         let crunFD = dbx_pidfd_open(crunPid)
         closeOnExit.append(crunFD)

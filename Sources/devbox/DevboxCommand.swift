@@ -6,5 +6,5 @@ struct DevboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "devbox",
         abstract: "On-demand development environments for humans and AI agents.",
-        subcommands: [ServeCommand.self, TokenCommand.self])
+        subcommands: [ServeCommand.self, TokenCommand.self, KeysCommand.self])
 }

@@ -93,6 +93,14 @@ func hostCommandLines() -> [String] {
             let env2 = Self.parseEnviron(r2.stdout)
             #expect(env2["ONLY"] == "new\nvalue")
             #expect(env2["ANTHROPIC_API_KEY"] == nil)
+            // A box cannot redirect the host's env write with a symlink.
+            let trap = "/var/lib/\(h.prefix)escape"
+            mkdir(trap, 0o755)
+            defer { _ = try? HostState.removeTree(trap) }
+            _ = try await runtime.exec(id: "e1", SandboxProcessSpec(argv: ["sh", "-c", "rm -rf /etc/devbox && ln -s \(trap) /etc/devbox"]),
+                                       stdin: nil, timeout: .seconds(10), outputLimit: 1024, mergeStderr: false)
+            #expect(throws: SandboxError.self) { try runtime.writeEnv(id: "e1", env: ["ONLY": "again"]) }
+            #expect(MaskPlan.listDirectory(trap).isEmpty)
             // Invalid input is refused.
             #expect(throws: SandboxError.self) { try runtime.writeEnv(id: "e1", env: ["A=B": "x"]) }
             #expect(throws: SandboxError.self) { try runtime.writeEnv(id: "e1", env: ["A": "x\u{0}y"]) }
@@ -126,8 +134,11 @@ func hostCommandLines() -> [String] {
             #expect(c.exitCode == 127)
             #expect(c.err.contains("not found"))
             let cwd = try await h.runtime.exec(id: "x1", SandboxProcessSpec(argv: ["pwd"], cwd: "/tmp"), stdin: nil,
-                                               timeout: .seconds(10), outputLimit: 4096, mergeStderr: false)
+                                               timeout: .seconds(Int64.max), outputLimit: 4096, mergeStderr: false)
             #expect(cwd.out == "/tmp\n")
+            let nocwd = try await h.runtime.exec(id: "x1", SandboxProcessSpec(argv: ["pwd"], cwd: "/nonexistent"), stdin: nil,
+                                                 timeout: nil, outputLimit: 4096, mergeStderr: false)
+            #expect(nocwd.exitCode == 127 && nocwd.err.contains("chdir"), "\(nocwd.err)")
             await #expect(throws: SandboxError.self) {
                 _ = try await h.runtime.exec(id: "nobox", SandboxProcessSpec(argv: ["true"]), stdin: nil,
                                              timeout: .seconds(5), outputLimit: 10, mergeStderr: false)
@@ -184,6 +195,20 @@ func hostCommandLines() -> [String] {
             #expect(!names.contains("sleep"), "left behind: \(names)")
             // Only init and our own listing shell/cat are there.
             #expect(Set(names).isSubset(of: ["init", "catatonit", "sh", "cat"]), "\(names)")
+            // Cancelling the calling task kills the process group too.
+            let task = Task { try await h.sh("t1", "sleep 60 & sleep 60", timeout: nil) }
+            try await Task.sleep(for: .milliseconds(400))
+            let cancelledAt = ContinuousClock.now
+            task.cancel()
+            await #expect(throws: CancellationError.self) { _ = try await task.value }
+            #expect(ContinuousClock.now - cancelledAt < .seconds(3))
+            var after: [String] = []
+            for _ in 0..<40 {
+                after = try await h.sh("t1", "for p in /proc/[0-9]*; do cat $p/comm; done").out.split(separator: "\n").map(String.init)
+                if !after.contains("sleep") { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(!after.contains("sleep"), "\(after)")
             // Background processes of a finished command do not hold exec up.
             let bg = try await h.sh("t1", "sleep 30 >/dev/null 2>&1 & echo started")
             #expect(bg.out == "started\n" && bg.exitCode == 0)

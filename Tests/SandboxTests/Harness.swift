@@ -50,7 +50,10 @@ struct Harness {
         }
         found += HostState.mounts().map(\.mountPoint).filter { $0.contains(prefix) }.map { "mount:\($0)" }
         for root in HostState.cgroupRoots() {
-            for name in MaskPlan.listDirectory(root) where name.hasPrefix(runtime.cgroupParent) { found.append("cgroup:\(root)/\(name)") }
+            let parent = root + "/" + runtime.cgroupParent
+            guard access(parent, F_OK) == 0 else { continue }
+            found.append("cgroupparent:\(parent)")
+            for name in MaskPlan.listDirectory(parent) where name.hasPrefix(prefix) { found.append("cgroup:\(parent)/\(name)") }
         }
         if access(state, F_OK) == 0 { found += MaskPlan.listDirectory(state).map { "dir:\($0)" } }
         return found

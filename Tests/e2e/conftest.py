@@ -3,15 +3,15 @@ import subprocess
 
 import pytest
 
-from devbox_harness import Server, crun_containers
+from devbox_harness import DATA_DIRS, Server, crun_bundles
 
 
 @pytest.fixture(scope="session", autouse=True)
 def host_ready():
     subprocess.run([os.path.join(os.path.dirname(__file__), "../../scripts/cgroup-fix.sh")], check=True)
-    before = set(crun_containers())
     yield
-    leaked = set(crun_containers()) - before
+    leaked = {name: bundle for name, bundle in crun_bundles().items()
+              if any(bundle.startswith(d + "/") for d in DATA_DIRS)}
     assert not leaked, f"tests leaked containers: {leaked}"
 
 
@@ -19,10 +19,7 @@ def host_ready():
 def server():
     s = Server().start()
     yield s
-    s.delete_all()
-    s.stop()
-    if os.path.isdir(s.data_dir):
-        subprocess.run(["rm", "-rf", os.path.dirname(s.data_dir)], check=False)
+    s.close()
 
 
 @pytest.fixture
@@ -36,9 +33,5 @@ def fresh_server():
         return s
 
     yield make
-    for s in made:
-        if s.proc and s.proc.poll() is None:
-            s.delete_all()
-            s.stop()
-        if s.tmp:
-            subprocess.run(["rm", "-rf", s.tmp], check=False)
+    for s in reversed(made):  # later servers may share an earlier one's data dir
+        s.close()

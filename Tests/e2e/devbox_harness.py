@@ -26,6 +26,22 @@ def crun_containers() -> list[str]:
     return [l.strip() for l in out.splitlines() if l.strip()]
 
 
+def crun_bundles() -> dict[str, str]:
+    """Container name → bundle path, for every container on the machine."""
+    out = subprocess.run(["crun", "list"], capture_output=True, text=True).stdout.splitlines()[1:]
+    rows = {}
+    for line in out:
+        parts = line.split()
+        if len(parts) >= 4:
+            rows[parts[0]] = parts[3]
+    return rows
+
+
+# Every data directory a Server of this test session used: the leak check looks only at
+# containers whose bundle lives under one of them (other test runs may share the machine).
+DATA_DIRS: set[str] = set()
+
+
 class Server:
     """One `devbox serve` with its own data dir, ports and log file."""
 
@@ -39,6 +55,7 @@ class Server:
         self.log_path = os.path.join(os.path.dirname(self.data_dir), f"serve-{self.http_port}.log")
         self.proc: subprocess.Popen | None = None
         self.token = token
+        DATA_DIRS.add(os.path.realpath(self.data_dir))
 
     # -- process -----------------------------------------------------------------
     def env(self) -> dict:
@@ -92,6 +109,14 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+    def close(self) -> None:
+        """Destroys every devbox, stops the service and removes a temporary data dir."""
+        if self.proc and self.proc.poll() is None:
+            self.delete_all()
+            self.stop()
+        if self.tmp:
+            subprocess.run(["rm", "-rf", self.tmp], check=False)
 
     def log(self) -> str:
         try:

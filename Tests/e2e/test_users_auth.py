@@ -13,8 +13,7 @@ def jwt_server():
     from devbox_harness import Server
     s = Server(env={"DEVBOX_USER_JWT_SECRET": SECRET}).start()
     yield s
-    s.delete_all()
-    s.stop()
+    s.close()
 
 
 def bearer(sub: str, **claims) -> str:

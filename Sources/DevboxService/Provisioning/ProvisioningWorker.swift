@@ -13,7 +13,7 @@ public struct ProvisioningWorker: Service {
 
     public init(core: DevboxCore) {
         self.core = core
-        self.owner = Identifier.make("wrk_", length: 12)
+        self.owner = LeaseOwner.make()
     }
 
     public func run() async throws {
@@ -141,6 +141,7 @@ struct JobRunner: Sendable {
             log.error("sandbox teardown failed: \(error)")
         }
         do {
+            try await core.db.deletePendingSecrets(devboxId: id)
             try await core.db.finishRemainingOperations(devboxId: id, reason: message)
             try await core.db.transition(id, to: .failed, leaseOwner: owner) { r in
                 r.errorOperation = op.rawValue
@@ -194,13 +195,14 @@ struct JobRunner: Sendable {
                 throw JobStop.failed(kind, message)
             }
         }
+        // The AI tokens now live only inside the box: delete them (and checkpoint the WAL)
+        // before anyone can see `ready`.
+        try await core.db.deletePendingSecrets(devboxId: id)
         try await core.db.transition(id, to: .ready, leaseOwner: owner) { r in
             r.readyAt = Date()
             r.leaseOwner = nil
             r.leaseExpiresAt = nil
         }
-        // The AI tokens now live only inside the box.
-        try await core.db.deletePendingSecrets(devboxId: id)
         log.info("devbox ready")
     }
 }

@@ -121,16 +121,19 @@ extension AppDatabase {
         }
     }
 
-    /// Claims the oldest devbox whose pipeline is unfinished and whose lease is free or expired.
+    /// Claims the oldest devbox whose pipeline is unfinished and whose lease is free, expired,
+    /// or held by a worker process on this host that no longer exists (`owner` ends in `@pid`).
     func claimJob(owner: String, lease: TimeInterval) async throws -> ClaimedJob? {
         try await pool.write { db in
             let now = Date()
-            guard var r = try DevboxRecord
+            let candidates = try DevboxRecord
                 .filter([DevboxState.requested, .provisioning].contains(DevboxRecord.Columns.state))
-                .filter(DevboxRecord.Columns.leaseExpiresAt == nil || DevboxRecord.Columns.leaseExpiresAt < now)
                 .order(DevboxRecord.Columns.createdAt)
-                .fetchOne(db)
-            else { return nil }
+                .fetchAll(db)
+            guard var r = candidates.first(where: { c in
+                guard let expires = c.leaseExpiresAt, expires >= now, let holder = c.leaseOwner else { return true }
+                return holder != owner && !LeaseOwner.isAlive(holder)
+            }) else { return nil }
             r.state = .provisioning
             r.leaseOwner = owner
             r.leaseExpiresAt = now.addingTimeInterval(lease)

@@ -1,0 +1,46 @@
+"""Finds copies of a secret in raw bytes: plain, base64 (standard and urlsafe, any
+alignment), or inside a Fernet token that a given key still decrypts."""
+import base64
+import os
+import re
+
+from cryptography.fernet import Fernet, InvalidToken
+
+FERNET_RE = re.compile(rb"gAAAAA[A-Za-z0-9_\-]{40,}={0,2}")
+
+
+def encodings(secret: bytes) -> list[bytes]:
+    out = [secret]
+    for shift in range(3):
+        chunk = secret[shift:]
+        chunk = chunk[: len(chunk) - len(chunk) % 3]
+        if len(chunk) >= 12:
+            out.append(base64.b64encode(chunk))
+            out.append(base64.urlsafe_b64encode(chunk))
+    return out
+
+
+def find(blob: bytes, secret: bytes, keys: list[bytes]) -> list[str]:
+    hits = [f"encoding {i}" for i, e in enumerate(encodings(secret)) if e in blob]
+    for m in FERNET_RE.finditer(blob):
+        for k in keys:
+            try:
+                if secret in Fernet(k).decrypt(m.group(0)):
+                    hits.append("fernet token")
+            except (InvalidToken, ValueError):
+                pass
+    return hits
+
+
+def scan_files(paths: list[str], secret: bytes, keys: list[bytes]) -> dict:
+    found = {}
+    for p in paths:
+        if os.path.isfile(p):
+            hits = find(open(p, "rb").read(), secret, keys)
+            if hits:
+                found[p] = hits
+    return found
+
+
+def data_dir_files(data_dir: str) -> list[str]:
+    return [os.path.join(data_dir, n) for n in os.listdir(data_dir) if n.startswith("devbox.sqlite")]

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Issue 2 benchmarks against a running release `devbox serve`:
+
+  create→ready with one `true` setup command, 50 sequential and 20 concurrent, versus a
+  bare `crun run -d` + `crun exec true` of the same bundle in the same run; GET
+  /api/v1/devboxes/:id with wrk at 64 connections; idle RSS of serve and host memory of
+  idle devboxes. Prints figures and ratios; exits non-zero only on errors, not on goals.
+"""
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+class API:
+    def __init__(self, base, token):
+        self.base, self.h = base, {"X-Provider-Token": token}
+        self.s = requests.Session()
+
+    def create(self, body):
+        r = self.s.post(self.base + "/api/v1/devboxes", json=body, headers=self.h)
+        r.raise_for_status()
+        return r.json()
+
+    def get(self, i):
+        return self.s.get(f"{self.base}/api/v1/devboxes/{i}", headers=self.h).json()
+
+    def delete(self, i):
+        self.s.delete(f"{self.base}/api/v1/devboxes/{i}", headers=self.h)
+
+
+def create_ready(api, poll=0.002):
+    t0 = time.perf_counter()
+    d = api.create({"name": "bench", "setup_commands": ["true"]})
+    while True:
+        st = api.get(d["id"])["state"]
+        if st in ("ready", "failed"):
+            return time.perf_counter() - t0, st, d["id"]
+        time.sleep(poll)
+
+
+def bare_crun(bundle_src, n):
+    """crun run -d + crun exec true of a copy of a devbox's bundle (same rootfs, own cgroup)."""
+    cfg = json.load(open(os.path.join(bundle_src, "config.json")))
+    root = cfg["root"]["path"]
+    if not root.startswith("/"):
+        root = os.path.join(bundle_src, root)
+    times = []
+    for k in range(n):
+        d = tempfile.mkdtemp(prefix="bench-bare-")
+        c = dict(cfg)
+        c["root"] = {"path": root, "readonly": cfg["root"].get("readonly", False)}
+        c["linux"] = dict(cfg["linux"])
+        c["linux"]["cgroupsPath"] = f"/devbox-bench/bare{k}"
+        json.dump(c, open(os.path.join(d, "config.json"), "w"))
+        name = f"devbox-bench-bare-{os.getpid()}-{k}"
+        t0 = time.perf_counter()
+        subprocess.run(["crun", "run", "-d", "--bundle", d, name], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["crun", "exec", name, "true"], check=True)
+        times.append(time.perf_counter() - t0)
+        subprocess.run(["crun", "delete", "-f", name], check=True)
+        shutil.rmtree(d)
+    for h in os.listdir("/sys/fs/cgroup"):
+        p = f"/sys/fs/cgroup/{h}/devbox-bench"
+        if os.path.isdir(p):
+            for k in os.listdir(p):
+                if os.path.isdir(os.path.join(p, k)):
+                    os.rmdir(os.path.join(p, k))
+            os.rmdir(p)
+    return times
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base", required=True)
+    ap.add_argument("--token", required=True)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--pid", type=int, required=True)
+    ap.add_argument("--sequential", type=int, default=50)
+    ap.add_argument("--concurrent", type=int, default=20)
+    a = ap.parse_args()
+    api = API(a.base, a.token)
+
+    idle_rss = rss_kib(a.pid)
+    print(f"idle serve RSS: {idle_rss / 1024:.1f} MiB (goal < 50 MiB)")
+
+    # warm-up (page cache, first-use paths)
+    for _ in range(3):
+        _, _, i = create_ready(api)
+        api.delete(i)
+
+    seq, failures = [], 0
+    for _ in range(a.sequential):
+        t, st, i = create_ready(api)
+        failures += st != "ready"
+        seq.append(t)
+        api.delete(i)
+
+    with cf.ThreadPoolExecutor(a.concurrent) as ex:
+        t0 = time.perf_counter()
+        res = list(ex.map(lambda _: create_ready(API(a.base, a.token)), range(a.concurrent)))
+        wall = time.perf_counter() - t0
+    conc = [r[0] for r in res]
+    failures += sum(r[1] != "ready" for r in res)
+    keep = res[0][2]
+    for r in res[1:]:
+        api.delete(r[2])
+
+    boxes = os.path.join(a.data_dir, "boxes")
+    bundle = [os.path.join(boxes, b) for b in os.listdir(boxes) if b.endswith(keep)][0]
+    bare = bare_crun(bundle, 20)
+
+    b50 = statistics.median(bare)
+    print(f"bare crun run -d + exec true (same bundle): p50 {b50*1000:.1f} ms  p95 {pct(bare,95)*1000:.1f} ms")
+    print(f"create→ready, {a.sequential} sequential: p50 {statistics.median(seq)*1000:.1f} ms  "
+          f"p95 {pct(seq,95)*1000:.1f} ms  ratio p50/bare {statistics.median(seq)/b50:.2f}x (goal < 100 ms, < 1.5x)")
+    print(f"create→ready, {a.concurrent} concurrent: p50 {statistics.median(conc)*1000:.1f} ms  "
+          f"p95 {pct(conc,95)*1000:.1f} ms  wall {wall*1000:.0f} ms  ratio p50/bare {statistics.median(conc)/b50:.2f}x")
+    print(f"failures: {failures} (goal 0)")
+
+    # idle devbox memory: 10 idle boxes, cgroup usage each and serve RSS growth
+    ids = [create_ready(api)[2] for _ in range(10)]
+    time.sleep(1)
+    usages = []
+    for i in ids:
+        for cg in subprocess.run(["sh", "-c", f"ls -d /sys/fs/cgroup/memory/*/*{i}"], capture_output=True,
+                                 text=True).stdout.split():
+            usages.append(int(open(cg + "/memory.usage_in_bytes").read()))
+    if usages:
+        print(f"idle devbox host memory (cgroup usage, incl. kernel + init): median "
+              f"{statistics.median(usages)/1024:.0f} KiB (goal < 1 MiB)")
+    print(f"serve RSS with 10 idle devboxes: {rss_kib(a.pid)/1024:.1f} MiB")
+
+    # GET /api/v1/devboxes/:id with wrk, 64 connections
+    if shutil.which("wrk"):
+        out = subprocess.run(["wrk", "-t2", "-c64", "-d10s", "--latency", "-H", f"X-Provider-Token: {a.token}",
+                              f"{a.base}/api/v1/devboxes/{keep}"], capture_output=True, text=True).stdout
+        rps = [l for l in out.splitlines() if "Requests/sec" in l]
+        p99 = [l for l in out.splitlines() if l.strip().startswith("99%")]
+        non2xx = [l for l in out.splitlines() if "Non-2xx" in l]
+        print(f"wrk GET devbox, 64 connections: {rps[0].split()[-1] if rps else '?'} req/s, "
+              f"p99 {p99[0].split()[-1] if p99 else '?'} (goal ≥ 5000 req/s, p99 < 20 ms) {non2xx}")
+    for i in ids + [keep]:
+        api.delete(i)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
