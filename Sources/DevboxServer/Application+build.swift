@@ -21,7 +21,10 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
     try fm.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     let database = try AppDatabase(path: configuration.dataDirectory + "/devbox.sqlite")
     let cipher = try FernetCipher.load(environmentKeys: configuration.encryptionKeys, dataDirectory: configuration.dataDirectory)
-    let sandbox = try CrunSandboxDriver(dataDirectory: configuration.dataDirectory, baseImage: configuration.baseImage, logger: logger)
+    // An explicit DEVBOX_BASE_IMAGE wins; else a built Debian image; else the host's root.
+    let baseImage = configuration.baseImage ?? BaseImage.built(dataDirectory: configuration.dataDirectory)
+    logger.notice("box base image", metadata: ["base": "\(baseImage ?? "host root (private trees hidden)")"])
+    let sandbox = try CrunSandboxDriver(dataDirectory: configuration.dataDirectory, baseImage: baseImage, logger: logger)
     try await sandbox.prepareHost()
     let verifier = try await JWTUserVerifier.make(secret: configuration.userJWTSecret, jwksFile: configuration.userJWKSFile)
     let core = DevboxCore(
@@ -49,6 +52,7 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
 /// Builds the whole application: HTTP server plus the provisioning workers.
 public func buildApplication(configuration: ServerConfiguration, logger: Logger) async throws -> some ApplicationProtocol {
     let system = try await buildSystem(configuration: configuration, logger: logger)
+    await system.core.recoverOnStartup()
     let router = buildRouter(system: system)
     let worker = ProvisioningWorker(core: system.core)
     return Application(

@@ -62,6 +62,7 @@ struct CrunSandboxDriver: SandboxDriver {
         await runtime.sweep(keeping: keeping)
     }
 
+    func releaseIdleResources() async { await runtime.releaseIdleResources() }
     func isRunning(box: String) async -> Bool { await runtime.isRunning(id: box) }
     func workspaceHostPath(box: String) -> String { runtime.workspaceHostPath(id: box) }
 }

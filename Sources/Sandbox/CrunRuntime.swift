@@ -254,6 +254,12 @@ public final class CrunRuntime: Sendable {
         logger.info("box destroyed", metadata: ["box": .string(id)])
     }
 
+    /// Unmounts shared host state (the mask layer) when no box uses it. Call when no create
+    /// can run concurrently, e.g. at service shutdown.
+    public func releaseIdleResources() async {
+        await onDedicatedThread { [self] in releaseMaskIfUnused() }
+    }
+
     /// Destroys every container, mount, cgroup and directory named with our prefix whose
     /// id is not in `keeping` (including what a killed service left). Returns those ids.
     public func sweep(keeping: Set<String>) async -> [String] {

@@ -198,6 +198,15 @@ func runExecBlocking(_ p: ExecParams, cancel: PollCancel) throws -> ExecResult {
                     } else {
                         crunStatus = -1
                     }
+                } else {
+                    // crun failed or was killed (timeout/cancel): if it had already started
+                    // the process, kill that process's group as well.
+                    var pidBuf = [UInt8](repeating: 0, count: 32)
+                    let r = pidBuf.withUnsafeMutableBytes { read(pidP[0], $0.baseAddress, $0.count) }
+                    if r > 0, let pid = pid_t(String(decoding: pidBuf[0..<r], as: UTF8.self)), pid > 1 {
+                        let g = getpgid(pid)
+                        _ = g > 1 ? kill(-g, SIGKILL) : kill(pid, SIGKILL)
+                    }
                 }
                 if crunStatus != 0 { exitedAt = monotonicNanos(); Reaper.shared.kick() }
             }

@@ -1,4 +1,6 @@
-import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Resource limits of one box (cgroup v1: memory, pids, cpu).
 public struct SandboxLimits: Sendable, Equatable {
@@ -134,7 +136,3 @@ public enum SandboxError: Error, CustomStringConvertible, Sendable {
         }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -155,7 +155,8 @@ func sseMessages(_ text: String) -> [JSONValue] {
 
     @Test func sessionsExpireAndAreBounded() async throws {
         var o = MCPHTTPHandler.Options()
-        o.sessionIdleTimeout = .milliseconds(100)
+        // Long enough that a loaded machine does not expire sessions before the eviction checks.
+        o.sessionIdleTimeout = .seconds(2)
         o.maxSessions = 2
         let h = MCPHTTPHandler(server: try makeServer(), options: o)
         let s1 = try await session(h)
@@ -165,7 +166,7 @@ func sseMessages(_ text: String) -> [JSONValue] {
         #expect(h.sessionCount == 2)
         #expect(await post(h, request(3, "ping"), headers: ["Mcp-Session-Id": s2]).statusCode == 404)
         #expect(await post(h, request(3, "ping"), headers: ["Mcp-Session-Id": s3]).statusCode == 200)
-        try await Task.sleep(for: .milliseconds(200))
+        try await Task.sleep(for: .milliseconds(2300))
         #expect(await post(h, request(4, "ping"), headers: ["Mcp-Session-Id": s1]).statusCode == 404)
         h.expireIdleSessions()
         #expect(h.sessionCount == 0)

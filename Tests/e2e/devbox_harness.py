@@ -116,6 +116,9 @@ class Server:
             self.delete_all()
             self.stop()
         if self.tmp:
+            mounted = [l.split()[4] for l in open("/proc/self/mountinfo").read().splitlines()
+                       if l.split()[4].startswith(self.tmp + "/")]
+            assert not mounted, f"mounts left under {self.tmp}: {mounted}"
             subprocess.run(["rm", "-rf", self.tmp], check=False)
 
     def log(self) -> str:

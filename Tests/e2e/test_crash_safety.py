@@ -8,7 +8,8 @@ from devbox_harness import Server, crun_containers
 
 
 def leftovers(data_dir: str, devbox_ids: list[str]) -> dict:
-    mounts = [l for l in open("/proc/self/mountinfo").read().splitlines() if data_dir in l]
+    mounts = [l for l in open("/proc/self/mountinfo").read().splitlines()
+              if data_dir in l and any(i in l for i in devbox_ids)]
     containers = [c for c in crun_containers() if any(c.endswith(i) for i in devbox_ids)]
     cgroups = subprocess.run(["sh", "-c", "ls -d /sys/fs/cgroup/*/dx*/* 2>/dev/null"], capture_output=True,
                              text=True).stdout.split()

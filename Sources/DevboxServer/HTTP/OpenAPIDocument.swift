@@ -62,6 +62,15 @@ enum OpenAPIDocument {
         "status": {"type": "string", "enum": ["pending", "running", "succeeded", "failed", "skipped"]},
         "started_at": {"type": ["string", "null"], "format": "date-time"}, "finished_at": {"type": ["string", "null"], "format": "date-time"},
         "output": {"type": "string", "description": "stdout/stderr tail (last 64 KiB)"}, "output_truncated": {"type": "boolean"}, "error": {"type": ["string", "null"]}}},
+      "SSHAccess": {"type": "object", "required": ["host", "port", "username", "workspace_path"], "properties": {
+        "host": {"type": "string"}, "port": {"type": "integer"}, "username": {"type": "string"}, "workspace_path": {"type": "string"}}},
+      "AccessSession": {"type": "object", "required": ["session_id", "expires_at", "command", "ssh"], "properties": {
+        "session_id": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"},
+        "command": {"type": "string", "description": "Ready-to-run OpenSSH command"}, "ssh": {"$ref": "#/components/schemas/SSHAccess"}}},
+      "AccessSessionInfo": {"type": "object", "properties": {
+        "session_id": {"type": "string"}, "devbox_id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": "string", "format": "date-time"}, "connections": {"type": "integer", "description": "Live SSH connections"},
+        "ssh": {"$ref": "#/components/schemas/SSHAccess"}}},
       "UserProfile": {"type": "object", "properties": {
         "id": {"type": "string"}, "external_id": {"type": ["string", "null"]}, "provider_token_id": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
@@ -87,8 +96,29 @@ enum OpenAPIDocument {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
       "get": {"summary": "List provisioning operations", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"operations": {"type": "array", "items": {"$ref": "#/components/schemas/Operation"}}}}}}}, "404": {"$ref": "#/components/responses/Error"}}}
     },
+    "/api/v1/devboxes/{id}/access/session": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "post": {"summary": "Create an SSH access session (201); the devbox must be ready and the user must have an SSH key",
+        "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "properties": {"ttl_seconds": {"type": "integer", "minimum": 60, "maximum": 86400, "default": 3600}}}}}},
+        "responses": {"201": {"description": "Created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AccessSession"}}}},
+          "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/devboxes/{id}/access/sessions": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "get": {"summary": "List active sessions with their live connection count", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"sessions": {"type": "array", "items": {"$ref": "#/components/schemas/AccessSessionInfo"}}}}}}}}}
+    },
+    "/api/v1/devboxes/{id}/access/session/{session_id}": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}, {"name": "session_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+      "delete": {"summary": "Revoke a session (204); its live connections are closed", "responses": {"204": {"description": "Revoked"}, "404": {"$ref": "#/components/responses/Error"}}}
+    },
     "/api/v1/users/me": {
       "get": {"summary": "The caller's profile", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UserProfile"}}}}}}
+    },
+    "/api/v1/users/me/ssh-key": {
+      "put": {"summary": "Set the SSH public key (204): ed25519 or ECDSA",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["public_key"], "properties": {"public_key": {"type": "string", "description": "An authorized_keys line"}}}}}},
+        "responses": {"204": {"description": "Set"}, "422": {"$ref": "#/components/responses/Error"}}},
+      "delete": {"summary": "Remove the SSH key (204)", "responses": {"204": {"description": "Removed"}}}
     }
   }
 }

@@ -17,7 +17,6 @@ public struct ProvisioningWorker: Service {
     }
 
     public func run() async throws {
-        await core.recoverOnStartup()
         let stopping = StopFlag()
         let active = AtomicCounter()
         let runner = JobRunner(core: core, owner: owner, stopping: stopping)
@@ -53,12 +52,14 @@ public struct ProvisioningWorker: Service {
             stopping.set()
             core.jobs.signal()
         }
+        await core.sandbox.releaseIdleResources()
     }
 }
 
 extension DevboxCore {
-    /// Start-up: removes sandboxes, mounts and cgroups that no live devbox owns (left by a crash).
-    func recoverOnStartup() async {
+    /// Start-up: removes sandboxes, mounts and cgroups that no live devbox owns (left by a
+    /// crash). Runs before the service accepts requests.
+    public func recoverOnStartup() async {
         do {
             let keep = try await db.devboxIds(inStates: DevboxStateMachine.sandboxStates)
             let removed = await sandbox.sweep(keeping: Set(keep))

@@ -51,6 +51,8 @@ public protocol SandboxDriver: Sendable {
     func start(box: String) async throws
     func destroy(box: String) async throws
     func sweep(keeping: Set<String>) async -> [String]
+    /// Releases shared host state no box uses any more (called at shutdown, no creates running).
+    func releaseIdleResources() async
     func isRunning(box: String) async -> Bool
     func workspaceHostPath(box: String) -> String
 }
