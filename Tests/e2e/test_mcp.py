@@ -187,6 +187,34 @@ def test_stdio_flow_with_running_serve(server, mode):
     assert os.stat(os.path.join(server.data_dir, "mcp-token")).st_mode & 0o777 == 0o600
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_stdio_flow_remote_server(server, mode, tmp_path):
+    """`devbox mcp --server URL` drives a deployment through the SDK; no local data dir is touched."""
+    async def go():
+        params = StdioServerParameters(
+            command=BIN, args=["mcp", "--server", server.base, "--data-dir", str(tmp_path / "unused")],
+            env=mcp_env({"DEVBOX_PROVIDER_TOKEN": server.token}))
+        with open(os.devnull, "w") as log:
+            async with Client(stdio_client(params, errlog=log), mode=MODES[mode], read_timeout_seconds=180) as c:
+                await flow(c, MODERN if mode == "default" else HANDSHAKE, server.ssh_port, f"remote-{mode}")
+    run(go)
+    assert not (tmp_path / "unused").exists()
+
+
+def test_remote_server_errors_are_tool_errors(tmp_path):
+    async def go():
+        params = StdioServerParameters(command=BIN, args=["mcp", "--server", f"http://127.0.0.1:{free_port()}"],
+                                       env=mcp_env({"DEVBOX_PROVIDER_TOKEN": "dbx_pt_x"}))
+        with open(os.devnull, "w") as log:
+            async with Client(stdio_client(params, errlog=log)) as c:
+                r = await c.call_tool("list_devboxes", {})
+                assert r.is_error and "cannot reach the devbox server" in r.content[0].text
+    run(go)
+    missing = subprocess.run([BIN, "mcp", "--server", "http://127.0.0.1:1"], capture_output=True, text=True,
+                             env=mcp_env(), stdin=subprocess.DEVNULL, timeout=30)
+    assert missing.returncode != 0 and "DEVBOX_PROVIDER_TOKEN" in missing.stderr and missing.stdout == ""
+
+
 class LocalDir:
     """A data dir with no running serve: `devbox mcp` starts one; close() stops it."""
 
