@@ -37,7 +37,7 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
     return DevboxSystem(core: core, routes: RouteTable(), logger: logger)
 }
 
-/// Builds the HTTP router: health, OpenAPI, the REST API behind auth.
+/// Builds the HTTP router: health, OpenAPI, the REST API and `/mcp` behind auth.
 public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: RequestLogMiddleware(logger: system.logger))
@@ -47,6 +47,7 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     DevboxesController(core: system.core).register(on: api, table: system.routes)
     UsersController(core: system.core).register(on: api, table: system.routes)
     SessionsController(core: system.core).register(on: api, table: system.routes)
+    MCPController(core: system.core, logger: system.logger).register(on: api, table: system.routes)
     return router
 }
 
