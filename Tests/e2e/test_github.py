@@ -65,11 +65,20 @@ def gh(fake):
     s.extra_env["DEVBOX_PUBLIC_URL"] = s.base
     s.start()
     yield s
+    # the harness deletes the provider user's devboxes only; these belong to JWT users
+    for user, devbox_id in CREATED:
+        call(s, "DELETE", f"/api/v1/devboxes/{devbox_id}", user)
     s.close()
 
 
+CREATED: list = []  # (user, devbox id) of every devbox these tests created
+
+
 def call(s: Server, method: str, path: str, user: str, body=None) -> requests.Response:
-    return s.request(method, path, json_body=body, bearer=bearer(user))
+    r = s.request(method, path, json_body=body, bearer=bearer(user))
+    if method == "POST" and path == "/api/v1/devboxes" and r.status_code == 202:
+        CREATED.append((user, r.json()["id"]))
+    return r
 
 
 def connect(s: Server, fake: FakeGitHub, user: str, as_login: str = "alice", redirect: str = APP_REDIRECT + "?from=e2e"):

@@ -44,10 +44,11 @@ struct RepositoryCloner: Sendable {
         // not visible inside the box, removed with the box.
         let boxDirectory = (workspace as NSString).deletingLastPathComponent
         var template = Array((boxDirectory + "/.clone-XXXXXX").utf8CString)
-        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress) }) != nil else {
+        let made = template.withUnsafeMutableBufferPointer { buf in buf.baseAddress.flatMap { mkdtemp($0) } }
+        guard made != nil else {
             throw CloneFailure(message: "could not create a temporary directory (errno \(errno))", log: "")
         }
-        let tmp = String(cString: template)
+        let tmp = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         defer { try? FileManager.default.removeItem(atPath: tmp) }
         let home = tmp + "/home"
         let dest = tmp + "/repo"
@@ -63,6 +64,10 @@ struct RepositoryCloner: Sendable {
         let plain = Self.environment(home: home, header: nil, webURL: settings.webURL)
         let authed = Self.environment(home: home, header: header, webURL: settings.webURL)
 
+        func timeoutMessage() -> String {
+            "timed out after \(settings.cloneTimeout.components.seconds) s"
+        }
+
         func git(_ args: [String], in dir: String?, auth: Bool) async throws -> GitResult {
             let remaining = deadline - ContinuousClock.now
             guard remaining > .zero else { throw CloneFailure(message: timeoutMessage(), log: log) }
@@ -73,9 +78,6 @@ struct RepositoryCloner: Sendable {
                 throw CloneFailure(message: timeoutMessage(), log: log)
             }
             return result
-        }
-        func timeoutMessage() -> String {
-            "timed out after \(settings.cloneTimeout.components.seconds) s"
         }
 
         let cloned = try await git(["clone", "--no-checkout", "--", url, dest], in: nil, auth: header != nil)

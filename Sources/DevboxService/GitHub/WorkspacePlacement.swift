@@ -44,7 +44,15 @@ enum WorkspacePlacement {
                 throw .system("creating \(shown)", errno)
             }
             let next = dbx_open_beneath(dirFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0)
-            guard next >= 0 else { throw refusal(shown, errno) }
+            guard next >= 0 else {
+                let e = errno
+                var st = stat()
+                // O_DIRECTORY|O_NOFOLLOW on a symlink reports ENOTDIR: say what it is.
+                if fstatat(dirFD, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFLNK {
+                    throw refusal(shown, ELOOP)
+                }
+                throw refusal(shown, e)
+            }
             close(dirFD)
             dirFD = next
         }
