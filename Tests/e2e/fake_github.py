@@ -78,6 +78,9 @@ class FakeGitHub:
         self.requests: list[tuple[str, str]] = []  # (method, path with query)
         self.git_requests: list[dict] = []
         self.authorize_as = "alice"
+        self.fail_repo_lookups = 0  # answer this many GET /repos/{owner}/{name} with 503
+        self.redirect_api = False  # answer GET /user with a redirect to /elsewhere
+        self.elsewhere: list[dict] = []  # headers of requests that followed such a redirect
         self.lock = threading.Lock()
         self.next_id = 5000
         self.httpd: ThreadingHTTPServer | None = None
@@ -232,6 +235,10 @@ class FakeHandler(BaseHTTPRequestHandler):
         with f.lock:
             f.requests.append((method, self.path))
         path = url.path
+        if path == "/elsewhere":
+            with f.lock:
+                f.elsewhere.append(dict(self.headers))
+            return self.send_json(200, {"login": "mallory", "id": 666})
         if re.match(r"^/[^/]+/[^/]+\.git(/.*)?$", path):
             return self.git_http(method, url)
         if method == "GET" and path == "/login/oauth/authorize":
@@ -251,7 +258,18 @@ class FakeHandler(BaseHTTPRequestHandler):
             return self.send_json(404, {"message": "Not Found"})
         m = re.match(r"^/repos/([^/]+)/([^/]+)$", api)
         if m:
+            with f.lock:
+                failing = f.fail_repo_lookups > 0
+                f.fail_repo_lookups -= 1 if failing else 0
+            if failing:
+                return self.send_json(503, {"message": "Service Unavailable"})
             return self.repo(m.group(1), m.group(2))
+        if api == "/user" and f.redirect_api:
+            self.send_response(302)
+            self.send_header("Location", f.base + "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         login = self.token_login()
         if login is None:
             return self.bad_credentials()

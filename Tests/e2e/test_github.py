@@ -237,6 +237,28 @@ def test_github_error_and_bad_code_are_reported_to_the_client(gh, fake):
     assert connection(gh, user) is None
 
 
+def test_the_client_does_not_follow_redirects_with_the_token(gh, fake):
+    user = "redirected"
+    fake.redirect_api = True
+    try:
+        _, _, location = connect(gh, fake, user)
+    finally:
+        fake.redirect_api = False
+    q = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    assert q == {"from": "e2e", "github": "error", "error": "user_lookup_failed"}
+    assert fake.elsewhere == [], "the token was replayed to a redirect target"
+    assert connection(gh, user) is None
+
+
+def test_without_oauth_configuration(server):
+    r = server.request("POST", "/api/v1/integrations/github/connect", json_body={"redirect_url": "https://a.example/"})
+    assert r.status_code == 503 and "DEVBOX_GITHUB_CLIENT_ID" in r.json()["error"]["message"]
+    assert server.request("GET", "/api/v1/integrations/github/connection").json() is None
+    assert server.request("GET", "/api/v1/integrations/github/repos").status_code == 409
+    r = requests.get(server.base + CALLBACK, params={"state": "x", "code": "y"}, allow_redirects=False, timeout=10)
+    assert r.status_code == 400
+
+
 def test_open_redirect_is_refused(gh):
     for url in ["https://evil.example.com/github", "http://127.0.0.1:9/appx", "http://127.0.0.1:9/app/../admin",
                 "https://app.example.com/githubx", "https://app.example.com.evil.net/github",
@@ -440,6 +462,20 @@ def test_ungranted_organisation_is_refused_at_create(gh, fake, cloner):
     # a public repository of an organisation the user is not in clones without the token
     d = create(gh, user, {"name": "public-org", "repositories": [{"full_name": "opensrc/tool"}]})
     assert d["state"] == "ready"
+
+
+def test_ungranted_organisation_is_refused_at_clone_when_create_could_not_tell(gh, fake, cloner):
+    user, token = cloner
+    fake.fail_repo_lookups = 1  # GitHub cannot answer during the create: the create is accepted
+    r = call(gh, "POST", "/api/v1/devboxes", user, {"name": "late", "repositories": [{"full_name": "globex/secret"}]})
+    assert r.status_code == 202, r.text
+    d = wait(gh, r.json()["id"], user)
+    assert d["state"] == "failed" and d["error"]["operation"] == "clone_repositories"
+    msg = d["error"]["message"]
+    assert "globex/secret" in msg and "globex" in msg and "not granted" in msg and "org-grants" in msg
+    [repo] = repositories(gh, d["id"], user)
+    assert repo["status"] == "failed" and "not granted" in repo["error"]
+    assert not [g for g in fake.git_requests if g["repo"] == "globex/secret"], "no clone may be attempted"
 
 
 def test_bad_repository_input_is_422_naming_the_field(gh):
