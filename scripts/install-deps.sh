@@ -2,7 +2,7 @@
 # Installs the Debian packages devbox needs to build, run and test. Idempotent and quiet
 # when everything is already there.
 set -euo pipefail
-want=(crun catatonit libsqlite3-dev libcurl4-openssl-dev libssl-dev iptables iproute2 git
+want=(crun catatonit libsqlite3-dev libcurl4-openssl-dev libssl-dev iptables iproute2 git debootstrap
       openssh-client openssh-sftp-server tmux procps)
 if [ "${1:-}" = "--test" ]; then
   want+=(wrk hyperfine)

@@ -21,7 +21,10 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
     try fm.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     let database = try AppDatabase(path: configuration.dataDirectory + "/devbox.sqlite")
     let cipher = try FernetCipher.load(environmentKeys: configuration.encryptionKeys, dataDirectory: configuration.dataDirectory)
-    let sandbox = try CrunSandboxDriver(dataDirectory: configuration.dataDirectory, baseImage: configuration.baseImage, logger: logger)
+    // An explicit DEVBOX_BASE_IMAGE wins; else a built Debian image; else the host's root.
+    let baseImage = configuration.baseImage ?? BaseImage.built(dataDirectory: configuration.dataDirectory)
+    logger.notice("box base image", metadata: ["base": "\(baseImage ?? "host root (private trees hidden)")"])
+    let sandbox = try CrunSandboxDriver(dataDirectory: configuration.dataDirectory, baseImage: baseImage, logger: logger)
     try await sandbox.prepareHost()
     let verifier = try await JWTUserVerifier.make(secret: configuration.userJWTSecret, jwksFile: configuration.userJWKSFile)
     let core = DevboxCore(
@@ -29,11 +32,12 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
         userVerifier: verifier,
         sshEndpoint: SSHEndpoint(
             host: configuration.sshPublicHost ?? configuration.sshHost, port: configuration.sshPublicPort ?? configuration.sshPort),
+        sessionPolicy: try sessionPolicy(),
         logger: logger)
     return DevboxSystem(core: core, routes: RouteTable(), logger: logger)
 }
 
-/// Builds the HTTP router: health, OpenAPI, the REST API behind auth.
+/// Builds the HTTP router: health, OpenAPI, the REST API and `/mcp` behind auth.
 public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: RequestLogMiddleware(logger: system.logger))
@@ -45,6 +49,7 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     UsersController(core: system.core).register(on: api, table: system.routes)
     SessionsController(core: system.core).register(on: api, table: system.routes)
     GitHubController(core: system.core).register(on: api, table: system.routes)
+    MCPController(core: system.core, logger: system.logger).register(on: api, table: system.routes)
     return router
 }
 
@@ -54,10 +59,11 @@ public func buildApplication(configuration: ServerConfiguration, logger: Logger)
     await system.core.recoverOnStartup()
     let router = buildRouter(system: system)
     let worker = ProvisioningWorker(core: system.core)
+    let gateway = try buildSSHGateway(system: system, configuration: configuration, logger: logger)
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "devbox"),
-        services: [worker],
+        services: [worker, gateway],
         onServerRunning: { channel in
             logger.notice("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
         },

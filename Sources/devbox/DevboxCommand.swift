@@ -6,5 +6,9 @@ struct DevboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "devbox",
         abstract: "On-demand development environments for humans and AI agents.",
-        subcommands: [ServeCommand.self, TokenCommand.self, KeysCommand.self])
+        subcommands: [
+            ServeCommand.self, MCPCommand.self, TokenCommand.self, KeysCommand.self, ImageCommand.self, CreateCommand.self,
+            ListCommand.self, GetCommand.self, LogsCommand.self, SSHCommand.self, DeleteCommand.self,
+            SSHKeyCommand.self, GitHubCommand.self,
+        ])
 }

@@ -160,6 +160,20 @@ enum OpenAPIDocument {
         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["public_key"], "properties": {"public_key": {"type": "string", "description": "An authorized_keys line"}}}}}},
         "responses": {"204": {"description": "Set"}, "422": {"$ref": "#/components/responses/Error"}}},
       "delete": {"summary": "Remove the SSH key (204)", "responses": {"204": {"description": "Removed"}}}
+    },
+    "/mcp": {
+      "description": "MCP tool server (Streamable HTTP; protocol revisions 2025-06-18, 2025-11-25, 2026-07-28). Same authentication as the REST API; X-Claude-Token / X-Codex-Token are the AI tokens create_devbox may inject.",
+      "post": {"summary": "One JSON-RPC message", "parameters": [{"$ref": "#/components/parameters/ClaudeToken"}, {"$ref": "#/components/parameters/CodexToken"},
+          {"name": "Mcp-Session-Id", "in": "header", "required": false, "schema": {"type": "string"}, "description": "Session minted by initialize (2025 revisions)"},
+          {"name": "MCP-Protocol-Version", "in": "header", "required": false, "schema": {"type": "string"}}],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "description": "JSON-RPC 2.0 request or notification"}}}},
+        "responses": {"200": {"description": "JSON-RPC response (application/json), or an SSE stream (text/event-stream) of progress notifications ending with the response"},
+          "202": {"description": "Notification accepted"}, "400": {"description": "Malformed message, missing session or header mismatch (JSON-RPC error)"},
+          "401": {"$ref": "#/components/responses/Error"}, "403": {"description": "Origin not allowed"}, "404": {"description": "Unknown session or method (JSON-RPC error)"},
+          "406": {"description": "Accept must list application/json and text/event-stream"}, "413": {"description": "Body over 2 MiB"}, "415": {"description": "Content-Type must be application/json"}}},
+      "get": {"summary": "Server-initiated stream (not offered)", "responses": {"401": {"$ref": "#/components/responses/Error"}, "405": {"description": "Method not allowed"}}},
+      "delete": {"summary": "End an MCP session (2025 revisions)", "parameters": [{"name": "Mcp-Session-Id", "in": "header", "required": true, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "Session ended"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"description": "Unknown session"}, "405": {"description": "No session header"}}}
     }
   }
 }

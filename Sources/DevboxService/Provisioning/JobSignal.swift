@@ -5,28 +5,36 @@ import Synchronization
 final class JobSignal: Sendable {
     private struct State {
         var pending = false
-        var waiter: CheckedContinuation<Void, Never>?
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter: UInt64 = 0
         var running: [String: @Sendable () -> Void] = [:]
     }
     private let state = Mutex(State())
 
+    /// Wakes every current waiter, or the next one if nobody waits.
     func signal() {
-        let w: CheckedContinuation<Void, Never>? = state.withLock { s in
-            if let w = s.waiter {
-                s.waiter = nil
-                return w
+        let woken: [CheckedContinuation<Void, Never>] = state.withLock { s in
+            guard !s.waiters.isEmpty else {
+                s.pending = true
+                return []
             }
-            s.pending = true
-            return nil
+            defer { s.waiters.removeAll() }
+            return Array(s.waiters.values)
         }
-        w?.resume()
+        for w in woken { w.resume() }
     }
 
     /// Returns when signalled or after `timeout`, whichever comes first.
     func wait(timeout: Duration) async {
+        let id: UInt64 = state.withLock { s in
+            s.nextWaiter += 1
+            return s.nextWaiter
+        }
         let timer = Task {
-            try? await Task.sleep(for: timeout)
-            self.signal()
+            // A cancelled timer must not wake anyone: that would leave a stray `pending`
+            // behind and turn the worker's idle wait into a busy loop.
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            self.wake(id)
         }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resumeNow: Bool = state.withLock { s in
@@ -34,13 +42,17 @@ final class JobSignal: Sendable {
                     s.pending = false
                     return true
                 }
-                if let old = s.waiter { old.resume() }
-                s.waiter = c
+                s.waiters[id] = c
                 return false
             }
             if resumeNow { c.resume() }
         }
         timer.cancel()
+    }
+
+    private func wake(_ id: UInt64) {
+        let w = state.withLock { $0.waiters.removeValue(forKey: id) }
+        w?.resume()
     }
 
     func register(devboxId: String, cancel: @escaping @Sendable () -> Void) {

@@ -186,7 +186,11 @@ struct Pipeline: Sendable {
             if let sig = r.signal {
                 return .failed("setup command \(i + 1) (\(Self.short(command))) was killed by signal \(sig)", tail.output)
             }
-            if let code = r.exitCode, code != 0 {
+            guard let code = r.exitCode else {
+                // Neither a code nor a signal: the status was lost. Never count that as success.
+                return .failed("setup command \(i + 1) (\(Self.short(command))) ended with an unknown exit status", tail.output)
+            }
+            if code != 0 {
                 return .failed("setup command \(i + 1) (\(Self.short(command))) exited with code \(code)", tail.output)
             }
             // Keep the live tail visible while later commands run.
