@@ -110,6 +110,7 @@ let package = Package(
             ],
             swiftSettings: strict),
         .testTarget(name: "DevboxClientTests", dependencies: ["DevboxClient", "DevboxModel"], swiftSettings: strict),
+        .testTarget(name: "DevboxToolsTests", dependencies: ["DevboxTools", "Transport", "DevboxModel"], swiftSettings: strict),
         .testTarget(
             name: "DevboxServiceTests",
             dependencies: ["DevboxService", "DevboxServer", "DevboxTools"],

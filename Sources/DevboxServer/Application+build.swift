@@ -37,16 +37,19 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
     return DevboxSystem(core: core, routes: RouteTable(), logger: logger)
 }
 
-/// Builds the HTTP router: health, OpenAPI, the REST API behind auth.
+/// Builds the HTTP router: health, OpenAPI, the REST API and `/mcp` behind auth.
 public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: RequestLogMiddleware(logger: system.logger))
     router.add(middleware: JSONErrorMiddleware(logger: system.logger))
     HealthController().register(on: router)
+    GitHubController(core: system.core).registerCallback(on: router, table: system.routes)
     let api = router.group().add(middleware: AuthMiddleware(core: system.core))
     DevboxesController(core: system.core).register(on: api, table: system.routes)
     UsersController(core: system.core).register(on: api, table: system.routes)
     SessionsController(core: system.core).register(on: api, table: system.routes)
+    GitHubController(core: system.core).register(on: api, table: system.routes)
+    MCPController(core: system.core, logger: system.logger).register(on: api, table: system.routes)
     return router
 }
 

@@ -7,7 +7,7 @@ struct DevboxCommand: AsyncParsableCommand {
         commandName: "devbox",
         abstract: "On-demand development environments for humans and AI agents.",
         subcommands: [
-            ServeCommand.self, TokenCommand.self, KeysCommand.self, ImageCommand.self, CreateCommand.self,
+            ServeCommand.self, MCPCommand.self, TokenCommand.self, KeysCommand.self, ImageCommand.self, CreateCommand.self,
             ListCommand.self, GetCommand.self, LogsCommand.self, SSHCommand.self, DeleteCommand.self,
             SSHKeyCommand.self, GitHubCommand.self,
         ])

@@ -5,6 +5,10 @@ import Foundation
 import Hummingbird
 import Logging
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Options shared by every command that opens the data directory.
 struct DataDirOptions: ParsableArguments {
     @Option(name: .long, help: "Data directory (env DEVBOX_DATA_DIR; default $XDG_DATA_HOME/devbox or ~/.local/share/devbox).")
@@ -39,6 +43,14 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             try await ensureFirstToken(dataDirectory: configuration.dataDirectory, logger: logger)
             let app = try await buildApplication(configuration: configuration, logger: logger)
+            // serve.json tells `devbox mcp` (and anyone else) where this data dir's service listens.
+            let dir = configuration.dataDirectory
+            let state = ServeState(
+                pid: getpid(),
+                http: "http://\(ServeState.dialHost(configuration.httpHost)):\(configuration.httpPort)",
+                ssh: "\(configuration.sshHost):\(configuration.sshPort)", startedAt: Date())
+            do { try state.write(dir) } catch { logger.warning("could not write \(ServeState.path(dir)): \(error)") }
+            defer { ServeState.remove(dir, ifPid: state.pid) }
             try await app.runService()
         } catch let e as ConfigurationError {
             fail(e.description)
@@ -58,6 +70,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
             core.defaultPlan = d
         }
+        core.github = try GitHubSettings.fromEnvironment(env)
         var sshPublicPort: Int?
         if let p = env["DEVBOX_SSH_PUBLIC_PORT"], !p.isEmpty {
             guard let port = Int(p), (1...65535).contains(port) else {

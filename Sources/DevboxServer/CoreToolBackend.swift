@@ -1,0 +1,74 @@
+import DevboxModel
+import DevboxService
+import DevboxTools
+
+/// The MCP tools' backend inside `devbox serve`: the in-process core, acting for the
+/// principal that authenticated the `/mcp` request. No HTTP round trip.
+struct CoreToolBackend: DevboxBackend {
+    let core: DevboxCore
+    let principal: Principal
+
+    /// In-process reads are cheap; poll often so progress is prompt.
+    var pollInterval: Duration { .milliseconds(200) }
+
+    func createDevbox(_ request: CreateDevboxRequest, tokens: InjectionTokens) async throws -> Devbox {
+        try await api { () async throws(ServiceError) in try await core.createDevbox(principal, request, tokens: tokens) }
+    }
+
+    func devbox(id: String) async throws -> Devbox {
+        try await api { () async throws(ServiceError) in try await core.devbox(principal, id: id) }
+    }
+
+    func listDevboxes() async throws -> [Devbox] {
+        try await api { () async throws(ServiceError) in try await core.listDevboxes(principal) }
+    }
+
+    func deleteDevbox(id: String) async throws {
+        try await api { () async throws(ServiceError) in try await core.deleteDevbox(principal, id: id) }
+    }
+
+    func operations(devboxId: String) async throws -> [DevboxOperation] {
+        try await api { () async throws(ServiceError) in try await core.operations(principal, id: devboxId) }
+    }
+
+    func createSession(devboxId: String, ttlSeconds: Int?) async throws -> AccessSession {
+        try await api { () async throws(ServiceError) in
+            try await core.createSession(principal, devboxId: devboxId, ttlSeconds: ttlSeconds)
+        }
+    }
+
+    func listSessions(devboxId: String) async throws -> [AccessSessionInfo] {
+        try await api { () async throws(ServiceError) in try await core.listSessions(principal, devboxId: devboxId) }
+    }
+
+    func revokeSession(devboxId: String, sessionId: String) async throws {
+        try await api { () async throws(ServiceError) in
+            try await core.revokeSession(principal, devboxId: devboxId, sessionId: sessionId)
+        }
+    }
+
+    func listRepositories(devboxId: String) async throws -> [DevboxRepository] {
+        try await api { () async throws(ServiceError) in try await core.devboxRepositories(principal, id: devboxId) }
+    }
+
+    func setSSHKey(_ publicKey: String) async throws {
+        try await api { () async throws(ServiceError) in try await core.setSSHKey(principal, publicKey: publicKey) }
+    }
+
+    func profile() async throws -> UserProfile {
+        try await api { () async throws(ServiceError) in try await core.profile(principal) }
+    }
+
+    func listGitHubRepos() async throws -> [GitHubRepo] {
+        try await api { () async throws(ServiceError) in try await core.gitHubRepos(principal) }
+    }
+
+    /// Runs a core call, reporting its refusal in the API's error shape.
+    private func api<T>(_ body: () async throws(ServiceError) -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw DevboxAPIError(status: error.statusCode, code: error.code, message: error.message, field: error.field)
+        }
+    }
+}

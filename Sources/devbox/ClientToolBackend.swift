@@ -1,0 +1,85 @@
+import DevboxClient
+import DevboxModel
+import DevboxTools
+import Foundation
+
+/// The MCP tools' backend over the client SDK: a devbox server reached over HTTP (the
+/// local `devbox serve`, or a remote deployment with `devbox mcp --server`).
+struct ClientToolBackend: DevboxBackend {
+    let client: DevboxClient
+
+    func createDevbox(_ request: CreateDevboxRequest, tokens: InjectionTokens) async throws -> Devbox {
+        try await sdk { try await client.devboxes.create(request, tokens: tokens) }
+    }
+
+    func devbox(id: String) async throws -> Devbox {
+        try await sdk { try await client.devboxes.get(id) }
+    }
+
+    func listDevboxes() async throws -> [Devbox] {
+        try await sdk { try await client.devboxes.list() }
+    }
+
+    func deleteDevbox(id: String) async throws {
+        try await sdk { try await client.devboxes.delete(id) }
+    }
+
+    func operations(devboxId: String) async throws -> [DevboxOperation] {
+        try await sdk { try await client.devboxes.listOperations(devboxId) }
+    }
+
+    func createSession(devboxId: String, ttlSeconds: Int?) async throws -> AccessSession {
+        try await sdk { try await client.devboxes.createSession(devboxId, ttlSeconds: ttlSeconds) }
+    }
+
+    func listSessions(devboxId: String) async throws -> [AccessSessionInfo] {
+        try await sdk { try await client.devboxes.listSessions(devboxId) }
+    }
+
+    func revokeSession(devboxId: String, sessionId: String) async throws {
+        try await sdk { try await client.devboxes.revokeSession(devboxId, sessionId) }
+    }
+
+    func listRepositories(devboxId: String) async throws -> [DevboxRepository] {
+        // The devbox carries its repositories with clone status; every server version has that route.
+        try await sdk { try await client.devboxes.get(devboxId).repositories }
+    }
+
+    func setSSHKey(_ publicKey: String) async throws {
+        try await sdk { try await client.users.setSshKey(publicKey) }
+    }
+
+    func profile() async throws -> UserProfile {
+        try await sdk { try await client.users.getProfile() }
+    }
+
+    func listGitHubRepos() async throws -> [GitHubRepo] {
+        try await sdk { try await client.github.listRepos() }
+    }
+
+    /// SDK errors in the tools' terms: API refusals as `DevboxAPIError`, an unreachable
+    /// server as `ServerUnreachable`, anything else as `DevboxBackendUnavailable`.
+    private func sdk<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let e as DevboxClientError {
+            switch e {
+            case .api(let a):
+                throw a
+            case .unreachable(let url, let reason):
+                throw ServerUnreachable(url: url, reason: reason)
+            case .invalidArgument(let m):
+                throw DevboxAPIError(status: 400, code: "bad_request", message: m)
+            case .badResponse, .provisioningFailed, .timedOut:
+                throw DevboxBackendUnavailable("The devbox server answered unexpectedly: \(e.description). Try again in a moment.")
+            }
+        }
+    }
+}
+
+/// The devbox server could not be reached at all.
+struct ServerUnreachable: Error, CustomStringConvertible {
+    var url: String
+    var reason: String
+    var description: String { "cannot reach the devbox server at \(url): \(reason)" }
+}

@@ -1,0 +1,127 @@
+import ArgumentParser
+import DevboxClient
+import DevboxModel
+import DevboxTools
+import Foundation
+import Logging
+import Transport
+
+/// `devbox mcp`: the devbox MCP tools over stdio, for Claude Code, Codex or any MCP client.
+struct MCPCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mcp",
+        abstract: "Serve the devbox tools over MCP (stdio) for AI agents.",
+        discussion: """
+            Without --server it works on the local data directory: it connects to the `devbox serve` of that \
+            directory (found through <data>/serve.json) or starts one in the background (log: <data>/serve.log), \
+            authenticating with a provider token it creates once in <data>/mcp-token. With --server it drives a \
+            remote devbox deployment through the REST API.
+
+            The Claude/Codex tokens that create_devbox can inject come from this process's ANTHROPIC_API_KEY and \
+            OPENAI_API_KEY. stdout carries only MCP messages; logs go to stderr (DEVBOX_LOG_LEVEL, default warning).
+            """)
+
+    @OptionGroup var data: DataDirOptions
+
+    @Option(help: "Drive the devbox server at this URL (e.g. https://devbox.example.com) instead of the local data dir.")
+    var server: String?
+
+    @Option(
+        name: .customLong("provider-token"),
+        help: "Provider token for --server (env DEVBOX_PROVIDER_TOKEN; prefer the variable: arguments are visible to other users).")
+    var providerToken: String?
+
+    @Option(name: .customLong("user-token"), help: "User JWT for --server, sent as a bearer token (env DEVBOX_USER_TOKEN).")
+    var userToken: String?
+
+    func run() async throws {
+        var env = ProcessInfo.processInfo.environment
+        if (env["DEVBOX_LOG_LEVEL"] ?? "").isEmpty { env["DEVBOX_LOG_LEVEL"] = "warning" }
+        let logger = makeLogger(env)
+        let credentials = InjectionTokens(
+            claudeToken: env["ANTHROPIC_API_KEY"].flatMap { $0.isEmpty ? nil : $0 },
+            codexToken: env["OPENAI_API_KEY"].flatMap { $0.isEmpty ? nil : $0 })
+
+        let backend: any DevboxBackend
+        if let server {
+            guard let url = URL(string: server), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+                url.host?.isEmpty == false
+            else { fail("--server must be an http(s) URL, got '\(server)'") }
+            guard let token = providerToken ?? env["DEVBOX_PROVIDER_TOKEN"].flatMap({ $0.isEmpty ? nil : $0 }) else {
+                fail("--server needs a provider token: set DEVBOX_PROVIDER_TOKEN (or pass --provider-token)")
+            }
+            let user = userToken ?? env["DEVBOX_USER_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+            backend = ClientToolBackend(client: DevboxClient(providerToken: token, userToken: user, baseURL: url))
+        } else {
+            backend = LocalBackend(service: LocalService(dataDir: data.resolved, logger: logger))
+        }
+
+        var options = MCPServerOptions()
+        options.logger = logger
+        let mcp = try DevboxMCPServer.make(
+            environment: { _ in DevboxToolEnvironment(backend: backend, credentials: credentials) }, options: options)
+        await MCPStdioTransport.run(server: mcp)
+    }
+}
+
+/// The local data directory's serve as a backend: connects (or starts it) on first use,
+/// reconnects when it went away, and replaces a provider token someone revoked.
+struct LocalBackend: DevboxBackend {
+    let service: LocalService
+
+    func createDevbox(_ request: CreateDevboxRequest, tokens: InjectionTokens) async throws -> Devbox {
+        // Not retried after a lost connection: the first attempt may have created it.
+        try await local(retry: false) { try await $0.createDevbox(request, tokens: tokens) }
+    }
+    func devbox(id: String) async throws -> Devbox { try await local { try await $0.devbox(id: id) } }
+    func listDevboxes() async throws -> [Devbox] { try await local { try await $0.listDevboxes() } }
+    func deleteDevbox(id: String) async throws { try await local { try await $0.deleteDevbox(id: id) } }
+    func operations(devboxId: String) async throws -> [DevboxOperation] {
+        try await local { try await $0.operations(devboxId: devboxId) }
+    }
+    func createSession(devboxId: String, ttlSeconds: Int?) async throws -> AccessSession {
+        try await local(retry: false) { try await $0.createSession(devboxId: devboxId, ttlSeconds: ttlSeconds) }
+    }
+    func listSessions(devboxId: String) async throws -> [AccessSessionInfo] {
+        try await local { try await $0.listSessions(devboxId: devboxId) }
+    }
+    func revokeSession(devboxId: String, sessionId: String) async throws {
+        try await local { try await $0.revokeSession(devboxId: devboxId, sessionId: sessionId) }
+    }
+    func listRepositories(devboxId: String) async throws -> [DevboxRepository] {
+        try await local { try await $0.listRepositories(devboxId: devboxId) }
+    }
+    func setSSHKey(_ publicKey: String) async throws { try await local { try await $0.setSSHKey(publicKey) } }
+    func profile() async throws -> UserProfile { try await local { try await $0.profile() } }
+    func listGitHubRepos() async throws -> [GitHubRepo] { try await local { try await $0.listGitHubRepos() } }
+
+    /// Loopback HTTP is cheap: poll twice a second.
+    var pollInterval: Duration { .milliseconds(500) }
+
+    private func local<T>(retry: Bool = true, _ body: (ClientToolBackend) async throws -> T) async throws -> T {
+        var reconnected = false
+        var tokenReplaced = false
+        while true {
+            let c = try await service.connect()
+            do {
+                return try await body(c.backend)
+            } catch let e as ServerUnreachable {
+                await service.invalidate()
+                guard retry, !reconnected else {
+                    throw DevboxBackendUnavailable(
+                        "The local devbox serve stopped answering (\(e.reason)). Call the tool again: it will be found or restarted.")
+                }
+                reconnected = true
+            } catch let e as DevboxAPIError where e.status == 401 {
+                if let created = c.tokenCreated, ContinuousClock.now - created < .seconds(5) {
+                    // A token created a moment ago reaches the serve's token cache within ~2 s.
+                    try await Task.sleep(for: .milliseconds(250))
+                    continue
+                }
+                guard !tokenReplaced else { throw e }
+                try await service.replaceToken(c.token)
+                tokenReplaced = true
+            }
+        }
+    }
+}

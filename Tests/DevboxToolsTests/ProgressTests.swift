@@ -1,0 +1,48 @@
+import DevboxModel
+import Foundation
+import Testing
+import Transport
+
+@testable import DevboxTools
+
+@Suite("Progress over a real transport")
+struct ProgressTests {
+    @Test("wait_for_ready sends increasing progress at each change, before its response")
+    func progressOverStdio() async throws {
+        let backend = FakeBackend(script: [
+            .init(state: .requested, operations: OperationKind.allCases.map { ($0, .pending, "") }),
+            .init(state: .provisioning, operations: [(.provision, .running, "")] + OperationKind.allCases.dropFirst().map { ($0, .pending, "") }),
+            .init(state: .provisioning, operations: [(.provision, .running, "")] + OperationKind.allCases.dropFirst().map { ($0, .pending, "") }),
+            .init(
+                state: .provisioning,
+                operations: [(.provision, .succeeded, ""), (.injectCredentials, .skipped, ""), (.cloneRepositories, .skipped, ""),
+                    (.runSetupCommands, .running, ""), (.publishAccess, .pending, "")]),
+            FakeBackend.readyStep,
+        ])
+        let server = try DevboxMCPServer.make(environment: { _ in DevboxToolEnvironment(backend: backend) })
+        let input = Pipe()
+        let output = Pipe()
+        let lines = [
+            #"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#,
+            #"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"wait_for_ready","arguments":{"devbox_id":"dbx_fake"},"_meta":{"progressToken":"p1"}}}"#,
+        ]
+        input.fileHandleForWriting.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        try input.fileHandleForWriting.close()
+        await MCPStdioTransport.run(
+            server: server, input: input.fileHandleForReading.fileDescriptor, output: output.fileHandleForWriting.fileDescriptor)
+        try output.fileHandleForWriting.close()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let messages = try text.split(separator: "\n").map { try JSONValue(parsing: String($0)) }
+
+        let progress = messages.filter { $0["method"] == "notifications/progress" }
+        let values = progress.compactMap { $0["params"]?["progress"]?.doubleValue }
+        #expect(values.count >= 4, "\(text)")
+        #expect(zip(values, values.dropFirst()).allSatisfy { $0 < $1 })
+        #expect(progress.allSatisfy { $0["params"]?["progressToken"] == "p1" && $0["params"]?["total"] == 12 })
+        #expect(progress.last?["params"]?["message"]?.stringValue?.contains("ready") == true)
+        let responseIndex = try #require(messages.firstIndex { $0["id"] == 1 })
+        #expect(messages[responseIndex]["result"]?["isError"] == false)
+        #expect(messages.lastIndex { $0["method"] == "notifications/progress" }! < responseIndex)
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+import Transport
+
+@testable import DevboxTools
+
+@Suite("Tool registry")
+struct RegistryTests {
+    static let tools = DevboxToolRegistry.all.map(\.definition)
+
+    @Test("exactly the issue's tools, each name once")
+    func names() {
+        let names = Self.tools.map(\.name)
+        #expect(Set(names).count == names.count, "duplicate tool names: \(names)")
+        #expect(
+            Set(names) == [
+                "create_devbox", "get_devbox", "list_devboxes", "wait_for_ready", "delete_devbox", "list_operations",
+                "create_session", "list_sessions", "revoke_session", "list_repositories", "set_ssh_key", "list_github_repos",
+            ])
+    }
+
+    @Test("the MCP server accepts the registry")
+    func serverAccepts() throws {
+        let server = try DevboxMCPServer.make(environment: { _ in DevboxToolEnvironment(backend: FakeBackend()) })
+        #expect(server.tools.count == Self.tools.count)
+        #expect(server.instructions?.contains("wait_for_ready") == true)
+    }
+
+    @Test("every tool has a title, a substantial description and all four hints", arguments: tools)
+    func metadata(tool: MCPTool) {
+        #expect(tool.title?.isEmpty == false)
+        #expect(tool.description.count >= 150, "\(tool.name): description too short for a model")
+        let hints = tool.annotations.json
+        for hint in ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"] {
+            #expect(hints[hint]?.boolValue != nil, "\(tool.name) does not set \(hint)")
+        }
+        #expect(!(tool.annotations.readOnlyHint && tool.annotations.destructiveHint), "\(tool.name): read-only yet destructive")
+    }
+
+    @Test("inputs are closed objects whose every property is described", arguments: tools)
+    func inputSchema(tool: MCPTool) {
+        #expect(tool.inputSchema["type"] == "object")
+        #expect(tool.inputSchema["additionalProperties"] == false)
+        for problem in Self.schemaProblems(tool.inputSchema, path: "inputSchema", requireClosed: true) {
+            Issue.record("\(tool.name): \(problem)")
+        }
+    }
+
+    @Test("outputs are object schemas whose every property is described", arguments: tools)
+    func outputSchema(tool: MCPTool) throws {
+        let schema = try #require(tool.outputSchema, "\(tool.name) has no outputSchema")
+        #expect(schema["type"] == "object")
+        for problem in Self.schemaProblems(schema, path: "outputSchema", requireClosed: false) {
+            Issue.record("\(tool.name): \(problem)")
+        }
+    }
+
+    /// Undescribed properties (and, for inputs, objects that accept unknown keys).
+    static func schemaProblems(_ schema: JSONValue, path: String, requireClosed: Bool) -> [String] {
+        var out: [String] = []
+        let types = schema["type"].map { $0.stringValue.map { [$0] } ?? ($0.arrayValue ?? []).compactMap(\.stringValue) } ?? []
+        if let props = schema["properties"]?.objectValue {
+            if requireClosed && schema["additionalProperties"] == nil {
+                out.append("\(path) does not set additionalProperties")
+            }
+            for (k, sub) in props {
+                if sub["description"]?.stringValue?.isEmpty != false { out.append("\(path).\(k) has no description") }
+                out += schemaProblems(sub, path: "\(path).\(k)", requireClosed: requireClosed)
+            }
+        } else if requireClosed && types.contains("object") && schema["additionalProperties"] == nil {
+            out.append("\(path) is an object schema without properties or additionalProperties")
+        }
+        if let items = schema["items"] { out += schemaProblems(items, path: "\(path)[]", requireClosed: requireClosed) }
+        return out
+    }
+}
+
+/// `tool-schemas/<tool>.json` must match the code; `UPDATE_TOOL_SCHEMAS=1` rewrites them.
+@Suite("Tool schema snapshots")
+struct SnapshotTests {
+    static let directory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("tool-schemas")
+
+    static func snapshot(_ t: MCPTool) -> JSONValue {
+        [
+            "name": .string(t.name), "title": t.title.map { .string($0) } ?? .null, "description": .string(t.description),
+            "inputSchema": t.inputSchema, "outputSchema": t.outputSchema ?? .null, "annotations": t.annotations.json,
+        ]
+    }
+
+    @Test("every tool's snapshot matches, and no snapshot is stale")
+    func snapshots() throws {
+        let update = ProcessInfo.processInfo.environment["UPDATE_TOOL_SCHEMAS"] == "1"
+        let fm = FileManager.default
+        if update { try fm.createDirectory(at: Self.directory, withIntermediateDirectories: true) }
+        var expected = Set<String>()
+        for tool in RegistryTests.tools {
+            let file = Self.directory.appendingPathComponent("\(tool.name).json")
+            expected.insert(file.lastPathComponent)
+            let current = Self.snapshot(tool)
+            if update {
+                try Data((prettyJSON(current) + "\n").utf8).write(to: file, options: .atomic)
+                continue
+            }
+            guard let data = fm.contents(atPath: file.path) else {
+                Issue.record("missing snapshot tool-schemas/\(tool.name).json; run UPDATE_TOOL_SCHEMAS=1 swift test --filter SnapshotTests")
+                continue
+            }
+            let stored = try JSONValue(parsing: Array(data))
+            if stored != current {
+                Issue.record(
+                    "tool-schemas/\(tool.name).json differs from the code at \(Self.firstDifference(stored, current, path: "$") ?? "?"); if the change is intended, run UPDATE_TOOL_SCHEMAS=1 swift test --filter SnapshotTests and commit the file")
+            }
+        }
+        let present = Set((try? fm.contentsOfDirectory(atPath: Self.directory.path)) ?? []).filter { $0.hasSuffix(".json") }
+        for stale in present.subtracting(expected).sorted() {
+            if update {
+                try fm.removeItem(at: Self.directory.appendingPathComponent(stale))
+            } else {
+                Issue.record("tool-schemas/\(stale) belongs to no tool; delete it (UPDATE_TOOL_SCHEMAS=1 does)")
+            }
+        }
+    }
+
+    static func firstDifference(_ a: JSONValue, _ b: JSONValue, path: String) -> String? {
+        switch (a, b) {
+        case (.object(let x), .object(let y)):
+            for k in Set(x.keys).union(y.keys).sorted() {
+                guard let xv = x[k], let yv = y[k] else { return "\(path).\(k)" }
+                if let d = firstDifference(xv, yv, path: "\(path).\(k)") { return d }
+            }
+            return nil
+        case (.array(let x), .array(let y)):
+            if x.count != y.count { return "\(path) (length)" }
+            for (i, (xv, yv)) in zip(x, y).enumerated() {
+                if let d = firstDifference(xv, yv, path: "\(path)[\(i)]") { return d }
+            }
+            return nil
+        default:
+            return a == b ? nil : path
+        }
+    }
+}
