@@ -21,9 +21,13 @@ pytestmark = pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the O
 DENIED = "Permission denied (publickey)"
 
 
+KEY_DIRS: list[str] = []
+
+
 def make_key(kind: str = "ed25519") -> tuple[str, str]:
-    """A fresh key pair: (private key path, public key line)."""
+    """A fresh key pair: (private key path, public key line); removed when the module ends."""
     d = tempfile.mkdtemp(prefix="devbox-sshkey-")
+    KEY_DIRS.append(d)
     path = os.path.join(d, "id")
     subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", path, "-C", "e2e"], check=True)
     return path, open(path + ".pub").read().strip()
@@ -111,7 +115,8 @@ def gw():
     s.stop()
     if s.tmp:
         subprocess.run(["rm", "-rf", s.tmp], check=False)
-    shutil.rmtree(os.path.dirname(key), ignore_errors=True)
+    for d in KEY_DIRS:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 # -- exec ----------------------------------------------------------------------------------------
