@@ -35,7 +35,7 @@ extension DevboxCore {
                     ? "redirect_url is not allowed: DEVBOX_OAUTH_REDIRECT_ALLOWLIST is empty on this server"
                     : "redirect_url must be an absolute http(s) URL under one of the prefixes in DEVBOX_OAUTH_REDIRECT_ALLOWLIST")
         }
-        let state = Identifier.make("ghs_", length: 43)
+        let state = Identifier.make("dbxst_", length: 43)
         let now = Date()
         do {
             try await db.insertOAuthState(

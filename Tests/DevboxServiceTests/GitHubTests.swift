@@ -100,8 +100,8 @@ struct GitHubPureTests {
         let header = RepositoryCloner.authorizationHeader(token)
         #expect(header == "Authorization: Basic " + Data("x-access-token:\(token)".utf8).base64EncodedString())
         let env = RepositoryCloner.environment(home: "/tmp/h", header: header, webURL: URL(string: "https://ghe.example.com")!)
-        #expect(env["GIT_CONFIG_COUNT"] == "4")
-        let pairs = (0..<4).map { (env["GIT_CONFIG_KEY_\($0)"] ?? "", env["GIT_CONFIG_VALUE_\($0)"] ?? "") }
+        #expect(env["GIT_CONFIG_COUNT"] == "6")
+        let pairs = (0..<6).map { (env["GIT_CONFIG_KEY_\($0)"] ?? "", env["GIT_CONFIG_VALUE_\($0)"] ?? "") }
         #expect(pairs.contains { $0.0 == "http.https://ghe.example.com/.extraHeader" && $0.1 == header })
         #expect(pairs.contains { $0.0 == "http.followRedirects" && $0.1 == "false" })
         #expect(env["GIT_CONFIG_NOSYSTEM"] == "1" && env["GIT_CONFIG_GLOBAL"] == "/dev/null" && env["HOME"] == "/tmp/h")
@@ -137,6 +137,64 @@ struct GitHubPureTests {
         t.token = "x"
         #expect(RepositoryCloner.explain("fatal: Authentication failed for 'https://github.com/acme/app.git/'", t).contains("reconnect"))
         #expect(RepositoryCloner.explain("remote: Repository not found.\nfatal: repository 'x' not found", t) == "acme/app was not found")
+    }
+}
+
+@Suite("GitHub integration: repository validation")
+struct RepositoryValidationTests {
+    func field(_ r: CreateDevboxRequest) -> String? {
+        do {
+            _ = try CreateValidation.validate(r, plans: Plan.defaults, defaultPlan: "small")
+            return nil
+        } catch {
+            return error.field
+        }
+    }
+
+    @Test("target paths may not nest: each clone lands with one rename of its own directory")
+    func nestedTargets() {
+        #expect(field(CreateDevboxRequest(name: "n", repositories: [
+            DevboxRepositoryRequest(fullName: "a/app"), DevboxRepositoryRequest(fullName: "b/lib", targetPath: "/workspace/app/lib"),
+        ])) == "repositories[1].target_path")
+        #expect(field(CreateDevboxRequest(name: "n", repository: "a/app", repositories: [
+            DevboxRepositoryRequest(fullName: "b/lib", targetPath: "/workspace/app/x"),
+        ])) == "repositories[0].target_path")
+        #expect(field(CreateDevboxRequest(name: "n", repositories: [
+            DevboxRepositoryRequest(fullName: "a/app", targetPath: "/workspace/x/app"),
+            DevboxRepositoryRequest(fullName: "b/app", targetPath: "/workspace/x/app2"),
+        ])) == nil)
+    }
+}
+
+@Suite("GitHub integration: git runner")
+struct GitRunnerTests {
+    let env = ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"]
+
+    @Test("a git that hangs is killed with its helpers at the deadline")
+    func deadline() async throws {
+        let start = ContinuousClock.now
+        let r = try await GitRunner.run(["-c", "alias.hang=!sleep 30", "hang"], environment: env, timeout: .seconds(1))
+        #expect(r.timedOut)
+        #expect(r.status != 0)
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
+    @Test("output is returned even when a helper outlives git and holds the pipe")
+    func straggler() async throws {
+        let start = ContinuousClock.now
+        let r = try await GitRunner.run(
+            ["-c", "alias.bg=!echo hello; sleep 30 & exit 0", "bg"], environment: env, timeout: .seconds(20))
+        #expect(r.status == 0 && !r.timedOut)
+        #expect(r.text.contains("hello"))
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
+    @Test("git sees only the environment it is given")
+    func environment() async throws {
+        let r = try await GitRunner.run(
+            ["-c", "alias.env=!env", "env"], environment: env.merging(["ONLY_THIS": "1"]) { a, _ in a }, timeout: .seconds(20))
+        #expect(r.text.contains("ONLY_THIS=1"))
+        #expect(!r.text.contains("DEVBOX_"))
     }
 }
 

@@ -133,6 +133,8 @@ class FakeGitHub:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         git("clone", "--quiet", "--bare", work_tree, dest)
         git("config", "http.uploadpack", "true", cwd=dest)
+        # One pack, as a real server keeps: clones reuse it instead of compressing loose objects.
+        git("repack", "-a", "-d", "-q", cwd=dest)
 
     def token_for(self, login: str) -> str:
         """Issues a token directly (what a completed OAuth flow would give)."""

@@ -69,11 +69,33 @@ enum GitRunner {
                 // The parent's copy of the write end must go, or the read below never sees EOF.
                 try? writeEnd.close()
                 let reader = readEnd
+                let pid = process.processIdentifier
                 let readThread = Thread {
                     var tail: [UInt8] = []
                     var buf = [UInt8](repeating: 0, count: 16 * 1024)
                     let fd = reader.fileDescriptor
+                    var zombieSince: ContinuousClock.Instant?
                     while true {
+                        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                        let ready = poll(&p, 1, 250)
+                        if ready < 0, errno == EINTR { continue }
+                        if ready < 0 { break }
+                        if ready == 0 {
+                            if join.exitedLongerThan(.seconds(1)) { break }
+                            // git has exited but a helper it left behind still holds the
+                            // pipe (and Foundation's exit notification, and the zombie the
+                            // sandbox reaper would collect after 2 s): end its process
+                            // group. The unreaped zombie keeps the group id from reuse.
+                            if Self.isZombie(pid) {
+                                let since = zombieSince ?? .now
+                                zombieSince = since
+                                if ContinuousClock.now - since > .seconds(1) {
+                                    _ = Glibc.kill(-pid, SIGKILL)
+                                    zombieSince = .now + .seconds(3600)
+                                }
+                            }
+                            continue
+                        }
                         let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
                         if n < 0, errno == EINTR { continue }
                         if n <= 0 { break }
@@ -87,12 +109,22 @@ enum GitRunner {
                 readThread.start()
                 let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
                 DispatchQueue.global().asyncAfter(deadline: .now() + max(0, seconds)) {
-                    if handle.kill() { join.markTimedOut() }
+                    _ = handle.kill { join.markTimedOut() }
                 }
             }
         } onCancel: {
             _ = handle.kill()
         }
+    }
+}
+
+extension GitRunner {
+    /// True while `pid` has exited but nobody has collected it.
+    static func isZombie(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        return stat[stat.index(after: close)...].drop { $0 == " " }.first == "Z"
     }
 }
 
@@ -115,11 +147,16 @@ private final class RunningGit: @unchecked Sendable {
 
     func started() { lock.withLock { launched = true } }
 
-    /// SIGKILL while it still runs; true when a signal was sent.
-    func kill() -> Bool {
+    /// SIGKILL to git's process group (Foundation starts the child as a group leader, so
+    /// this reaches git-remote-http, index-pack and any other helper) while git still
+    /// runs; true when a signal was sent.
+    func kill(before: () -> Void = {}) -> Bool {
         lock.withLock {
             guard launched, process.isRunning else { return false }
-            return Glibc.kill(process.processIdentifier, SIGKILL) == 0
+            before()
+            let pid = process.processIdentifier
+            if getpgid(pid) == pid { _ = Glibc.kill(-pid, SIGKILL) }
+            return Glibc.kill(pid, SIGKILL) == 0
         }
     }
 }
@@ -129,6 +166,7 @@ private final class ResultJoin: Sendable {
     private struct State {
         var cont: CheckedContinuation<GitResult, any Error>?
         var status: Int32?
+        var exitedAt: ContinuousClock.Instant?
         var output: [UInt8]?
         var timedOut = false
     }
@@ -136,7 +174,17 @@ private final class ResultJoin: Sendable {
 
     init(_ cont: CheckedContinuation<GitResult, any Error>) { state = Mutex(State(cont: cont)) }
 
-    func exited(_ status: Int32) { state.withLock { $0.status = status; Self.finish(&$0) } }
+    func exited(_ status: Int32) {
+        state.withLock {
+            $0.status = status
+            $0.exitedAt = .now
+            Self.finish(&$0)
+        }
+    }
+
+    func exitedLongerThan(_ d: Duration) -> Bool {
+        state.withLock { s in s.exitedAt.map { ContinuousClock.now - $0 > d } ?? false }
+    }
     func output(_ bytes: [UInt8]) { state.withLock { $0.output = bytes; Self.finish(&$0) } }
     func markTimedOut() { state.withLock { $0.timedOut = true } }
 

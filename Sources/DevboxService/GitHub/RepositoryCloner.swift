@@ -156,7 +156,10 @@ struct RepositoryCloner: Sendable {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": home, "LANG": "C",
             "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
         ]
-        var config: [(String, String)] = [("credential.helper", ""), ("core.askPass", "")]
+        // No background gc/maintenance: nothing may outlive the clone in the box's files.
+        var config: [(String, String)] = [
+            ("credential.helper", ""), ("core.askPass", ""), ("gc.auto", "0"), ("maintenance.auto", "false"),
+        ]
         if let header {
             config.append(("http.\(GitHubSettings.join(webURL, "/")).extraHeader", header))
             config.append(("http.followRedirects", "false"))
