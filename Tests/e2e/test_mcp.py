@@ -293,6 +293,22 @@ def test_stdio_flow_starts_a_serve(local_dir, mode):
     assert local_dir.serve_pids() == [st["pid"]]
 
 
+def test_stdio_restarts_a_serve_that_went_away(local_dir):
+    async def go():
+        async with stdio(local_dir.data_dir, "auto", env=local_dir.env) as c:
+            structured(await c.call_tool("list_devboxes", {}), "list_devboxes")
+            first = local_dir.state()["pid"]
+            os.kill(first, signal.SIGTERM)
+            while local_dir.serve_pids():
+                await anyio.sleep(0.1)
+            await anyio.sleep(1.2)
+            r = await c.call_tool("create_devbox", {"name": "again", "wait": True, "setup_commands": ["true"]})
+            assert structured(r, "create_devbox")["devbox"]["state"] == "ready"
+            second = local_dir.state()["pid"]
+            assert second != first and local_dir.serve_pids() == [second]
+    run(go)
+
+
 def test_concurrent_mcp_processes_start_one_serve(local_dir):
     """Several `devbox mcp` on one data dir: one serve, every create provisioned exactly once."""
     results = {}
