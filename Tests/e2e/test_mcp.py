@@ -414,6 +414,33 @@ def test_wait_for_ready_is_cancelled_with_the_request(server):
     run(go)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_serve_shutdown_is_not_held_by_a_wait(fresh_server, mode):
+    """SIGTERM ends open wait_for_ready streams at once instead of draining them for their timeout."""
+    s = fresh_server().start()
+    ended = {}
+
+    async def go():
+        async with http_client(s, MODES[mode]) as c:
+            box = structured(await c.call_tool("create_devbox", {"name": "slow", "setup_commands": ["sleep 6"]}),
+                             "create_devbox")["devbox"]
+
+            async def stop():
+                await anyio.sleep(1.5)
+                ended["sigterm"] = time.time()
+                s.proc.send_signal(signal.SIGTERM)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stop)
+                with contextlib.suppress(Exception):
+                    await c.call_tool("wait_for_ready", {"devbox_id": box["id"], "timeout_seconds": 120})
+                ended["wait"] = time.time()
+    run(go)
+    assert ended["wait"] - ended["sigterm"] < 3
+    assert s.proc.wait(30) == 0
+    s.start()  # so the fixture can destroy the devbox
+
+
 # -- raw protocol errors ------------------------------------------------------------------------
 
 def rpc_lines(proc, *messages) -> list[dict]:
