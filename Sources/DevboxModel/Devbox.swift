@@ -148,6 +148,18 @@ public struct DevboxRepository: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case repoId = "repo_id", fullName = "full_name", ref, targetPath = "target_path", status, commit, error
     }
+
+    /// `repo_id`, `commit` and `error` are always present (null when unknown).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(repoId, forKey: .repoId)
+        try c.encode(fullName, forKey: .fullName)
+        try c.encode(ref, forKey: .ref)
+        try c.encode(targetPath, forKey: .targetPath)
+        try c.encode(status, forKey: .status)
+        try c.encode(commit, forKey: .commit)
+        try c.encode(error, forKey: .error)
+    }
 }
 
 /// Why a devbox failed: the operation and its error.

@@ -32,6 +32,7 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
         userVerifier: verifier,
         sshEndpoint: SSHEndpoint(
             host: configuration.sshPublicHost ?? configuration.sshHost, port: configuration.sshPublicPort ?? configuration.sshPort),
+        sessionPolicy: try sessionPolicy(),
         logger: logger)
     return DevboxSystem(core: core, routes: RouteTable(), logger: logger)
 }
@@ -42,10 +43,12 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     router.add(middleware: RequestLogMiddleware(logger: system.logger))
     router.add(middleware: JSONErrorMiddleware(logger: system.logger))
     HealthController().register(on: router)
+    GitHubController(core: system.core).registerCallback(on: router, table: system.routes)
     let api = router.group().add(middleware: AuthMiddleware(core: system.core))
     DevboxesController(core: system.core).register(on: api, table: system.routes)
     UsersController(core: system.core).register(on: api, table: system.routes)
     SessionsController(core: system.core).register(on: api, table: system.routes)
+    GitHubController(core: system.core).register(on: api, table: system.routes)
     MCPController(core: system.core, logger: system.logger).register(on: api, table: system.routes)
     return router
 }
@@ -56,10 +59,11 @@ public func buildApplication(configuration: ServerConfiguration, logger: Logger)
     await system.core.recoverOnStartup()
     let router = buildRouter(system: system)
     let worker = ProvisioningWorker(core: system.core)
+    let gateway = try buildSSHGateway(system: system, configuration: configuration, logger: logger)
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "devbox"),
-        services: [worker],
+        services: [worker, gateway],
         onServerRunning: { channel in
             logger.notice("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
         },

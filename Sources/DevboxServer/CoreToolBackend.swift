@@ -48,7 +48,7 @@ struct CoreToolBackend: DevboxBackend {
     }
 
     func listRepositories(devboxId: String) async throws -> [DevboxRepository] {
-        try await api { () async throws(ServiceError) in try await core.devbox(principal, id: devboxId).repositories }
+        try await api { () async throws(ServiceError) in try await core.devboxRepositories(principal, id: devboxId) }
     }
 
     func setSSHKey(_ publicKey: String) async throws {
@@ -60,9 +60,7 @@ struct CoreToolBackend: DevboxBackend {
     }
 
     func listGitHubRepos() async throws -> [GitHubRepo] {
-        // This server has no GitHub integration yet: answer like an unconnected account.
-        throw DevboxAPIError(
-            status: 409, code: "github_not_connected", message: "GitHub is not connected on this devbox server")
+        try await api { () async throws(ServiceError) in try await core.gitHubRepos(principal) }
     }
 
     /// Runs a core call, reporting its refusal in the API's error shape.

@@ -10,16 +10,18 @@ public struct CoreConfiguration: Sendable {
     public var workerConcurrency: Int
     public var leaseSeconds: TimeInterval
     public var setupOutputLimit: Int
+    public var github: GitHubSettings
 
     public init(
         plans: [Plan] = Plan.defaults, defaultPlan: String = "small", workerConcurrency: Int = 16,
-        leaseSeconds: TimeInterval = 15, setupOutputLimit: Int = 64 * 1024
+        leaseSeconds: TimeInterval = 15, setupOutputLimit: Int = 64 * 1024, github: GitHubSettings = GitHubSettings()
     ) {
         self.plans = plans
         self.defaultPlan = defaultPlan
         self.workerConcurrency = workerConcurrency
         self.leaseSeconds = leaseSeconds
         self.setupOutputLimit = setupOutputLimit
+        self.github = github
     }
 }
 
@@ -42,6 +44,7 @@ public final class DevboxCore: Sendable {
     public let gateway = GatewayBox()
     let sshEndpoint: SSHEndpoint
     let sessionPolicy: SessionPolicy
+    let githubClient: GitHubClient
 
     public init(
         database: AppDatabase, cipher: any SecretCipher, sandbox: any SandboxDriver, configuration: CoreConfiguration,
@@ -57,6 +60,7 @@ public final class DevboxCore: Sendable {
         self.userVerifier = userVerifier
         self.logger = logger
         self.jobs = JobSignal()
+        self.githubClient = GitHubClient(settings: configuration.github)
     }
 
     // MARK: Auth
@@ -117,6 +121,7 @@ public final class DevboxCore: Sendable {
                 field: "X-Codex-Token",
                 message: "credential_profile.inject_codex_token is set but the X-Codex-Token header is missing")
         }
+        try await checkRepositoryAccess(userId: principal.userId, request: request, repositories: v.repositories)
         let id = Identifier.make("dbx_")
         let now = Date()
         do {

@@ -70,6 +70,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
             core.defaultPlan = d
         }
+        core.github = try GitHubSettings.fromEnvironment(env)
         var sshPublicPort: Int?
         if let p = env["DEVBOX_SSH_PUBLIC_PORT"], !p.isEmpty {
             guard let port = Int(p), (1...65535).contains(port) else {

@@ -207,7 +207,8 @@ struct ToolBehaviourTests {
         let start = ContinuousClock.now
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
-        #expect(ContinuousClock.now - start < .seconds(1))
+        // The wait would last 60 s; 10 s is generous for a loaded machine yet proves the stop.
+        #expect(ContinuousClock.now - start < .seconds(10))
     }
 
     @Test("progress scores increase with every state and step change")

@@ -195,7 +195,7 @@ func sseMessages(_ text: String) -> [JSONValue] {
         #expect(text.hasPrefix("event: message\ndata: {"))
         #expect(text.hasSuffix("}\n\n"))
         let msgs = sseMessages(text)
-        #expect(msgs.count >= 3)
+        #expect(msgs.count >= 2)  // at least one progress notification, then the response
         #expect(msgs.dropLast().allSatisfy { $0["method"] == "notifications/progress" && $0["params"]?["progressToken"] == "pt" })
         #expect(msgs.last?["id"] == 7)
         #expect(msgs.last?["result"]?["content"]?[0]?["text"] == "slept")
@@ -226,7 +226,10 @@ func sseMessages(_ text: String) -> [JSONValue] {
 
     @Test func handshakeDisconnectDoesNotCancelByDefault() async throws {
         let probe = Probe()
-        let h = MCPHTTPHandler(server: try makeServer(probe))
+        // Stream at once: on a loaded machine a 0.3 s call can outlast the JSON window's timer.
+        var o = MCPHTTPHandler.Options()
+        o.jsonResponseWindow = .zero
+        let h = MCPHTTPHandler(server: try makeServer(probe), options: o)
         let sid = try await session(h)
         let r = await post(h, request(12, "tools/call", ["name": "slow", "arguments": ["seconds": 0.3]]), headers: ["Mcp-Session-Id": sid])
         let body = try #require(r.sseBody)

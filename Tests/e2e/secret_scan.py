@@ -23,13 +23,30 @@ def encodings(secret: bytes) -> list[bytes]:
 def find(blob: bytes, secret: bytes, keys: list[bytes]) -> list[str]:
     hits = [f"encoding {i}" for i, e in enumerate(encodings(secret)) if e in blob]
     for m in FERNET_RE.finditer(blob):
-        for k in keys:
-            try:
-                if secret in Fernet(k).decrypt(m.group(0)):
-                    hits.append("fernet token")
-            except (InvalidToken, ValueError):
-                pass
+        for candidate in fernet_candidates(m.group(0)):
+            for k in keys:
+                try:
+                    if secret in Fernet(k).decrypt(candidate):
+                        hits.append("fernet token")
+                except (InvalidToken, ValueError):
+                    pass
     return hits
+
+
+def fernet_candidates(run: bytes) -> list[bytes]:
+    """The run itself and each prefix as long as a Fernet token can be: a database record
+    stores columns back to back, so a token may be followed by more base64-alphabet text
+    (a date, an id) that the greedy pattern swallows."""
+    out = [run]
+    k = 1
+    while True:
+        # version 1 + timestamp 8 + iv 16 + ciphertext 16k + hmac 32 bytes, base64 with padding
+        n = 4 * ((57 + 16 * k + 2) // 3)
+        if n > len(run) or n > 1 << 16:
+            return out
+        if n < len(run):
+            out.append(run[:n])
+        k += 1
 
 
 def scan_files(paths: list[str], secret: bytes, keys: list[bytes]) -> dict:

@@ -13,6 +13,7 @@ struct DevboxesController {
         router.route(table, .get, "/api/v1/devboxes/:id", use: get)
         router.route(table, .delete, "/api/v1/devboxes/:id", use: delete)
         router.route(table, .get, "/api/v1/devboxes/:id/operations", use: operations)
+        router.route(table, .get, "/api/v1/devboxes/:id/repositories", use: repositories)
     }
 
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -44,5 +45,11 @@ struct DevboxesController {
         let id = try context.parameters.require("id")
         let ops = try await core.operations(try context.requirePrincipal(), id: id)
         return try JSONIO.response(OperationList(operations: ops))
+    }
+
+    @Sendable func repositories(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        let repos = try await core.devboxRepositories(try context.requirePrincipal(), id: id)
+        return try JSONIO.response(RepositoryList(repositories: repos))
     }
 }

@@ -71,6 +71,14 @@ enum OpenAPIDocument {
         "session_id": {"type": "string"}, "devbox_id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
         "expires_at": {"type": "string", "format": "date-time"}, "connections": {"type": "integer", "description": "Live SSH connections"},
         "ssh": {"$ref": "#/components/schemas/SSHAccess"}}},
+      "GitHubConnection": {"type": "object", "required": ["login", "github_user_id", "scopes", "connected_at"], "properties": {
+        "login": {"type": "string"}, "github_user_id": {"type": "integer"}, "scopes": {"type": "array", "items": {"type": "string"}},
+        "connected_at": {"type": "string", "format": "date-time"}}},
+      "GitHubRepo": {"type": "object", "required": ["id", "full_name", "private"], "properties": {
+        "id": {"type": "integer"}, "full_name": {"type": "string"}, "private": {"type": "boolean"},
+        "default_branch": {"type": ["string", "null"]}, "html_url": {"type": ["string", "null"]}}},
+      "GitHubOrg": {"type": "object", "required": ["id", "login", "granted"], "properties": {
+        "id": {"type": "integer"}, "login": {"type": "string"}, "granted": {"type": "boolean", "description": "Whether this organisation's repositories may be listed and cloned with the connection"}}},
       "UserProfile": {"type": "object", "properties": {
         "id": {"type": "string"}, "external_id": {"type": ["string", "null"]}, "provider_token_id": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
@@ -110,6 +118,39 @@ enum OpenAPIDocument {
     "/api/v1/devboxes/{id}/access/session/{session_id}": {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}, {"name": "session_id", "in": "path", "required": true, "schema": {"type": "string"}}],
       "delete": {"summary": "Revoke a session (204); its live connections are closed", "responses": {"204": {"description": "Revoked"}, "404": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/devboxes/{id}/repositories": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "get": {"summary": "Repositories of a devbox with their clone status, resolved commit and error", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"repositories": {"type": "array", "items": {"$ref": "#/components/schemas/DevboxRepository"}}}}}}}, "404": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/integrations/github/connect": {
+      "post": {"summary": "Start the GitHub OAuth web flow: a single-use state (10 minutes) and the URL to send the browser to",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["redirect_url"], "properties": {"redirect_url": {"type": "string", "description": "Where the browser returns after the flow; must be under a DEVBOX_OAUTH_REDIRECT_ALLOWLIST prefix"}}}}}},
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "required": ["authorization_url", "state"], "properties": {"authorization_url": {"type": "string"}, "state": {"type": "string"}}}}}},
+          "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/integrations/github/callback": {
+      "get": {"summary": "OAuth callback (GitHub sends the browser here; no provider token). Redirects to the client's redirect_url with github=connected&login=… or github=error&error=…",
+        "security": [],
+        "parameters": [{"name": "code", "in": "query", "schema": {"type": "string"}}, {"name": "state", "in": "query", "required": true, "schema": {"type": "string"}}, {"name": "error", "in": "query", "schema": {"type": "string"}}],
+        "responses": {"302": {"description": "Back to the client's redirect_url with the outcome"}, "400": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/integrations/github/connection": {
+      "get": {"summary": "The GitHub connection, or null", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/GitHubConnection"}]}}}}}},
+      "delete": {"summary": "Delete the stored token and revoke the grant at GitHub (best effort) (204)", "responses": {"204": {"description": "Disconnected"}}}
+    },
+    "/api/v1/integrations/github/repos": {
+      "get": {"summary": "Repositories the connection can reach (every page); organisation repositories only for granted organisations",
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"repos": {"type": "array", "items": {"$ref": "#/components/schemas/GitHubRepo"}}}}}}}, "409": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/integrations/github/orgs": {
+      "get": {"summary": "Organisations of the connected account, with their grant",
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"orgs": {"type": "array", "items": {"$ref": "#/components/schemas/GitHubOrg"}}}}}}}, "409": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/integrations/github/org-grants": {
+      "put": {"summary": "Replace the organisations whose repositories may be listed and cloned (204)",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["orgs"], "properties": {"orgs": {"type": "array", "maxItems": 100, "items": {"type": "string"}}}}}}},
+        "responses": {"204": {"description": "Replaced"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}}
     },
     "/api/v1/users/me": {
       "get": {"summary": "The caller's profile", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UserProfile"}}}}}}

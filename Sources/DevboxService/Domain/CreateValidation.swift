@@ -134,6 +134,11 @@ enum CreateValidation {
             guard seen.insert(normalized).inserted else {
                 throw .validation(field: field, message: "two repositories share the target_path \(normalized)")
             }
+            // A clone lands with one rename of a whole directory: one inside another cannot work.
+            if let outer = seen.first(where: { $0 != normalized && (normalized.hasPrefix($0 + "/") || $0.hasPrefix(normalized + "/")) }) {
+                throw .validation(
+                    field: field, message: "target_path \(normalized) and \(outer) are nested; each repository needs its own directory")
+            }
             out[i].targetPath = normalized
             out[i].ref = repo.ref ?? "main"
         }

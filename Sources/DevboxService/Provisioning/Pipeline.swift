@@ -108,11 +108,52 @@ struct Pipeline: Sendable {
         return .succeeded(StepOutput(text: "injected \(injected.sorted().joined(separator: ", "))\n"))
     }
 
+    /// Clones each repository from the host side into the box's workspace, before any
+    /// user code runs. The first failure fails the step, naming the repository.
     private func cloneRepositories() async throws -> StepOutcome {
-        guard !job.repositories.isEmpty else { return .skipped("no repositories to clone\n") }
-        return .failed(
-            "repository cloning needs the GitHub integration, which is not configured on this server",
-            StepOutput())
+        let repos = job.repositories.sorted { $0.position < $1.position }
+        guard !repos.isEmpty else { return .skipped("no repositories to clone\n") }
+        // A restarted pipeline runs in a fresh sandbox: every repository starts over.
+        try await core.db.resetRepositories(devboxId: id)
+        guard GitRunner.isAvailable else {
+            return .failed("git is not installed on the devbox host", StepOutput())
+        }
+        let access = await core.repositoryAccess(userId: job.devbox.userId, fullNames: repos.map(\.fullName))
+        let cloner = RepositoryCloner(settings: core.configuration.github)
+        let workspace = core.sandbox.workspaceHostPath(box: id)
+        var tail = TailBuffer(limit: core.configuration.setupOutputLimit)
+        for (repo, decision) in zip(repos, access) {
+            var token: String?
+            var hint = DevboxCore.connectHint
+            switch decision {
+            case .token(let t): token = t
+            case .anonymous(let h): hint = h
+            case .notFound: hint = "the connected GitHub account cannot see it"
+            case .refused(let why):
+                try await core.db.updateRepository(devboxId: id, position: repo.position, status: "failed", commit: nil, error: why)
+                tail.append(Array("$ git clone \(repo.fullName): refused: \(why)\n".utf8))
+                return .failed("cloning \(repo.fullName) failed: \(why)", tail.output)
+            }
+            try await core.db.updateRepository(devboxId: id, position: repo.position, status: "cloning", commit: nil, error: nil)
+            let request = CloneRequest(
+                fullName: repo.fullName, ref: repo.ref, targetPath: repo.targetPath, token: token, anonymousHint: hint)
+            do {
+                let outcome = try await cloner.clone(request, workspace: workspace)
+                tail.append(Array(outcome.log.utf8))
+                try await core.db.updateRepository(
+                    devboxId: id, position: repo.position, status: "cloned", commit: outcome.commit, error: nil)
+                log.info("repository cloned", metadata: ["repository": "\(repo.fullName)", "commit": "\(outcome.commit)"])
+            } catch let failure as CloneFailure {
+                tail.append(Array(failure.log.utf8))
+                tail.append(Array("error: \(failure.message)\n".utf8))
+                try await core.db.updateRepository(
+                    devboxId: id, position: repo.position, status: "failed", commit: nil, error: failure.message)
+                return .failed("cloning \(repo.fullName) failed: \(failure.message)", tail.output)
+            }
+            try? await core.db.updateOperationOutput(
+                devboxId: id, kind: .cloneRepositories, output: tail.output.text, truncated: tail.truncated)
+        }
+        return .succeeded(tail.output)
     }
 
     private func runSetupCommands() async throws -> StepOutcome {

@@ -30,5 +30,6 @@ extension AppDatabase {
     static let encryptedColumns: [(table: String, column: String)] = [
         ("devbox_env", "value_encrypted"),
         ("devbox_pending_secrets", "value_encrypted"),
+        ("github_connections", "token_encrypted"),
     ]
 }

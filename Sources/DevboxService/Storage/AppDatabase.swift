@@ -137,6 +137,34 @@ public final class AppDatabase: Sendable {
                 CREATE INDEX access_sessions_devbox ON access_sessions(devbox_id);
                 """)
         }
+        m.registerMigration("v2-github") { db in
+            // OAuth states are stored as SHA-256 hashes: a database reader cannot complete
+            // someone's flow. Tokens are Fernet tokens (AppDatabase.encryptedColumns).
+            try db.execute(sql: """
+                CREATE TABLE github_oauth_states (
+                    state_hash TEXT PRIMARY KEY NOT NULL,
+                    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    redirect_url TEXT NOT NULL,
+                    created_at DATETIME NOT NULL,
+                    expires_at DATETIME NOT NULL
+                );
+                CREATE INDEX github_oauth_states_expiry ON github_oauth_states(expires_at);
+                CREATE TABLE github_connections (
+                    user_id TEXT PRIMARY KEY NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    github_user_id INTEGER NOT NULL,
+                    login TEXT NOT NULL,
+                    scopes TEXT NOT NULL,
+                    token_encrypted TEXT NOT NULL,
+                    connected_at DATETIME NOT NULL
+                );
+                CREATE TABLE github_org_grants (
+                    user_id TEXT NOT NULL REFERENCES github_connections(user_id) ON DELETE CASCADE,
+                    org TEXT NOT NULL CHECK (org = lower(org) AND length(org) BETWEEN 1 AND 39),
+                    granted_at DATETIME NOT NULL,
+                    PRIMARY KEY (user_id, org)
+                );
+                """)
+        }
         return m
     }
 }

@@ -1,0 +1,68 @@
+import DevboxService
+import Foundation
+import Logging
+import SSHGateway
+import Sandbox
+
+/// The service layer as the SSH gateway's backend.
+struct CoreSSHBackend: SSHGatewayBackend {
+    let core: DevboxCore
+
+    func authorize(username: String, keyType: String, keyBlob: [UInt8]) async -> SSHGatewayGrant? {
+        guard let g = await core.authorizeSSH(username: username, keyType: keyType, keyBlob: keyBlob) else { return nil }
+        return SSHGatewayGrant(sessionId: g.sessionId, devboxId: g.devboxId, expiresAt: g.expiresAt, backendGrant: g)
+    }
+
+    func isValid(_ grant: SSHGatewayGrant) async -> Bool {
+        guard let g = grant.backendGrant as? SSHGrant else { return false }
+        return await core.grantIsValid(g)
+    }
+
+    func spawn(_ grant: SSHGatewayGrant, _ spec: SandboxProcessSpec) async throws -> SandboxProcess {
+        guard let g = grant.backendGrant as? SSHGrant else { throw SandboxError.invalidArgument("foreign SSH grant") }
+        return try await core.spawn(g, spec)
+    }
+
+    /// The core records activity when a process is spawned; it has no public hook for
+    /// other use (an `ssh -L` tunnel) yet.
+    func noteActivity(_ grant: SSHGatewayGrant) async {}
+}
+
+/// The gateway as the core sees it: counts and closes live connections.
+struct GatewayAccess: AccessGateway {
+    let gateway: SSHGateway
+
+    func connectionCount(sessionId: String) -> Int { gateway.connectionCount(sessionId: sessionId) }
+    func closeConnections(sessionId: String) { gateway.closeConnections(sessionId: sessionId) }
+    func closeConnections(devboxId: String) { gateway.closeConnections(devboxId: devboxId) }
+}
+
+/// Builds the SSH gateway of a system and attaches it to the core, so revoking a session
+/// or deleting a devbox closes its connections. `direct-tcpip` never reaches the
+/// service's own ports.
+public func buildSSHGateway(system: DevboxSystem, configuration: ServerConfiguration, logger: Logger) throws -> SSHGateway {
+    let settings = SSHGatewayConfiguration(
+        host: configuration.sshHost, port: configuration.sshPort, dataDirectory: configuration.dataDirectory,
+        deniedForwardPorts: [configuration.httpPort, configuration.sshPort])
+    let gateway = try SSHGateway(configuration: settings, backend: CoreSSHBackend(core: system.core), logger: logger)
+    system.core.gateway.set(GatewayAccess(gateway: gateway))
+    return gateway
+}
+
+/// Session lifetime bounds; `DEVBOX_SESSION_MIN_TTL`, `DEVBOX_SESSION_MAX_TTL` and
+/// `DEVBOX_SESSION_DEFAULT_TTL` (seconds) override the defaults (tests use short sessions).
+func sessionPolicy(environment env: [String: String] = ProcessInfo.processInfo.environment) throws -> SessionPolicy {
+    var policy = SessionPolicy()
+    func seconds(_ name: String) throws -> Int? {
+        guard let raw = env[name], !raw.isEmpty else { return nil }
+        guard let v = Int(raw), v > 0 else { throw ConfigurationError("\(name) must be a positive number of seconds, got '\(raw)'") }
+        return v
+    }
+    if let v = try seconds("DEVBOX_SESSION_MIN_TTL") { policy.minTTL = v }
+    if let v = try seconds("DEVBOX_SESSION_MAX_TTL") { policy.maxTTL = v }
+    if let v = try seconds("DEVBOX_SESSION_DEFAULT_TTL") { policy.defaultTTL = v }
+    guard policy.minTTL <= policy.defaultTTL, policy.defaultTTL <= policy.maxTTL else {
+        throw ConfigurationError("session TTLs must satisfy min <= default <= max")
+    }
+    return policy
+}
