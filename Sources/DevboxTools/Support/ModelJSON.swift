@@ -33,15 +33,13 @@ extension ToolJSON {
     }
 
     static func repository(_ r: DevboxRepository) -> JSONValue {
-        // Synthesized Encodable: nil optionals are left out.
-        var o: [String: JSONValue] = [
+        [
+            "repo_id": r.repoId.map { .int(Int($0)) } ?? .null,
             "full_name": .string(r.fullName), "ref": .string(r.ref), "target_path": .string(r.targetPath),
             "status": .string(r.status),
+            "commit": r.commit.map { .string($0) } ?? .null,
+            "error": r.error.map { .string($0) } ?? .null,
         ]
-        if let id = r.repoId { o["repo_id"] = .int(Int(id)) }
-        if let c = r.commit { o["commit"] = .string(c) }
-        if let e = r.error { o["error"] = .string(e) }
-        return .object(o)
     }
 
     /// RFC 3339 with milliseconds, as the API writes it. The same few timestamps come back on
