@@ -6,12 +6,14 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Transport
 
 /// `/mcp`: the MCP tools over Streamable HTTP (POST, GET, DELETE), behind the same
 /// `AuthMiddleware` as the REST API. Produces: 401 (JSON API error) without a valid provider
 /// token; 413 for a body over 2 MiB; every other status comes from `MCPHTTPHandler` (400, 403,
-/// 404, 405, 406, 415, 503 per the MCP transport rules).
+/// 404, 405, 406, 415, 503 per the MCP transport rules). On graceful shutdown, open SSE
+/// responses end their requests so the server is not held for a wait's whole timeout.
 struct MCPController {
     let handler: MCPHTTPHandler
     static let maxBodyBytes = 2 * 1024 * 1024
@@ -78,13 +80,22 @@ struct MCPController {
                 status: .init(code: code), headers: Self.fields(headers),
                 body: bytes.map { .init(byteBuffer: ByteBuffer(bytes: $0)) } ?? .init())
         case .sse(let status, let headers, let sse):
+            let handler = self.handler
             return Response(
                 status: .init(code: status), headers: Self.fields(headers),
                 body: ResponseBody { writer in
                     // A failed write means the client is gone: cancel its request.
                     defer { sse.cancel() }
-                    for await frame in sse.stream {
-                        try await writer.write(ByteBuffer(bytes: frame))
+                    // The HTTP server drains open responses on SIGTERM; a wait_for_ready could hold
+                    // it for its whole timeout. End the MCP requests instead (handshake-era ones
+                    // through their sessions, this one directly).
+                    try await withGracefulShutdownHandler {
+                        for await frame in sse.stream {
+                            try await writer.write(ByteBuffer(bytes: frame))
+                        }
+                    } onGracefulShutdown: {
+                        handler.shutdown()
+                        sse.cancel()
                     }
                     try await writer.finish(nil)
                 })

@@ -78,9 +78,6 @@ enum ToolJSON {
         try JSONValue(encoding: v, encoder: encoder)
     }
 
-    static func date(_ d: Date?) -> JSONValue {
-        d.map { .string(DevboxJSON.formatDate($0)) } ?? .null
-    }
 }
 
 extension DevboxTool {

@@ -1,5 +1,6 @@
 import DevboxClient
 import DevboxModel
+import DevboxServer
 import DevboxService
 import DevboxTools
 import Foundation
@@ -19,19 +20,28 @@ import Logging
 /// written by the serve), or starts one in the background (its own session, log in
 /// `<data>/serve.log`) under `<data>/serve-start.lock`, so concurrent `devbox mcp`
 /// processes start at most one. It authenticates with a provider token it creates once
-/// in the database and keeps in `<data>/mcp-token` (0600). All of this happens on the
-/// first tool call, so `initialize` and `tools/list` never wait for it.
+/// in the database and keeps in `<data>/mcp-token` (0600). Reads skip the HTTP round trip
+/// and query the database directly (`LocalReadBackend`). All of this happens on the first
+/// tool call, so `initialize` and `tools/list` never wait for it.
 actor LocalService {
     struct Connection: Sendable {
-        var backend: ClientToolBackend
+        /// Everything that changes state (and session listings, whose live connection counts
+        /// only the serve knows) goes through the serve's REST API.
+        var serve: ClientToolBackend
+        /// Reads come straight from the data dir's database: no HTTP round trip, no load on the
+        /// serve while an agent polls.
+        var reader: any DevboxBackend
         var token: String
         /// Set when the token was just created: the serve's token cache may not know it for ~2 s.
         var tokenCreated: ContinuousClock.Instant?
+        var servePid: Int32
     }
 
     let dataDir: String
     let logger: Logger
     private var current: Connection?
+    private var lastLivenessCheck = ContinuousClock.now
+    private var readCore: LocalReadBackend?
 
     init(dataDir: String, logger: Logger) {
         self.dataDir = dataDir
@@ -43,16 +53,28 @@ actor LocalService {
 
     /// The connection to the running serve, starting it first if none runs.
     func connect() async throws -> Connection {
-        if let current { return current }
+        if let current {
+            // Reads do not talk to the serve, so notice a serve that went away (it would leave
+            // wait_for_ready polling a devbox nobody provisions): at most one check a second.
+            let now = ContinuousClock.now
+            if now - lastLivenessCheck < .seconds(1) { return current }
+            lastLivenessCheck = now
+            if let s = ServeState.read(dataDir), s.pid == current.servePid, s.processIsAlive { return current }
+            logger.warning("the local devbox serve went away; looking for it again")
+            self.current = nil
+        }
         try FileManager.default.createDirectory(
             atPath: dataDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         // Token first: a serve started below then finds a live token and prints none into its log.
         let (token, created) = try await ensureToken()
-        let url = try await ensureServe()
+        let (url, pid) = try await ensureServe()
+        if readCore == nil { readCore = try LocalReadBackend(dataDirectory: dataDir, logger: logger) }
         let c = Connection(
-            backend: ClientToolBackend(client: DevboxClient(providerToken: token, baseURL: url)), token: token,
-            tokenCreated: created ? ContinuousClock.now : nil)
+            serve: ClientToolBackend(client: DevboxClient(providerToken: token, baseURL: url)),
+            reader: try await readCore!.backend(providerToken: token), token: token,
+            tokenCreated: created ? ContinuousClock.now : nil, servePid: pid)
         current = c
+        lastLivenessCheck = ContinuousClock.now
         return c
     }
 
@@ -103,23 +125,23 @@ actor LocalService {
 
     // MARK: Serve
 
-    private func ensureServe() async throws -> URL {
-        if let url = try await runningServe() { return url }
+    private func ensureServe() async throws -> (URL, Int32) {
+        if let found = try await runningServe() { return found }
         return try await withFileLock(dataDir + "/serve-start.lock") {
-            if let url = try await runningServe() { return url }
+            if let found = try await runningServe() { return found }
             return try await startServe()
         }
     }
 
     /// The serve of `serve.json` once it answers; nil when none runs. A serve that is
     /// still starting is waited for rather than duplicated.
-    private func runningServe() async throws -> URL? {
+    private func runningServe() async throws -> (URL, Int32)? {
         guard let state = ServeState.read(dataDir), state.processIsAlive, Self.isServe(pid: state.pid),
             let url = URL(string: state.http)
         else { return nil }
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
-            if await Self.healthy(url) { return url }
+            if await Self.healthy(url) { return (url, state.pid) }
             guard ServeState.read(dataDir)?.pid == state.pid, state.processIsAlive else { return nil }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -141,7 +163,7 @@ actor LocalService {
         return (response as? HTTPURLResponse)?.statusCode == 200
     }
 
-    private func startServe() async throws -> URL {
+    private func startServe() async throws -> (URL, Int32) {
         let env = ProcessInfo.processInfo.environment
         var args = ["serve", "--data-dir", dataDir]
         // Defaults when free (the address the CLI expects), else any free port; an address the
@@ -168,7 +190,7 @@ actor LocalService {
             }
             if let s = ServeState.read(dataDir), s.pid == pid, let url = URL(string: s.http), await Self.healthy(url) {
                 logger.notice("devbox serve is up", metadata: ["pid": "\(pid)", "http": "\(s.http)", "ssh": "\(s.ssh)"])
-                return url
+                return (url, pid)
             }
             try await Task.sleep(for: .milliseconds(100))
         }

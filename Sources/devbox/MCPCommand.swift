@@ -64,47 +64,50 @@ struct MCPCommand: AsyncParsableCommand {
     }
 }
 
-/// The local data directory's serve as a backend: connects (or starts it) on first use,
-/// reconnects when it went away, and replaces a provider token someone revoked.
+/// The local data directory as a backend: state changes through its serve (found or started
+/// on first use, found again when it went away), reads from its database; a provider token
+/// someone revoked is replaced.
 struct LocalBackend: DevboxBackend {
     let service: LocalService
 
+    // Writes through the serve. Not retried after a lost connection: the first attempt may have worked.
     func createDevbox(_ request: CreateDevboxRequest, tokens: InjectionTokens) async throws -> Devbox {
-        // Not retried after a lost connection: the first attempt may have created it.
-        try await local(retry: false) { try await $0.createDevbox(request, tokens: tokens) }
+        try await local(retry: false) { try await $0.serve.createDevbox(request, tokens: tokens) }
     }
-    func devbox(id: String) async throws -> Devbox { try await local { try await $0.devbox(id: id) } }
-    func listDevboxes() async throws -> [Devbox] { try await local { try await $0.listDevboxes() } }
-    func deleteDevbox(id: String) async throws { try await local { try await $0.deleteDevbox(id: id) } }
-    func operations(devboxId: String) async throws -> [DevboxOperation] {
-        try await local { try await $0.operations(devboxId: devboxId) }
-    }
+    func deleteDevbox(id: String) async throws { try await local { try await $0.serve.deleteDevbox(id: id) } }
     func createSession(devboxId: String, ttlSeconds: Int?) async throws -> AccessSession {
-        try await local(retry: false) { try await $0.createSession(devboxId: devboxId, ttlSeconds: ttlSeconds) }
+        try await local(retry: false) { try await $0.serve.createSession(devboxId: devboxId, ttlSeconds: ttlSeconds) }
     }
     func listSessions(devboxId: String) async throws -> [AccessSessionInfo] {
-        try await local { try await $0.listSessions(devboxId: devboxId) }
+        try await local { try await $0.serve.listSessions(devboxId: devboxId) }
     }
     func revokeSession(devboxId: String, sessionId: String) async throws {
-        try await local { try await $0.revokeSession(devboxId: devboxId, sessionId: sessionId) }
+        try await local { try await $0.serve.revokeSession(devboxId: devboxId, sessionId: sessionId) }
+    }
+    func setSSHKey(_ publicKey: String) async throws { try await local { try await $0.serve.setSSHKey(publicKey) } }
+    func listGitHubRepos() async throws -> [GitHubRepo] { try await local { try await $0.serve.listGitHubRepos() } }
+
+    // Reads from the database.
+    func devbox(id: String) async throws -> Devbox { try await local { try await $0.reader.devbox(id: id) } }
+    func listDevboxes() async throws -> [Devbox] { try await local { try await $0.reader.listDevboxes() } }
+    func operations(devboxId: String) async throws -> [DevboxOperation] {
+        try await local { try await $0.reader.operations(devboxId: devboxId) }
     }
     func listRepositories(devboxId: String) async throws -> [DevboxRepository] {
-        try await local { try await $0.listRepositories(devboxId: devboxId) }
+        try await local { try await $0.reader.listRepositories(devboxId: devboxId) }
     }
-    func setSSHKey(_ publicKey: String) async throws { try await local { try await $0.setSSHKey(publicKey) } }
-    func profile() async throws -> UserProfile { try await local { try await $0.profile() } }
-    func listGitHubRepos() async throws -> [GitHubRepo] { try await local { try await $0.listGitHubRepos() } }
+    func profile() async throws -> UserProfile { try await local { try await $0.reader.profile() } }
 
-    /// Loopback HTTP is cheap: poll twice a second.
-    var pollInterval: Duration { .milliseconds(500) }
+    /// Reads are local database queries: poll often so progress is prompt.
+    var pollInterval: Duration { .milliseconds(250) }
 
-    private func local<T>(retry: Bool = true, _ body: (ClientToolBackend) async throws -> T) async throws -> T {
+    private func local<T>(retry: Bool = true, _ body: (LocalService.Connection) async throws -> T) async throws -> T {
         var reconnected = false
         var tokenReplaced = false
         while true {
             let c = try await service.connect()
             do {
-                return try await body(c.backend)
+                return try await body(c)
             } catch let e as ServerUnreachable {
                 await service.invalidate()
                 guard retry, !reconnected else {

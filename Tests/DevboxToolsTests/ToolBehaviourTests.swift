@@ -251,3 +251,24 @@ struct ToolBehaviourTests {
         #expect(try await h.backend.profile().sshKey == nil)
     }
 }
+
+@Suite("Model JSON")
+struct ModelJSONTests {
+    @Test("the hand-built devbox JSON equals the API's encoding")
+    func devboxJSON() throws {
+        var full = FakeBackend().box("dbx_1", .init(state: .failed, operations: [], error: DevboxError(operation: "provision", message: "no")))
+        full.repositories.append(
+            DevboxRepository(repoId: 42, fullName: "a/b", ref: "v1", targetPath: "/workspace/b", status: "failed", commit: nil, error: "denied"))
+        full.idleTimeoutSeconds = 600
+        full.ttlSeconds = 3600
+        full.expiresAt = Date(timeIntervalSince1970: 1_760_000_123.4567)
+        full.lastActivityAt = Date(timeIntervalSince1970: 1_760_000_000.9999)
+        full.readyAt = Date(timeIntervalSince1970: 1_760_000_000.0005)
+        full.credentialProfile = CredentialProfile(injectClaudeToken: true, injectCodexToken: false)
+        let bare = FakeBackend().box("dbx_2", .init(state: .requested, operations: []))
+        for d in [full, bare] {
+            #expect(ToolJSON.devbox(d) == (try JSONValue(encoding: d, encoder: DevboxJSON.encoder())))
+            #expect(ToolJSON.devbox(d) == ToolJSON.devbox(d))  // second time from the date cache
+        }
+    }
+}

@@ -293,6 +293,22 @@ def test_stdio_flow_starts_a_serve(local_dir, mode):
     assert local_dir.serve_pids() == [st["pid"]]
 
 
+def test_stdio_restarts_a_serve_that_went_away(local_dir):
+    async def go():
+        async with stdio(local_dir.data_dir, "auto", env=local_dir.env) as c:
+            structured(await c.call_tool("list_devboxes", {}), "list_devboxes")
+            first = local_dir.state()["pid"]
+            os.kill(first, signal.SIGTERM)
+            while local_dir.serve_pids():
+                await anyio.sleep(0.1)
+            await anyio.sleep(1.2)
+            r = await c.call_tool("create_devbox", {"name": "again", "wait": True, "setup_commands": ["true"]})
+            assert structured(r, "create_devbox")["devbox"]["state"] == "ready"
+            second = local_dir.state()["pid"]
+            assert second != first and local_dir.serve_pids() == [second]
+    run(go)
+
+
 def test_concurrent_mcp_processes_start_one_serve(local_dir):
     """Several `devbox mcp` on one data dir: one serve, every create provisioned exactly once."""
     results = {}
@@ -396,6 +412,33 @@ def test_wait_for_ready_is_cancelled_with_the_request(server):
             assert d["state"] in ("requested", "provisioning")
             await c.call_tool("delete_devbox", {"devbox_id": box["id"]})
     run(go)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_serve_shutdown_is_not_held_by_a_wait(fresh_server, mode):
+    """SIGTERM ends open wait_for_ready streams at once instead of draining them for their timeout."""
+    s = fresh_server().start()
+    ended = {}
+
+    async def go():
+        async with http_client(s, MODES[mode]) as c:
+            box = structured(await c.call_tool("create_devbox", {"name": "slow", "setup_commands": ["sleep 6"]}),
+                             "create_devbox")["devbox"]
+
+            async def stop():
+                await anyio.sleep(1.5)
+                ended["sigterm"] = time.time()
+                s.proc.send_signal(signal.SIGTERM)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stop)
+                with contextlib.suppress(Exception):
+                    await c.call_tool("wait_for_ready", {"devbox_id": box["id"], "timeout_seconds": 120})
+                ended["wait"] = time.time()
+    run(go)
+    assert ended["wait"] - ended["sigterm"] < 3
+    assert s.proc.wait(30) == 0
+    s.start()  # so the fixture can destroy the devbox
 
 
 # -- raw protocol errors ------------------------------------------------------------------------

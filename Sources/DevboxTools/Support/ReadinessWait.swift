@@ -107,7 +107,7 @@ extension ReadinessWait.Outcome {
                 "It is still provisioning. Call wait_for_ready with devbox_id \"\(devbox.id)\" to keep waiting, or list_operations to see the output so far."
         }
         let value: JSONValue = [
-            "devbox": try ToolJSON.value(devbox),
+            "devbox": ToolJSON.devbox(devbox),
             "failed_operation": failed.map { OperationView.json($0, tailBytes: Self.failureTailBytes) } ?? .null,
             "waited_seconds": .double(waitedSeconds),
             "next_step": .string(next),

@@ -87,7 +87,8 @@ enum Schema {
             ],
             "commit": nullableString("Commit sha checked out, once cloned."),
             "error": nullableString("Why the clone failed, if it did."),
-        ], required: ["full_name", "ref", "target_path", "status"], description: "A repository of a devbox.",
+        ], required: ["repo_id", "full_name", "ref", "target_path", "status", "commit", "error"],
+        description: "A repository of a devbox.",
         closed: false)
 
     static let devbox = object(

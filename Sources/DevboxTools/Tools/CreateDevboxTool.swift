@@ -163,7 +163,7 @@ struct CreateDevboxTool: DevboxTool {
         let box = try await call.backend.createDevbox(input.request, tokens: tokens)
         guard input.wait == true else {
             return .structured([
-                "devbox": try ToolJSON.value(box),
+                "devbox": ToolJSON.devbox(box),
                 "next_step": .string(
                     "Call wait_for_ready with devbox_id \"\(box.id)\"; it returns when the devbox is ready or failed."),
             ])

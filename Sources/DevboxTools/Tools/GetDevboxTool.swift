@@ -22,6 +22,6 @@ struct GetDevboxTool: DevboxTool {
         annotations: .init(readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false))
 
     func run(_ input: Input, _ call: ToolCall) async throws -> MCPToolResult {
-        .structured(try ToolJSON.value(try await call.backend.devbox(id: input.devboxId)))
+        .structured(ToolJSON.devbox(try await call.backend.devbox(id: input.devboxId)))
     }
 }

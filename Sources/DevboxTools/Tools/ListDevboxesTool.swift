@@ -20,6 +20,6 @@ struct ListDevboxesTool: DevboxTool {
 
     func run(_ input: Input, _ call: ToolCall) async throws -> MCPToolResult {
         let boxes = try await call.backend.listDevboxes()
-        return .structured(["devboxes": .array(try boxes.map { try ToolJSON.value($0) })])
+        return .structured(["devboxes": .array(boxes.map(ToolJSON.devbox))])
     }
 }

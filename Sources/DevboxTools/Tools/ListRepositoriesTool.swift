@@ -27,7 +27,7 @@ struct ListRepositoriesTool: DevboxTool {
     func run(_ input: Input, _ call: ToolCall) async throws -> MCPToolResult {
         let repos = try await call.backend.listRepositories(devboxId: input.devboxId)
         return .structured([
-            "devbox_id": .string(input.devboxId), "repositories": .array(try repos.map { try ToolJSON.value($0) }),
+            "devbox_id": .string(input.devboxId), "repositories": .array(repos.map(ToolJSON.repository)),
         ])
     }
 }
