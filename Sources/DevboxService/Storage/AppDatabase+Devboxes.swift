@@ -44,10 +44,17 @@ extension AppDatabase {
     }
 
     func devbox(id: String, userId: String?) async throws -> Devbox? {
+        // The hottest read of the service (every GET and every poll): cached prepared
+        // statements skip GRDB's SQL generation and statement authorizer on each call.
         try await pool.read { db in
-            var q = DevboxRecord.filter(DevboxRecord.Columns.id == id)
-            if let userId { q = q.filter(DevboxRecord.Columns.userId == userId) }
-            guard let r = try q.fetchOne(db) else { return nil }
+            let r: DevboxRecord?
+            if let userId {
+                r = try DevboxRecord.fetchOne(
+                    db.cachedStatement(sql: "SELECT * FROM devboxes WHERE id = ? AND user_id = ?"), arguments: [id, userId])
+            } else {
+                r = try DevboxRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM devboxes WHERE id = ?"), arguments: [id])
+            }
+            guard let r else { return nil }
             return r.model(repositories: try Self.repositories(db, id))
         }
     }
@@ -76,12 +83,16 @@ extension AppDatabase {
 
     func operations(devboxId: String) async throws -> [OperationRecord] {
         try await pool.read { db in
-            try OperationRecord.filter(Column("devbox_id") == devboxId).order(Column("position")).fetchAll(db)
+            try OperationRecord.fetchAll(
+                db.cachedStatement(sql: "SELECT * FROM operations WHERE devbox_id = ? ORDER BY position"),
+                arguments: [devboxId])
         }
     }
 
     static func repositories(_ db: Database, _ devboxId: String) throws -> [RepositoryRecord] {
-        try RepositoryRecord.filter(Column("devbox_id") == devboxId).order(Column("position")).fetchAll(db)
+        try RepositoryRecord.fetchAll(
+            db.cachedStatement(sql: "SELECT * FROM devbox_repositories WHERE devbox_id = ? ORDER BY position"),
+            arguments: [devboxId])
     }
 
     func envRecords(devboxId: String) async throws -> [EnvRecord] {
