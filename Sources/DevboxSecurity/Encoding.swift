@@ -101,6 +101,20 @@ public enum ConstantTime {
         return difference == 0
     }
 
+    /// The same for byte arrays, without the generic `Collection` walk (the token check runs
+    /// on every request).
+    @inline(never)
+    public static func equals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        return a.withUnsafeBufferPointer { x in
+            b.withUnsafeBufferPointer { y in
+                var difference: UInt8 = 0
+                for i in 0..<x.count { difference |= x[i] ^ y[i] }
+                return difference == 0
+            }
+        }
+    }
+
     /// Compares the UTF-8 bytes of two strings, e.g. two hex-encoded hashes.
     public static func equals(_ a: String, _ b: String) -> Bool {
         equals(Array(a.utf8), Array(b.utf8))

@@ -235,7 +235,8 @@ actor TokenCache {
         var tokenId: String
         var providerId: String
     }
-    private var tokens: [String: Entry] = [:]
+    /// Live hashes as bytes, converted once per load rather than on every request.
+    private var tokens: [(hash: [UInt8], entry: Entry)] = []
     private var loadedAt: ContinuousClock.Instant?
     private var users: [String: String] = [:]
     private let ttl: Duration = .seconds(2)
@@ -246,9 +247,7 @@ actor TokenCache {
             return constantTimeFind(hash)
         }
         let rows = try await load()
-        var fresh: [String: Entry] = [:]
-        for r in rows { fresh[r.hash] = Entry(tokenId: r.id, providerId: r.providerId) }
-        tokens = fresh
+        tokens = rows.map { (Array($0.hash.utf8), Entry(tokenId: $0.id, providerId: $0.providerId)) }
         loadedAt = now
         return constantTimeFind(hash)
     }
@@ -259,8 +258,8 @@ actor TokenCache {
     private func constantTimeFind(_ hash: String) -> Entry? {
         var found: Entry?
         let presented = Array(hash.utf8)
-        for (h, e) in tokens where ConstantTime.equals(Array(h.utf8), presented) {
-            found = e
+        for t in tokens where ConstantTime.equals(t.hash, presented) {
+            found = t.entry
         }
         return found
     }
