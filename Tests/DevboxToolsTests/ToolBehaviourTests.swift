@@ -269,6 +269,10 @@ struct ModelJSONTests {
         for d in [full, bare] {
             #expect(ToolJSON.devbox(d) == (try JSONValue(encoding: d, encoder: DevboxJSON.encoder())))
             #expect(ToolJSON.devbox(d) == ToolJSON.devbox(d))  // second time from the date cache
+            // the REST API's bytes (GET /api/v1/devboxes/:id and the list)
+            #expect(try JSONValue(parsing: DevboxWireJSON.devbox(d)) == (try JSONValue(encoding: d, encoder: DevboxJSON.encoder())))
         }
+        let list = try JSONValue(parsing: DevboxWireJSON.devboxList([full, bare]))
+        #expect(list == (try JSONValue(encoding: DevboxList(devboxes: [full, bare]), encoder: DevboxJSON.encoder())))
     }
 }

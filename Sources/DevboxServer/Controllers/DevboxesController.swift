@@ -1,5 +1,6 @@
 import DevboxModel
 import DevboxService
+import DevboxTools
 import HTTPTypes
 import Hummingbird
 
@@ -27,12 +28,12 @@ struct DevboxesController {
     }
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try JSONIO.response(DevboxList(devboxes: try await core.listDevboxes(try context.requirePrincipal())))
+        JSONIO.rawJSON(DevboxWireJSON.devboxList(try await core.listDevboxes(try context.requirePrincipal())))
     }
 
     @Sendable func get(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        return try JSONIO.response(try await core.devbox(try context.requirePrincipal(), id: id))
+        return JSONIO.rawJSON(DevboxWireJSON.devbox(try await core.devbox(try context.requirePrincipal(), id: id)))
     }
 
     @Sendable func delete(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -23,6 +23,12 @@ enum JSONIO {
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
 
+    static func rawJSON(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
     static func noContent() -> Response { Response(status: .noContent) }
 
     /// Reads the whole body (bounded by `limit`) and decodes it. Malformed JSON → 400,
