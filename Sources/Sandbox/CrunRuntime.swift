@@ -22,6 +22,9 @@ public final class CrunRuntime: Sendable {
     let logger: Logger
     let crun: String
     private let boxLocks = Mutex<[String: NSLock]>([:])
+    /// The init pid of each running box this process started (removed when it exits):
+    /// lets `isRunning` answer from /proc instead of spawning `crun state`.
+    private let inits = Mutex<[String: pid_t]>([:])
     private let maskCache = Mutex<(plan: MaskPlan, at: UInt64, layer: String?)?>(nil)
     private let counter = Atomic<UInt64>(0)
     func counterNext() -> UInt64 { counter.wrappingAdd(1, ordering: .relaxed).newValue }
@@ -297,6 +300,14 @@ public final class CrunRuntime: Sendable {
 
     public func isRunning(id: String) async -> Bool {
         guard (try? validate(id)) != nil else { return false }
+        // Fast path: the init we started is alive (not a zombie) and in the box's cgroup.
+        if let pid = inits.withLock({ $0[id] }), let stat = readSmallFile("/proc/\(pid)/stat"),
+            let close = stat.lastIndex(of: ")"), stat[stat.index(after: close)...].dropFirst().first != "Z",
+            let cgroup = readSmallFile("/proc/\(pid)/cgroup"), cgroup.contains("/" + containerName(id) + "\n")
+                || cgroup.hasSuffix("/" + containerName(id))
+        {
+            return true
+        }
         return await onDedicatedThread { [self] in containerStatus(id) == "running" }
     }
 
@@ -360,7 +371,9 @@ public final class CrunRuntime: Sendable {
         let pidfd = dbx_pidfd_open(pid)
         guard pidfd >= 0 else { return }
         let logger = self.logger
-        Reaper.shared.watch(pid: pid, pidfd: pidfd) { fd in
+        inits.withLock { $0[id] = pid }
+        Reaper.shared.watch(pid: pid, pidfd: pidfd) { [self] fd in
+            inits.withLock { if $0[id] == pid { $0[id] = nil } }
             let st = Reaper.collect(pidfd: fd)
             logger.debug("box init exited", metadata: ["box": .string(id), "code": "\(st.exitCode ?? -1)", "signal": "\(st.signal ?? 0)"])
         }
@@ -387,6 +400,7 @@ public final class CrunRuntime: Sendable {
     }
 
     func destroyBlocking(_ id: String) {
+        inits.withLock { $0[id] = nil }
         do { try deleteContainer(id) } catch {
             logger.warning("crun delete failed", metadata: ["box": .string(id), "error": .string("\(error)")])
         }
