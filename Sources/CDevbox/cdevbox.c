@@ -53,6 +53,9 @@ int dbx_spawn(const char *path, char *const argv[], char *const envp[],
         else posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0);
     }
     if (cwd) posix_spawn_file_actions_addchdir_np(&fa, cwd);
+    // Nothing else crosses: descriptors other libraries opened without O_CLOEXEC (NIO's
+    // listening and accepted sockets among them) must not leak into crun, git or a box.
+    posix_spawn_file_actions_addclosefrom_np(&fa, nfds);
 
     sigset_t none, all;
     sigemptyset(&none);

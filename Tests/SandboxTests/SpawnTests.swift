@@ -121,3 +121,18 @@ func zombieChildCount(named comm: String? = nil) -> Int {
     }
     return n
 }
+
+@Suite struct SpawnFDTests {
+    /// A descriptor opened without O_CLOEXEC (as NIO opens its sockets) must not reach a
+    /// spawned program: the child sees its standard streams and the fds it was given only.
+    @Test func onlyTheGivenDescriptorsCross() throws {
+        let leaky = open("/dev/null", O_RDONLY)  // no O_CLOEXEC
+        #expect(leaky > 2)
+        defer { close(leaky) }
+        let r = try runCommandBlocking("/bin/sh", ["sh", "-c", "ls /proc/$$/fd"])
+        #expect(r.status == 0)
+        let fds = Set(r.stdoutText.split(separator: "\n").compactMap { Int32($0) })
+        #expect(fds.isSubset(of: [0, 1, 2, 3, 4]), "\(fds.sorted())")
+        #expect(!fds.contains(leaky) || leaky <= 4)
+    }
+}
