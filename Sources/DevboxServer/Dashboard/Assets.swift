@@ -60,7 +60,7 @@ enum Assets {
         .state-stopped, .state-skipped { color:var(--muted); }
         table { width:100%; border-collapse:collapse; background:var(--card); }
         th, td { text-align:left; padding:.5rem; border-bottom:1px solid var(--line); vertical-align:top; }
-        code.id { color:var(--muted); font-size:.8em; }
+        code.id { color:var(--muted); font-size:.8em; overflow-wrap:anywhere; }
         dl.facts { display:grid; grid-template-columns: repeat(auto-fit, minmax(12rem, 1fr)); gap:.5rem 1rem; margin:0; }
         dl.facts dt { color:var(--muted); font-size:.85em; } dl.facts dd { margin:0; overflow-wrap:anywhere; }
         ol.timeline { list-style:none; padding:0; margin:0; border-left:2px solid var(--line); }
@@ -77,7 +77,9 @@ enum Assets {
           table.devboxes thead, table.repos thead { display:none; }
           table.devboxes tr, table.repos tr { display:block; border-bottom:1px solid var(--line); padding:.25rem 0; }
           table.devboxes td, table.repos td { display:flex; gap:.5rem; border:0; padding:.2rem .5rem; }
-          table.devboxes td::before, table.repos td::before { content: attr(data-label); color:var(--muted); min-width:7rem; }
+          table.devboxes td::before, table.repos td::before { content: attr(data-label); color:var(--muted); min-width:7rem; flex:none; }
+          table.devboxes td > *, table.repos td > * { min-width:0; overflow-wrap:anywhere; }
+          header.top { padding:.5rem .75rem; } main { padding:.75rem; }
         }
         """#
 

@@ -105,12 +105,12 @@ enum DevboxPage {
             let commit = r.commit.map { String($0.prefix(12)) } ?? "—"
             return """
                 <tr data-repo="\(i)">
-                  <td data-label="Repository">\(r.fullName)</td>
-                  <td data-label="Ref">\(r.ref)</td>
+                  <td data-label="Repository"><span>\(r.fullName)</span></td>
+                  <td data-label="Ref"><span>\(r.ref)</span></td>
                   <td data-label="Path"><code>\(r.targetPath)</code></td>
                   <td data-label="Status"><span class="state state-\(r.status)" data-repo-status>\(r.status)</span></td>
                   <td data-label="Commit"><code data-repo-commit>\(commit)</code></td>
-                  <td data-label="Error" data-repo-error>\(r.error ?? "")</td>
+                  <td data-label="Error"><span data-repo-error>\(r.error ?? "")</span></td>
                 </tr>
                 """
         }

@@ -10,11 +10,11 @@ enum ListPage {
             let repos = d.repositories.map(\.fullName).joined(separator: ", ")
             return """
                 <tr data-devbox="\(d.id)">
-                  <td data-label="Name"><a href="/devboxes/\(d.id)">\(d.name)</a><br><code class="id">\(d.id)</code></td>
+                  <td data-label="Name"><span class="cell"><a href="/devboxes/\(d.id)">\(d.name)</a><br><code class="id">\(d.id)</code></span></td>
                   <td data-label="State">\(Layout.stateBadge(d.state.rawValue, attrs: " data-state"))</td>
-                  <td data-label="Plan">\(d.plan)</td>
+                  <td data-label="Plan"><span>\(d.plan)</span></td>
                   <td data-label="Age"><time datetime="\(Display.time(d.createdAt))">\(Display.age(since: d.createdAt, now: now))</time></td>
-                  <td data-label="Repositories">\(repos.isEmpty ? "—" : repos)</td>
+                  <td data-label="Repositories"><span>\(repos.isEmpty ? "—" : repos)</span></td>
                 </tr>
                 """
         }
