@@ -167,6 +167,12 @@ def test_full_flow_sign_in_create_watch_ssh_destroy_sign_out(dash, browser, ssh_
     assert s.get(devbox_id)["state"] == "destroyed"
     assert not b.find_all(f'tr[data-devbox="{devbox_id}"]')
 
+    # Remove the SSH key: the account page says so.
+    b.get(s.base + "/account")
+    b.submit("#remove-ssh-key")
+    assert b.find("#no-ssh-key") and not b.find_all("#ssh-fingerprint")
+    assert s.request("GET", "/api/v1/users/me").json()["ssh_key"] is None
+
     # Sign out: the cookie is gone and the old value no longer works.
     old = cookie["value"]
     b.submit("#sign-out")
@@ -175,6 +181,9 @@ def test_full_flow_sign_in_create_watch_ssh_destroy_sign_out(dash, browser, ssh_
     r = requests.get(s.base + "/", cookies={"devbox_session": old}, allow_redirects=False, timeout=10)
     assert r.status_code == 303 and r.headers["Location"] == "/login"
 
+    # Nothing is loaded from another origin: every src/href is relative to us.
+    for page in b.pages:
+        assert not re.findall(r'(?:src|href|action)="(?:https?:)?//', page), "external asset or link"
     # Secrets typed into the form: never in a page, the log or the database.
     for page in b.pages:
         for secret in (env_secret, claude, s.token):
@@ -229,6 +238,13 @@ def test_validation_errors_are_shown_next_to_the_field(dash, browser):
     b.submit("#create")
     assert "owner/name" in b.find("#err-repo_full_name_0").text
     assert [d for d in s.request("GET", "/api/v1/devboxes").json()["devboxes"] if d["name"] == "invalid-one"] == []
+    # An invalid SSH key: the error is next to the key field, the draft is kept.
+    b.get(s.base + "/account")
+    b.type("#public_key", "ssh-ed25519 not-base64")
+    b.submit("#save-ssh-key")
+    assert b.find("#err-public_key").text
+    assert b.find("#public_key").get_attribute("aria-invalid") == "true"
+    assert "not-base64" in b.find("#public_key").get_attribute("value")
 
 
 def test_bad_sign_in_tokens_show_an_error(dash, browser):
@@ -295,6 +311,10 @@ def test_csrf_less_and_cross_origin_posts_are_refused(dash):
     r = requests.get(s.base + "/dashboard/api/devboxes", timeout=10)
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
     assert http.get(s.base + "/dashboard/api/devboxes", timeout=10).status_code == 200
+    # Secure cookies under TLS (a proxy saying X-Forwarded-Proto: https)
+    r = requests.get(s.base + "/login", headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert "; Secure" in r.headers["Set-Cookie"] and "HttpOnly" in r.headers["Set-Cookie"]
+    assert "; Secure" not in requests.get(s.base + "/login", timeout=10).headers["Set-Cookie"]
     # security headers
     h = http.get(s.base + "/", timeout=10).headers
     assert "default-src 'self'" in h["Content-Security-Policy"] and h["X-Frame-Options"] == "DENY"
