@@ -34,7 +34,7 @@ def dash():
     s = Server(env={"DEVBOX_USER_JWT_SECRET": JWT_SECRET}).start()
     yield s
     # every devbox of every user this module made
-    for user in ["", "alice", "bob", "dora"]:
+    for user in ["", "alice", "bob", "dora", "erin"]:
         b = bearer(user) if user else None
         try:
             for d in s.request("GET", "/api/v1/devboxes", bearer=b).json().get("devboxes", []):
@@ -194,6 +194,24 @@ def test_full_flow_sign_in_create_watch_ssh_destroy_sign_out(dash, browser, ssh_
     # the env value is stored Fernet-encrypted by design; never in plain or base64
     assert not scan_files(files, env_secret.encode(), []), "env value stored in clear"
     assert not scan_files(files, old.encode(), []), "session id stored (only its hash may be)"
+
+
+def test_list_updates_itself(dash, browser):
+    s, b = dash, browser
+    erin = bearer("erin")
+    sign_in(b, s, s.token, erin)
+    assert b.find("#no-devboxes")
+    d = s.create({"name": "listed-live", "setup_commands": ["sleep 8"]}, bearer=erin)
+    try:
+        # a new devbox appears without any navigation by the test (the script reloads the list)
+        b.wait_for(f'tr[data-devbox="{d["id"]}"]', timeout=30)
+        b.driver.execute_script("window.__sameDocument = true")
+        assert b.find(f'tr[data-devbox="{d["id"]}"] [data-state]').text in ("requested", "provisioning")
+        # and its state changes in place, without another reload
+        b.wait_text(f'tr[data-devbox="{d["id"]}"] [data-state]', "ready", timeout=180)
+        assert b.driver.execute_script("return window.__sameDocument === true")
+    finally:
+        s.request("DELETE", f"/api/v1/devboxes/{d['id']}", bearer=erin)
 
 
 def test_validation_errors_are_shown_next_to_the_field(dash, browser):

@@ -22,7 +22,7 @@ enum ListPage {
             visible.isEmpty
             ? "<p class=\"empty\" id=\"no-devboxes\">No devboxes yet. <a href=\"/devboxes/new\">Create one</a>.</p>"
             : """
-                <table class="devboxes" data-live-list>
+                <table class="devboxes">
                   <caption class="sr-only">Your devboxes</caption>
                   <thead><tr><th scope="col">Name</th><th scope="col">State</th><th scope="col">Plan</th><th scope="col">Age</th><th scope="col">Repositories</th></tr></thead>
                   <tbody>\(rows)</tbody>
@@ -34,7 +34,7 @@ enum ListPage {
               <h1>Devboxes</h1>
               <a class="button primary" href="/devboxes/new" id="new-devbox">New devbox</a>
             </div>
-            \(table)
+            <div data-live-list>\(table)</div>
             \(footer)
             """)
     }
