@@ -338,6 +338,23 @@ def test_csrf_less_and_cross_origin_posts_are_refused(dash):
     assert "default-src 'self'" in h["Content-Security-Policy"] and h["X-Frame-Options"] == "DENY"
 
 
+def test_github_return_without_cookie_hops_once(dash):
+    s = dash
+    # SameSite=Strict is not sent on a navigation GitHub started: one hop from our own page
+    r = requests.get(s.base + "/account?github=connected&login=alice", allow_redirects=False, timeout=10)
+    assert r.status_code == 200
+    target = re.search(r'content="0;url=([^"]+)"', r.text).group(1).replace("&amp;", "&")
+    assert target == "/account?hop=1&github=connected&login=alice"
+    # after the hop, still no session: sign in
+    r = requests.get(s.base + target, allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and r.headers["Location"] == "/login"
+    # with a session, a crafted outcome is not echoed
+    http = sign_in_requests(s.base, s.token)
+    page = http.get(s.base + "/account?github=connected&login=<b>x</b>", timeout=10).text
+    assert "GitHub connected as" not in page and "<b>x</b>" not in page
+    assert "GitHub connected as alice." in http.get(s.base + "/account?github=connected&login=alice", timeout=10).text
+
+
 def test_another_users_devbox_is_404(dash, browser):
     s, b = dash, browser
     bobs = s.create({"name": "bobs-box"}, bearer=bearer("bob"))

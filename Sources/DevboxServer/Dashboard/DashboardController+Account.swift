@@ -46,13 +46,19 @@ extension DashboardController {
         return try await page(s.csrfToken) {
             var notice = Self.notice(request)
             let q = request.uri.queryParameters
-            if q["github"] == "connected" {
-                notice = "GitHub connected as \(q["login"].map(String.init) ?? "?")."
-            } else if q["github"] == "error" {
-                notice = "GitHub was not connected: \(q["error"].map(String.init) ?? "unknown error")."
+            // Shown only in the shapes the callback produces (anyone can craft this URL).
+            if q["github"] == "connected", let login = q["login"].map(String.init), Self.isWord(login, extra: "-") {
+                notice = "GitHub connected as \(login)."
+            } else if q["github"] == "error", let word = q["error"].map(String.init), Self.isWord(word, extra: "_") {
+                notice = "GitHub was not connected: \(word)."
             }
             return renderAccount(try await accountModel(s), s, notice: notice)
         }
+    }
+
+    /// 1 to 64 ASCII letters, digits or `extra`.
+    static func isWord(_ s: String, extra: Character) -> Bool {
+        (1...64).contains(s.count) && s.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || $0 == extra }
     }
 
     /// Runs an account form: the gate, then `body`; a validation error re-renders the page
