@@ -51,6 +51,7 @@ enum Assets {
         button.link { border:0; background:none; color:var(--accent); padding:0; min-height:auto; text-decoration:underline; }
         :focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
         form.inline { display:inline; }
+        .actions { margin-top:1.25rem; }
         .field-error, .form-error, .op-error { color:var(--danger); margin:.25rem 0; }
         .notice { background:var(--card); border-left:4px solid var(--ok); padding:.5rem .75rem; }
         .state { display:inline-block; padding:.1rem .5rem; border-radius:999px; border:1px solid currentColor; font-size:.85em; font-weight:600; }

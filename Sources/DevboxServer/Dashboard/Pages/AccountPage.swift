@@ -110,10 +110,12 @@ enum AccountPage {
             \(general)
             <p id="github-connected">Connected as <strong id="github-login">\(c.login)</strong> since \(Display.time(c.connectedAt)); scopes: \(c.scopes.joined(separator: " "))</p>
             \(orgs)
-            <form method="post" action="/account/github/disconnect" class="inline">
-              \(Layout.csrfField(csrf))
-              <button type="submit" class="danger" id="github-disconnect">Disconnect GitHub</button>
-            </form>
+            <div class="actions">
+              <form method="post" action="/account/github/disconnect" class="inline">
+                \(Layout.csrfField(csrf))
+                <button type="submit" class="danger" id="github-disconnect">Disconnect GitHub</button>
+              </form>
+            </div>
             """
     }
 }
