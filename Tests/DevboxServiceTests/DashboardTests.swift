@@ -115,6 +115,13 @@ struct DashboardSessionTests {
         #expect(try await core.dashboardSession(cookie: second) == nil)
     }
 
+    @Test("migration v4-dashboard is registered after the GitHub one")
+    func migration() {
+        let m = AppDatabase.migrator.migrations
+        #expect(m.contains("v4-dashboard"))
+        #expect((m.firstIndex(of: "v2-github") ?? .max) < (m.firstIndex(of: "v4-dashboard") ?? -1))
+    }
+
     @Test("the GitHub allow-list implicitly includes the dashboard's own account page")
     func implicitRedirect() throws {
         let s = GitHubSettings(publicURL: URL(string: "https://devbox.example.com"))

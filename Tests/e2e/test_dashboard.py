@@ -324,7 +324,14 @@ def test_csrf_less_and_cross_origin_posts_are_refused(dash):
     r = http.post(s.base + "/devboxes", data=body, headers={"Origin": s.base}, allow_redirects=False)
     assert r.status_code == 303 and r.headers["Location"].startswith("/devboxes/dbx_")
     devbox_id = r.headers["Location"].split("/")[2].split("?")[0]
-    s.request("DELETE", f"/api/v1/devboxes/{devbox_id}")
+    # destroy needs the confirmation box, server-side too
+    r = http.post(s.base + f"/devboxes/{devbox_id}/destroy", data={"csrf_token": token}, headers={"Origin": s.base},
+                  allow_redirects=False)
+    assert r.status_code == 422 and 'id="err-confirm"' in r.text
+    assert s.get(devbox_id)["state"] != "destroyed"
+    r = http.post(s.base + f"/devboxes/{devbox_id}/destroy", data={"csrf_token": token, "confirm": "on"},
+                  headers={"Origin": s.base}, allow_redirects=False)
+    assert r.status_code == 303 and s.get(devbox_id)["state"] == "destroyed"
     # the JSON endpoints need the cookie and answer the API's error shape
     r = requests.get(s.base + "/dashboard/api/devboxes", timeout=10)
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
