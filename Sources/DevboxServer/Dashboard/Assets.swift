@@ -93,10 +93,15 @@ enum Assets {
             function tick() {
               fetch(url, { credentials: 'same-origin', headers: { 'Accept': 'application/json' } })
                 .then(function (r) {
-                  if (r.status === 401) { location.href = '/login'; return null; }
+                  // signed out elsewhere, or the devbox is gone: stop and show the page the server gives
+                  if (r.status === 401) { location.href = '/login'; return undefined; }
+                  if (r.status === 404) { location.reload(); return undefined; }
                   return r.ok ? r.json() : null;
                 })
-                .then(function (data) { if (data === null || onData(data) !== false) setTimeout(tick, ms); })
+                .then(function (data) {
+                  if (data === undefined) return;
+                  if (data === null || onData(data) !== false) setTimeout(tick, ms);
+                })
                 .catch(function () { setTimeout(tick, ms); });
             }
             setTimeout(tick, ms);
