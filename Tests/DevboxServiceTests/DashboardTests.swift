@@ -1,7 +1,10 @@
 import DevboxModel
 import DevboxSecurity
 import Foundation
+import HTTPTypes
+import Hummingbird
 import Logging
+import NIOCore
 import Testing
 
 @testable import DevboxServer
@@ -34,6 +37,40 @@ struct DashboardPureTests {
         #expect(Web.origin(of: "HTTPS://Devbox.Example.com:443/account?x") == "https://devbox.example.com")
         #expect(Web.origin(of: "http://127.0.0.1:8080/") == "http://127.0.0.1:8080")
         #expect(Web.origin(of: "not a url") == nil)
+    }
+
+    func request(_ fields: HTTPFields, authority: String = "127.0.0.1:8080") -> Request {
+        Request(
+            head: HTTPRequest(method: .post, scheme: "http", authority: authority, path: "/devboxes", headerFields: fields),
+            body: RequestBody(buffer: ByteBuffer()))
+    }
+
+    @Test("Origin check: our own origin or DEVBOX_PUBLIC_URL's; Referer as fallback; neither is refused")
+    func originCheck() {
+        let public_ = URL(string: "https://devbox.example.com")
+        #expect(Web.originAllowed(request([.origin: "http://127.0.0.1:8080"]), publicURL: nil))
+        #expect(!Web.originAllowed(request([.origin: "http://127.0.0.1:8081"]), publicURL: nil))
+        #expect(!Web.originAllowed(request([.origin: "null"]), publicURL: nil))
+        #expect(!Web.originAllowed(request([:]), publicURL: nil))
+        #expect(Web.originAllowed(request([.referer: "http://127.0.0.1:8080/devboxes/new"]), publicURL: nil))
+        #expect(!Web.originAllowed(request([.referer: "http://evil.example/x"]), publicURL: nil))
+        #expect(Web.originAllowed(request([.origin: "https://devbox.example.com"], authority: "10.0.0.5:8080"), publicURL: public_))
+        #expect(!Web.originAllowed(request([.origin: "http://devbox.example.com"], authority: "10.0.0.5:8080"), publicURL: public_))
+        // behind a TLS proxy, the addressed origin is https
+        #expect(Web.originAllowed(
+            request([.origin: "https://box.internal", HTTPField.Name("X-Forwarded-Proto")!: "https"], authority: "box.internal"),
+            publicURL: nil))
+    }
+
+    @Test("cookies: found among others; set with HttpOnly, SameSite=Strict, Secure only under TLS")
+    func cookies() {
+        let r = request([.cookie: "a=1; devbox_session=dbs_abc; b=2"])
+        #expect(Web.cookie(r, "devbox_session") == "dbs_abc")
+        #expect(Web.cookie(r, "missing") == nil)
+        #expect(Web.setCookie("n", "v", maxAge: 5, secure: false) == "n=v; Path=/; Max-Age=5; HttpOnly; SameSite=Strict")
+        #expect(Web.setCookie("n", "v", maxAge: 5, secure: true).hasSuffix("; Secure"))
+        #expect(Web.isTLS(request([:]), publicURL: URL(string: "https://x.example")))
+        #expect(!Web.isTLS(request([:]), publicURL: URL(string: "http://x.example")))
     }
 
     @Test("create form: rows, env, commands, tokens; core fields map back to form controls")

@@ -141,6 +141,8 @@ struct DashboardController: Sendable {
             do {
                 let (cookie, session) = try await core.signInDashboard(
                     providerToken: form["provider_token"] ?? "", userToken: form["user_token"])
+                // A browser signing in again leaves no older session behind.
+                if let previous = Web.cookie(request, Web.sessionCookie) { try? await core.signOutDashboard(cookie: previous) }
                 let maxAge = max(1, Int(session.expiresAt.timeIntervalSinceNow))
                 return Web.redirect(
                     "/",
