@@ -5,7 +5,8 @@ set -euo pipefail
 want=(crun catatonit libsqlite3-dev libcurl4-openssl-dev libssl-dev iptables iproute2 git debootstrap
       openssh-client openssh-sftp-server tmux procps)
 if [ "${1:-}" = "--test" ]; then
-  want+=(wrk hyperfine)
+  # chromium + chromium-driver: the dashboard's browser tests (Tests/e2e/test_dashboard.py)
+  want+=(wrk hyperfine chromium chromium-driver)
 fi
 missing=()
 for p in "${want[@]}"; do

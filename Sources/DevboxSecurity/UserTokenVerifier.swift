@@ -5,10 +5,16 @@ import JWTKit
 public struct VerifiedUser: Sendable, Equatable {
     /// The token's `sub` claim (never empty).
     public let subject: String
+    /// The token's `exp` claim (always present on a verified token; `nil` only when built by hand).
+    /// Not part of equality: two tokens for one subject prove the same identity.
+    public let expiresAt: Date?
 
-    public init(subject: String) {
+    public init(subject: String, expiresAt: Date? = nil) {
         self.subject = subject
+        self.expiresAt = expiresAt
     }
+
+    public static func == (a: VerifiedUser, b: VerifiedUser) -> Bool { a.subject == b.subject }
 }
 
 /// Why a user JWT was rejected. Descriptions are fixed strings: they never include the token,
@@ -218,7 +224,7 @@ public struct UserTokenVerifier: Sendable {
             guard let aud = claims.aud, aud.value.contains(audience) else { throw UserTokenError.wrongAudience }
         }
         guard let subject = claims.sub, !subject.isEmpty else { throw UserTokenError.missingSubject }
-        return VerifiedUser(subject: subject)
+        return VerifiedUser(subject: subject, expiresAt: Date(timeIntervalSince1970: exp))
     }
 
     private struct RawJWKS: Decodable {

@@ -37,7 +37,7 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
     return DevboxSystem(core: core, routes: RouteTable(), logger: logger)
 }
 
-/// Builds the HTTP router: health, OpenAPI, the REST API and `/mcp` behind auth.
+/// Builds the HTTP router: health, OpenAPI, the REST API and `/mcp` behind auth, the dashboard.
 public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: RequestLogMiddleware(logger: system.logger))
@@ -50,6 +50,8 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     SessionsController(core: system.core).register(on: api, table: system.routes)
     GitHubController(core: system.core).register(on: api, table: system.routes)
     MCPController(core: system.core, logger: system.logger).register(on: api, table: system.routes)
+    // The dashboard authenticates with its own session cookie (not behind AuthMiddleware).
+    DashboardController(core: system.core, logger: system.logger).register(on: router, table: system.routes)
     return router
 }
 

@@ -44,4 +44,9 @@ struct JWTUserVerifier: UserTokenVerifying {
     func subject(ofBearer token: String) async throws -> String {
         try await verifier.verify(token).subject
     }
+
+    func verify(bearer token: String) async throws -> (subject: String, expiresAt: Date?) {
+        let v = try await verifier.verify(token)
+        return (v.subject, v.expiresAt)
+    }
 }

@@ -28,7 +28,7 @@ extension DevboxCore {
             throw .unavailable(
                 "GitHub OAuth is not configured on this server: set DEVBOX_GITHUB_CLIENT_ID, DEVBOX_GITHUB_CLIENT_SECRET and DEVBOX_PUBLIC_URL")
         }
-        guard RedirectAllowlist.allows(redirectURL, s.redirectAllowlist) else {
+        guard RedirectAllowlist.allows(redirectURL, s.effectiveRedirectAllowlist) else {
             throw .validation(
                 field: "redirect_url",
                 message: s.redirectAllowlist.isEmpty

@@ -28,6 +28,14 @@ public struct CoreConfiguration: Sendable {
 /// Verifies a user bearer token and returns its subject (`sub`).
 public protocol UserTokenVerifying: Sendable {
     func subject(ofBearer token: String) async throws -> String
+    /// The subject and the token's expiry (the dashboard never keeps a session past it).
+    func verify(bearer token: String) async throws -> (subject: String, expiresAt: Date?)
+}
+
+extension UserTokenVerifying {
+    public func verify(bearer token: String) async throws -> (subject: String, expiresAt: Date?) {
+        (try await subject(ofBearer: token), nil)
+    }
 }
 
 /// The service layer every face (REST, MCP, dashboard, SSH) calls. Knows devboxes, not transports.
@@ -68,6 +76,13 @@ public final class DevboxCore: Sendable {
     /// Resolves the caller from the provider token and an optional bearer token.
     /// Neither token is stored or logged.
     public func authenticate(providerToken: String?, bearer: String?) async throws(ServiceError) -> Principal {
+        try await authenticateWithExpiry(providerToken: providerToken, bearer: bearer).principal
+    }
+
+    /// `authenticate`, also answering the bearer token's expiry (nil without a bearer).
+    func authenticateWithExpiry(
+        providerToken: String?, bearer: String?
+    ) async throws(ServiceError) -> (principal: Principal, bearerExpiresAt: Date?) {
         guard let providerToken, !providerToken.isEmpty else {
             throw .unauthorized("missing X-Provider-Token header")
         }
@@ -81,12 +96,13 @@ public final class DevboxCore: Sendable {
         }
         guard let match else { throw .unauthorized("invalid provider token") }
         var subject = ""
+        var bearerExpiresAt: Date?
         if let bearer {
             guard let userVerifier else {
                 throw .unauthorized("user bearer tokens are not accepted: no DEVBOX_USER_JWT_SECRET or DEVBOX_USER_JWKS_FILE configured")
             }
             do {
-                subject = try await userVerifier.subject(ofBearer: bearer)
+                (subject, bearerExpiresAt) = try await userVerifier.verify(bearer: bearer)
             } catch {
                 throw .unauthorized("invalid user bearer token")
             }
@@ -97,7 +113,7 @@ public final class DevboxCore: Sendable {
             let userId = try await tokenCache.user(providerId: match.providerId, subject: sub) {
                 try await self.db.resolveUser(providerId: match.providerId, subject: sub)
             }
-            return Principal(providerId: match.providerId, providerTokenId: match.tokenId, userId: userId)
+            return (Principal(providerId: match.providerId, providerTokenId: match.tokenId, userId: userId), bearerExpiresAt)
         } catch {
             logger.error("user lookup failed: \(error)")
             throw .unavailable("authentication is unavailable, try again")

@@ -28,5 +28,12 @@ struct OpenAPITests {
         #expect(registered.subtracting(documented).isEmpty, "undocumented routes: \(registered.subtracting(documented).sorted())")
         #expect(documented.subtracting(registered).isEmpty, "documented but missing: \(documented.subtracting(registered).sorted())")
         #expect((doc?["openapi"] as? String)?.hasPrefix("3.1") == true)
+
+        // Dashboard routes are explicitly not API: none is documented, none is under /api/ or /mcp.
+        let dashboard = Set(system.routes.dashboardEntries.map { "\($0.method) \($0.path)" })
+        #expect(dashboard.contains("get /") && dashboard.contains("post /login") && dashboard.contains("get /devboxes/{id}"))
+        #expect(dashboard.isDisjoint(with: documented), "dashboard routes in openapi.json: \(dashboard.intersection(documented).sorted())")
+        #expect(dashboard.isDisjoint(with: registered))
+        #expect(!system.routes.dashboardEntries.contains { $0.path.hasPrefix("/api/") || $0.path.hasPrefix("/mcp") })
     }
 }

@@ -64,6 +64,20 @@ public struct GitHubSettings: Sendable {
         publicURL.map { Self.join($0, "/api/v1/integrations/github/callback") }
     }
 
+    /// Where the dashboard's account page sends the browser back after the OAuth round trip.
+    public static let dashboardReturnPath = "/account"
+
+    /// `<public>/account`: the dashboard's own return address.
+    public var dashboardReturnURL: String? {
+        publicURL.map { Self.join($0, Self.dashboardReturnPath) }
+    }
+
+    /// The configured allow-list plus the dashboard's own return address (implicit: the
+    /// service's own page is never an open redirect).
+    var effectiveRedirectAllowlist: [RedirectAllowlist.Prefix] {
+        redirectAllowlist + (dashboardReturnURL.flatMap(RedirectAllowlist.components).map { [$0] } ?? [])
+    }
+
     /// `<web>/<owner>/<name>.git`.
     func cloneURL(fullName: String) -> String { Self.join(webURL, "/\(fullName).git") }
 

@@ -55,7 +55,10 @@ extension AppDatabase {
             try db.execute(
                 sql: "UPDATE provider_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 arguments: [Date(), id])
-            return db.changesCount > 0
+            let revoked = db.changesCount > 0
+            // Its dashboard sessions end with it (lookups also join on the token).
+            try db.execute(sql: "DELETE FROM dashboard_sessions WHERE provider_token_id = ?", arguments: [id])
+            return revoked
         }
     }
 

@@ -165,6 +165,7 @@ public final class AppDatabase: Sendable {
                 );
                 """)
         }
+        m.registerMigration("v4-dashboard", migrate: migrateDashboard)
         return m
     }
 }

@@ -1,0 +1,237 @@
+import DevboxModel
+import DevboxService
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Create form, devbox page, sessions, destroy.
+extension DashboardController {
+    // MARK: Create
+
+    @Sendable func newDevbox(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await page(nil) {
+            guard let s = try await signedIn(request) else { return Web.redirect("/login") }
+            return await renderCreate(s, state: CreateFormState(), errors: [:], status: .ok)
+        }
+    }
+
+    func renderCreate(
+        _ s: DashboardSession, state: CreateFormState, errors: [String: String], status: HTTPResponse.Status
+    ) async -> Response {
+        var choices: [String]?
+        var note: String?
+        if (try? await core.gitHubConnection(s.principal)) != nil {
+            do {
+                choices = try await core.gitHubRepos(s.principal).map(\.fullName)
+            } catch {
+                note = "GitHub could not list your repositories (\(error.message)); type owner/name."
+            }
+        }
+        return Web.html(
+            CreatePage.render(
+                state: state, errors: errors, plans: core.plans, defaultPlan: core.defaultPlanName,
+                repoChoices: choices, repoNote: note, csrf: s.csrfToken),
+            status: status)
+    }
+
+    /// A parsed create form: the request for the core, the AI tokens, what to show again,
+    /// field errors found before the core is asked, and how request indexes map to rows.
+    struct ParsedCreate {
+        var request: CreateDevboxRequest
+        var tokens: InjectionTokens
+        var state: CreateFormState
+        var errors: [String: String]
+        var repoRowOf: [Int]
+        var envRowOf: [String: Int]
+    }
+
+    static func parseCreate(_ form: Form) -> ParsedCreate {
+        var state = CreateFormState()
+        var errors: [String: String] = [:]
+        state.name = (form["name"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        state.plan = form["plan"] ?? ""
+        let names = form.all("repo_full_name"), refs = form.all("repo_ref"), paths = form.all("repo_path")
+        var repos: [DevboxRepositoryRequest] = []
+        var repoRowOf: [Int] = []
+        state.repos = []
+        for i in 0..<max(names.count, refs.count, paths.count) {
+            func at(_ a: [String]) -> String { i < a.count ? a[i].trimmingCharacters(in: .whitespaces) : "" }
+            let r = CreateFormState.Repo(fullName: at(names), ref: at(refs), path: at(paths))
+            if r.fullName.isEmpty && r.ref.isEmpty && r.path.isEmpty { continue }
+            let row = state.repos.count
+            state.repos.append(r)
+            if r.fullName.isEmpty {
+                errors["repo_full_name_\(row)"] = "Enter owner/name, or clear this row."
+                continue
+            }
+            repoRowOf.append(row)
+            repos.append(DevboxRepositoryRequest(
+                fullName: r.fullName, ref: r.ref.isEmpty ? nil : r.ref, targetPath: r.path.isEmpty ? nil : r.path))
+        }
+        if state.repos.isEmpty { state.repos = [.init()] }
+        let keys = form.all("env_key"), values = form.all("env_value")
+        var env: [String: String] = [:]
+        var envRowOf: [String: Int] = [:]
+        state.envKeys = []
+        for i in 0..<max(keys.count, values.count) {
+            let k = i < keys.count ? keys[i].trimmingCharacters(in: .whitespaces) : ""
+            let v = i < values.count ? values[i] : ""
+            if k.isEmpty && v.isEmpty { continue }
+            let row = state.envKeys.count
+            state.envKeys.append(k)
+            if k.isEmpty {
+                errors["env_key_\(row)"] = "Enter a name for this value, or clear the row."
+            } else if env[k] != nil {
+                errors["env_key_\(row)"] = "\(k) is set twice."
+            } else {
+                env[k] = v
+                envRowOf[k] = row
+            }
+        }
+        if state.envKeys.isEmpty { state.envKeys = [""] }
+        state.setupCommands = form["setup_commands"] ?? ""
+        let commands = state.setupCommands.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n")
+            .map(String.init).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        state.setupTimeout = (form["setup_timeout_seconds"] ?? "").trimmingCharacters(in: .whitespaces)
+        var timeout: Int?
+        if !state.setupTimeout.isEmpty {
+            if let t = Int(state.setupTimeout) { timeout = t } else {
+                errors["setup_timeout_seconds"] = "Enter a whole number of seconds (30 to 3600)."
+            }
+        }
+        state.injectClaude = form.isOn("inject_claude_token")
+        state.injectCodex = form.isOn("inject_codex_token")
+        let claude = form["claude_token"] ?? "", codex = form["codex_token"] ?? ""
+        if state.injectClaude && claude.isEmpty { errors["claude_token"] = "Enter the Claude token, or untick its injection." }
+        if state.injectCodex && codex.isEmpty { errors["codex_token"] = "Enter the Codex token, or untick its injection." }
+        let request = CreateDevboxRequest(
+            name: state.name, plan: state.plan.isEmpty ? nil : state.plan, repositories: repos.isEmpty ? nil : repos,
+            credentialProfile: CredentialProfile(injectClaudeToken: state.injectClaude, injectCodexToken: state.injectCodex),
+            env: env.isEmpty ? nil : env, setupCommands: commands.isEmpty ? nil : commands, setupTimeoutSeconds: timeout)
+        return ParsedCreate(
+            request: request,
+            tokens: InjectionTokens(
+                claudeToken: state.injectClaude ? claude : nil, codexToken: state.injectCodex ? codex : nil),
+            state: state, errors: errors, repoRowOf: repoRowOf, envRowOf: envRowOf)
+    }
+
+    /// The form field a core error names (`repositories[1].ref` → `repo_ref_<row>`, `env.KEY` →
+    /// that row's name); "form" when it names none of them.
+    static func formField(_ field: String, _ p: ParsedCreate) -> String {
+        switch field {
+        case "name", "plan", "setup_timeout_seconds", "repositories", "env": return field
+        case "X-Claude-Token": return "claude_token"
+        case "X-Codex-Token": return "codex_token"
+        default: break
+        }
+        if field.hasPrefix("setup_commands") { return "setup_commands" }
+        if field.hasPrefix("env.") {
+            return p.envRowOf[String(field.dropFirst(4))].map { "env_key_\($0)" } ?? "env"
+        }
+        if field.hasPrefix("repositories["), let close = field.firstIndex(of: "]"),
+            let i = Int(field[field.index(field.startIndex, offsetBy: 13)..<close]), i < p.repoRowOf.count
+        {
+            let row = p.repoRowOf[i]
+            if field.hasSuffix(".ref") { return "repo_ref_\(row)" }
+            if field.hasSuffix(".target_path") { return "repo_path_\(row)" }
+            return "repo_full_name_\(row)"
+        }
+        return "form"
+    }
+
+    @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await page(nil) {
+            let (s, form): (DashboardSession, Form)
+            switch try await post(request) {
+            case .refused(let r): return r
+            case .ok(let a, let b): (s, form) = (a, b)
+            }
+            let parsed = Self.parseCreate(form)
+            if !parsed.errors.isEmpty {
+                return await renderCreate(s, state: parsed.state, errors: parsed.errors, status: .unprocessableContent)
+            }
+            do {
+                let d = try await core.createDevbox(s.principal, parsed.request, tokens: parsed.tokens)
+                return Web.redirect("/devboxes/\(d.id)?notice=created")
+            } catch ServiceError.validation(let field, let message) {
+                return await renderCreate(
+                    s, state: parsed.state, errors: [Self.formField(field, parsed): message], status: .unprocessableContent)
+            } catch let error as ServiceError {
+                return await renderCreate(
+                    s, state: parsed.state, errors: ["form": error.message], status: HTTPResponse.Status(code: error.statusCode))
+            }
+        }
+    }
+
+    // MARK: Devbox page
+
+    func devboxModel(_ s: DashboardSession, id: String, newSession: String? = nil) async throws(ServiceError) -> DevboxPage.Model {
+        let d = try await core.devbox(s.principal, id: id)
+        let ops = try await core.operations(s.principal, id: id)
+        let sessions = try await core.listSessions(s.principal, devboxId: id)
+        let profile = try await core.profile(s.principal)
+        return DevboxPage.Model(
+            devbox: d, operations: ops, sessions: sessions, hasSSHKey: profile.sshKey != nil, newSession: newSession)
+    }
+
+    @Sendable func show(_ request: Request, context: AppRequestContext) async throws -> Response {
+        guard let s = try await signedIn(request) else { return Web.redirect("/login") }
+        return try await page(s.csrfToken) {
+            let fresh = request.uri.queryParameters["session"].map(String.init)
+            let m = try await devboxModel(s, id: Self.param(context, "id"), newSession: fresh)
+            return Web.html(DevboxPage.render(m, csrf: s.csrfToken, notice: Self.notice(request)))
+        }
+    }
+
+    @Sendable func createSession(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await page(nil) {
+            let (s, form): (DashboardSession, Form)
+            switch try await post(request) {
+            case .refused(let r): return r
+            case .ok(let a, let b): (s, form) = (a, b)
+            }
+            let id = Self.param(context, "id")
+            let ttl = Int(form["ttl_seconds"] ?? "")
+            do {
+                let created = try await core.createSession(s.principal, devboxId: id, ttlSeconds: ttl)
+                return Web.redirect("/devboxes/\(id)?notice=session_created&session=\(created.sessionId)#sessions")
+            } catch ServiceError.validation(let field, let message) {
+                var m = try await devboxModel(s, id: id)
+                m.errors = [field == "ttl_seconds" ? "ttl_seconds" : "session": message]
+                return Web.html(DevboxPage.render(m, csrf: s.csrfToken, notice: nil), status: .unprocessableContent)
+            } catch ServiceError.conflict(let message) {
+                var m = try await devboxModel(s, id: id)
+                m.errors = ["session": message]
+                return Web.html(DevboxPage.render(m, csrf: s.csrfToken, notice: nil), status: .conflict)
+            }
+        }
+    }
+
+    @Sendable func revokeSession(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await page(nil) {
+            if case .refused(let r) = try await post(request) { return r }
+            guard let s = try await signedIn(request) else { return Web.redirect("/login") }
+            let id = Self.param(context, "id")
+            try await core.revokeSession(s.principal, devboxId: id, sessionId: Self.param(context, "session"))
+            return Web.redirect("/devboxes/\(id)?notice=session_revoked#sessions")
+        }
+    }
+
+    @Sendable func destroy(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await page(nil) {
+            let (s, form): (DashboardSession, Form)
+            switch try await post(request) {
+            case .refused(let r): return r
+            case .ok(let a, let b): (s, form) = (a, b)
+            }
+            let id = Self.param(context, "id")
+            guard form.isOn("confirm") else {
+                var m = try await devboxModel(s, id: id)
+                m.errors = ["confirm": "Tick the box to confirm the destruction."]
+                return Web.html(DevboxPage.render(m, csrf: s.csrfToken, notice: nil), status: .unprocessableContent)
+            }
+            try await core.deleteDevbox(s.principal, id: id)
+            return Web.redirect("/?notice=destroyed")
+        }
+    }
+}
