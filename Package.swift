@@ -113,7 +113,12 @@ let package = Package(
         .testTarget(name: "DevboxToolsTests", dependencies: ["DevboxTools", "Transport", "DevboxModel"], swiftSettings: strict),
         .testTarget(
             name: "DevboxServiceTests",
-            dependencies: ["DevboxService", "DevboxServer", "DevboxTools"],
+            dependencies: [
+                "DevboxService", "DevboxServer", "DevboxTools", "DevboxModel", "DevboxSecurity",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: strict),
     ]
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -76,9 +77,24 @@ class Browser:
         """Clicks a submit button and waits for the next page to load."""
         old = self.find("html")
         self.find(css).click()
-        self.wait(60).until(EC.staleness_of(old))
+        self.wait(60).until(lambda _: self._gone(old))
         self.wait(30).until(lambda d: d.execute_script("return document.readyState") == "complete")
         self.remember()
+
+    @staticmethod
+    def _gone(element) -> bool:
+        """The element left the document. Chromium sometimes answers a check made while the
+        next page replaces the document with "Node with given id does not belong to the
+        document" (a plain WebDriverException) instead of a stale-element error."""
+        try:
+            element.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e) or "no such" in str(e):
+                return True
+            raise
 
     def path(self) -> str:
         return re.sub(r"^https?://[^/]+", "", self.driver.current_url)
