@@ -104,6 +104,8 @@ def test_full_flow_sign_in_create_watch_ssh_destroy_sign_out(dash, browser, ssh_
     # Create: name, setup command, an env row, Claude injection.
     b.get(s.base + "/devboxes/new")
     b.shot("04-create")
+    # the hint states the API's own default (the seed's 900 s)
+    assert "default 900" in b.find("label[for=setup_timeout_seconds]").text
     b.type("#name", "dash-flow")
     b.type("#setup_commands", f"echo {mark}\necho second-line")
     b.type("#env_key_0", "DASH_SECRET")

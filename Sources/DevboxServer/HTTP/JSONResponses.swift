@@ -7,8 +7,8 @@ import NIOCore
 
 /// JSON encoding and decoding with the API's error rules.
 enum JSONIO {
-    nonisolated(unsafe) static let encoder = DevboxJSON.encoder()
-    nonisolated(unsafe) static let decoder = DevboxJSON.decoder()
+    static let encoder = DevboxJSON.encoder()
+    static let decoder = DevboxJSON.decoder()
 
     static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         let data = try encoder.encode(value)

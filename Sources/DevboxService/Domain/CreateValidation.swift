@@ -15,13 +15,13 @@ struct ValidatedCreate: Sendable {
 }
 
 /// The seed's limits for a create request. Each failure names the field.
-enum CreateValidation {
+public enum CreateValidation {
     static let maxEnvKeys = 64
     static let maxEnvValueBytes = 32 * 1024
     static let maxSetupCommands = 32
     static let maxSetupCommandBytes = 4 * 1024
     static let setupTimeoutRange = 30...3600
-    static let defaultSetupTimeout = 900
+    public static let defaultSetupTimeout = 900
     static let maxRepositories = 16
     static let idleTimeoutRange = 60...(30 * 24 * 3600)
     static let ttlRange = 60...(365 * 24 * 3600)

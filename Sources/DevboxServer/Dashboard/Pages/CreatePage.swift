@@ -79,7 +79,7 @@ enum CreatePage {
                 \(Layout.fieldError("setup_commands", errors))
               </div>
               <div class="field">
-                <label for="setup_timeout_seconds">Setup timeout, seconds <span class="hint">(30–3600, default 600)</span></label>
+                <label for="setup_timeout_seconds">Setup timeout, seconds <span class="hint">(30–3600, default \(CreateValidation.defaultSetupTimeout))</span></label>
                 <input id="setup_timeout_seconds" name="setup_timeout_seconds" inputmode="numeric" value="\(f.setupTimeout)"\(Layout.invalid("setup_timeout_seconds", errors))>
                 \(Layout.fieldError("setup_timeout_seconds", errors))
               </div>
