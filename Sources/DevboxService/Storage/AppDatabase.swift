@@ -16,6 +16,11 @@ public final class AppDatabase: Sendable {
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         pool = try DatabasePool(path: path, configuration: config)
+        // GRDB leaves a WAL pool's writer at synchronous = NORMAL: a commit survives a crash of
+        // the service but not of the machine. Every write the API acknowledges must survive
+        // both, so the writer waits for the disk (FULL); pipeline progress opts out per
+        // transaction (`progressWrite`).
+        try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
         try Self.migrator.migrate(pool)
     }
 
