@@ -57,6 +57,24 @@ struct ClientToolBackend: DevboxBackend {
         try await sdk { try await client.github.listRepos() }
     }
 
+    func exec(devboxId: String, _ request: ExecRequest, onOutput: (@Sendable (ExecChunk) -> Void)?) async throws
+        -> ExecResult
+    {
+        // The SDK answers once the command ended: no output progress through this backend.
+        try await sdk { try await client.devboxes.exec(devboxId, request) }
+    }
+
+    func stopDevbox(id: String) async throws -> Devbox { try await sdk { try await client.devboxes.stop(id) } }
+    func startDevbox(id: String) async throws -> Devbox { try await sdk { try await client.devboxes.start(id) } }
+
+    func readPath(devboxId: String, path: String) async throws -> FileContent {
+        try await sdk { try await client.devboxes.readPath(devboxId, path: path) }
+    }
+
+    func writeFile(devboxId: String, path: String, bytes: [UInt8], mode: String?) async throws -> FileWriteResult {
+        try await sdk { try await client.devboxes.writeFile(devboxId, path: path, contents: bytes, mode: mode) }
+    }
+
     /// SDK errors in the tools' terms: API refusals as `DevboxAPIError`, an unreachable
     /// server as `ServerUnreachable`, anything else as `DevboxBackendUnavailable`.
     private func sdk<T>(_ body: () async throws -> T) async throws -> T {
