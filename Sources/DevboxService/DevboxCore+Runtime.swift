@@ -62,6 +62,8 @@ extension DevboxCore {
             }
         }
         let stdinBytes: [UInt8]? = request.stdin.map { Array($0.utf8) }
+        execsRunning.begin(id)
+        defer { execsRunning.end(id) }
         let r: BoxExecResult
         do {
             r = try await sandbox.exec(
@@ -113,7 +115,8 @@ extension DevboxCore {
         let normalized = try Self.checkPath(path, allowRoot: false)
         var bits: UInt32? = nil
         if let mode {
-            guard let m = UInt32(mode, radix: 8), m <= 0o7777, !mode.isEmpty, mode.count <= 5 else {
+            guard (1...4).contains(mode.count), mode.allSatisfy({ ("0"..."7").contains($0) }), let m = UInt32(mode, radix: 8)
+            else {
                 throw .validation(field: "mode", message: "mode must be octal permission bits such as 644 or 0755")
             }
             bits = m

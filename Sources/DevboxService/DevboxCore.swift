@@ -63,6 +63,8 @@ public final class DevboxCore: Sendable {
     /// When each devbox's activity was last written (writes are at most one per
     /// `LifetimeSettings.activityWriteInterval` per devbox).
     let activityWritten = ActivityDebounce()
+    /// Execs running per devbox (activity for as long as they run).
+    let execsRunning = InFlight()
 
     public init(
         database: AppDatabase, cipher: any SecretCipher, sandbox: any SandboxDriver, configuration: CoreConfiguration,

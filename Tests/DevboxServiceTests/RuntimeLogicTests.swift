@@ -133,3 +133,15 @@ struct LifetimeStorageTests {
         #expect(m.firstIndex(of: "v3-lifetimes") == m.firstIndex(of: "v2-github").map { $0 + 1 })
     }
 }
+
+@Suite("In-flight execs (no I/O)")
+struct InFlightTests {
+    @Test("counts per devbox and never goes below zero")
+    func counts() {
+        let f = InFlight()
+        f.begin("a"); f.begin("a"); f.begin("b")
+        #expect(f.count("a") == 2 && f.count("b") == 1)
+        f.end("a"); f.end("a"); f.end("a")
+        #expect(f.count("a") == 0 && f.count("b") == 1 && f.count("c") == 0)
+    }
+}

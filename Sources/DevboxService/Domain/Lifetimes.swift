@@ -5,7 +5,7 @@ import Synchronization
 /// Idle timeouts and lifetimes: their defaults and bounds (docs/LIFETIMES.md).
 ///
 /// - idle timeout: a ready devbox with no activity (exec, files API call, SSH login or
-///   channel, an open SSH connection) for that long is stopped. Default 3600 s.
+///   channel, an open SSH connection, a running exec) for that long is stopped. Default 3600 s.
 /// - ttl: the devbox is destroyed `ttl` seconds after it was created, whatever it does.
 ///   Default: none.
 /// On create, a missing field takes the default and 0 turns the feature off.
@@ -39,7 +39,7 @@ public struct LifetimeSettings: Sendable, Equatable {
 /// What the lifetime worker does to one devbox. Pure: tested without I/O.
 enum LifetimeAction: Equatable {
     case none
-    /// The devbox is in use through a live SSH connection: its activity clock restarts now.
+    /// The devbox is in use (a live SSH connection or a running exec): its activity clock restarts now.
     case touch
     /// Idle for longer than its idle timeout: stop it.
     case stop
@@ -84,4 +84,21 @@ final class ActivityDebounce: Sendable {
     }
 
     func forget(_ id: String) { _ = last.withLock { $0.removeValue(forKey: id) } }
+}
+
+/// Commands running per devbox: a devbox busy with an exec is in use however long the
+/// command runs (the lifetime worker counts it like a live SSH connection).
+final class InFlight: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    func begin(_ id: String) { counts.withLock { $0[id, default: 0] += 1 } }
+
+    func end(_ id: String) {
+        counts.withLock { m in
+            let n = (m[id] ?? 1) - 1
+            m[id] = n > 0 ? n : nil
+        }
+    }
+
+    func count(_ id: String) -> Int { counts.withLock { $0[id] ?? 0 } }
 }

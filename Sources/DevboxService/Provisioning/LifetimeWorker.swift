@@ -29,7 +29,8 @@ extension DevboxCore {
             return
         }
         for (id, clock) in clocks {
-            let live = gateway.current?.connectionCount(devboxId: id) ?? 0
+            // Live SSH connections and running commands are in use, however quiet.
+            let live = (gateway.current?.connectionCount(devboxId: id) ?? 0) + execsRunning.count(id)
             switch LifetimePolicy.decide(clock, now: now, liveConnections: live) {
             case .none:
                 break
