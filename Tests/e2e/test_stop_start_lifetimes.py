@@ -138,6 +138,15 @@ def test_idle_devbox_stops_activity_and_live_ssh_keep_it(fresh_server):
         assert ex(s, bid, "true").status_code == 200
         time.sleep(1)
     assert s.get(bid)["state"] == "ready"
+    # A running exec is activity however quiet and long it is.
+    import threading
+    done = {}
+    t = threading.Thread(target=lambda: done.update(r=ex(s, bid, "sleep 9; echo slept")))
+    t.start()
+    time.sleep(8)
+    assert s.get(bid)["state"] == "ready"
+    t.join(60)
+    assert done["r"].status_code == 200 and done["r"].json()["stdout"] == "slept\n"
     # A live SSH connection is activity even when it sends nothing.
     d, key, pub = make_key()
     try:
