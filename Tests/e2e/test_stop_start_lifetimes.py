@@ -260,3 +260,39 @@ def test_cli_exec_files_stop_start(server, tmp_path):
     server.cli("files", "rm", bid, "/workspace/cli", "-r", env=env)
     assert server.cli("exec", bid, "ls /workspace", env=env).stdout == ""
     server.request("DELETE", f"/api/v1/devboxes/{bid}")
+
+
+def test_mcp_stdio_remote_server_reaches_the_new_tools(server, tmp_path):
+    """`devbox mcp --server URL` routes run_command, files and stop/start through the SDK."""
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+    from devbox_harness import BIN
+
+    bid = server.wait_state(server.create({"name": "stdio-exec", "env": {"MARK": "via-sdk"}})["id"])["id"]
+
+    async def go():
+        params = StdioServerParameters(
+            command=BIN, args=["mcp", "--server", server.base, "--data-dir", str(tmp_path / "unused")],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
+                 "DEVBOX_PROVIDER_TOKEN": server.token})
+        with open(os.devnull, "w") as log:
+            async with Client(stdio_client(params, errlog=log), read_timeout_seconds=180) as c:
+                r = await c.call_tool("run_command", {"devbox_id": bid, "command": "echo $MARK; exit 2"})
+                assert not r.is_error and r.structured_content["stdout"] == "via-sdk\n"
+                assert r.structured_content["exit_code"] == 2
+                w = await c.call_tool("write_file", {"devbox_id": bid, "path": "/workspace/b.bin", "content": "AP8=",
+                                                     "encoding": "base64"})
+                assert not w.is_error and w.structured_content["created"] is True
+                f = await c.call_tool("read_file", {"devbox_id": bid, "path": "/workspace/b.bin"})
+                assert f.structured_content["content"] == "AP8=" and f.structured_content["encoding"] == "base64"
+                ls = await c.call_tool("list_files", {"devbox_id": bid})
+                assert "b.bin" in [e["name"] for e in ls.structured_content["entries"]]
+                bad = await c.call_tool("list_files", {"devbox_id": bid, "path": "/workspace/../x"})
+                assert bad.is_error and "path" in bad.content[0].text
+                st = await c.call_tool("stop_devbox", {"devbox_id": bid})
+                assert st.structured_content["devbox"]["state"] == "stopped"
+                up = await c.call_tool("start_devbox", {"devbox_id": bid})
+                assert up.structured_content["devbox"]["state"] == "ready"
+
+    anyio.run(go)
+    server.request("DELETE", f"/api/v1/devboxes/{bid}")
