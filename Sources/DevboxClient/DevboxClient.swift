@@ -87,14 +87,12 @@ final class HTTPCore: Sendable {
         var headers: [String: String] = [:]
     }
 
-    /// Sends one request; returns any 2xx answer, throws `.api` for an API error body and
-    /// `.badResponse` for anything else.
-    func send(
+    /// A request with the client's headers (Accept JSON unless `headers` says otherwise).
+    func makeRequest(
         _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:],
-        secrets: [String] = [], contentType: String = "application/json", timeout requestTimeout: TimeInterval? = nil
-    ) async throws -> Answer {
+        contentType: String = "application/json", timeout requestTimeout: TimeInterval? = nil
+    ) throws -> URLRequest {
         let url = try makeURL(path)
-        let shown = HTTPCore.display(url)
         var request = URLRequest(
             url: url, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: max(timeout, requestTimeout ?? 0))
         request.httpMethod = method
@@ -107,6 +105,19 @@ final class HTTPCore: Sendable {
             request.httpBody = body
             request.setValue(contentType, forHTTPHeaderField: "Content-Type")
         }
+        return request
+    }
+
+    /// Sends one request; returns any 2xx answer, throws `.api` for an API error body and
+    /// `.badResponse` for anything else.
+    func send(
+        _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:],
+        secrets: [String] = [], contentType: String = "application/json", timeout requestTimeout: TimeInterval? = nil
+    ) async throws -> Answer {
+        let request = try makeRequest(
+            method, path, body: body, headers: headers, contentType: contentType, timeout: requestTimeout)
+        let url = request.url ?? baseURL
+        let shown = HTTPCore.display(url)
 
         let data: Data
         let response: URLResponse
@@ -189,7 +200,7 @@ final class HTTPCore: Sendable {
     }
 
     /// Replaces any token that might have been echoed back.
-    private func redact(_ text: String, _ extra: [String]) -> String {
+    func redact(_ text: String, _ extra: [String]) -> String {
         var t = text
         for secret in [providerToken] + [userToken].compactMap({ $0 }) + extra where secret.count >= 4 {
             t = t.replacingOccurrences(of: secret, with: "[redacted]")

@@ -16,7 +16,7 @@ struct ExecCommandLine: AsyncParsableCommand {
             One argument runs through /bin/sh -c inside the devbox (devbox exec ID 'make && make test'); \
             several are the argv itself (devbox exec ID -- ls -la /workspace). The command gets the devbox's \
             environment plus --env, in --cwd (default /workspace). Its stdout and stderr are printed as they \
-            end (the last 1 MiB of each).
+            come (with --json: the API's result once it ended, the last 1 MiB of each stream).
 
             Exit status: the command's own; 128+N when signal N ended it; 124 when --timeout killed it. \
             Otherwise the client exit codes: \(CLIExit.help)
@@ -50,13 +50,23 @@ struct ExecCommandLine: AsyncParsableCommand {
             let request = ExecRequest(
                 command: argv.count == 1 ? .shell(argv[0]) : .argv(argv), env: vars.isEmpty ? nil : vars, cwd: cwd,
                 timeoutSeconds: timeout, stdin: input)
-            let r = try await connection.makeClient().devboxes.exec(id, request)
+            let client = try connection.makeClient()
+            let r: ExecResult
             if json {
+                r = try await client.devboxes.exec(id, request)
                 try printJSON(r)
             } else {
-                FileHandle.standardOutput.write(Data(r.stdout.utf8))
-                stderrWrite(r.stderr)
-                if r.truncated { stderrLine("devbox: output truncated (earlier output was dropped)") }
+                // Output as it comes (server-sent events).
+                var ended: ExecResult? = nil
+                for try await event in client.devboxes.execStream(id, request) {
+                    switch event {
+                    case .stdout(let t): FileHandle.standardOutput.write(Data(t.utf8))
+                    case .stderr(let t): stderrWrite(t)
+                    case .exit(let e): ended = e
+                    }
+                }
+                guard let ended else { throw CLIError.failure("the command's end was not reported", code: CLIExit.apiError) }
+                r = ended
             }
             code = r.timedOut ? 124 : r.signal.map { Int32(128 + $0) } ?? Int32(r.exitCode ?? 1)
         }

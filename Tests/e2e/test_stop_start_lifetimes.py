@@ -241,6 +241,13 @@ def test_cli_exec_files_stop_start(server, tmp_path):
     bid = server.wait_state(server.create({"name": "cli-exec", "env": {"MARK": "cli"}})["id"])["id"]
     r = server.cli("exec", bid, "echo $MARK; echo e >&2; exit 5", env=env, check=False)
     assert r.returncode == 5 and r.stdout == "cli\n" and r.stderr == "e\n"
+    # Output is printed as it comes: the first line is there while the command still runs.
+    from devbox_harness import BIN
+    p = subprocess.Popen([BIN, "exec", bid, "echo first; sleep 5; echo second"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={**server.env(), **env})
+    assert p.stdout.readline() == "first\n"
+    assert p.poll() is None
+    assert p.stdout.readline() == "second\n" and p.wait(timeout=60) == 0
     r = server.cli("exec", "--cwd", "/tmp", bid, "--", "sh", "-c", "pwd", env=env, check=False)
     assert r.returncode == 0 and r.stdout == "/tmp\n", r.stderr
     r = server.cli("exec", "--timeout", "1", bid, "sleep 30", env=env, check=False)
@@ -277,9 +284,17 @@ def test_mcp_stdio_remote_server_reaches_the_new_tools(server, tmp_path):
                  "DEVBOX_PROVIDER_TOKEN": server.token})
         with open(os.devnull, "w") as log:
             async with Client(stdio_client(params, errlog=log), read_timeout_seconds=180) as c:
-                r = await c.call_tool("run_command", {"devbox_id": bid, "command": "echo $MARK; exit 2"})
+                progress = []
+
+                async def on_progress(p, total, message):
+                    progress.append(message)
+
+                r = await c.call_tool("run_command", {"devbox_id": bid, "command": "echo $MARK; sleep 1; exit 2"},
+                                      progress_callback=on_progress)
                 assert not r.is_error and r.structured_content["stdout"] == "via-sdk\n"
                 assert r.structured_content["exit_code"] == 2
+                # The SDK streams the exec, so output arrives as progress through devbox mcp too.
+                assert progress and "via-sdk" in progress[0]
                 w = await c.call_tool("write_file", {"devbox_id": bid, "path": "/workspace/b.bin", "content": "AP8=",
                                                      "encoding": "base64"})
                 assert not w.is_error and w.structured_content["created"] is True
