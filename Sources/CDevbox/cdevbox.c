@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -205,6 +206,25 @@ int dbx_open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
     long rc;
     do { rc = syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (rc < 0 && errno == EINTR);
     return (int)rc;
+}
+
+int dbx_open_inside(int dirfd, const char *path, int flags, mode_t mode) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)(flags | O_CLOEXEC);
+    how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    long rc;
+    do { rc = syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (rc < 0 && errno == EINTR);
+    return (int)rc;
+}
+
+int dbx_o_path(void) { return O_PATH; }
+
+long long dbx_fs_type(int fd) {
+    struct statfs s;
+    if (fstatfs(fd, &s) != 0) return -1;
+    return (long long)(unsigned long)s.f_type;
 }
 
 int dbx_mkwhiteout_at(int dirfd, const char *name) {

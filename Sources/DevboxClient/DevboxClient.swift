@@ -84,17 +84,17 @@ final class HTTPCore: Sendable {
         var status: Int
         var data: Data
         var url: String
+        var headers: [String: String] = [:]
     }
 
-    /// Sends one request; returns any 2xx answer, throws `.api` for an API error body and
-    /// `.badResponse` for anything else.
-    func send(
+    /// A request with the client's headers (Accept JSON unless `headers` says otherwise).
+    func makeRequest(
         _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:],
-        secrets: [String] = []
-    ) async throws -> Answer {
+        contentType: String = "application/json", timeout requestTimeout: TimeInterval? = nil
+    ) throws -> URLRequest {
         let url = try makeURL(path)
-        let shown = HTTPCore.display(url)
-        var request = URLRequest(url: url, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: timeout)
+        var request = URLRequest(
+            url: url, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: max(timeout, requestTimeout ?? 0))
         request.httpMethod = method
         request.setValue("application/json", forHTTPHeaderField: "Accept")
         request.setValue("devbox-swift-sdk/1", forHTTPHeaderField: "User-Agent")
@@ -103,8 +103,21 @@ final class HTTPCore: Sendable {
         for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
         if let body {
             request.httpBody = body
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
         }
+        return request
+    }
+
+    /// Sends one request; returns any 2xx answer, throws `.api` for an API error body and
+    /// `.badResponse` for anything else.
+    func send(
+        _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:],
+        secrets: [String] = [], contentType: String = "application/json", timeout requestTimeout: TimeInterval? = nil
+    ) async throws -> Answer {
+        let request = try makeRequest(
+            method, path, body: body, headers: headers, contentType: contentType, timeout: requestTimeout)
+        let url = request.url ?? baseURL
+        let shown = HTTPCore.display(url)
 
         let data: Data
         let response: URLResponse
@@ -122,7 +135,13 @@ final class HTTPCore: Sendable {
             throw DevboxClientError.badResponse(url: shown, status: 0, reason: "not an HTTP response")
         }
         let status = http.statusCode
-        if (200..<300).contains(status) { return Answer(status: status, data: data, url: shown) }
+        if (200..<300).contains(status) {
+            var fields: [String: String] = [:]
+            for (k, v) in http.allHeaderFields {
+                if let k = k as? String, let v = v as? String { fields[k.lowercased()] = v }
+            }
+            return Answer(status: status, data: data, url: shown, headers: fields)
+        }
 
         if let body = try? DevboxJSON.decoder().decode(APIErrorBody.self, from: data) {
             throw DevboxClientError.api(
@@ -137,9 +156,13 @@ final class HTTPCore: Sendable {
     /// Sends and decodes a JSON answer.
     func json<T: Decodable>(
         _ type: T.Type, _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:],
-        secrets: [String] = [], expect: Int? = nil
+        secrets: [String] = [], expect: Int? = nil, timeout: TimeInterval? = nil
     ) async throws -> T {
-        let answer = try await send(method, path, body: body, headers: headers, secrets: secrets)
+        let answer = try await send(method, path, body: body, headers: headers, secrets: secrets, timeout: timeout)
+        return try decode(T.self, answer, secrets: secrets, expect: expect)
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ answer: Answer, secrets: [String] = [], expect: Int? = nil) throws -> T {
         if let expect, answer.status != expect {
             throw DevboxClientError.badResponse(
                 url: answer.url, status: answer.status, reason: "expected HTTP \(expect)")
@@ -177,7 +200,7 @@ final class HTTPCore: Sendable {
     }
 
     /// Replaces any token that might have been echoed back.
-    private func redact(_ text: String, _ extra: [String]) -> String {
+    func redact(_ text: String, _ extra: [String]) -> String {
         var t = text
         for secret in [providerToken] + [userToken].compactMap({ $0 }) + extra where secret.count >= 4 {
             t = t.replacingOccurrences(of: secret, with: "[redacted]")

@@ -46,6 +46,7 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     GitHubController(core: system.core).registerCallback(on: router, table: system.routes)
     let api = router.group().add(middleware: AuthMiddleware(core: system.core))
     DevboxesController(core: system.core).register(on: api, table: system.routes)
+    RuntimeController(core: system.core).register(on: api, table: system.routes)
     UsersController(core: system.core).register(on: api, table: system.routes)
     SessionsController(core: system.core).register(on: api, table: system.routes)
     GitHubController(core: system.core).register(on: api, table: system.routes)
@@ -61,11 +62,12 @@ public func buildApplication(configuration: ServerConfiguration, logger: Logger)
     await system.core.recoverOnStartup()
     let router = buildRouter(system: system)
     let worker = ProvisioningWorker(core: system.core)
+    let lifetimes = LifetimeWorker(core: system.core)
     let gateway = try buildSSHGateway(system: system, configuration: configuration, logger: logger)
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "devbox"),
-        services: [worker, gateway],
+        services: [worker, lifetimes, gateway],
         onServerRunning: { channel in
             logger.notice("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
         },

@@ -63,6 +63,32 @@ struct CoreToolBackend: DevboxBackend {
         try await api { () async throws(ServiceError) in try await core.gitHubRepos(principal) }
     }
 
+    func exec(devboxId: String, _ request: ExecRequest, onOutput: (@Sendable (ExecChunk) -> Void)?) async throws
+        -> ExecResult
+    {
+        try await api { () async throws(ServiceError) in
+            try await core.exec(principal, id: devboxId, request, onOutput: onOutput)
+        }
+    }
+
+    func stopDevbox(id: String) async throws -> Devbox {
+        try await api { () async throws(ServiceError) in try await core.stopDevbox(principal, id: id) }
+    }
+
+    func startDevbox(id: String) async throws -> Devbox {
+        try await api { () async throws(ServiceError) in try await core.startDevbox(principal, id: id) }
+    }
+
+    func readPath(devboxId: String, path: String) async throws -> FileContent {
+        try await api { () async throws(ServiceError) in try await core.readPath(principal, id: devboxId, path: path) }
+    }
+
+    func writeFile(devboxId: String, path: String, bytes: [UInt8], mode: String?) async throws -> FileWriteResult {
+        try await api { () async throws(ServiceError) in
+            try await core.writeFile(principal, id: devboxId, path: path, bytes: bytes, mode: mode)
+        }
+    }
+
     /// Runs a core call, reporting its refusal in the API's error shape.
     private func api<T>(_ body: () async throws(ServiceError) -> T) async throws -> T {
         do {

@@ -40,11 +40,11 @@ struct CrunSandboxDriver: SandboxDriver {
 
     func exec(
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
-        outputLimit: Int, mergeStderr: Bool
+        outputLimit: Int, mergeStderr: Bool, onOutput: (@Sendable (_ isStderr: Bool, _ chunk: [UInt8]) -> Void)?
     ) async throws -> BoxExecResult {
         let o = try await runtime.exec(
             id: box, SandboxProcessSpec(argv: argv, env: env, cwd: cwd), stdin: stdin, timeout: timeout,
-            outputLimit: outputLimit, mergeStderr: mergeStderr)
+            outputLimit: outputLimit, mergeStderr: mergeStderr, onOutput: onOutput)
         return BoxExecResult(
             exitCode: o.exitCode, signal: o.signal, stdout: o.stdout, stderr: o.stderr, truncated: o.truncated,
             timedOut: o.timedOut, durationNanos: o.durationNanos)
@@ -65,4 +65,14 @@ struct CrunSandboxDriver: SandboxDriver {
     func releaseIdleResources() async { await runtime.releaseIdleResources() }
     func isRunning(box: String) async -> Bool { await runtime.isRunning(id: box) }
     func workspaceHostPath(box: String) -> String { runtime.workspaceHostPath(id: box) }
+
+    func readPath(box: String, path: String, maxBytes: Int) async throws -> BoxFileContent {
+        try await runtime.readPath(id: box, path: path, maxBytes: maxBytes)
+    }
+    func writeFile(box: String, path: String, bytes: [UInt8], mode: UInt32?) async throws -> Bool {
+        try await runtime.writeFile(id: box, path: path, bytes: bytes, mode: mode)
+    }
+    func deletePath(box: String, path: String, recursive: Bool) async throws {
+        try await runtime.deletePath(id: box, path: path, recursive: recursive)
+    }
 }

@@ -45,7 +45,7 @@ private struct NoSandbox: SandboxDriver {
     func writeEnv(box: String, env: [String: String]) async throws { throw Refused() }
     func exec(
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
-        outputLimit: Int, mergeStderr: Bool
+        outputLimit: Int, mergeStderr: Bool, onOutput: (@Sendable (_ isStderr: Bool, _ chunk: [UInt8]) -> Void)?
     ) async throws -> BoxExecResult { throw Refused() }
     func spawn(box: String, _ spec: SandboxProcessSpec) async throws -> SandboxProcess { throw Refused() }
     func stop(box: String) async throws { throw Refused() }
@@ -55,4 +55,7 @@ private struct NoSandbox: SandboxDriver {
     func releaseIdleResources() async {}
     func isRunning(box: String) async -> Bool { false }
     func workspaceHostPath(box: String) -> String { "" }
+    func readPath(box: String, path: String, maxBytes: Int) async throws -> BoxFileContent { throw Refused() }
+    func writeFile(box: String, path: String, bytes: [UInt8], mode: UInt32?) async throws -> Bool { throw Refused() }
+    func deletePath(box: String, path: String, recursive: Bool) async throws { throw Refused() }
 }

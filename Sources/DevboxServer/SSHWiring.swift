@@ -10,6 +10,7 @@ struct CoreSSHBackend: SSHGatewayBackend {
 
     func authorize(username: String, keyType: String, keyBlob: [UInt8]) async -> SSHGatewayGrant? {
         guard let g = await core.authorizeSSH(username: username, keyType: keyType, keyBlob: keyBlob) else { return nil }
+        await core.noteActivity(devboxId: g.devboxId)
         return SSHGatewayGrant(sessionId: g.sessionId, devboxId: g.devboxId, expiresAt: g.expiresAt, backendGrant: g)
     }
 
@@ -23,9 +24,9 @@ struct CoreSSHBackend: SSHGatewayBackend {
         return try await core.spawn(g, spec)
     }
 
-    /// The core records activity when a process is spawned; it has no public hook for
-    /// other use (an `ssh -L` tunnel) yet.
-    func noteActivity(_ grant: SSHGatewayGrant) async {}
+    /// Channels (shells, commands, `ssh -L` tunnels) keep the devbox's idle clock at zero;
+    /// the lifetime worker also counts any open connection as activity.
+    func noteActivity(_ grant: SSHGatewayGrant) async { await core.noteActivity(devboxId: grant.devboxId) }
 }
 
 /// The gateway as the core sees it: counts and closes live connections.
@@ -33,6 +34,7 @@ struct GatewayAccess: AccessGateway {
     let gateway: SSHGateway
 
     func connectionCount(sessionId: String) -> Int { gateway.connectionCount(sessionId: sessionId) }
+    func connectionCount(devboxId: String) -> Int { gateway.connectionCount(devboxId: devboxId) }
     func closeConnections(sessionId: String) { gateway.closeConnections(sessionId: sessionId) }
     func closeConnections(devboxId: String) { gateway.closeConnections(devboxId: devboxId) }
 }

@@ -6,6 +6,8 @@ import Synchronization
 /// The live side of SSH access that the core asks about and tells to close connections.
 public protocol AccessGateway: Sendable {
     func connectionCount(sessionId: String) -> Int
+    /// Live authenticated connections to a devbox (they count as activity).
+    func connectionCount(devboxId: String) -> Int
     func closeConnections(sessionId: String)
     func closeConnections(devboxId: String)
 }
@@ -42,6 +44,13 @@ public struct SSHGrant: Sendable, Equatable {
     public var devboxId: String
     public var userId: String
     public var expiresAt: Date
+
+    public init(sessionId: String, devboxId: String, userId: String, expiresAt: Date) {
+        self.sessionId = sessionId
+        self.devboxId = devboxId
+        self.userId = userId
+        self.expiresAt = expiresAt
+    }
 }
 
 extension DevboxCore {
@@ -138,7 +147,7 @@ extension DevboxCore {
 
     /// Starts a process inside the devbox of a grant (SSH exec/shell/sftp).
     public func spawn(_ grant: SSHGrant, _ spec: SandboxProcessSpec) async throws -> SandboxProcess {
-        try? await db.touchActivity(devboxId: grant.devboxId)
+        await noteActivity(devboxId: grant.devboxId)
         return try await sandbox.spawn(box: grant.devboxId, spec)
     }
 }

@@ -11,10 +11,20 @@ public struct CoreConfiguration: Sendable {
     public var leaseSeconds: TimeInterval
     public var setupOutputLimit: Int
     public var github: GitHubSettings
+    /// Idle timeouts, lifetimes and their defaults (see docs/LIFETIMES.md).
+    public var lifetimes: LifetimeSettings
+    /// Exec: bytes kept of stdout and of stderr (the tail), default and largest timeout.
+    public var execOutputLimit: Int
+    public var execDefaultTimeoutSeconds: Int
+    public var execMaxTimeoutSeconds: Int
+    /// Largest file the files API reads or writes.
+    public var fileSizeLimit: Int
 
     public init(
         plans: [Plan] = Plan.defaults, defaultPlan: String = "small", workerConcurrency: Int = 16,
-        leaseSeconds: TimeInterval = 15, setupOutputLimit: Int = 64 * 1024, github: GitHubSettings = GitHubSettings()
+        leaseSeconds: TimeInterval = 15, setupOutputLimit: Int = 64 * 1024, github: GitHubSettings = GitHubSettings(),
+        lifetimes: LifetimeSettings = LifetimeSettings(), execOutputLimit: Int = 1 << 20,
+        execDefaultTimeoutSeconds: Int = 600, execMaxTimeoutSeconds: Int = 86400, fileSizeLimit: Int = 32 << 20
     ) {
         self.plans = plans
         self.defaultPlan = defaultPlan
@@ -22,6 +32,11 @@ public struct CoreConfiguration: Sendable {
         self.leaseSeconds = leaseSeconds
         self.setupOutputLimit = setupOutputLimit
         self.github = github
+        self.lifetimes = lifetimes
+        self.execOutputLimit = execOutputLimit
+        self.execDefaultTimeoutSeconds = execDefaultTimeoutSeconds
+        self.execMaxTimeoutSeconds = execMaxTimeoutSeconds
+        self.fileSizeLimit = fileSizeLimit
     }
 }
 
@@ -53,6 +68,11 @@ public final class DevboxCore: Sendable {
     let sshEndpoint: SSHEndpoint
     let sessionPolicy: SessionPolicy
     let githubClient: GitHubClient
+    /// When each devbox's activity was last written (writes are at most one per
+    /// `LifetimeSettings.activityWriteInterval` per devbox).
+    let activityWritten = ActivityDebounce()
+    /// Execs running per devbox (activity for as long as they run).
+    let execsRunning = InFlight()
 
     public init(
         database: AppDatabase, cipher: any SecretCipher, sandbox: any SandboxDriver, configuration: CoreConfiguration,
@@ -126,7 +146,8 @@ public final class DevboxCore: Sendable {
     public func createDevbox(
         _ principal: Principal, _ request: CreateDevboxRequest, tokens: InjectionTokens
     ) async throws(ServiceError) -> Devbox {
-        let v = try CreateValidation.validate(request, plans: configuration.plans, defaultPlan: configuration.defaultPlan)
+        let v = try CreateValidation.validate(
+            request, plans: configuration.plans, defaultPlan: configuration.defaultPlan, lifetimes: configuration.lifetimes)
         if v.credentialProfile.injectClaudeToken && (tokens.claudeToken ?? "").isEmpty {
             throw .validation(
                 field: "X-Claude-Token",

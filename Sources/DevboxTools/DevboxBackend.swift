@@ -23,12 +23,39 @@ public protocol DevboxBackend: Sendable {
     func profile() async throws -> UserProfile
     func listGitHubRepos() async throws -> [GitHubRepo]
 
+    /// `POST …/exec`: runs a command; `onOutput` (if the backend can stream) sees output as it comes.
+    func exec(devboxId: String, _ request: ExecRequest, onOutput: (@Sendable (ExecChunk) -> Void)?) async throws -> ExecResult
+    /// `POST …/stop` and `POST …/start`: the devbox afterwards.
+    func stopDevbox(id: String) async throws -> Devbox
+    func startDevbox(id: String) async throws -> Devbox
+    /// `GET …/files`: a file's bytes or a directory listing.
+    func readPath(devboxId: String, path: String) async throws -> FileContent
+    /// `PUT …/files`.
+    func writeFile(devboxId: String, path: String, bytes: [UInt8], mode: String?) async throws -> FileWriteResult
+
     /// How often `wait_for_ready` polls this backend.
     var pollInterval: Duration { get }
 }
 
 extension DevboxBackend {
     public var pollInterval: Duration { .seconds(1) }
+
+    // Backends made before exec, files and stop/start (test fakes) refuse them.
+    public func exec(devboxId: String, _ request: ExecRequest, onOutput: (@Sendable (ExecChunk) -> Void)?) async throws
+        -> ExecResult
+    { throw DevboxBackendUnavailable("This devbox backend cannot run commands.") }
+    public func stopDevbox(id: String) async throws -> Devbox {
+        throw DevboxBackendUnavailable("This devbox backend cannot stop devboxes.")
+    }
+    public func startDevbox(id: String) async throws -> Devbox {
+        throw DevboxBackendUnavailable("This devbox backend cannot start devboxes.")
+    }
+    public func readPath(devboxId: String, path: String) async throws -> FileContent {
+        throw DevboxBackendUnavailable("This devbox backend cannot read files.")
+    }
+    public func writeFile(devboxId: String, path: String, bytes: [UInt8], mode: String?) async throws -> FileWriteResult {
+        throw DevboxBackendUnavailable("This devbox backend cannot write files.")
+    }
 }
 
 /// The per-call surroundings of a tool: whom it acts for and which AI tokens the server holds.

@@ -9,6 +9,12 @@ public enum DevboxToolRegistry {
         GetDevboxTool(),
         ListDevboxesTool(),
         ListOperationsTool(),
+        RunCommandTool(),
+        ReadFileTool(),
+        WriteFileTool(),
+        ListFilesTool(),
+        StopDevboxTool(),
+        StartDevboxTool(),
         DeleteDevboxTool(),
         SetSSHKeyTool(),
         CreateSessionTool(),
@@ -105,9 +111,11 @@ public enum DevboxMCPServer {
         2. wait_for_ready with the devbox_id: returns when the devbox is ready; progress is reported while it provisions.
         3. If it failed: the result names the failed step, its error and output tail; call list_operations for the full \
         setup output, fix the commands and create a new devbox (delete_devbox the failed one).
-        4. To work inside it: set_ssh_key once with your public key, then create_session and run the returned ssh command \
-        (add -i <private key>; append a command to run it non-interactively).
-        5. delete_devbox when you are done.
+        4. To work inside it: run_command runs a command and returns its output; read_file, write_file and list_files \
+        work on its files. For an interactive shell: set_ssh_key once with your public key, then create_session and run \
+        the returned ssh command (add -i <private key>).
+        5. stop_devbox frees its memory and keeps its files (it also stops by itself after its idle timeout); \
+        start_devbox brings it back. delete_devbox when you are done.
         Claude/Codex tokens are never passed as arguments: set inject_claude_token / inject_codex_token and the server \
         injects the tokens it holds as ANTHROPIC_API_KEY / OPENAI_API_KEY.
         """

@@ -82,6 +82,11 @@ public final class SSHGateway: Service, Sendable {
         registry.connections { $0.sessionId == sessionId }.count
     }
 
+    /// Live authenticated connections to a devbox, over all its sessions.
+    public func connectionCount(devboxId: String) -> Int {
+        registry.connections { $0.devboxId == devboxId }.count
+    }
+
     /// Closes every live connection of a session now (the TCP connection goes at once,
     /// with all its channels; their processes get SIGHUP, then SIGKILL).
     public func closeConnections(sessionId: String) {
@@ -89,7 +94,7 @@ public final class SSHGateway: Service, Sendable {
     }
 
     public func closeConnections(devboxId: String) {
-        close(registry.connections { $0.devboxId == devboxId }, reason: "devbox gone")
+        close(registry.connections { $0.devboxId == devboxId }, reason: "devbox stopped or gone")
     }
 
     private func close(_ connections: [GatewayConnection], reason: String) {

@@ -72,7 +72,7 @@ public final class CrunRuntime: Sendable {
         }
     }
 
-    private func withBoxLock<T>(_ id: String, _ body: () throws -> T) rethrows -> T {
+    func withBoxLock<T>(_ id: String, _ body: () throws -> T) rethrows -> T {
         let lock = boxLocks.withLock { locks -> NSLock in
             if let l = locks[id] { return l }
             let l = NSLock()

@@ -53,6 +53,8 @@ struct ExecParams: Sendable {
     var timeoutNanos: UInt64?
     var outputLimit: Int
     var mergeStderr: Bool
+    /// Called on the exec thread with every chunk read (`true`: from stderr), as it comes.
+    var onOutput: (@Sendable (_ isStderr: Bool, _ chunk: [UInt8]) -> Void)? = nil
 }
 
 enum ExecResult: Sendable {
@@ -162,6 +164,7 @@ func runExecBlocking(_ p: ExecParams, cancel: PollCancel) throws -> ExecResult {
             let r = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if r > 0 {
                 if fd == outP[0] { out.append(buf[0..<r]) } else { err.append(buf[0..<r]) }
+                p.onOutput?(fd != outP[0], Array(buf[0..<r]))
             } else if r == 0 || (lastErrno() != EAGAIN && lastErrno() != EINTR) {
                 openOutputs.removeAll { $0 == fd }
             }

@@ -94,7 +94,7 @@ enum HostState {
         if rmdir(path) != 0 && lastErrno() != ENOENT { throw sysError("rmdir \(path)") }
     }
 
-    private static func removeContents(_ dirFD: Int32, dev: UInt) {
+    static func removeContents(_ dirFD: Int32, dev: UInt) {
         let dupFD = dup(dirFD)
         guard dupFD >= 0, let dir = fdopendir(dupFD) else { closeFD(dupFD); return }
         var names: [String] = []

@@ -34,10 +34,12 @@ extension CrunRuntime {
     /// - timeout: then the whole process group inside the box is SIGKILLed, `timedOut` set.
     /// - outputLimit: only the last `outputLimit` bytes of each stream are kept.
     /// - mergeStderr: stderr goes into `stdout`, in order (one pipe).
+    /// - onOutput: gets every chunk as it is read (on the exec thread; keep it short).
     /// Once the process exited, output still held open by its background children is
     /// read for at most 200 ms more. Task cancellation kills the process group.
     public func exec(id: String, _ spec: SandboxProcessSpec, stdin: [UInt8]?, timeout: Duration?,
-                     outputLimit: Int, mergeStderr: Bool) async throws -> ExecOutcome {
+                     outputLimit: Int, mergeStderr: Bool,
+                     onOutput: (@Sendable (_ isStderr: Bool, _ chunk: [UInt8]) -> Void)? = nil) async throws -> ExecOutcome {
         try validate(id)
         guard spec.tty == nil else { throw SandboxError.invalidArgument("exec does not take a tty; use spawn") }
         let timeoutNanos: UInt64? = timeout.map { t in
@@ -51,7 +53,7 @@ extension CrunRuntime {
             try await onDedicatedThread { [self] () throws -> ExecResult in
                 let params = ExecParams(crun: crun, container: containerName(id), process: try processJSON(id, spec),
                                         stdin: stdin, timeoutNanos: timeoutNanos, outputLimit: outputLimit,
-                                        mergeStderr: mergeStderr)
+                                        mergeStderr: mergeStderr, onOutput: onOutput)
                 return try runExecBlocking(params, cancel: cancel)
             }
         } onCancel: {

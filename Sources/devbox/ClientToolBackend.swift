@@ -57,6 +57,43 @@ struct ClientToolBackend: DevboxBackend {
         try await sdk { try await client.github.listRepos() }
     }
 
+    func exec(devboxId: String, _ request: ExecRequest, onOutput: (@Sendable (ExecChunk) -> Void)?) async throws
+        -> ExecResult
+    {
+        guard let onOutput else { return try await sdk { try await client.devboxes.exec(devboxId, request) } }
+        // Streamed, so the tool can report output as progress; the result keeps each stream's tail.
+        return try await sdk {
+            var out = OutputTail(), err = OutputTail()
+            for try await event in client.devboxes.execStream(devboxId, request) {
+                switch event {
+                case .stdout(let t):
+                    out.append(t)
+                    onOutput(ExecChunk(stream: .stdout, bytes: Array(t.utf8)))
+                case .stderr(let t):
+                    err.append(t)
+                    onOutput(ExecChunk(stream: .stderr, bytes: Array(t.utf8)))
+                case .exit(var r):
+                    r.stdout = out.text
+                    r.stderr = err.text
+                    r.truncated = r.truncated || out.cut || err.cut
+                    return r
+                }
+            }
+            throw DevboxBackendUnavailable("The devbox server ended the command's stream without its exit status.")
+        }
+    }
+
+    func stopDevbox(id: String) async throws -> Devbox { try await sdk { try await client.devboxes.stop(id) } }
+    func startDevbox(id: String) async throws -> Devbox { try await sdk { try await client.devboxes.start(id) } }
+
+    func readPath(devboxId: String, path: String) async throws -> FileContent {
+        try await sdk { try await client.devboxes.readPath(devboxId, path: path) }
+    }
+
+    func writeFile(devboxId: String, path: String, bytes: [UInt8], mode: String?) async throws -> FileWriteResult {
+        try await sdk { try await client.devboxes.writeFile(devboxId, path: path, contents: bytes, mode: mode) }
+    }
+
     /// SDK errors in the tools' terms: API refusals as `DevboxAPIError`, an unreachable
     /// server as `ServerUnreachable`, anything else as `DevboxBackendUnavailable`.
     private func sdk<T>(_ body: () async throws -> T) async throws -> T {
@@ -82,4 +119,21 @@ struct ServerUnreachable: Error, CustomStringConvertible {
     var url: String
     var reason: String
     var description: String { "cannot reach the devbox server at \(url): \(reason)" }
+}
+
+/// The last 1 MiB of a stream's text.
+struct OutputTail {
+    static let limit = 1 << 20
+    private(set) var text = ""
+    private(set) var cut = false
+
+    mutating func append(_ t: String) {
+        text += t
+        if text.utf8.count > Self.limit * 2 {
+            var start = text.utf8.index(text.utf8.endIndex, offsetBy: -Self.limit)
+            while start < text.utf8.endIndex, text.utf8[start] & 0xC0 == 0x80 { start = text.utf8.index(after: start) }
+            text = String(text[start...])
+            cut = true
+        }
+    }
 }

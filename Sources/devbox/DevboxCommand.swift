@@ -8,7 +8,8 @@ struct DevboxCommand: AsyncParsableCommand {
         abstract: "On-demand development environments for humans and AI agents.",
         subcommands: [
             ServeCommand.self, MCPCommand.self, TokenCommand.self, KeysCommand.self, ImageCommand.self, CreateCommand.self,
-            ListCommand.self, GetCommand.self, LogsCommand.self, SSHCommand.self, DeleteCommand.self,
+            ListCommand.self, GetCommand.self, LogsCommand.self, SSHCommand.self, ExecCommandLine.self, FilesCommand.self,
+            StopCommand.self, StartCommand.self, DeleteCommand.self,
             SSHKeyCommand.self, GitHubCommand.self,
         ])
 }

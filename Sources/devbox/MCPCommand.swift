@@ -86,6 +86,19 @@ struct LocalBackend: DevboxBackend {
     }
     func setSSHKey(_ publicKey: String) async throws { try await local { try await $0.serve.setSSHKey(publicKey) } }
     func listGitHubRepos() async throws -> [GitHubRepo] { try await local { try await $0.serve.listGitHubRepos() } }
+    func exec(devboxId: String, _ request: ExecRequest, onOutput: (@Sendable (ExecChunk) -> Void)?) async throws
+        -> ExecResult
+    {
+        try await local(retry: false) { try await $0.serve.exec(devboxId: devboxId, request, onOutput: onOutput) }
+    }
+    func stopDevbox(id: String) async throws -> Devbox { try await local { try await $0.serve.stopDevbox(id: id) } }
+    func startDevbox(id: String) async throws -> Devbox { try await local { try await $0.serve.startDevbox(id: id) } }
+    func readPath(devboxId: String, path: String) async throws -> FileContent {
+        try await local { try await $0.serve.readPath(devboxId: devboxId, path: path) }
+    }
+    func writeFile(devboxId: String, path: String, bytes: [UInt8], mode: String?) async throws -> FileWriteResult {
+        try await local { try await $0.serve.writeFile(devboxId: devboxId, path: path, bytes: bytes, mode: mode) }
+    }
 
     // Reads from the database.
     func devbox(id: String) async throws -> Devbox { try await local { try await $0.reader.devbox(id: id) } }

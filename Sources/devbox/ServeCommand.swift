@@ -71,6 +71,7 @@ struct ServeCommand: AsyncParsableCommand {
             core.defaultPlan = d
         }
         core.github = try GitHubSettings.fromEnvironment(env)
+        try applyRuntimeSettings(&core, env: env)
         var sshPublicPort: Int?
         if let p = env["DEVBOX_SSH_PUBLIC_PORT"], !p.isEmpty {
             guard let port = Int(p), (1...65535).contains(port) else {
@@ -86,6 +87,36 @@ struct ServeCommand: AsyncParsableCommand {
             userJWKSFile: env["DEVBOX_USER_JWKS_FILE"].flatMap { $0.isEmpty ? nil : $0 }, core: core,
             baseImage: env["DEVBOX_BASE_IMAGE"].flatMap { $0.isEmpty ? nil : $0 },
             logLevel: Logger.Level(rawValue: env["DEVBOX_LOG_LEVEL"] ?? "info") ?? .info)
+    }
+
+    /// Lifetimes, exec and files settings (docs/LIFETIMES.md, docs/ARCHITECTURE.md):
+    /// DEVBOX_DEFAULT_IDLE_TIMEOUT and DEVBOX_DEFAULT_TTL (seconds, 0 = off),
+    /// DEVBOX_LIFETIME_MIN_SECONDS, DEVBOX_LIFETIME_CHECK_SECONDS, DEVBOX_EXEC_OUTPUT_LIMIT
+    /// and DEVBOX_FILE_SIZE_LIMIT (bytes).
+    static func applyRuntimeSettings(_ core: inout CoreConfiguration, env: [String: String]) throws {
+        func number(_ name: String, min: Int) throws -> Int? {
+            guard let raw = env[name], !raw.isEmpty else { return nil }
+            guard let v = Int(raw), v >= min else {
+                throw ConfigurationError("\(name) must be a whole number of at least \(min), got '\(raw)'")
+            }
+            return v
+        }
+        if let v = try number("DEVBOX_LIFETIME_MIN_SECONDS", min: 1) { core.lifetimes.minimumSeconds = v }
+        if let v = try number("DEVBOX_LIFETIME_CHECK_SECONDS", min: 1) { core.lifetimes.checkInterval = .seconds(v) }
+        if let v = try number("DEVBOX_DEFAULT_IDLE_TIMEOUT", min: 0) {
+            guard v == 0 || v >= core.lifetimes.minimumSeconds else {
+                throw ConfigurationError("DEVBOX_DEFAULT_IDLE_TIMEOUT must be 0 (off) or at least \(core.lifetimes.minimumSeconds)")
+            }
+            core.lifetimes.defaultIdleTimeoutSeconds = v == 0 ? nil : v
+        }
+        if let v = try number("DEVBOX_DEFAULT_TTL", min: 0) {
+            guard v == 0 || v >= core.lifetimes.minimumSeconds else {
+                throw ConfigurationError("DEVBOX_DEFAULT_TTL must be 0 (off) or at least \(core.lifetimes.minimumSeconds)")
+            }
+            core.lifetimes.defaultTTLSeconds = v == 0 ? nil : v
+        }
+        if let v = try number("DEVBOX_EXEC_OUTPUT_LIMIT", min: 1024) { core.execOutputLimit = v }
+        if let v = try number("DEVBOX_FILE_SIZE_LIMIT", min: 1) { core.fileSizeLimit = v }
     }
 
     /// On the very first start there is no token: create one and print it once.

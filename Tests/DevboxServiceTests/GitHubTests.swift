@@ -264,6 +264,7 @@ struct GitHubStorageTests {
 
     @Test("migration v2-github comes after the frozen v1-core")
     func migrationOrder() {
+        // Later migrations (v3-lifetimes, v4-dashboard, ...) append; these two never move.
         #expect(Array(AppDatabase.migrator.migrations.prefix(2)) == ["v1-core", "v2-github"])
         #expect(AppDatabase.encryptedColumns.contains { $0.table == "github_connections" && $0.column == "token_encrypted" })
     }

@@ -29,6 +29,18 @@ struct StateMachineTests {
         #expect(!DevboxStateMachine.canTransition(from: .requested, to: .stopped))
     }
 
+    @Test("stop only from ready, start only from stopped; a stopped devbox keeps its sandbox")
+    func stopStart() {
+        for s in DevboxState.allCases {
+            #expect(DevboxStateMachine.canTransition(from: s, to: .stopped) == (s == .ready), "\(s) → stopped")
+        }
+        for s in DevboxState.allCases where s != .provisioning {
+            #expect(DevboxStateMachine.canTransition(from: s, to: .ready) == (s == .stopped), "\(s) → ready")
+        }
+        #expect(!DevboxStateMachine.canTransition(from: .stopped, to: .provisioning))
+        #expect(DevboxStateMachine.sandboxStates.contains(.stopped))
+    }
+
     @Test("the table names every state")
     func tableIsComplete() {
         #expect(Set(DevboxStateMachine.transitions.keys) == Set(DevboxState.allCases))

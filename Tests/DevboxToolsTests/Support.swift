@@ -22,6 +22,7 @@ final class FakeBackend: DevboxBackend {
         var deleted: [String] = []
         var sshKey: String?
         var failNext: DevboxAPIError?
+        var written: [(String, [UInt8], String?)] = []
     }
 
     let pollInterval: Duration = .milliseconds(5)
@@ -62,6 +63,54 @@ final class FakeBackend: DevboxBackend {
             credentialProfile: CredentialProfile(), createdAt: Self.epoch, updatedAt: Self.epoch,
             readyAt: step.state == .ready ? Self.epoch : nil, error: step.error)
     }
+
+    func exec(devboxId: String, _ request: ExecRequest, onOutput: (@Sendable (ExecChunk) -> Void)?) async throws
+        -> ExecResult
+    {
+        try maybeFail()
+        onOutput?(ExecChunk(stream: .stdout, bytes: Array("first\n".utf8)))
+        onOutput?(ExecChunk(stream: .stderr, bytes: Array("second\n".utf8)))
+        return ExecResult(
+            exitCode: 2, signal: nil, stdout: "first\n", stderr: "second\n", truncated: false, timedOut: false,
+            durationMs: 12)
+    }
+
+    func stopDevbox(id: String) async throws -> Devbox {
+        try maybeFail()
+        return box(id, Step(state: .stopped, operations: []))
+    }
+
+    func startDevbox(id: String) async throws -> Devbox {
+        try maybeFail()
+        return box(id, Self.readyStep)
+    }
+
+    func readPath(devboxId: String, path: String) async throws -> FileContent {
+        try maybeFail()
+        if path == "/workspace" {
+            return .directory(
+                FileListing(
+                    path: path,
+                    entries: [
+                        FileEntry(
+                            name: "a.txt", path: "/workspace/a.txt", type: "file", size: 6, mode: "0644",
+                            modifiedAt: Self.epoch, linkTarget: nil),
+                        FileEntry(
+                            name: "l", path: "/workspace/l", type: "symlink", size: 5, mode: "0777",
+                            modifiedAt: Self.epoch, linkTarget: "a.txt"),
+                    ], truncated: false))
+        }
+        if path.hasSuffix(".bin") { return .file(bytes: [0xff, 0x00, 0xfe], mode: "0600") }
+        return .file(bytes: Array("hello\n".utf8), mode: "0644")
+    }
+
+    func writeFile(devboxId: String, path: String, bytes: [UInt8], mode: String?) async throws -> FileWriteResult {
+        try maybeFail()
+        lock.withLock { $0.written.append((path, bytes, mode)) }
+        return FileWriteResult(path: path, size: bytes.count, created: true)
+    }
+
+    var written: [(String, [UInt8], String?)] { lock.withLock { $0.written } }
 
     func createDevbox(_ request: CreateDevboxRequest, tokens: InjectionTokens) async throws -> Devbox {
         try maybeFail()

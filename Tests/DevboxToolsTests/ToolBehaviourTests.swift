@@ -39,11 +39,51 @@ struct ToolBehaviourTests {
             ("revoke_session", ["devbox_id": "dbx_fake", "session_id": "ses_1"]),
             ("list_repositories", ["devbox_id": "dbx_fake"]),
             ("list_github_repos", [:]),
+            ("run_command", ["devbox_id": "dbx_fake", "command": "make test", "env": ["CI": "1"], "timeout_seconds": 30]),
+            ("run_command", ["devbox_id": "dbx_fake", "command": ["python3", "-V"], "stdin": "x"]),
+            ("read_file", ["devbox_id": "dbx_fake", "path": "/workspace/a.txt"]),
+            ("read_file", ["devbox_id": "dbx_fake", "path": "/workspace/x.bin"]),
+            ("write_file", ["devbox_id": "dbx_fake", "path": "/workspace/a.txt", "content": "hi", "mode": "755"]),
+            ("write_file", ["devbox_id": "dbx_fake", "path": "/workspace/x.bin", "content": "AAE=", "encoding": "base64"]),
+            ("list_files", ["devbox_id": "dbx_fake"]),
+            ("stop_devbox", ["devbox_id": "dbx_fake"]),
+            ("start_devbox", ["devbox_id": "dbx_fake"]),
         ]
         for (name, args) in calls {
             try expectConforming(try await h.call(name, args), name, h)
         }
         #expect(Set(calls.map(\.0)) == Set(DevboxToolRegistry.all.map(\.name)))
+    }
+
+    @Test("file tools: text or base64 as fits, the wrong kind of path is a tool error with the right next tool")
+    func fileTools() async throws {
+        let h = Harness()
+        let text = try await h.call("read_file", ["devbox_id": "dbx_fake", "path": "/workspace/a.txt"])
+        #expect(text.structuredContent?["content"] == "hello\n" && text.structuredContent?["encoding"] == "utf-8")
+        let bin = try await h.call("read_file", ["devbox_id": "dbx_fake", "path": "/workspace/x.bin"])
+        #expect(bin.structuredContent?["content"] == "/wD+" && bin.structuredContent?["encoding"] == "base64")
+        let dir = try await h.call("read_file", ["devbox_id": "dbx_fake", "path": "/workspace"])
+        #expect(dir.isError && dir.text.contains("list_files"))
+        let notDir = try await h.call("list_files", ["devbox_id": "dbx_fake", "path": "/workspace/a.txt"])
+        #expect(notDir.isError && notDir.text.contains("read_file"))
+        _ = try await h.call("write_file", ["devbox_id": "dbx_fake", "path": "/w/b", "content": "AAE=", "encoding": "base64"])
+        #expect(h.backend.written.last?.1 == [0, 1])
+        let bad = try await h.call("write_file", ["devbox_id": "dbx_fake", "path": "/w/b", "content": "%%", "encoding": "base64"])
+        #expect(bad.isError && bad.text.contains("base64"))
+        let mode = try await h.call("write_file", ["devbox_id": "dbx_fake", "path": "/w/b", "content": "", "mode": "9"])
+        #expect(mode.isError && mode.text.contains("mode"))
+    }
+
+    @Test("run_command: a non-zero exit is a result, not a tool error; a stopped devbox points to start_devbox")
+    func runCommand() async throws {
+        let h = Harness()
+        let r = try await h.call("run_command", ["devbox_id": "dbx_fake", "command": "false"])
+        #expect(!r.isError && r.structuredContent?["exit_code"] == 2 && r.structuredContent?["stderr"] == "second\n")
+        h.backend.failNext(DevboxAPIError(status: 409, code: "conflict", message: "devbox dbx_fake is stopped; start it"))
+        let stopped = try await h.call("run_command", ["devbox_id": "dbx_fake", "command": "true"])
+        #expect(stopped.isError && stopped.text.contains("start_devbox"))
+        let empty = try await h.call("run_command", ["devbox_id": "dbx_fake", "command": []])
+        #expect(empty.isError && empty.text.contains("command"))
     }
 
     @Test("create_devbox maps every REST field and the flags")

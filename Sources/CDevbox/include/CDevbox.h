@@ -66,6 +66,17 @@ int dbx_get_winsize(int fd, unsigned short *rows, unsigned short *cols);
 /// Used for every host-side access to a tree a box controls. O_CLOEXEC is added.
 int dbx_open_beneath(int dirfd, const char *path, int flags, mode_t mode);
 
+/// openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS: symlinks are followed only
+/// while they stay beneath `dirfd` (an absolute target, or `..` climbing above `dirfd`,
+/// fails with EXDEV); mount points below `dirfd` are crossed. The files API's resolver.
+int dbx_open_inside(int dirfd, const char *path, int flags, mode_t mode);
+
+/// O_PATH (Swift's Glibc module does not export it).
+int dbx_o_path(void);
+
+/// fstatfs(2) f_type of `fd`, or -1 (errno set).
+long long dbx_fs_type(int fd);
+
 /// An overlayfs whiteout (char device 0/0) named `name` in `dirfd`.
 int dbx_mkwhiteout_at(int dirfd, const char *name);
 

@@ -38,8 +38,8 @@ enum OpenAPIDocument {
         "env": {"type": "object", "maxProperties": 64, "propertyNames": {"pattern": "^[A-Z_][A-Z0-9_]*$"}, "additionalProperties": {"type": "string", "maxLength": 32768}},
         "setup_commands": {"type": "array", "maxItems": 32, "items": {"type": "string", "maxLength": 4096}},
         "setup_timeout_seconds": {"type": "integer", "minimum": 30, "maximum": 3600, "default": 900},
-        "idle_timeout_seconds": {"type": "integer", "minimum": 60},
-        "ttl_seconds": {"type": "integer", "minimum": 60}}},
+        "idle_timeout_seconds": {"type": "integer", "minimum": 0, "maximum": 2592000, "description": "Stop after this long without activity; 0 = never; absent = server default (3600)"},
+        "ttl_seconds": {"type": "integer", "minimum": 0, "maximum": 31536000, "description": "Destroy this long after creation; 0 = never; absent = server default (none)"}}},
       "DevboxRepository": {"type": "object", "properties": {
         "repo_id": {"type": ["integer", "null"]}, "full_name": {"type": "string"}, "ref": {"type": "string"}, "target_path": {"type": "string"},
         "status": {"type": "string", "enum": ["pending", "cloning", "cloned", "failed"]}, "commit": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]}}},
@@ -79,6 +79,22 @@ enum OpenAPIDocument {
         "default_branch": {"type": ["string", "null"]}, "html_url": {"type": ["string", "null"]}}},
       "GitHubOrg": {"type": "object", "required": ["id", "login", "granted"], "properties": {
         "id": {"type": "integer"}, "login": {"type": "string"}, "granted": {"type": "boolean", "description": "Whether this organisation's repositories may be listed and cloned with the connection"}}},
+      "ExecRequest": {"type": "object", "required": ["command"], "properties": {
+        "command": {"oneOf": [{"type": "string", "description": "Run through /bin/sh -c"}, {"type": "array", "minItems": 1, "items": {"type": "string"}, "description": "argv"}]},
+        "env": {"type": "object", "propertyNames": {"pattern": "^[A-Z_][A-Z0-9_]*$"}, "additionalProperties": {"type": "string"}, "description": "On top of the devbox env (/etc/devbox/env)"},
+        "cwd": {"type": "string", "default": "/workspace"},
+        "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 600, "description": "Then the command's whole process group is killed"},
+        "stdin": {"type": "string", "description": "Fed to stdin, then EOF; absent: /dev/null"}}},
+      "ExecResult": {"type": "object", "required": ["exit_code", "signal", "stdout", "stderr", "truncated", "timed_out", "duration_ms"], "properties": {
+        "exit_code": {"type": ["integer", "null"], "description": "null when a signal ended the command"}, "signal": {"type": ["integer", "null"]},
+        "stdout": {"type": "string"}, "stderr": {"type": "string"},
+        "truncated": {"type": "boolean", "description": "Earlier output was dropped; each stream keeps its last 1 MiB by default"},
+        "timed_out": {"type": "boolean"}, "duration_ms": {"type": "integer"}}},
+      "FileEntry": {"type": "object", "properties": {
+        "name": {"type": "string"}, "path": {"type": "string"}, "type": {"type": "string", "enum": ["file", "directory", "symlink", "other"]},
+        "size": {"type": "integer"}, "mode": {"type": "string", "description": "Octal permission bits, e.g. 0644"},
+        "modified_at": {"type": "string", "format": "date-time"}, "link_target": {"type": ["string", "null"]}}},
+      "FileListing": {"type": "object", "properties": {"path": {"type": "string"}, "entries": {"type": "array", "items": {"$ref": "#/components/schemas/FileEntry"}}, "truncated": {"type": "boolean"}}},
       "UserProfile": {"type": "object", "properties": {
         "id": {"type": "string"}, "external_id": {"type": ["string", "null"]}, "provider_token_id": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
@@ -122,6 +138,36 @@ enum OpenAPIDocument {
     "/api/v1/devboxes/{id}/repositories": {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
       "get": {"summary": "Repositories of a devbox with their clone status, resolved commit and error", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"repositories": {"type": "array", "items": {"$ref": "#/components/schemas/DevboxRepository"}}}}}}}, "404": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/devboxes/{id}/exec": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "post": {"summary": "Run a command in a ready devbox with its env. With Accept: text/event-stream: stdout/stderr events ({\"data\": text}) as output comes, then one exit event (the result without stdout/stderr)",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecRequest"}}}},
+        "responses": {"200": {"description": "Finished", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecResult"}}, "text/event-stream": {"schema": {"type": "string"}}}},
+          "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/devboxes/{id}/files": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}, {"name": "path", "in": "query", "required": true, "schema": {"type": "string"}, "description": "Absolute path inside the devbox; '..' is refused, symlinks are followed only while they stay inside (relative targets)"}],
+      "get": {"summary": "A file's bytes (application/octet-stream, X-Devbox-File-Mode) or a directory listing (application/json)",
+        "responses": {"200": {"description": "OK", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}, "application/json": {"schema": {"$ref": "#/components/schemas/FileListing"}}}},
+          "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}},
+      "put": {"summary": "Write a file (raw body; parent directories created; atomic replace). 201 when created, 200 when replaced",
+        "parameters": [{"name": "mode", "in": "query", "required": false, "schema": {"type": "string", "pattern": "^[0-7]{3,4}$"}, "description": "Octal permission bits; default: kept, or 0644 for a new file"}],
+        "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+        "responses": {"200": {"description": "Replaced"}, "201": {"description": "Created"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}},
+      "delete": {"summary": "Delete a file, symlink or empty directory (204); recursive=true for a directory tree",
+        "parameters": [{"name": "recursive", "in": "query", "required": false, "schema": {"type": "boolean", "default": false}}],
+        "responses": {"204": {"description": "Deleted"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/devboxes/{id}/stop": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "post": {"summary": "Stop a ready devbox: SSH connections close, processes end, memory is freed; files and env stay",
+        "responses": {"200": {"description": "Stopped", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Devbox"}}}}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/devboxes/{id}/start": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "post": {"summary": "Start a stopped devbox again on its kept files (nothing is cloned or set up again); returns when ready",
+        "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Devbox"}}}}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}}}
     },
     "/api/v1/integrations/github/connect": {
       "post": {"summary": "Start the GitHub OAuth web flow: a single-use state (10 minutes) and the URL to send the browser to",

@@ -26,7 +26,9 @@ public enum CreateValidation {
     static let idleTimeoutRange = 60...(30 * 24 * 3600)
     static let ttlRange = 60...(365 * 24 * 3600)
 
-    static func validate(_ r: CreateDevboxRequest, plans: [Plan], defaultPlan: String) throws(ServiceError) -> ValidatedCreate {
+    static func validate(
+        _ r: CreateDevboxRequest, plans: [Plan], defaultPlan: String, lifetimes: LifetimeSettings = LifetimeSettings()
+    ) throws(ServiceError) -> ValidatedCreate {
         let name = r.name
         guard !name.isEmpty, name.count <= 64 else {
             throw .validation(field: "name", message: "name must be 1 to 64 characters")
@@ -56,17 +58,16 @@ public enum CreateValidation {
         guard setupTimeoutRange.contains(timeout) else {
             throw .validation(field: "setup_timeout_seconds", message: "setup_timeout_seconds must be between 30 and 3600")
         }
-        if let idle = r.idleTimeoutSeconds, !idleTimeoutRange.contains(idle) {
-            throw .validation(field: "idle_timeout_seconds", message: "idle_timeout_seconds must be between 60 and 2592000")
-        }
-        if let ttl = r.ttlSeconds, !ttlRange.contains(ttl) {
-            throw .validation(field: "ttl_seconds", message: "ttl_seconds must be between 60 and 31536000")
-        }
+        let idle = try lifetimes.resolve(
+            r.idleTimeoutSeconds, default: lifetimes.defaultIdleTimeoutSeconds, max: idleTimeoutRange.upperBound,
+            field: "idle_timeout_seconds")
+        let ttl = try lifetimes.resolve(
+            r.ttlSeconds, default: lifetimes.defaultTTLSeconds, max: ttlRange.upperBound, field: "ttl_seconds")
         let repos = try validateRepositories(r)
         return ValidatedCreate(
             name: name, plan: plan, env: env, setupCommands: commands, setupTimeoutSeconds: timeout,
             credentialProfile: r.credentialProfile ?? CredentialProfile(), repositories: repos,
-            idleTimeoutSeconds: r.idleTimeoutSeconds, ttlSeconds: r.ttlSeconds)
+            idleTimeoutSeconds: idle, ttlSeconds: ttl)
     }
 
     static func validateEnv(_ env: [String: String]) throws(ServiceError) -> [(key: String, value: String)] {

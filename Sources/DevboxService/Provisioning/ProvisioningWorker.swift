@@ -201,6 +201,7 @@ struct JobRunner: Sendable {
         try await core.db.deletePendingSecrets(devboxId: id)
         try await core.db.transition(id, to: .ready, leaseOwner: owner) { r in
             r.readyAt = Date()
+            r.lastActivityAt = r.readyAt  // the idle clock starts when the devbox is usable
             r.leaseOwner = nil
             r.leaseExpiresAt = nil
         }

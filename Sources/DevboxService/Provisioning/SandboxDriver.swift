@@ -44,7 +44,7 @@ public protocol SandboxDriver: Sendable {
     func writeEnv(box: String, env: [String: String]) async throws
     func exec(
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
-        outputLimit: Int, mergeStderr: Bool
+        outputLimit: Int, mergeStderr: Bool, onOutput: (@Sendable (_ isStderr: Bool, _ chunk: [UInt8]) -> Void)?
     ) async throws -> BoxExecResult
     func spawn(box: String, _ spec: SandboxProcessSpec) async throws -> SandboxProcess
     func stop(box: String) async throws
@@ -55,4 +55,19 @@ public protocol SandboxDriver: Sendable {
     func releaseIdleResources() async
     func isRunning(box: String) async -> Bool
     func workspaceHostPath(box: String) -> String
+    /// Files inside a running box (see Sandbox/BoxFiles.swift for the resolution rules).
+    func readPath(box: String, path: String, maxBytes: Int) async throws -> BoxFileContent
+    func writeFile(box: String, path: String, bytes: [UInt8], mode: UInt32?) async throws -> Bool
+    func deletePath(box: String, path: String, recursive: Bool) async throws
+}
+
+extension SandboxDriver {
+    func exec(
+        box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
+        outputLimit: Int, mergeStderr: Bool
+    ) async throws -> BoxExecResult {
+        try await exec(
+            box: box, argv: argv, env: env, cwd: cwd, stdin: stdin, timeout: timeout, outputLimit: outputLimit,
+            mergeStderr: mergeStderr, onOutput: nil)
+    }
 }

@@ -263,4 +263,19 @@ extension AppDatabase {
             return result
         }
     }
+
+    /// Devboxes with a lifetime or an idle timeout that are still alive, with their clocks.
+    func lifetimeClocks() async throws -> [(id: String, clock: LifetimePolicy.Clock)] {
+        try await pool.read { db in
+            try DevboxRecord
+                .filter(DevboxRecord.Columns.state != DevboxState.destroyed)
+                .filter(Column("expires_at") != nil || (Column("idle_timeout_seconds") != nil && DevboxRecord.Columns.state == DevboxState.ready))
+                .fetchAll(db)
+                .map { r in
+                    (r.id, LifetimePolicy.Clock(
+                        state: r.state, idleTimeoutSeconds: r.idleTimeoutSeconds, expiresAt: r.expiresAt,
+                        lastActivityAt: r.lastActivityAt, readyAt: r.readyAt, createdAt: r.createdAt))
+                }
+        }
+    }
 }

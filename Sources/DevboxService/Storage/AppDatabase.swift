@@ -170,6 +170,14 @@ public final class AppDatabase: Sendable {
                 );
                 """)
         }
+        m.registerMigration("v3-lifetimes") { db in
+            // The columns exist since v1-core; this makes the lifetime worker's query cheap
+            // and gives devboxes made before lifetimes an activity clock.
+            try db.execute(sql: """
+                CREATE INDEX devboxes_lifetimes ON devboxes(state, expires_at);
+                UPDATE devboxes SET last_activity_at = COALESCE(last_activity_at, ready_at, created_at);
+                """)
+        }
         m.registerMigration("v4-dashboard", migrate: migrateDashboard)
         return m
     }
