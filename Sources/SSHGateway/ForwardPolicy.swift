@@ -43,9 +43,12 @@ struct ForwardPolicy: Sendable {
         return nil
     }
 
-    private static func canonical<T>(_ family: Int32, _ addr: inout T) -> String? {
+    /// `addr` is an `in_addr` or `in6_addr` (plain C structs, no references).
+    private static func canonical<T: BitwiseCopyable>(_ family: Int32, _ addr: inout T) -> String? {
         var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        guard inet_ntop(family, &addr, &buf, socklen_t(buf.count)) != nil else { return nil }
-        return String(cString: buf)
+        let ok = withUnsafeBytes(of: &addr) { raw in inet_ntop(family, raw.baseAddress, &buf, socklen_t(buf.count)) != nil }
+        guard ok else { return nil }
+        let bytes = buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -225,4 +225,48 @@ struct LiveAPITests {
             }
         }
     }
+
+    @Test("exec, files, stop (waitForReady treats stopped as terminal), start, through the SDK")
+    func execFilesStopStart() async throws {
+        try await withLiveServer { server in
+            let client = server.client()
+            let d = try await client.devboxes.create(CreateDevboxRequest(name: "sdk-runtime", env: ["WHO": "sdk"]))
+            defer { Task { try? await client.devboxes.delete(d.id) } }
+            _ = try await client.devboxes.waitForReady(d.id, intervalMs: 100, timeoutMs: 120_000)
+
+            let r = try await client.devboxes.exec(d.id, "echo hi-$WHO; echo err >&2; exit 3")
+            #expect(r.exitCode == 3 && r.signal == nil && !r.timedOut)
+            #expect(r.stdout == "hi-sdk\n" && r.stderr == "err\n")
+
+            let bytes: [UInt8] = [0, 1, 2, 255, 10]
+            _ = try await client.devboxes.writeFile(d.id, path: "/workspace/sdk/dir/blob", contents: bytes, mode: "0600")
+            #expect(try await client.devboxes.readFile(d.id, path: "/workspace/sdk/dir/blob") == bytes)
+            let listing = try await client.devboxes.listFiles(d.id, path: "/workspace/sdk/dir")
+            #expect(listing.entries.map(\.name) == ["blob"] && listing.entries.first?.mode == "0600")
+            do {
+                _ = try await client.devboxes.readFile(d.id, path: "/workspace/../etc/shadow")
+                Issue.record("a path with .. was read")
+            } catch let DevboxClientError.api(e) {
+                #expect(e.status == 422 && e.field == "path")
+            }
+
+            let stopped = try await client.devboxes.stop(d.id)
+            #expect(stopped.state == .stopped)
+            // stopped is terminal for waitForReady: it throws at once rather than polling to the timeout
+            let t0 = ContinuousClock.now
+            do {
+                _ = try await client.devboxes.waitForReady(d.id, intervalMs: 100, timeoutMs: 60_000)
+                Issue.record("waitForReady returned for a stopped devbox")
+            } catch DevboxClientError.provisioningFailed(let f) {
+                #expect(f.state == .stopped && f.devboxId == d.id)
+            }
+            #expect(ContinuousClock.now - t0 < .seconds(30))
+
+            let started = try await client.devboxes.start(d.id)
+            #expect(started.state == .ready)
+            #expect(try await client.devboxes.readFile(d.id, path: "/workspace/sdk/dir/blob") == bytes)
+            try await client.devboxes.deleteFile(d.id, path: "/workspace/sdk", recursive: true)
+            #expect(try await client.devboxes.exec(d.id, "test -e /workspace/sdk").exitCode == 1)
+        }
+    }
 }
