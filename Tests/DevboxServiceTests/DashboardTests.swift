@@ -107,16 +107,12 @@ struct DashboardPureTests {
 
 @Suite("Dashboard sessions")
 struct DashboardSessionTests {
-    func system() async throws -> (DevboxSystem, String) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("devbox-dash-\(UUID().uuidString)").path
-        let system = try await buildSystem(configuration: ServerConfiguration(dataDirectory: dir), logger: Logger(label: "test"))
-        return (system, dir)
-    }
-
     @Test("sign-in stores only a hash; the cookie resolves; CSRF is bound; sign-out and revocation end it")
     func lifecycle() async throws {
-        let (system, dir) = try await system()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await withTestSystem("dash") { system, dir in try await lifecycle(system, dir) }
+    }
+
+    private func lifecycle(_ system: DevboxSystem, _ dir: String) async throws {
         let core = system.core
         let token = ProviderToken.generate()
         let info = try await core.db.insertProviderToken(providerName: "p", tokenHash: ProviderToken.hash(token), hint: "x")

@@ -8,10 +8,10 @@ import Testing
 struct OpenAPITests {
     @Test("every registered route is documented and every documented route exists")
     func routesMatchDocument() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("devbox-openapi-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let system = try await buildSystem(
-            configuration: ServerConfiguration(dataDirectory: dir), logger: Logger(label: "test"))
+        try await withTestSystem("openapi") { system, _ in try check(system) }
+    }
+
+    private func check(_ system: DevboxSystem) throws {
         _ = buildRouter(system: system)
         var registered = Set(system.routes.entries.map { "\($0.method) \($0.path)" })
         registered.insert("get /healthz")
