@@ -90,7 +90,7 @@ final class SSEDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendable {
             guard let chunk = try? decoder.decode([String: String].self, from: bytes), let text = chunk["data"] else { return }
             continuation.yield(event == "stdout" ? .stdout(text) : .stderr(text))
         case "exit":
-            guard let exit = try? decoder.decode(ExitEvent.self, from: bytes) else { return }
+            guard let exit = try? decoder.decode(ExecExitEvent.self, from: bytes) else { return }
             finished = true
             continuation.yield(
                 .exit(
@@ -133,17 +133,5 @@ final class SSEDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendable {
         continuation.finish(
             throwing: DevboxClientError.badResponse(
                 url: url, status: status, reason: "the exec stream ended without an exit event"))
-    }
-
-    struct ExitEvent: Decodable {
-        var exitCode: Int?
-        var signal: Int?
-        var truncated: Bool
-        var timedOut: Bool
-        var durationMs: Int
-        enum CodingKeys: String, CodingKey {
-            case signal, truncated
-            case exitCode = "exit_code", timedOut = "timed_out", durationMs = "duration_ms"
-        }
     }
 }

@@ -194,3 +194,36 @@ public struct FileWriteResult: Codable, Sendable, Equatable {
         self.created = created
     }
 }
+
+/// The last event of a streamed exec (`event: exit` of `POST …/exec` with
+/// `Accept: text/event-stream`): how the command ended. Its output came in the
+/// `stdout`/`stderr` events before it. `exit_code` and `signal` are written even when null.
+public struct ExecExitEvent: Codable, Sendable, Equatable {
+    public var exitCode: Int?
+    public var signal: Int?
+    public var truncated: Bool
+    public var timedOut: Bool
+    public var durationMs: Int
+
+    public init(exitCode: Int?, signal: Int?, truncated: Bool, timedOut: Bool, durationMs: Int) {
+        self.exitCode = exitCode
+        self.signal = signal
+        self.truncated = truncated
+        self.timedOut = timedOut
+        self.durationMs = durationMs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case signal, truncated
+        case exitCode = "exit_code", timedOut = "timed_out", durationMs = "duration_ms"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(exitCode, forKey: .exitCode)
+        try c.encode(signal, forKey: .signal)
+        try c.encode(truncated, forKey: .truncated)
+        try c.encode(timedOut, forKey: .timedOut)
+        try c.encode(durationMs, forKey: .durationMs)
+    }
+}

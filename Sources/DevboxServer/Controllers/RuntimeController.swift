@@ -66,7 +66,7 @@ struct RuntimeController {
                     }
                     switch await run.value {
                     case .success(let r):
-                        let exit = ExecExit(
+                        let exit = ExecExitEvent(
                             exitCode: r.exitCode, signal: r.signal, truncated: r.truncated || dropped.isSet,
                             timedOut: r.timedOut, durationMs: r.durationMs)
                         try await writer.write(SSE.frame(event: "exit", exit))
@@ -154,29 +154,6 @@ struct RuntimeController {
     @Sendable func start(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
         return try JSONIO.response(try await core.startDevbox(try context.requirePrincipal(), id: id))
-    }
-}
-
-/// The `exit` event of a streamed exec.
-struct ExecExit: Encodable {
-    var exitCode: Int?
-    var signal: Int?
-    var truncated: Bool
-    var timedOut: Bool
-    var durationMs: Int
-
-    enum CodingKeys: String, CodingKey {
-        case signal, truncated
-        case exitCode = "exit_code", timedOut = "timed_out", durationMs = "duration_ms"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(exitCode, forKey: .exitCode)
-        try c.encode(signal, forKey: .signal)
-        try c.encode(truncated, forKey: .truncated)
-        try c.encode(timedOut, forKey: .timedOut)
-        try c.encode(durationMs, forKey: .durationMs)
     }
 }
 
