@@ -12,6 +12,12 @@ import Testing
 
 @Suite("Dashboard: templates, forms, origins")
 struct DashboardPureTests {
+    @Test("page timestamps are UTC, whole seconds, RFC 3339; nil is a dash")
+    func displayTime() {
+        #expect(Display.time(Date(timeIntervalSince1970: 1_760_000_000.9)) == "2025-10-09T08:53:20Z")
+        #expect(Display.time(nil) == "—")
+    }
+
     @Test("interpolated strings are escaped; HTML values are not")
     func escaping() {
         let evil = "<script>alert('x')</script> & \"q\""

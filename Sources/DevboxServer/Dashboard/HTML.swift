@@ -50,9 +50,9 @@ struct HTML: ExpressibleByStringInterpolation, Sendable {
 enum Display {
     static func time(_ d: Date?) -> String {
         guard let d else { return "—" }
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        return f.string(from: d)
+        // Whole seconds, UTC (the API's own timestamps carry milliseconds); a format style
+        // is a value, not a formatter object built for every timestamp of every poll.
+        return d.formatted(.iso8601)
     }
 
     /// "3 s", "4 min", "2 h", "5 d".
