@@ -153,7 +153,8 @@ public final class CrunRuntime: Sendable {
         return layer
     }
 
-    /// Unmounts the mask tmpfs if no box root is mounted any more (sweep).
+    /// Unmounts the mask tmpfs if no box root is mounted any more (sweep), and removes
+    /// the parent cgroups if no box cgroup is left in them.
     func releaseMaskIfUnused() {
         let base = configuration.stateDirectory + "/"
         let inUse = HostState.mounts().contains { $0.mountPoint.hasPrefix(base) && $0.fsType == "overlay" }
@@ -161,6 +162,10 @@ public final class CrunRuntime: Sendable {
             if dbx_umount(maskRoot, 0) != 0 { _ = dbx_umount(maskRoot, Int32(MNT_DETACH)) }
             _ = rmdir(maskRoot)
             maskCache.withLock { $0 = nil }
+        }
+        if !inUse {
+            // rmdir refuses a cgroup that still has children: running boxes keep theirs.
+            for root in HostState.cgroupRoots() { _ = rmdir(root + "/" + cgroupParent) }
         }
     }
 

@@ -110,11 +110,27 @@ class Server:
             self.proc.kill()
             return self.proc.wait()
 
+    def cgroup_parents(self) -> list[str]:
+        """The service's parent cgroups ("dx" + FNV-1a of the data dir), in every hierarchy."""
+        h = 2166136261
+        for b in os.path.abspath(self.data_dir).encode():
+            h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+        name = f"dx{h:08x}"
+        return [p for p in (os.path.join("/sys/fs/cgroup", c, name) for c in os.listdir("/sys/fs/cgroup"))
+                if os.path.isdir(p)]
+
     def close(self) -> None:
         """Destroys every devbox, stops the service and removes a temporary data dir."""
         if self.proc and self.proc.poll() is None:
             self.delete_all()
             self.stop()
+            # A service stopped with no box left removes its parent cgroups.
+            assert self.cgroup_parents() == [], f"cgroups left: {self.cgroup_parents()}"
+        for p in self.cgroup_parents():  # after a kill -9: not the service's doing
+            try:
+                os.rmdir(p)
+            except OSError:
+                pass
         if self.tmp:
             mounted = [l.split()[4] for l in open("/proc/self/mountinfo").read().splitlines()
                        if l.split()[4].startswith(self.tmp + "/")]
