@@ -196,7 +196,7 @@ public final class CrunRuntime: Sendable {
                     try mountRootfs(id)
                     let rootFD = try SafeFS.openDirectory(rootfsPath(id))
                     defer { closeFD(rootFD) }
-                    try EnvFile.write(rootFD: rootFD, env: env)
+                    try EnvFile.write(rootFD: rootFD, env: env, durable: false)
                     try runBox(id)
                 } catch {
                     logger.error("create failed, cleaning up", metadata: ["box": .string(id), "error": .string("\(error)")])

@@ -64,7 +64,11 @@ enum EnvFile {
     }
 
     /// Atomically replaces the env file beneath `rootFD`, creating `/etc/devbox` if needed.
-    static func write(rootFD: Int32, env: [String: String]) throws {
+    /// `durable`: fsync before the rename. Needed for what exists nowhere else once the
+    /// devbox is ready (the AI tokens are then deleted from the database); the user env
+    /// stays in the database, and a power cut loses the file only as it loses anything
+    /// else the box wrote since the last journal commit.
+    static func write(rootFD: Int32, env: [String: String], durable: Bool = true) throws {
         try validate(env)
         let dirFD = try SafeFS.ensureDirectory(rootFD: rootFD, path: directory, mode: 0o700)
         defer { closeFD(dirFD) }
@@ -72,7 +76,7 @@ enum EnvFile {
         let fd = openat(dirFD, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         if fd < 0 { throw sysError("create env file") }
         var ok = fchown(fd, 0, 0) == 0 && fchmod(fd, 0o600) == 0 && writeAll(fd: fd, encode(env))
-        ok = ok && fsync(fd) == 0
+        ok = ok && (!durable || fsync(fd) == 0)
         let e = lastErrno()
         closeFD(fd)
         if !ok || renameat(dirFD, tmp, dirFD, name) != 0 {
