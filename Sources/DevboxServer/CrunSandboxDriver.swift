@@ -30,11 +30,21 @@ struct CrunSandboxDriver: SandboxDriver {
 
     func prepareHost() async throws { try await runtime.prepareHost() }
 
-    func create(box: String, limits: BoxLimits, env: [String: String]) async throws {
+    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool) async throws {
         try await runtime.create(
             id: box, limits: SandboxLimits(memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids),
-            env: env)
+            env: env, setupShell: setupShell)
     }
+
+    func runSetupCommand(box: String, command: String, timeout: Duration, outputLimit: Int) async throws -> BoxExecResult? {
+        guard let o = try await runtime.runSetupCommand(id: box, command: command, timeout: timeout, outputLimit: outputLimit)
+        else { return nil }
+        return BoxExecResult(
+            exitCode: o.exitCode, signal: o.signal, stdout: o.stdout, stderr: o.stderr, truncated: o.truncated,
+            timedOut: o.timedOut, durationNanos: o.durationNanos)
+    }
+
+    func finishSetup(box: String) async { await runtime.finishSetup(id: box) }
 
     func writeEnv(box: String, env: [String: String]) async throws { try await runtime.writeEnv(id: box, env: env) }
 

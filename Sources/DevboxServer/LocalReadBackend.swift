@@ -41,7 +41,11 @@ private struct NoSandbox: SandboxDriver {
         var description: String { "sandboxes are managed by devbox serve, not by this process" }
     }
     func prepareHost() async throws { throw Refused() }
-    func create(box: String, limits: BoxLimits, env: [String: String]) async throws { throw Refused() }
+    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool) async throws { throw Refused() }
+    func runSetupCommand(box: String, command: String, timeout: Duration, outputLimit: Int) async throws -> BoxExecResult? {
+        throw Refused()
+    }
+    func finishSetup(box: String) async {}
     func writeEnv(box: String, env: [String: String]) async throws { throw Refused() }
     func exec(
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,

@@ -46,7 +46,9 @@
 //
 // Processes: pid, ipc, uts and mount namespaces; network shared with the host for now
 // (`SandboxNetwork.namespace(path:)` is the seam for a per-box netns). PID 1 is the
-// host's catatonit bind-mounted read-only at /.devbox/init, run with -P.
+// host's catatonit bind-mounted read-only at /.devbox/init, run with -P, or for a box with
+// setup commands with the setup shell as its child (SetupShell.swift), which ends as a
+// second `catatonit -P`.
 // Capabilities: Docker's default set; with the host network, minus CAP_NET_RAW and
 // CAP_NET_BIND_SERVICE. Masked and read-only /proc paths as Docker. NOFILE rlimit is the
 // caller's hard limit (SANDBOX.md trap 2). Seccomp: everything allowed but a short deny
@@ -92,12 +94,13 @@ enum BundleSpec {
 
     /// config.json for `crun run`.
     static func config(hostname: String, rootfs: String, workspace: String, catatonit: String,
-                       cgroupsPath: String, limits: SandboxLimits, network: SandboxNetwork) -> JSON {
+                       cgroupsPath: String, limits: SandboxLimits, network: SandboxNetwork,
+                       setupShell: Bool = false) -> JSON {
         let caps = JSON.strings(capabilities(for: network))
         let process: JSON = .object([
             ("terminal", .bool(false)),
             ("user", .object([("uid", .int(0)), ("gid", .int(0))])),
-            ("args", .strings(["/.devbox/init", "-P"])),
+            ("args", .strings(setupShell ? SetupShell.boxArgs : ["/.devbox/init", "-P"])),
             ("env", .strings(["PATH=\(defaultPath)"])),
             ("cwd", .string("/")),
             ("capabilities", .object([("bounding", caps), ("effective", caps), ("permitted", caps)])),

@@ -26,6 +26,8 @@ public final class CrunRuntime: Sendable {
     /// lets `isRunning` answer from /proc instead of spawning `crun state`.
     private let inits = Mutex<[String: pid_t]>([:])
     private let maskCache = Mutex<(plan: MaskPlan, at: UInt64, layer: String?)?>(nil)
+    /// Open setup shells (SetupShell.swift) of boxes this process created, until setup ends.
+    private let setupChannels = Mutex<[String: SetupChannel]>([:])
     private let counter = Atomic<UInt64>(0)
     func counterNext() -> UInt64 { counter.wrappingAdd(1, ordering: .relaxed).newValue }
 
@@ -169,11 +171,15 @@ public final class CrunRuntime: Sendable {
         }
     }
 
+    func setupChannel(_ id: String) -> SetupChannel? { setupChannels.withLock { $0[id] } }
+    func takeSetupChannel(_ id: String) -> SetupChannel? { setupChannels.withLock { $0.removeValue(forKey: id) } }
+
     // MARK: lifecycle
 
     /// Creates the bundle, mounts the root, writes the env file and runs the box.
-    /// Returns once the box's init runs.
-    public func create(id: String, limits: SandboxLimits, env: [String: String]) async throws {
+    /// Returns once the box's init runs. With `setupShell` the box's init runs a shell
+    /// that takes the setup commands (`runSetupCommand`, then `finishSetup`).
+    public func create(id: String, limits: SandboxLimits, env: [String: String], setupShell: Bool = false) async throws {
         try validate(id)
         try EnvFile.validate(env)
         guard limits.memoryBytes > 0, limits.pids > 0 else { throw SandboxError.invalidArgument("limits must be positive") }
@@ -191,13 +197,19 @@ public final class CrunRuntime: Sendable {
                     let config = BundleSpec.config(
                         hostname: id, rootfs: rootfsPath(id), workspace: workspaceHostPath(id: id),
                         catatonit: configuration.catatoniPath, cgroupsPath: cgroupsPath(id), limits: limits,
-                        network: configuration.network)
+                        network: configuration.network, setupShell: setupShell)
                     try writeHostFile(dir + "/config.json", config.serialized())
                     try mountRootfs(id)
                     let rootFD = try SafeFS.openDirectory(rootfsPath(id))
                     defer { closeFD(rootFD) }
                     try EnvFile.write(rootFD: rootFD, env: env, durable: false)
-                    try runBox(id)
+                    if setupShell {
+                        try writeHostFile(dir + "/" + SetupShell.marker, [])
+                        let channel = try runBoxWithSetupShell(id)
+                        setupChannels.withLock { $0[id] = channel }
+                    } else {
+                        try runBox(id)
+                    }
                 } catch {
                     logger.error("create failed, cleaning up", metadata: ["box": .string(id), "error": .string("\(error)")])
                     destroyBlocking(id)
@@ -231,6 +243,7 @@ public final class CrunRuntime: Sendable {
         try await onDedicatedThread { [self] in
             try withBoxLock(id) {
                 guard access(boxDirectory(id), F_OK) == 0 else { throw SandboxError.notFound(id) }
+                _ = takeSetupChannel(id)
                 try deleteContainer(id)
                 unmountRootfs(id)
             }
@@ -247,7 +260,11 @@ public final class CrunRuntime: Sendable {
                 if containerStatus(id) == "running" { return }
                 try deleteContainer(id)  // a stale record (crashed box) blocks `crun run`
                 if !HostState.isMountPoint(rootfsPath(id)) { try mountRootfs(id) }
-                try runBox(id)
+                if access(boxDirectory(id) + "/" + SetupShell.marker, F_OK) == 0 {
+                    try runBoxWithSetupShell(id, script: SetupShell.pauseLine)
+                } else {
+                    try runBox(id)
+                }
             }
         }
         logger.info("box started", metadata: ["box": .string(id)])
@@ -352,16 +369,43 @@ public final class CrunRuntime: Sendable {
         }
     }
 
-    /// `crun run -d`; registers the init with the reaper.
-    func runBox(_ id: String) throws {
+    /// Runs a box whose process is the setup shell. With `script` (start after stop) the
+    /// shell gets those bytes and EOF, and nil is returned; otherwise the channel to it.
+    @discardableResult
+    func runBoxWithSetupShell(_ id: String, script: [UInt8]? = nil) throws -> SetupChannel? {
+        var scriptP: [Int32] = [-1, -1], outP: [Int32] = [-1, -1], statusP: [Int32] = [-1, -1]
+        if let script {
+            // A pipe holds 64 KiB: the pause line fits, nothing blocks.
+            guard dbx_pipe(&scriptP, 0, 0) == 0 else { throw sysError("pipe") }
+            defer { closeFD(scriptP[0]) }
+            let ok = script.count < 4096 && writeAll(fd: scriptP[1], script)
+            closeFD(scriptP[1])
+            guard ok else { throw sysError("write setup script") }
+            try runBox(id, stdin: scriptP[0], preserved: [-1, -1])
+            return nil
+        }
+        guard dbx_pipe(&scriptP, 0, 1) == 0 else { throw sysError("pipe") }
+        guard dbx_pipe(&outP, 1, 0) == 0 else { for fd in scriptP { closeFD(fd) }; throw sysError("pipe") }
+        guard dbx_pipe(&statusP, 1, 0) == 0 else { for fd in scriptP + outP { closeFD(fd) }; throw sysError("pipe") }
+        // The channel owns (and closes) our ends; the box's ends close once crun has run.
+        let channel = SetupChannel(script: scriptP[1], output: outP[0], status: statusP[0])
+        defer { for fd in [scriptP[0], outP[1], statusP[1]] { closeFD(fd) } }
+        try runBox(id, stdin: scriptP[0], preserved: [outP[1], statusP[1]])
+        return channel
+    }
+
+    /// `crun run -d`; registers the init with the reaper. `stdin` and `preserved` (fds
+    /// 3, 4, ... of the box's process; -1 = /dev/null) are handed to the box.
+    func runBox(_ id: String, stdin: Int32 = -1, preserved: [Int32] = []) throws {
         var pidP: [Int32] = [-1, -1]
         guard dbx_pipe(&pidP, 1, 0) == 0 else { throw sysError("pipe") }
         defer { closeFD(pidP[0]) }
         let result: CommandResult
+        var argv = ["crun", "run", "-d", "--bundle", boxDirectory(id)]
+        if !preserved.isEmpty { argv += ["--preserve-fds", "\(preserved.count)"] }
+        argv += ["--pid-file", "/proc/self/fd/\(3 + preserved.count)", containerName(id)]
         do {
-            result = try runCommandBlocking(crun, ["crun", "run", "-d", "--bundle", boxDirectory(id),
-                                                   "--pid-file", "/proc/self/fd/3", containerName(id)],
-                                            extraFDs: [pidP[1]])
+            result = try runCommandBlocking(crun, argv, extraFDs: preserved + [pidP[1]], stdinFD: stdin)
         } catch {
             closeFD(pidP[1]); throw error
         }
@@ -406,6 +450,7 @@ public final class CrunRuntime: Sendable {
 
     func destroyBlocking(_ id: String) {
         inits.withLock { $0[id] = nil }
+        _ = takeSetupChannel(id)
         do { try deleteContainer(id) } catch {
             logger.warning("crun delete failed", metadata: ["box": .string(id), "error": .string("\(error)")])
         }

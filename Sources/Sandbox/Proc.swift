@@ -92,7 +92,7 @@ struct CommandResult: Sendable {
 /// thread. Output is captured in memfds, not pipes: `crun run -d` leaves the box's init
 /// holding crun's stdio, so there would never be an EOF (and a closed pipe could
 /// SIGPIPE the init). `extraFDs` become fds 3, 4, ... in the child.
-func runCommandBlocking(_ path: String, _ argv: [String], extraFDs: [Int32] = [],
+func runCommandBlocking(_ path: String, _ argv: [String], extraFDs: [Int32] = [], stdinFD: Int32 = -1,
                         timeoutMillis: Int32 = 60_000) throws -> CommandResult {
     let outFD = dbx_memfd_with("devbox-out", nil, 0)
     if outFD < 0 { throw sysError("memfd_create") }
@@ -100,7 +100,7 @@ func runCommandBlocking(_ path: String, _ argv: [String], extraFDs: [Int32] = []
     let errFD = dbx_memfd_with("devbox-err", nil, 0)
     if errFD < 0 { throw sysError("memfd_create") }
     defer { closeFD(errFD) }
-    let pid = try spawnProgram(path, argv, fds: [-1, outFD, errFD] + extraFDs)
+    let pid = try spawnProgram(path, argv, fds: [stdinFD, outFD, errFD] + extraFDs)
     defer { Reaper.shared.disown(pid) }
     let pidfd = dbx_pidfd_open(pid)
     if pidfd >= 0 {

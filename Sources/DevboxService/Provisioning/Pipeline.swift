@@ -71,7 +71,8 @@ struct Pipeline: Sendable {
         let limits = BoxLimits(memoryBytes: Int64(plan.memoryMiB) << 20, cpus: plan.cpus, pids: plan.pids)
         let started = ContinuousClock.now
         do {
-            try await core.sandbox.create(box: id, limits: limits, env: try await userEnv())
+            try await core.sandbox.create(
+                box: id, limits: limits, env: try await userEnv(), setupShell: !job.devbox.setupCommands.isEmpty)
         } catch is CancellationError {
             throw CancellationError()
         } catch {
@@ -159,6 +160,14 @@ struct Pipeline: Sendable {
     private func runSetupCommands() async throws -> StepOutcome {
         let commands = job.devbox.setupCommands
         guard !commands.isEmpty else { return .skipped("no setup commands\n") }
+        let outcome = try await runSetupCommands(commands)
+        // Succeeded: the setup shell becomes the box's pause process. Failed: the box is
+        // destroyed next, with whatever still runs in it.
+        if case .succeeded = outcome { await core.sandbox.finishSetup(box: id) }
+        return outcome
+    }
+
+    private func runSetupCommands(_ commands: [String]) async throws -> StepOutcome {
         let timeout = job.devbox.setupTimeoutSeconds
         let deadline = ContinuousClock.now + .seconds(timeout)
         var tail = TailBuffer(limit: core.configuration.setupOutputLimit)
@@ -170,9 +179,16 @@ struct Pipeline: Sendable {
             }
             let r: BoxExecResult
             do {
-                r = try await core.sandbox.exec(
-                    box: id, argv: ["/bin/sh", "-c", command], env: [:], cwd: "/workspace", stdin: nil,
-                    timeout: remaining, outputLimit: core.configuration.setupOutputLimit, mergeStderr: true)
+                let limit = core.configuration.setupOutputLimit
+                if let viaShell = try await core.sandbox.runSetupCommand(
+                    box: id, command: command, timeout: remaining, outputLimit: limit)
+                {
+                    r = viaShell
+                } else {
+                    r = try await core.sandbox.exec(
+                        box: id, argv: ["/bin/sh", "-c", command], env: [:], cwd: "/workspace", stdin: nil,
+                        timeout: remaining, outputLimit: limit, mergeStderr: true)
+                }
             } catch is CancellationError {
                 throw CancellationError()
             } catch {

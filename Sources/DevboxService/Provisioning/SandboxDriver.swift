@@ -40,12 +40,19 @@ public struct BoxExecResult: Sendable {
 /// Kubernetes or microVM backend would be another implementation.
 public protocol SandboxDriver: Sendable {
     func prepareHost() async throws
-    func create(box: String, limits: BoxLimits, env: [String: String]) async throws
+    /// `setupShell`: the box will take setup commands through `runSetupCommand`.
+    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool) async throws
     func writeEnv(box: String, env: [String: String]) async throws
     func exec(
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
         outputLimit: Int, mergeStderr: Bool, onOutput: (@Sendable (_ isStderr: Bool, _ chunk: [UInt8]) -> Void)?
     ) async throws -> BoxExecResult
+    /// Runs one setup command (`/bin/sh -c`, in /workspace, with the box env, output
+    /// merged) through the box's setup shell; nil when the box has none open here (then
+    /// use `exec`). Killed with the box on timeout: the caller fails the devbox.
+    func runSetupCommand(box: String, command: String, timeout: Duration, outputLimit: Int) async throws -> BoxExecResult?
+    /// Ends the setup shell (it becomes the box's pause process). No-op without one.
+    func finishSetup(box: String) async
     func spawn(box: String, _ spec: SandboxProcessSpec) async throws -> SandboxProcess
     func stop(box: String) async throws
     func start(box: String) async throws
