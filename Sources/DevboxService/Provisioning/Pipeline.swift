@@ -56,6 +56,18 @@ struct Pipeline: Sendable {
         }
     }
 
+    /// Why `kind` has nothing to do for this devbox, decided without I/O; nil: run it.
+    /// (A step can still find at run time that it has nothing to do and report skipped.)
+    func nothingToDo(_ kind: OperationKind) -> String? {
+        switch kind {
+        case .injectCredentials where !job.devbox.injectClaudeToken && !job.devbox.injectCodexToken:
+            "no credentials to inject\n"
+        case .cloneRepositories where job.repositories.isEmpty: "no repositories to clone\n"
+        case .runSetupCommands where job.devbox.setupCommands.isEmpty: "no setup commands\n"
+        default: nil
+        }
+    }
+
     private func userEnv() async throws -> [String: String] {
         var env: [String: String] = [:]
         for r in try await core.db.envRecords(devboxId: id) {

@@ -179,17 +179,29 @@ struct JobRunner: Sendable {
             }
         }
         let pipeline = Pipeline(core: core, job: job, log: log)
+        // A step's result is committed together with the next step's start (and the last
+        // one with `ready`): one commit per step. A step with nothing to do is recorded
+        // skipped in the same commit, without running.
+        var unwritten: [OperationUpdate] = []
         for kind in OperationKind.allCases where ops[kind] == .pending {
-            if stopping.isSet { throw JobStop.shutdown }
+            if stopping.isSet {
+                if !unwritten.isEmpty { try await core.db.updateOperations(devboxId: id, unwritten) }
+                throw JobStop.shutdown
+            }
             try Task.checkCancellation()
-            try await core.db.updateOperation(devboxId: id, kind: kind, status: .running)
+            if let why = pipeline.nothingToDo(kind) {
+                unwritten.append(OperationUpdate(kind: kind, status: .skipped, output: why))
+                continue
+            }
+            try await core.db.updateOperations(devboxId: id, unwritten + [OperationUpdate(kind: kind, status: .running)])
+            unwritten = []
             let outcome = try await pipeline.run(kind)
             try Task.checkCancellation()
             switch outcome {
             case .succeeded(let output):
-                try await core.db.updateOperation(devboxId: id, kind: kind, status: .succeeded, output: output.text, truncated: output.truncated)
+                unwritten.append(OperationUpdate(kind: kind, status: .succeeded, output: output.text, truncated: output.truncated))
             case .skipped(let why):
-                try await core.db.updateOperation(devboxId: id, kind: kind, status: .skipped, output: why)
+                unwritten.append(OperationUpdate(kind: kind, status: .skipped, output: why))
             case .failed(let message, let output):
                 try await core.db.updateOperation(
                     devboxId: id, kind: kind, status: .running, output: output.text, truncated: output.truncated)
@@ -199,12 +211,7 @@ struct JobRunner: Sendable {
         // The AI tokens now live only inside the box: delete them (and checkpoint the WAL)
         // before anyone can see `ready`.
         try await core.db.deletePendingSecrets(devboxId: id)
-        try await core.db.transition(id, to: .ready, leaseOwner: owner) { r in
-            r.readyAt = Date()
-            r.lastActivityAt = r.readyAt  // the idle clock starts when the devbox is usable
-            r.leaseOwner = nil
-            r.leaseExpiresAt = nil
-        }
+        try await core.db.finishPipeline(devboxId: id, owner: owner, last: unwritten)
         log.info("devbox ready")
     }
 }

@@ -11,6 +11,15 @@ struct NewDevbox: Sendable {
 }
 
 /// A claimed provisioning job: the devbox and its operations at claim time.
+/// One operation status change (see `updateOperation`).
+struct OperationUpdate: Sendable {
+    var kind: OperationKind
+    var status: OperationStatus
+    var output: String? = nil
+    var truncated: Bool? = nil
+    var error: String? = nil
+}
+
 struct ClaimedJob: Sendable {
     var devbox: DevboxRecord
     var operations: [OperationRecord]
@@ -117,18 +126,45 @@ extension AppDatabase {
     func transition(
         _ id: String, to: DevboxState, leaseOwner: String? = nil, mutate: (@Sendable (inout DevboxRecord) -> Void)? = nil
     ) async throws -> DevboxState {
-        try await pool.write { db in
-            guard var r = try DevboxRecord.fetchOne(db, key: id) else { throw StorageError.notFound }
-            if let leaseOwner, r.leaseOwner != leaseOwner { throw StorageError.leaseLost }
-            let from = r.state
-            guard DevboxStateMachine.canTransition(from: from, to: to) else {
-                throw StorageError.illegalTransition(from: from, to: to)
+        try await pool.write { db in try Self.applyTransition(db, id, to: to, leaseOwner: leaseOwner, mutate: mutate) }
+    }
+
+    static func applyTransition(
+        _ db: Database, _ id: String, to: DevboxState, leaseOwner: String?, mutate: ((inout DevboxRecord) -> Void)?
+    ) throws -> DevboxState {
+        guard var r = try DevboxRecord.fetchOne(db, key: id) else { throw StorageError.notFound }
+        if let leaseOwner, r.leaseOwner != leaseOwner { throw StorageError.leaseLost }
+        let from = r.state
+        guard DevboxStateMachine.canTransition(from: from, to: to) else {
+            throw StorageError.illegalTransition(from: from, to: to)
+        }
+        r.state = to
+        r.updatedAt = Date()
+        mutate?(&r)
+        try r.update(db)
+        return from
+    }
+
+    /// Several operation updates in one commit (the pipeline writes a step's result
+    /// together with the next step's start).
+    func updateOperations(devboxId: String, _ updates: [OperationUpdate]) async throws {
+        try await progressWrite { db in
+            for u in updates { try Self.applyOperationUpdate(db, devboxId, u) }
+        }
+    }
+
+    /// The pipeline's last commit: the last operations' results and the move to `ready`
+    /// (which starts the idle clock and drops the lease). A progress write: a crash of the
+    /// service loses nothing; after a power cut the box is not running anyway.
+    func finishPipeline(devboxId: String, owner: String, last: [OperationUpdate]) async throws {
+        try await progressWrite { db in
+            for u in last { try Self.applyOperationUpdate(db, devboxId, u) }
+            _ = try Self.applyTransition(db, devboxId, to: .ready, leaseOwner: owner) { r in
+                r.readyAt = r.updatedAt
+                r.lastActivityAt = r.readyAt
+                r.leaseOwner = nil
+                r.leaseExpiresAt = nil
             }
-            r.state = to
-            r.updatedAt = Date()
-            mutate?(&r)
-            try r.update(db)
-            return from
         }
     }
 
@@ -178,35 +214,39 @@ extension AppDatabase {
         devboxId: String, kind: OperationKind, status: OperationStatus, output: String? = nil,
         truncated: Bool? = nil, error: String? = nil
     ) async throws {
-        try await progressWrite { db in
-            guard var op = try OperationRecord.filter(Column("devbox_id") == devboxId && Column("name") == kind)
-                .fetchOne(db)
-            else { throw StorageError.notFound }
-            if op.status != status {
-                guard OperationStateMachine.canTransition(from: op.status, to: status) else {
-                    throw StorageError.illegalOperationTransition(kind, from: op.status, to: status)
-                }
+        let u = OperationUpdate(kind: kind, status: status, output: output, truncated: truncated, error: error)
+        try await progressWrite { db in try Self.applyOperationUpdate(db, devboxId, u) }
+    }
+
+    static func applyOperationUpdate(_ db: Database, _ devboxId: String, _ u: OperationUpdate) throws {
+        guard var op = try OperationRecord.filter(Column("devbox_id") == devboxId && Column("name") == u.kind)
+            .fetchOne(db)
+        else { throw StorageError.notFound }
+        if op.status != u.status {
+            guard OperationStateMachine.canTransition(from: op.status, to: u.status) else {
+                throw StorageError.illegalOperationTransition(u.kind, from: op.status, to: u.status)
             }
-            let now = Date()
-            switch status {
-            case .running:
-                op.startedAt = now
-                op.finishedAt = nil
-            case .pending:
-                op.startedAt = nil
-                op.finishedAt = nil
-                op.output = ""
-                op.outputTruncated = false
-                op.error = nil
-            case .succeeded, .failed, .skipped:
-                op.finishedAt = now
-            }
-            op.status = status
-            if let output { op.output = output }
-            if let truncated { op.outputTruncated = truncated }
-            if let error { op.error = error }
-            try op.update(db)
         }
+        let now = Date()
+        switch u.status {
+        case .running:
+            op.startedAt = now
+            op.finishedAt = nil
+        case .pending:
+            op.startedAt = nil
+            op.finishedAt = nil
+            op.output = ""
+            op.outputTruncated = false
+            op.error = nil
+        case .succeeded, .failed, .skipped:
+            if op.startedAt == nil { op.startedAt = now }  // skipped without running
+            op.finishedAt = now
+        }
+        op.status = u.status
+        if let output = u.output { op.output = output }
+        if let truncated = u.truncated { op.outputTruncated = truncated }
+        if let error = u.error { op.error = error }
+        try op.update(db)
     }
 
     /// Updates only the live output tail of a running operation.
