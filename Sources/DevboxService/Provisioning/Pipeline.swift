@@ -56,6 +56,10 @@ struct Pipeline: Sendable {
         }
     }
 
+    /// Steps that take no time and change nothing (a check): written started and finished
+    /// in one commit, after they ran.
+    static func isInstant(_ kind: OperationKind) -> Bool { kind == .publishAccess }
+
     /// Why `kind` has nothing to do for this devbox, decided without I/O; nil: run it.
     /// (A step can still find at run time that it has nothing to do and report skipped.)
     func nothingToDo(_ kind: OperationKind) -> String? {

@@ -159,6 +159,12 @@ struct JobRunner: Sendable {
     private func steps(_ job: ClaimedJob, log: Logger) async throws {
         let id = job.devbox.id
         var ops = Dictionary(uniqueKeysWithValues: job.operations.map { ($0.name, $0.status) })
+        // The claim of a fresh job already marked `provision` running.
+        var started: OperationKind? = nil
+        if job.provisionStarted {
+            ops[.provision] = .pending
+            started = .provision
+        }
         // A step that was running when the service died: restart the pipeline from scratch,
         // unless setup commands already ran (they are not idempotent).
         var interrupted = ops.values.contains(.running)
@@ -193,8 +199,14 @@ struct JobRunner: Sendable {
                 unwritten.append(OperationUpdate(kind: kind, status: .skipped, output: why))
                 continue
             }
-            try await core.db.updateOperations(devboxId: id, unwritten + [OperationUpdate(kind: kind, status: .running)])
-            unwritten = []
+            if Pipeline.isInstant(kind) {
+                // Nothing to interrupt: its start is written with its result.
+                unwritten.append(OperationUpdate(kind: kind, status: .running))
+            } else if started != kind {
+                try await core.db.updateOperations(devboxId: id, unwritten + [OperationUpdate(kind: kind, status: .running)])
+                unwritten = []
+            }
+            started = nil
             let outcome = try await pipeline.run(kind)
             try Task.checkCancellation()
             switch outcome {
@@ -203,14 +215,17 @@ struct JobRunner: Sendable {
             case .skipped(let why):
                 unwritten.append(OperationUpdate(kind: kind, status: .skipped, output: why))
             case .failed(let message, let output):
-                try await core.db.updateOperation(
-                    devboxId: id, kind: kind, status: .running, output: output.text, truncated: output.truncated)
+                try await core.db.updateOperations(devboxId: id, unwritten + [
+                    OperationUpdate(kind: kind, status: .running, output: output.text, truncated: output.truncated)
+                ])
                 throw JobStop.failed(kind, message)
             }
         }
         // The AI tokens now live only inside the box: delete them (and checkpoint the WAL)
-        // before anyone can see `ready`.
-        try await core.db.deletePendingSecrets(devboxId: id)
+        // before anyone can see `ready`. (Tokens are stored only with their flag.)
+        if job.devbox.injectClaudeToken || job.devbox.injectCodexToken {
+            try await core.db.deletePendingSecrets(devboxId: id)
+        }
         try await core.db.finishPipeline(devboxId: id, owner: owner, last: unwritten)
         log.info("devbox ready")
     }

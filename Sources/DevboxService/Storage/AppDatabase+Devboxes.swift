@@ -10,7 +10,6 @@ struct NewDevbox: Sendable {
     var repositories: [RepositoryRecord]
 }
 
-/// A claimed provisioning job: the devbox and its operations at claim time.
 /// One operation status change (see `updateOperation`).
 struct OperationUpdate: Sendable {
     var kind: OperationKind
@@ -20,10 +19,13 @@ struct OperationUpdate: Sendable {
     var error: String? = nil
 }
 
+/// A claimed provisioning job: the devbox and its operations at claim time.
 struct ClaimedJob: Sendable {
     var devbox: DevboxRecord
     var operations: [OperationRecord]
     var repositories: [RepositoryRecord]
+    /// A fresh job (every operation pending): the claim also marked `provision` running.
+    var provisionStarted = false
 }
 
 enum StorageError: Error, Equatable {
@@ -186,8 +188,15 @@ extension AppDatabase {
             r.leaseExpiresAt = now.addingTimeInterval(lease)
             r.updatedAt = now
             try r.update(db)
-            let ops = try OperationRecord.filter(Column("devbox_id") == r.id).order(Column("position")).fetchAll(db)
-            return ClaimedJob(devbox: r, operations: ops, repositories: try Self.repositories(db, r.id))
+            var ops = try OperationRecord.filter(Column("devbox_id") == r.id).order(Column("position")).fetchAll(db)
+            // A fresh job starts its first step in the claim's commit.
+            let fresh = ops.allSatisfy { $0.status == .pending } && ops.first?.name == .provision
+            if fresh {
+                try Self.applyOperationUpdate(db, r.id, OperationUpdate(kind: .provision, status: .running))
+                ops[0].status = .running
+            }
+            return ClaimedJob(
+                devbox: r, operations: ops, repositories: try Self.repositories(db, r.id), provisionStarted: fresh)
         }
     }
 
