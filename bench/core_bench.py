@@ -42,14 +42,21 @@ class API:
         self.s.delete(f"{self.base}/api/v1/devboxes/{i}", headers=self.h)
 
 
-def create_ready(api, poll=0.002):
+def create_ready(api, mode="server", poll=0.002):
+    """POST, then wait for ready: `server` blocks in GET …/wait (the service answers when the
+    devbox settles), `poll` GETs the devbox every `poll` seconds (what a plain client does)."""
     t0 = time.perf_counter()
     d = api.create({"name": "bench", "setup_commands": ["true"]})
     while True:
-        st = api.get(d["id"])["state"]
+        if mode == "server":
+            st = api.s.get(f"{api.base}/api/v1/devboxes/{d['id']}/wait", params={"timeout_seconds": 60},
+                           headers=api.h).json()["state"]
+        else:
+            st = api.get(d["id"])["state"]
         if st in ("ready", "failed"):
             return time.perf_counter() - t0, st, d["id"]
-        time.sleep(poll)
+        if mode != "server":
+            time.sleep(poll)
 
 
 def bare_crun(bundle_src, n, concurrent=1):
@@ -64,6 +71,8 @@ def bare_crun(bundle_src, n, concurrent=1):
         d = tempfile.mkdtemp(prefix="bench-bare-")
         c = dict(cfg)
         c["root"] = {"path": root, "readonly": cfg["root"].get("readonly", False)}
+        # The plain pause init (a devbox with setup commands runs its setup shell instead).
+        c["process"] = dict(cfg["process"], args=["/.devbox/init", "-P"])
         c["linux"] = dict(cfg["linux"])
         c["linux"]["cgroupsPath"] = f"/devbox-bench/bare{k}"
         json.dump(c, open(os.path.join(d, "config.json"), "w"))
@@ -123,42 +132,53 @@ def main():
     idle_rss = rss_kib(a.pid)
     print(f"idle serve RSS: {idle_rss / 1024:.1f} MiB (goal < 50 MiB)")
 
-    # warm-up (page cache, first-use paths)
+    # warm-up (page cache, first-use paths); one box stays as the bare runs' bundle
     for _ in range(3):
         _, _, i = create_ready(api)
         api.delete(i)
-
-    seq, failures = [], 0
-    for _ in range(a.sequential):
-        t, st, i = create_ready(api)
-        failures += st != "ready"
-        seq.append(t)
-        api.delete(i)
-
-    with cf.ThreadPoolExecutor(a.concurrent) as ex:
-        t0 = time.perf_counter()
-        res = list(ex.map(lambda _: create_ready(API(a.base, a.token)), range(a.concurrent)))
-        wall = time.perf_counter() - t0
-    conc = [r[0] for r in res]
-    failures += sum(r[1] != "ready" for r in res)
-    keep = res[0][2]
-    for r in res[1:]:
-        api.delete(r[2])
-
+    _, _, keep = create_ready(api)
     boxes = os.path.join(a.data_dir, "boxes")
     bundle = [os.path.join(boxes, b) for b in os.listdir(boxes) if b.endswith(keep)][0]
-    bare = bare_crun(bundle, 20)
+
+    # Sequential, interleaved so that drifts of this noisy machine hit all three alike.
+    seq = {"server": [], "poll": []}
+    bare, failures = [], 0
+    for _ in range(a.sequential):
+        for mode in ("server", "poll"):
+            t, st, i = create_ready(api, mode)
+            failures += st != "ready"
+            seq[mode].append(t)
+            api.delete(i)
+        bare += bare_crun(bundle, 1)
+
+    def concurrent(mode):
+        with cf.ThreadPoolExecutor(a.concurrent) as ex:
+            t0 = time.perf_counter()
+            res = list(ex.map(lambda _: create_ready(API(a.base, a.token), mode), range(a.concurrent)))
+            wall = time.perf_counter() - t0
+        for r in res:
+            api.delete(r[2])
+        time.sleep(1)  # deletes finish
+        return [r[0] for r in res], sum(r[1] != "ready" for r in res), wall
+
     bare_conc = bare_crun(bundle, a.concurrent, concurrent=a.concurrent)
+    conc = {}
+    for mode in ("server", "poll"):
+        conc[mode] = concurrent(mode)
+        failures += conc[mode][1]
 
     b50 = statistics.median(bare)
-    print(f"bare crun run -d + exec true (same bundle): p50 {b50*1000:.1f} ms  p95 {pct(bare,95)*1000:.1f} ms")
-    print(f"create→ready, {a.sequential} sequential: p50 {statistics.median(seq)*1000:.1f} ms  "
-          f"p95 {pct(seq,95)*1000:.1f} ms  ratio p50/bare {statistics.median(seq)/b50:.2f}x (goal < 100 ms, < 1.5x)")
-    print(f"create→ready, {a.concurrent} concurrent: p50 {statistics.median(conc)*1000:.1f} ms  "
-          f"p95 {pct(conc,95)*1000:.1f} ms  wall {wall*1000:.0f} ms")
     bc50 = statistics.median(bare_conc)
-    print(f"bare crun, {a.concurrent} concurrent (same bundle): p50 {bc50*1000:.1f} ms  p95 {pct(bare_conc,95)*1000:.1f} ms; "
-          f"ratio concurrent p50/bare concurrent p50 {statistics.median(conc)/bc50:.2f}x (goal < 1.5x)")
+    print(f"bare crun run -d + exec true (same bundle), {len(bare)} sequential: p50 {b50*1000:.1f} ms  p95 {pct(bare,95)*1000:.1f} ms")
+    print(f"bare crun, {a.concurrent} concurrent (same bundle): p50 {bc50*1000:.1f} ms  p95 {pct(bare_conc,95)*1000:.1f} ms")
+    for mode, how in (("server", "waiting with GET …/wait"), ("poll", "polling GET every 2 ms")):
+        s = seq[mode]
+        c, _, wall = conc[mode]
+        print(f"create→ready, {a.sequential} sequential, {how}: p50 {statistics.median(s)*1000:.1f} ms  "
+              f"p95 {pct(s,95)*1000:.1f} ms  ratio p50/bare {statistics.median(s)/b50:.2f}x (goal < 100 ms, < 1.5x)")
+        print(f"create→ready, {a.concurrent} concurrent, {how}: p50 {statistics.median(c)*1000:.1f} ms  "
+              f"p95 {pct(c,95)*1000:.1f} ms  wall {wall*1000:.0f} ms  ratio p50/bare concurrent p50 "
+              f"{statistics.median(c)/bc50:.2f}x (goal < 1.5x)")
     print(f"failures: {failures} (goal 0)")
 
     # idle devbox memory: 10 idle boxes, cgroup usage each and serve RSS growth
@@ -187,5 +207,17 @@ def main():
         api.delete(i)
 
 
+def delete_all(base, token):
+    api = API(base, token)
+    for d in api.s.get(f"{base}/api/v1/devboxes", headers=api.h).json().get("devboxes", []):
+        if d["state"] != "destroyed":
+            api.delete(d["id"])
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        # Whatever happened, leave no box behind (the serve is stopped next).
+        args = sys.argv
+        delete_all(args[args.index("--base") + 1], args[args.index("--token") + 1])
