@@ -21,7 +21,7 @@ public struct CoreConfiguration: Sendable {
     public var fileSizeLimit: Int
 
     public init(
-        plans: [Plan] = Plan.defaults, defaultPlan: String = "small", workerConcurrency: Int = 16,
+        plans: [Plan] = Plan.defaults, defaultPlan: String = "small", workerConcurrency: Int = 32,
         leaseSeconds: TimeInterval = 15, setupOutputLimit: Int = 64 * 1024, github: GitHubSettings = GitHubSettings(),
         lifetimes: LifetimeSettings = LifetimeSettings(), execOutputLimit: Int = 1 << 20,
         execDefaultTimeoutSeconds: Int = 600, execMaxTimeoutSeconds: Int = 86400, fileSizeLimit: Int = 32 << 20

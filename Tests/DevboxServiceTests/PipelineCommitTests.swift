@@ -73,6 +73,18 @@ struct PipelineCommitTests {
         #expect(ops[.publishAccess]?.startedAt != nil && ops[.publishAccess]?.finishedAt != nil)
     }
 
+    @Test func aBurstIsClaimedOldestFirstUpToTheFreeSlots() async throws {
+        let (db, dir) = try Self.database()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for id in ["dbx_1", "dbx_2", "dbx_3"] { try await Self.insert(db, id: id) }
+        let first = try await db.claimJobs(owner: "w1@1", lease: 15, max: 2)
+        #expect(first.map(\.devbox.id) == ["dbx_1", "dbx_2"])
+        #expect(first.allSatisfy { $0.provisionStarted && $0.devbox.state == .provisioning && $0.devbox.leaseOwner == "w1@1" })
+        #expect(try await db.claimJobs(owner: "w1@1", lease: 15, max: 5).map(\.devbox.id) == ["dbx_3"])
+        #expect(try await db.claimJobs(owner: "w1@1", lease: 15, max: 5).isEmpty)
+        #expect(try await db.claimJobs(owner: "w2@2", lease: 15, max: 0).isEmpty)
+    }
+
     @Test func aReclaimedJobIsNotFresh() async throws {
         let (db, dir) = try Self.database()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -26,20 +26,23 @@ public struct ProvisioningWorker: Service {
                 while !stopping.isSet {
                     var claimed = false
                     while active.value < limit, !stopping.isSet {
-                        let job: ClaimedJob?
+                        let jobs: [ClaimedJob]
                         do {
-                            job = try await core.db.claimJob(owner: owner, lease: core.configuration.leaseSeconds)
+                            jobs = try await core.db.claimJobs(
+                                owner: owner, lease: core.configuration.leaseSeconds, max: limit - active.value)
                         } catch {
-                            core.logger.error("claiming a job failed: \(error)")
-                            job = nil
+                            core.logger.error("claiming jobs failed: \(error)")
+                            jobs = []
                         }
-                        guard let job else { break }
+                        if jobs.isEmpty { break }
                         claimed = true
-                        active.add(1)
-                        group.addTask {
-                            await runner.run(job)
-                            active.add(-1)
-                            core.jobs.signal()
+                        for job in jobs {
+                            active.add(1)
+                            group.addTask {
+                                await runner.run(job)
+                                active.add(-1)
+                                core.jobs.signal()
+                            }
                         }
                     }
                     if !claimed || active.value >= limit {

@@ -173,31 +173,44 @@ extension AppDatabase {
     /// Claims the oldest devbox whose pipeline is unfinished and whose lease is free, expired,
     /// or held by a worker process on this host that no longer exists (`owner` ends in `@pid`).
     func claimJob(owner: String, lease: TimeInterval) async throws -> ClaimedJob? {
+        try await claimJobs(owner: owner, lease: lease, max: 1).first
+    }
+
+    /// Claims up to `max` jobs, oldest first, in one commit (a burst of creates is taken
+    /// with a few commits instead of one each).
+    func claimJobs(owner: String, lease: TimeInterval, max: Int) async throws -> [ClaimedJob] {
         try await progressWrite { db in
             let now = Date()
             let candidates = try DevboxRecord
                 .filter([DevboxState.requested, .provisioning].contains(DevboxRecord.Columns.state))
                 .order(DevboxRecord.Columns.createdAt)
                 .fetchAll(db)
-            guard var r = candidates.first(where: { c in
+            let free = candidates.filter { c in
                 guard let expires = c.leaseExpiresAt, expires >= now, let holder = c.leaseOwner else { return true }
                 return holder != owner && !LeaseOwner.isAlive(holder)
-            }) else { return nil }
-            r.state = .provisioning
-            r.leaseOwner = owner
-            r.leaseExpiresAt = now.addingTimeInterval(lease)
-            r.updatedAt = now
-            try r.update(db)
-            var ops = try OperationRecord.filter(Column("devbox_id") == r.id).order(Column("position")).fetchAll(db)
-            // A fresh job starts its first step in the claim's commit.
-            let fresh = ops.allSatisfy { $0.status == .pending } && ops.first?.name == .provision
-            if fresh {
-                try Self.applyOperationUpdate(db, r.id, OperationUpdate(kind: .provision, status: .running))
-                ops[0].status = .running
             }
-            return ClaimedJob(
-                devbox: r, operations: ops, repositories: try Self.repositories(db, r.id), provisionStarted: fresh)
+            return try free.prefix(Swift.max(0, max)).map { try Self.claim(db, $0, owner: owner, lease: lease, now: now) }
         }
+    }
+
+    private static func claim(_ db: Database, _ candidate: DevboxRecord, owner: String, lease: TimeInterval, now: Date) throws
+        -> ClaimedJob
+    {
+        var r = candidate
+        r.state = .provisioning
+        r.leaseOwner = owner
+        r.leaseExpiresAt = now.addingTimeInterval(lease)
+        r.updatedAt = now
+        try r.update(db)
+        var ops = try OperationRecord.filter(Column("devbox_id") == r.id).order(Column("position")).fetchAll(db)
+        // A fresh job starts its first step in the claim's commit.
+        let fresh = ops.allSatisfy { $0.status == .pending } && ops.first?.name == .provision
+        if fresh {
+            try Self.applyOperationUpdate(db, r.id, OperationUpdate(kind: .provision, status: .running))
+            ops[0].status = .running
+        }
+        return ClaimedJob(
+            devbox: r, operations: ops, repositories: try Self.repositories(db, r.id), provisionStarted: fresh)
     }
 
     /// Extends a lease; false when the lease was lost (another worker took it, or the devbox left the pipeline).
