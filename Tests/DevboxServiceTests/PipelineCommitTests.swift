@@ -1,6 +1,7 @@
 import DevboxModel
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 @testable import DevboxService
 
@@ -15,17 +16,56 @@ struct PipelineCommitTests {
     }
 
     static func insert(_ db: AppDatabase, id: String) async throws {
+        try await addUser(db)
+        _ = try await db.insertDevbox(newDevbox(id))
+    }
+
+    static func addUser(_ db: AppDatabase) async throws {
         let now = Date()
         try await db.pool.write { db in
             try db.execute(sql: "INSERT OR IGNORE INTO providers (id, name, created_at) VALUES ('p1', 'p', ?)", arguments: [now])
             try db.execute(
                 sql: "INSERT OR IGNORE INTO users (id, provider_id, subject, created_at) VALUES ('u1', 'p1', 's', ?)", arguments: [now])
         }
+    }
+
+    static func newDevbox(_ id: String) -> NewDevbox {
+        let now = Date()
         let record = DevboxRecord(
             id: id, userId: "u1", name: "n", plan: "small", state: .requested, envKeys: [], setupCommands: ["true"],
             setupTimeoutSeconds: 900, injectClaudeToken: false, injectCodexToken: false, createdAt: now, updatedAt: now,
             idleTimeoutSeconds: 3600, ttlSeconds: nil, expiresAt: nil, lastActivityAt: now)
-        _ = try await db.insertDevbox(NewDevbox(record: record, env: [], secrets: [], repositories: []))
+        return NewDevbox(record: record, env: [], secrets: [], repositories: [])
+    }
+
+    final class CommitCounter: TransactionObserver, @unchecked Sendable {
+        let count = Mutex(0)
+        func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool { eventKind.tableName == "devboxes" }
+        func databaseDidChange(with event: DatabaseEvent) {}
+        func databaseDidCommit(_ db: Database) { count.withLock { $0 += 1 } }
+        func databaseDidRollback(_ db: Database) {}
+    }
+
+    /// Creates arriving together share commits; one failing insert fails alone.
+    @Test func concurrentCreatesShareCommits() async throws {
+        let (db, dir) = try Self.database()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await Self.addUser(db)
+        try await Self.insert(db, id: "dbx_dup")
+        let counter = CommitCounter()
+        db.pool.add(transactionObserver: counter, extent: .databaseLifetime)
+        let ids = (0..<20).map { "dbx_c\($0)" } + ["dbx_dup"]
+        let outcomes = await withTaskGroup(of: (String, Bool).self) { group in
+            for id in ids { group.addTask { (id, (try? await db.insertDevbox(Self.newDevbox(id))) != nil) } }
+            return await group.reduce(into: [String: Bool]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(outcomes["dbx_dup"] == false)
+        #expect(outcomes.filter { $0.value }.count == 20)
+        for id in ids where id != "dbx_dup" {
+            #expect(try await db.operations(devboxId: id).count == OperationKind.allCases.count)
+        }
+        let commits = counter.count.withLock { $0 }
+        #expect(commits >= 1 && commits < 20, "20 concurrent creates took \(commits) commits")
     }
 
     static func statuses(_ db: AppDatabase, _ id: String) async throws -> [OperationKind: OperationRecord] {

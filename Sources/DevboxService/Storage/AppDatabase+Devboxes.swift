@@ -38,20 +38,24 @@ enum StorageError: Error, Equatable {
 extension AppDatabase {
     /// Inserts the devbox, its five pending operations, encrypted env, pending secrets and
     /// repositories in one transaction: either all of it is stored or none.
+    /// Stores a new devbox with its operations, env, tokens and repositories: one
+    /// transaction, on disk when this returns (group commit with concurrent creates).
     func insertDevbox(_ new: NewDevbox) async throws -> Devbox {
-        try await pool.write { db in
-            try new.record.insert(db)
-            for (i, kind) in OperationKind.allCases.enumerated() {
-                try OperationRecord(
-                    id: Identifier.make("op_"), devboxId: new.record.id, position: i, name: kind, status: .pending,
-                    output: "", outputTruncated: false
-                ).insert(db)
-            }
-            for e in new.env { try e.insert(db) }
-            for s in new.secrets { try s.insert(db) }
-            for r in new.repositories { try r.insert(db) }
-            return new.record.model(repositories: new.repositories)
+        try await createBatcher.insert(new)
+    }
+
+    static func insert(_ db: Database, _ new: NewDevbox) throws -> Devbox {
+        try new.record.insert(db)
+        for (i, kind) in OperationKind.allCases.enumerated() {
+            try OperationRecord(
+                id: Identifier.make("op_"), devboxId: new.record.id, position: i, name: kind, status: .pending,
+                output: "", outputTruncated: false
+            ).insert(db)
         }
+        for e in new.env { try e.insert(db) }
+        for s in new.secrets { try s.insert(db) }
+        for r in new.repositories { try r.insert(db) }
+        return new.record.model(repositories: new.repositories)
     }
 
     func devbox(id: String, userId: String?) async throws -> Devbox? {

@@ -5,6 +5,7 @@ import GRDB
 /// this folder; the rest of the service calls the methods that keep the invariants.
 public final class AppDatabase: Sendable {
     let pool: DatabasePool
+    let createBatcher: CreateBatcher
 
     /// Opens (creating if needed) the database at `path` and migrates it.
     public init(path: String) throws {
@@ -22,6 +23,7 @@ public final class AppDatabase: Sendable {
         // transaction (`progressWrite`).
         try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
         try Self.migrator.migrate(pool)
+        createBatcher = CreateBatcher(pool: pool)
     }
 
     /// Copies the WAL into the main file and truncates the WAL to zero bytes, so content
