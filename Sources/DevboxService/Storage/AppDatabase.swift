@@ -5,6 +5,9 @@ import GRDB
 /// this folder; the rest of the service calls the methods that keep the invariants.
 public final class AppDatabase: Sendable {
     let pool: DatabasePool
+    /// Wakes waiters when a devbox, one of its operations or repositories changes
+    /// (published by `DevboxChangeObserver` after each commit, whichever method wrote).
+    public let changes = DevboxChanges()
 
     /// Opens (creating if needed) the database at `path` and migrates it.
     public init(path: String) throws {
@@ -22,6 +25,7 @@ public final class AppDatabase: Sendable {
         // transaction (`progressWrite`).
         try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
         try Self.migrator.migrate(pool)
+        pool.add(transactionObserver: DevboxChangeObserver(changes: changes), extent: .databaseLifetime)
     }
 
     /// Copies the WAL into the main file and truncates the WAL to zero bytes, so content
