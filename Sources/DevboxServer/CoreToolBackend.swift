@@ -7,9 +7,16 @@ import DevboxTools
 struct CoreToolBackend: DevboxBackend {
     let core: DevboxCore
     let principal: Principal
+    /// Whether this process makes the writes, so the core's change notifications see them
+    /// (`devbox serve`); false for a reader of another process's database (`LocalReadBackend`).
+    var notifies = true
 
-    /// In-process reads are cheap; poll often so progress is prompt.
+    /// Without notifications: in-process reads are cheap; poll often so progress is prompt.
     var pollInterval: Duration { .milliseconds(200) }
+
+    func changeFeed(devboxId: String) -> (any DevboxChangeFeed)? {
+        notifies ? CoreChangeFeed(subscription: core.changes(devboxId: devboxId)) : nil
+    }
 
     func createDevbox(_ request: CreateDevboxRequest, tokens: InjectionTokens) async throws -> Devbox {
         try await api { () async throws(ServiceError) in try await core.createDevbox(principal, request, tokens: tokens) }
@@ -97,4 +104,15 @@ struct CoreToolBackend: DevboxBackend {
             throw DevboxAPIError(status: error.statusCode, code: error.code, message: error.message, field: error.field)
         }
     }
+}
+
+/// The core's change subscription as the tools' change feed.
+struct CoreChangeFeed: DevboxChangeFeed {
+    let subscription: DevboxChangeSubscription
+
+    func next(timeout: Duration) async -> Bool {
+        await subscription.next(timeout: timeout) != .shutdown
+    }
+
+    func cancel() { subscription.cancel() }
 }

@@ -21,7 +21,9 @@ public struct LocalReadBackend: Sendable {
     /// Only its reads may be used: its writes would bypass the serve (they fail on the missing sandbox).
     public func backend(providerToken: String) async throws -> any DevboxBackend {
         do {
-            return CoreToolBackend(core: core, principal: try await core.authenticate(providerToken: providerToken, bearer: nil))
+            // The writes happen in the serve's process, out of this core's sight: wait_for_ready polls.
+            return CoreToolBackend(
+                core: core, principal: try await core.authenticate(providerToken: providerToken, bearer: nil), notifies: false)
         } catch {
             throw DevboxAPIError(status: error.statusCode, code: error.code, message: error.message, field: error.field)
         }

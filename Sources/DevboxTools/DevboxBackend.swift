@@ -33,12 +33,29 @@ public protocol DevboxBackend: Sendable {
     /// `PUT …/files`.
     func writeFile(devboxId: String, path: String, bytes: [UInt8], mode: String?) async throws -> FileWriteResult
 
-    /// How often `wait_for_ready` polls this backend.
+    /// How often `wait_for_ready` polls this backend when it offers no change feed.
     var pollInterval: Duration { get }
+
+    /// Wake-ups when the devbox changes, where the backend can tell without polling (the
+    /// service in this process); nil where it cannot (another process's database, a remote
+    /// server): then `wait_for_ready` polls every `pollInterval`.
+    func changeFeed(devboxId: String) -> (any DevboxChangeFeed)?
+}
+
+/// Tells a waiter that a devbox may have changed. Made before the waiter's first read, so a
+/// change between a read and the next wait is not missed.
+public protocol DevboxChangeFeed: Sendable {
+    /// Returns true when the devbox changed since the feed was made (or since the previous
+    /// true), when `timeout` passed, or when the task was cancelled; false when the feed has
+    /// ended for good (the service is shutting down): poll from then on.
+    func next(timeout: Duration) async -> Bool
+    /// Stops listening.
+    func cancel()
 }
 
 extension DevboxBackend {
     public var pollInterval: Duration { .seconds(1) }
+    public func changeFeed(devboxId: String) -> (any DevboxChangeFeed)? { nil }
 
     // Backends made before exec, files and stop/start (test fakes) refuse them.
     public func exec(devboxId: String, _ request: ExecRequest, onOutput: (@Sendable (ExecChunk) -> Void)?) async throws

@@ -7,9 +7,14 @@ import Transport
 
 @Suite("Progress over a real transport")
 struct ProgressTests {
-    @Test("wait_for_ready sends increasing progress at each change, before its response")
-    func progressOverStdio() async throws {
-        let backend = FakeBackend(script: [
+    /// Polling (no feed) and woken by a change feed (polling would take an hour) alike.
+    @Test(
+        "wait_for_ready sends increasing progress at each change, before its response", .timeLimit(.minutes(1)),
+        arguments: [false, true])
+    func progressOverStdio(withFeed: Bool) async throws {
+        let feed = withFeed ? FakeFeed(alive: true) : nil
+        let backend = FakeBackend(
+            script: [
             .init(state: .requested, operations: OperationKind.allCases.map { ($0, .pending, "") }),
             .init(state: .provisioning, operations: [(.provision, .running, "")] + OperationKind.allCases.dropFirst().map { ($0, .pending, "") }),
             .init(state: .provisioning, operations: [(.provision, .running, "")] + OperationKind.allCases.dropFirst().map { ($0, .pending, "") }),
@@ -18,7 +23,7 @@ struct ProgressTests {
                 operations: [(.provision, .succeeded, ""), (.injectCredentials, .skipped, ""), (.cloneRepositories, .skipped, ""),
                     (.runSetupCommands, .running, ""), (.publishAccess, .pending, "")]),
             FakeBackend.readyStep,
-        ])
+        ], pollInterval: withFeed ? .seconds(3600) : .milliseconds(5), feed: feed)
         let server = try DevboxMCPServer.make(environment: { _ in DevboxToolEnvironment(backend: backend) })
         let input = Pipe()
         let output = Pipe()
@@ -44,5 +49,9 @@ struct ProgressTests {
         let responseIndex = try #require(messages.firstIndex { $0["id"] == 1 })
         #expect(messages[responseIndex]["result"]?["isError"] == false)
         #expect(messages.lastIndex { $0["method"] == "notifications/progress" }! < responseIndex)
+        if let feed {
+            // One wake-up per script step after the first read; released at the end.
+            #expect(feed.used == FakeFeed.Counts(made: 1, waits: 4, cancelled: 1))
+        }
     }
 }

@@ -25,10 +25,19 @@ final class FakeBackend: DevboxBackend {
         var written: [(String, [UInt8], String?)] = []
     }
 
-    let pollInterval: Duration = .milliseconds(5)
+    let pollInterval: Duration
+    /// Handed out by `changeFeed` (nil: the backend offers none, like a remote server).
+    let feed: FakeFeed?
 
-    init(script: [Step] = [FakeBackend.readyStep]) {
+    init(script: [Step] = [FakeBackend.readyStep], pollInterval: Duration = .milliseconds(5), feed: FakeFeed? = nil) {
+        self.pollInterval = pollInterval
+        self.feed = feed
         lock.withLock { $0.script = script }
+    }
+
+    func changeFeed(devboxId: String) -> (any DevboxChangeFeed)? {
+        feed?.made()
+        return feed
     }
 
     static let readyStep = Step(
@@ -190,6 +199,29 @@ final class FakeBackend: DevboxBackend {
         try maybeFail()
         return [GitHubRepo(id: 1, fullName: "octo/hello", isPrivate: false, defaultBranch: "main")]
     }
+}
+
+/// A change feed that wakes at once (`alive`) or has ended, and counts its use.
+final class FakeFeed: DevboxChangeFeed {
+    struct Counts: Sendable, Equatable {
+        var made = 0
+        var waits = 0
+        var cancelled = 0
+    }
+    let alive: Bool
+    private let counts = Mutex(Counts())
+
+    init(alive: Bool) { self.alive = alive }
+
+    var used: Counts { counts.withLock { $0 } }
+    func made() { counts.withLock { $0.made += 1 } }
+
+    func next(timeout: Duration) async -> Bool {
+        counts.withLock { $0.waits += 1 }
+        return alive
+    }
+
+    func cancel() { counts.withLock { $0.cancelled += 1 } }
 }
 
 /// Calls tools directly through the provider.

@@ -238,6 +238,34 @@ struct ToolBehaviourTests {
         #expect(r.structuredContent?["devbox"]?["state"] == "provisioning")
     }
 
+    @Test("wait_for_ready re-reads when the change feed wakes it (polling would take an hour)", .timeLimit(.minutes(1)))
+    func waitOnFeed() async throws {
+        let feed = FakeFeed(alive: true)
+        let backend = FakeBackend(
+            script: [
+                .init(state: .requested, operations: [(.provision, .pending, "")]),
+                .init(state: .provisioning, operations: [(.provision, .running, "")]),
+                FakeBackend.readyStep,
+            ], pollInterval: .seconds(3600), feed: feed)
+        let r = try await Harness(backend: backend).call("wait_for_ready", ["devbox_id": "dbx_fake", "timeout_seconds": 60])
+        #expect(!r.isError && r.structuredContent?["devbox"]?["state"] == "ready")
+        #expect(feed.used == FakeFeed.Counts(made: 1, waits: 2, cancelled: 1))
+    }
+
+    @Test("wait_for_ready polls once the change feed has ended (shutdown)", .timeLimit(.minutes(1)))
+    func waitFeedEnded() async throws {
+        let feed = FakeFeed(alive: false)
+        let backend = FakeBackend(
+            script: [
+                .init(state: .requested, operations: [(.provision, .pending, "")]),
+                .init(state: .provisioning, operations: [(.provision, .running, "")]),
+                FakeBackend.readyStep,
+            ], feed: feed)
+        let r = try await Harness(backend: backend).call("wait_for_ready", ["devbox_id": "dbx_fake", "timeout_seconds": 60])
+        #expect(!r.isError && r.structuredContent?["devbox"]?["state"] == "ready")
+        #expect(feed.used == FakeFeed.Counts(made: 1, waits: 1, cancelled: 1))
+    }
+
     @Test("wait_for_ready stops when its task is cancelled")
     func waitCancel() async throws {
         let backend = FakeBackend(script: [.init(state: .provisioning, operations: [(.provision, .running, "")])])

@@ -415,6 +415,34 @@ def test_wait_for_ready_is_cancelled_with_the_request(server):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_wait_for_ready_on_change_notifications_reports_each_step(server, mode):
+    """Over /mcp the wait wakes on the service's change notifications (no polling): progress still
+    rises with each state and step change, the running setup step included, and ends ready."""
+    async def go():
+        async with http_client(server, MODES[mode]) as c:
+            box = structured(await c.call_tool("create_devbox", {"name": f"notified-{mode}",
+                                                                 "setup_commands": ["sleep 2", "echo done"]}),
+                             "create_devbox")["devbox"]
+            progress = []
+
+            async def on_progress(p, total, message):
+                progress.append((p, total, message))
+
+            r = await c.call_tool("wait_for_ready", {"devbox_id": box["id"], "timeout_seconds": 120},
+                                  progress_callback=on_progress)
+            ready = structured(r, "wait_for_ready")
+            assert ready["devbox"]["state"] == "ready" and ready["devbox"]["ready_at"]
+            values = [p for p, _, _ in progress]
+            assert values == sorted(values) and len(set(values)) == len(values), progress
+            assert all(total == 12 for _, total, _ in progress)
+            # The 2 s setup step was seen running: woken by the operation's change, not only by the state.
+            assert any("run_setup_commands running" in m for _, _, m in progress), progress
+            assert values[-1] == 12 and "ready" in progress[-1][2]
+            await c.call_tool("delete_devbox", {"devbox_id": box["id"]})
+    run(go)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_serve_shutdown_is_not_held_by_a_wait(fresh_server, mode):
     """SIGTERM ends open wait_for_ready streams at once instead of draining them for their timeout."""
     s = fresh_server().start()

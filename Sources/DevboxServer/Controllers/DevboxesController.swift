@@ -4,7 +4,7 @@ import DevboxTools
 import HTTPTypes
 import Hummingbird
 
-/// `/api/v1/devboxes`: create, list, get, delete, operations.
+/// `/api/v1/devboxes`: create, list, get, wait, delete, operations.
 struct DevboxesController {
     let core: DevboxCore
 
@@ -12,6 +12,7 @@ struct DevboxesController {
         router.route(table, .post, "/api/v1/devboxes", use: create)
         router.route(table, .get, "/api/v1/devboxes", use: list)
         router.route(table, .get, "/api/v1/devboxes/:id", use: get)
+        router.route(table, .get, "/api/v1/devboxes/:id/wait", use: wait)
         router.route(table, .delete, "/api/v1/devboxes/:id", use: delete)
         router.route(table, .get, "/api/v1/devboxes/:id/operations", use: operations)
         router.route(table, .get, "/api/v1/devboxes/:id/repositories", use: repositories)
@@ -34,6 +35,37 @@ struct DevboxesController {
     @Sendable func get(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
         return JSONIO.rawJSON(DevboxWireJSON.devbox(try await core.devbox(try context.requirePrincipal(), id: id)))
+    }
+
+    /// Long-poll until the devbox settles (not `requested`/`provisioning`) or `timeout_seconds`
+    /// (0–300, default 60) pass: 200 with the devbox either way; the client checks `state`.
+    /// A client that disconnects ends the wait; so does graceful shutdown (the devbox as it is).
+    @Sendable func wait(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let principal = try context.requirePrincipal()
+        let id = try context.parameters.require("id")
+        var timeout: Int?
+        if let raw = request.uri.queryParameters.get("timeout_seconds") {
+            guard let n = Int(raw) else {
+                throw ServiceError.validation(
+                    field: "timeout_seconds", message: "timeout_seconds must be a whole number from 0 to 300")
+            }
+            timeout = n
+        }
+        // Refusals (422, 404) and an answer that needs no waiting keep the connection.
+        let seconds = try DevboxCore.waitTimeout(timeout)
+        let current = try await core.devbox(principal, id: id)
+        if !current.state.isSettling || seconds == 0 {
+            return JSONIO.rawJSON(DevboxWireJSON.devbox(current))
+        }
+        let core = self.core
+        // The request's inbound side closing (the client went away) cancels the wait. Watching
+        // it consumes the connection's input, so the connection closes after this answer.
+        let box = try await request.body.consumeWithCancellationOnInboundClose { _ in
+            try await core.waitForDevbox(principal, id: id, timeoutSeconds: seconds)
+        }
+        var response = JSONIO.rawJSON(DevboxWireJSON.devbox(box))
+        response.headers[.connection] = "close"
+        return response
     }
 
     @Sendable func delete(_ request: Request, context: AppRequestContext) async throws -> Response {

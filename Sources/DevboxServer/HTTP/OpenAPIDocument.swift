@@ -116,6 +116,13 @@ enum OpenAPIDocument {
       "get": {"summary": "Get a devbox", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Devbox"}}}}, "404": {"$ref": "#/components/responses/Error"}}},
       "delete": {"summary": "Destroy a devbox (204)", "responses": {"204": {"description": "Destroyed"}, "404": {"$ref": "#/components/responses/Error"}}}
     },
+    "/api/v1/devboxes/{id}/wait": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "get": {"summary": "Long-poll until the devbox settles: answers as soon as its state is neither requested nor provisioning (ready, failed, stopped, destroyed), or when timeout_seconds pass (then it shows its current state; check state). Graceful shutdown ends the wait early the same way",
+        "parameters": [{"name": "timeout_seconds", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": 300, "default": 60}, "description": "Longest wait; 0 answers at once"}],
+        "responses": {"200": {"description": "The devbox (settled, or as it is at the timeout)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Devbox"}}}},
+          "404": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}}
+    },
     "/api/v1/devboxes/{id}/operations": {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
       "get": {"summary": "List provisioning operations", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"operations": {"type": "array", "items": {"$ref": "#/components/schemas/Operation"}}}}}}}, "404": {"$ref": "#/components/responses/Error"}}}

@@ -6,6 +6,9 @@ import GRDB
 public final class AppDatabase: Sendable {
     let pool: DatabasePool
     let createBatcher: CreateBatcher
+    /// Wakes waiters when a devbox, one of its operations or repositories changes
+    /// (published by `DevboxChangeObserver` after each commit, whichever method wrote).
+    public let changes = DevboxChanges()
 
     /// Opens (creating if needed) the database at `path` and migrates it.
     public init(path: String) throws {
@@ -24,6 +27,7 @@ public final class AppDatabase: Sendable {
         try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
         try Self.migrator.migrate(pool)
         createBatcher = CreateBatcher(pool: pool)
+        pool.add(transactionObserver: DevboxChangeObserver(changes: changes), extent: .databaseLifetime)
     }
 
     /// Copies the WAL into the main file and truncates the WAL to zero bytes, so content

@@ -1,8 +1,10 @@
 import DevboxModel
 import Transport
 
-/// Polls a devbox until it is ready, has failed, or the deadline passes, reporting progress
+/// Watches a devbox until it is ready, has failed, or the deadline passes, reporting progress
 /// at every state and step change. Shared by `wait_for_ready` and `create_devbox` (wait: true).
+/// Re-reads the devbox when the backend's change feed says it changed (the service in this
+/// process); polls every `pollInterval` where there is no feed, or once it has ended.
 enum ReadinessWait {
     enum Ending: Sendable {
         case ready, failed, timedOut
@@ -53,6 +55,9 @@ enum ReadinessWait {
         let start = clock.now
         let deadline = start + timeout
         var last = -1
+        // Subscribed before the first read: a change after any read wakes the wait after it.
+        var feed = call.backend.changeFeed(devboxId: devboxId)
+        defer { feed?.cancel() }
         while true {
             try Task.checkCancellation()
             let box = try await call.backend.devbox(id: devboxId)
@@ -69,7 +74,14 @@ enum ReadinessWait {
                 return Outcome(ending: .failed, devbox: box, operations: ops, waited: now - start)
             }
             if now >= deadline { return Outcome(ending: .timedOut, devbox: box, operations: ops, waited: now - start) }
-            try await Task.sleep(for: min(call.backend.pollInterval, deadline - now))
+            if let f = feed {
+                if await !f.next(timeout: deadline - now) {
+                    f.cancel()
+                    feed = nil
+                }
+            } else {
+                try await Task.sleep(for: min(call.backend.pollInterval, deadline - now))
+            }
         }
     }
 }
