@@ -228,8 +228,10 @@ def test_interactive_shell_tty_resize_and_ctrl_c(gw):
         cmd = " ".join(f"'{a}'" for a in gw.login.argv("-tt"))
         t("new-session", "-d", "-s", "t", "-x", "100", "-y", "30", cmd)
         t.wait_screen("#")
-        t("send-keys", "-t", "t", "tty; echo TERM=$TERM", "Enter")
-        screen = t.wait_screen("TERM=")
+        # Wait for the output, not for the echo of the typed line: "T42=" only appears once
+        # the shell ran it.
+        t("send-keys", "-t", "t", "tty; echo T$((6*7))=$TERM", "Enter")
+        screen = t.wait_screen("T42=")
         assert "/dev/pts/" in screen, screen
 
         def size_line() -> str:
