@@ -60,10 +60,8 @@ extension AppDatabase {
 
     func devbox(id: String, userId: String?) async throws -> Devbox? {
         // The hottest read of the service (every GET and every poll): cached prepared
-        // statements skip GRDB's SQL generation and statement authorizer on each call, and
-        // the read runs on the calling thread (a WAL read never waits for the writer; it
-        // takes tens of microseconds) instead of hopping to a reader queue and back.
-        try readHere { db in
+        // statements skip GRDB's SQL generation and statement authorizer on each call.
+        try await pool.read { db in
             let r: DevboxRecord?
             if let userId {
                 r = try DevboxRecord.fetchOne(
@@ -74,12 +72,6 @@ extension AppDatabase {
             guard let r else { return nil }
             return r.model(repositories: try Self.repositories(db, id))
         }
-    }
-
-    /// A short read on the calling thread: GRDB's synchronous read runs the closure on a
-    /// pooled reader connection without a thread switch. For hot, bounded reads only.
-    func readHere<T>(_ body: (Database) throws -> T) throws -> T {
-        try pool.read(body)
     }
 
     func devboxRecord(id: String) async throws -> DevboxRecord? {
