@@ -138,7 +138,8 @@ extension AppDatabase {
     static func applyTransition(
         _ db: Database, _ id: String, to: DevboxState, leaseOwner: String?, mutate: ((inout DevboxRecord) -> Void)?
     ) throws -> DevboxState {
-        guard var r = try DevboxRecord.fetchOne(db, key: id) else { throw StorageError.notFound }
+        guard var r = try DevboxRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM devboxes WHERE id = ?"), arguments: [id])
+        else { throw StorageError.notFound }
         if let leaseOwner, r.leaseOwner != leaseOwner { throw StorageError.leaseLost }
         let from = r.state
         guard DevboxStateMachine.canTransition(from: from, to: to) else {
@@ -185,10 +186,9 @@ extension AppDatabase {
     func claimJobs(owner: String, lease: TimeInterval, max: Int) async throws -> [ClaimedJob] {
         try await progressWrite { db in
             let now = Date()
-            let candidates = try DevboxRecord
-                .filter([DevboxState.requested, .provisioning].contains(DevboxRecord.Columns.state))
-                .order(DevboxRecord.Columns.createdAt)
-                .fetchAll(db)
+            let candidates = try DevboxRecord.fetchAll(db.cachedStatement(sql: """
+                SELECT * FROM devboxes WHERE state IN ('requested', 'provisioning') ORDER BY created_at
+                """))
             let free = candidates.filter { c in
                 guard let expires = c.leaseExpiresAt, expires >= now, let holder = c.leaseOwner else { return true }
                 return holder != owner && !LeaseOwner.isAlive(holder)
@@ -206,7 +206,8 @@ extension AppDatabase {
         r.leaseExpiresAt = now.addingTimeInterval(lease)
         r.updatedAt = now
         try r.update(db)
-        var ops = try OperationRecord.filter(Column("devbox_id") == r.id).order(Column("position")).fetchAll(db)
+        var ops = try OperationRecord.fetchAll(
+            db.cachedStatement(sql: "SELECT * FROM operations WHERE devbox_id = ? ORDER BY position"), arguments: [r.id])
         // A fresh job starts its first step in the claim's commit.
         let fresh = ops.allSatisfy { $0.status == .pending } && ops.first?.name == .provision
         if fresh {
@@ -245,8 +246,11 @@ extension AppDatabase {
     }
 
     static func applyOperationUpdate(_ db: Database, _ devboxId: String, _ u: OperationUpdate) throws {
-        guard var op = try OperationRecord.filter(Column("devbox_id") == devboxId && Column("name") == u.kind)
-            .fetchOne(db)
+        // Cached statements: the pipeline runs this a few times per create, and GRDB's query
+        // interface would generate and parse the SQL each time.
+        guard var op = try OperationRecord.fetchOne(
+            db.cachedStatement(sql: "SELECT * FROM operations WHERE devbox_id = ? AND name = ?"),
+            arguments: [devboxId, u.kind])
         else { throw StorageError.notFound }
         if op.status != u.status {
             guard OperationStateMachine.canTransition(from: op.status, to: u.status) else {
@@ -272,7 +276,10 @@ extension AppDatabase {
         if let output = u.output { op.output = output }
         if let truncated = u.truncated { op.outputTruncated = truncated }
         if let error = u.error { op.error = error }
-        try op.update(db)
+        try db.cachedStatement(sql: """
+            UPDATE operations SET status = ?, started_at = ?, finished_at = ?, output = ?, output_truncated = ?, error = ?
+            WHERE id = ?
+            """).execute(arguments: [op.status, op.startedAt, op.finishedAt, op.output, op.outputTruncated, op.error, op.id])
     }
 
     /// Updates only the live output tail of a running operation.
