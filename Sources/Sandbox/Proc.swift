@@ -206,6 +206,10 @@ final class Reaper: Sendable {
         _ = write(wakeW, &b, 1)
     }
 
+    /// A kick sweeps at most this often: a burst of creates kicks once per crun run and
+    /// exec, and each sweep reads every thread's children and their stat files.
+    static let kickedSweepInterval: UInt64 = 100_000_000
+
     private func loop() {
         var lastSweep = monotonicNanos()
         var drain = [UInt8](repeating: 0, count: 64)
@@ -213,7 +217,12 @@ final class Reaper: Sendable {
             let entries = state.withLock { s in s.watched.map { ($0.key, $0.value.pidfd) } }
             var pfds = [pollfd(fd: wakeR, events: Int16(POLLIN), revents: 0)]
             pfds += entries.map { pollfd(fd: $0.1, events: Int16(POLLIN), revents: 0) }
-            let n = poll(&pfds, nfds_t(pfds.count), 1000)
+            let pendingKick = state.withLock { $0.kicked }
+            let sinceSweep = monotonicNanos() - lastSweep
+            let timeout: Int32 = pendingKick
+                ? Int32(Self.kickedSweepInterval > sinceSweep ? (Self.kickedSweepInterval - sinceSweep) / 1_000_000 + 1 : 0)
+                : 1000
+            let n = poll(&pfds, nfds_t(pfds.count), timeout)
             if n > 0 {
                 if pfds[0].revents != 0 { _ = drain.withUnsafeMutableBytes { read(wakeR, $0.baseAddress, $0.count) } }
                 for (i, entry) in entries.enumerated() where pfds[i + 1].revents != 0 {
@@ -223,11 +232,10 @@ final class Reaper: Sendable {
                 }
             }
             let now = monotonicNanos()
-            let kicked = state.withLock { s -> Bool in
-                defer { s.kicked = false }
-                return s.kicked
-            }
-            if kicked || now - lastSweep >= 1_000_000_000 {
+            let due = now - lastSweep >= 1_000_000_000
+                || (now - lastSweep >= Self.kickedSweepInterval && state.withLock { $0.kicked })
+            if due {
+                state.withLock { $0.kicked = false }
                 lastSweep = now
                 sweepOrphans()
             }
