@@ -10,7 +10,7 @@ import Glibc
 ///
 /// Layout: `<stateDirectory>/<idPrefix><id>/` holds `config.json` (the bundle), `upper/`
 /// and `work/` (overlay), `rootfs/` (the merged root, mounted while the box runs),
-/// `workspace/` (bind-mounted at /workspace) and `run/` (console sockets).
+/// `workspace/` (bind-mounted at /workspace) and `run/` (console sockets, made on first use).
 /// crun container id: `<idPrefix><id>`; cgroup: `/<parent>/<idPrefix><id>` in every
 /// hierarchy, `<parent>` being the prefix without its trailing punctuation ("devbox").
 ///
@@ -190,7 +190,8 @@ public final class CrunRuntime: Sendable {
                 do {
                     try makeDirectories(configuration.stateDirectory, mode: 0o711)
                     if mkdir(dir, 0o700) != 0 { throw sysError("mkdir \(dir)") }
-                    for (sub, mode) in [("upper", 0o755), ("work", 0o700), ("rootfs", 0o755), ("workspace", 0o755), ("run", 0o700)] as [(String, mode_t)] {
+                    // (`run`, for console sockets, is made when a terminal session first needs it.)
+                    for (sub, mode) in [("upper", 0o755), ("work", 0o700), ("rootfs", 0o755), ("workspace", 0o755)] as [(String, mode_t)] {
                         if mkdir(dir + "/" + sub, mode) != 0 { throw sysError("mkdir \(sub)") }
                         _ = chmod(dir + "/" + sub, mode)
                     }

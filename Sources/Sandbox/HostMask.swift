@@ -41,6 +41,10 @@ struct MaskPlan: Sendable {
             plan.items.append(.opaque(name, mode: mode, skeleton: name == "var" ? varSkeleton : []))
             covered.insert(name)
         }
+        // The box's own mount points exist in this shared layer, so crun mounts on them
+        // without creating them in each box's upper dir (three inodes less per create).
+        plan.items += mountPoints
+        covered.formUnion(["workspace", ".devbox"])
         for name in listDirectory("/") where !visibleTopLevel.contains(name)
             && !mountedTopLevel.contains(name) && !covered.contains(name) {
             plan.items.append(.whiteout(name))
@@ -80,6 +84,11 @@ struct MaskPlan: Sendable {
         }
         return plan
     }
+
+    static let mountPoints: [Item] = [
+        .opaque("workspace", mode: 0o755, skeleton: []),
+        .file(".devbox/init", contents: [], mode: 0o755),
+    ]
 
     /// The plan for a box on a base image: only the box's own /etc/devbox.
     static func forBaseImage() -> MaskPlan {

@@ -104,7 +104,10 @@ extension CrunRuntime {
         var runFD: Int32 = -1
         var ours: (stdin: Int32?, stdout: Int32, stderr: Int32?) = (nil, -1, nil)
         if spec.tty != nil {
-            runFD = open(boxDirectory(id) + "/run", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if mkdir(boxDirectory(id) + "/run", 0o700) != 0 && lastErrno() != EEXIST && lastErrno() != ENOENT {
+                throw sysError("mkdir run dir")
+            }
+            runFD = open(boxDirectory(id) + "/run", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
             if runFD < 0 { throw lastErrno() == ENOENT ? SandboxError.notFound(id) : sysError("open run dir") }
             closeOnExit.append(runFD)
             socketName = "console-\(getpid())-\(counterNext()).sock"
