@@ -180,8 +180,8 @@ func runSetupStepBlocking(_ ch: SetupChannel, line: [UInt8], timeoutNanos: UInt6
 
 /// Writes the last line (the shell becomes the box's pause process). Best effort: a
 /// box whose shell is gone is not running anyway.
-func finishSetupShellBlocking(_ ch: SetupChannel) {
-    var written = 0
+func finishSetupShellBlocking(_ ch: SetupChannel, from start: Int = 0) {
+    var written = start
     let line = SetupShell.pauseLine
     let deadline = monotonicNanos() + 5_000_000_000
     while written < line.count && monotonicNanos() < deadline {
@@ -243,6 +243,12 @@ extension CrunRuntime {
     /// Ends the setup: the shell becomes the box's pause process. No-op without a shell.
     public func finishSetup(id: String) async {
         guard let ch = takeSetupChannel(id) else { return }
+        // The shell has read everything before the last status, so the pipe has room: one
+        // non-blocking write almost always does it, without a thread.
+        let line = SetupShell.pauseLine
+        let w = line.withUnsafeBytes { write(ch.script, $0.baseAddress, $0.count) }
+        if w == line.count { return }
+        if w > 0 { return await onDedicatedThread { finishSetupShellBlocking(ch, from: w) } }
         await onDedicatedThread { finishSetupShellBlocking(ch) }
     }
 }
