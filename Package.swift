@@ -107,7 +107,15 @@ let package = Package(
             ],
             swiftSettings: strict),
         // Swift client SDK for the REST API.
-        .target(name: "DevboxClient", dependencies: ["DevboxModel"], swiftSettings: strict),
+        .target(
+            name: "DevboxClient",
+            dependencies: [
+                "DevboxModel", "HTTPClientSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "devbox",
             dependencies: [
@@ -128,7 +136,14 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: strict),
-        .testTarget(name: "DevboxClientTests", dependencies: ["DevboxClient", "DevboxModel"], swiftSettings: strict),
+        .testTarget(
+            name: "DevboxClientTests",
+            dependencies: [
+                "DevboxClient", "DevboxModel", "HTTPClientSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict),
         .testTarget(name: "DevboxToolsTests", dependencies: ["DevboxTools", "Transport", "DevboxModel"], swiftSettings: strict),
         .testTarget(
             name: "DevboxServiceTests",
