@@ -120,7 +120,9 @@ let package = Package(
             name: "devbox",
             dependencies: [
                 "DevboxServer", "DevboxClient", "DevboxTools", "Transport",
+                "HTTPClientSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: strict),
         .testTarget(
