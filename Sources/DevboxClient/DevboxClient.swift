@@ -74,23 +74,29 @@ final class HTTPCore: Sendable {
     private let providerToken: String
     private let userToken: String?
     private let timeout: TimeInterval
-    private let client: HTTPClient
-    /// The client when it is ours: shut down when this core goes away.
-    private let owned: OwnedHTTPClient?
+    private let sender: Sender
+
+    /// The caller's client, or ours: made on first use, shut down when this core goes away.
+    private enum Sender: Sendable {
+        case caller(HTTPClient)
+        case own(OwnedHTTPClient)
+    }
+
+    private var client: HTTPClient {
+        switch sender {
+        case .caller(let client): client
+        case .own(let owned): owned.client
+        }
+    }
 
     init(baseURL: URL, providerToken: String, userToken: String?, timeout: TimeInterval, httpClient: HTTPClient?) {
         self.baseURL = baseURL
         self.providerToken = providerToken
         self.userToken = userToken
         self.timeout = timeout
-        if let httpClient {
-            client = httpClient
-            owned = nil
-        } else {
-            let own = OwnedHTTPClient(configuration: .devbox(connectTimeout: timeout, followRedirects: true))
-            client = own.client
-            owned = own
-        }
+        sender =
+            httpClient.map { .caller($0) }
+            ?? .own(OwnedHTTPClient(configuration: .devbox(connectTimeout: timeout, followRedirects: true)))
     }
 
     struct Answer {

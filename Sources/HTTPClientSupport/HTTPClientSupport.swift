@@ -12,15 +12,29 @@ import Synchronization
 /// (an `HTTPClient` must be shut down before it is released). The shutdown does not block:
 /// it closes the pooled connections in the background, and the client's pool keeps the
 /// client alive until it is done. Connections are reused while the owner lives.
+///
+/// The client (and its configuration) is made on first use: a process that never sends
+/// (an idle `devbox serve`'s GitHub client, a CLI command refused before any request) makes
+/// no client and runs none of its set-up code.
 public final class OwnedHTTPClient: Sendable {
-    public let client: HTTPClient
+    private let configuration: @Sendable () -> HTTPClient.Configuration
+    private let made = Mutex<HTTPClient?>(nil)
 
-    public init(configuration: HTTPClient.Configuration) {
-        client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    public init(configuration: @autoclosure @escaping @Sendable () -> HTTPClient.Configuration) {
+        self.configuration = configuration
+    }
+
+    public var client: HTTPClient {
+        made.withLock { made in
+            if let made { return made }
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration())
+            made = client
+            return client
+        }
     }
 
     deinit {
-        client.shutdown { _ in }
+        made.withLock { $0 }?.shutdown { _ in }
     }
 }
 
