@@ -21,6 +21,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // HTTP client (GitHub, the SDK, the CLI) on SwiftNIO; TLS from swift-nio-ssl's own
+        // BoringSSL, so the binary links neither FoundationNetworking nor libcurl/libssl.
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // C helpers: process spawning with setsid/PTY, subreaper, poll-driven output capture.
@@ -35,6 +39,17 @@ let package = Package(
             name: "Transport",
             dependencies: [.product(name: "Logging", package: "swift-log")],
             exclude: ["README.md"],
+            swiftSettings: strict),
+        // The HTTP client plumbing shared by the SDK, the GitHub client and the CLI
+        // (async-http-client): client configuration and ownership, idle timeouts, error reasons.
+        .target(
+            name: "HTTPClientSupport",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: strict),
         // Request/response types shared by the server, the client SDK and the MCP tools.
         .target(name: "DevboxModel", swiftSettings: strict),
@@ -56,6 +71,10 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "HTTPClientSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict),
         // MCP tools mapped onto a narrow backend protocol (in-process service or remote client).
@@ -88,12 +107,22 @@ let package = Package(
             ],
             swiftSettings: strict),
         // Swift client SDK for the REST API.
-        .target(name: "DevboxClient", dependencies: ["DevboxModel"], swiftSettings: strict),
+        .target(
+            name: "DevboxClient",
+            dependencies: [
+                "DevboxModel", "HTTPClientSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "devbox",
             dependencies: [
                 "DevboxServer", "DevboxClient", "DevboxTools", "Transport",
+                "HTTPClientSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: strict),
         .testTarget(
@@ -109,7 +138,14 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: strict),
-        .testTarget(name: "DevboxClientTests", dependencies: ["DevboxClient", "DevboxModel"], swiftSettings: strict),
+        .testTarget(
+            name: "DevboxClientTests",
+            dependencies: [
+                "DevboxClient", "DevboxModel", "HTTPClientSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict),
         .testTarget(name: "DevboxToolsTests", dependencies: ["DevboxTools", "Transport", "DevboxModel"], swiftSettings: strict),
         .testTarget(
             name: "DevboxServiceTests",

@@ -2,11 +2,13 @@
 # Installs the Debian packages devbox needs to build, run and test. Idempotent and quiet
 # when everything is already there.
 set -euo pipefail
-want=(crun catatonit libsqlite3-dev libcurl4-openssl-dev libssl-dev iptables iproute2 git debootstrap
+# zlib1g-dev: async-http-client's decompression module (swift-nio-extras) links libz.
+want=(crun catatonit libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libssl-dev iptables iproute2 git debootstrap
       openssh-client openssh-sftp-server tmux procps)
 if [ "${1:-}" = "--test" ]; then
-  # chromium + chromium-driver: the dashboard's browser tests (Tests/e2e/test_dashboard.py)
-  want+=(wrk hyperfine chromium chromium-driver)
+  # chromium + chromium-driver: the dashboard's browser tests (Tests/e2e/test_dashboard.py);
+  # openssl: the SDK's TLS test (a self-signed certificate and `openssl s_server`)
+  want+=(wrk hyperfine chromium chromium-driver openssl)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -1,9 +1,9 @@
+import AsyncHTTPClient
 import DevboxModel
 import Foundation
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
+import HTTPClientSupport
+import NIOCore
+import NIOHTTP1
 
 /// Swift client of the devbox REST API; mirrors the seed's TypeScript SDK:
 ///
@@ -35,15 +35,19 @@ public struct DevboxClient: Sendable {
     ///   - providerToken: sent as `X-Provider-Token`.
     ///   - userToken: optional user JWT, sent as `Authorization: Bearer …`.
     ///   - baseURL: the service, default `http://127.0.0.1:8080`; may carry a path prefix.
-    ///   - requestTimeout: per-request timeout in seconds.
-    ///   - session: the `URLSession` to use (default: an ephemeral one owned by the client).
+    ///   - requestTimeout: per-request timeout in seconds: the longest wait for the answer and
+    ///     between two pieces of it (longer for calls that wait on purpose, like exec).
+    ///   - httpClient: the `HTTPClient` to send with; the caller keeps it running while it
+    ///     uses this client and shuts it down itself. Default: the client's own (a refused
+    ///     connection fails at once, redirects followed, TLS verified against the system's
+    ///     trust roots), shut down when the last copy of this client is gone.
     public init(
         providerToken: String, userToken: String? = nil, baseURL: URL = DevboxClient.defaultBaseURL,
-        requestTimeout: TimeInterval = 60, session: URLSession? = nil
+        requestTimeout: TimeInterval = 60, httpClient: HTTPClient? = nil
     ) {
         let http = HTTPCore(
             baseURL: baseURL, providerToken: providerToken, userToken: userToken.flatMap { $0.isEmpty ? nil : $0 },
-            timeout: requestTimeout, session: session ?? URLSession(configuration: .ephemeral))
+            timeout: requestTimeout, httpClient: httpClient)
         self.http = http
         self.devboxes = DevboxesAPI(http: http)
         self.users = UsersAPI(http: http)
@@ -70,14 +74,29 @@ final class HTTPCore: Sendable {
     private let providerToken: String
     private let userToken: String?
     private let timeout: TimeInterval
-    private let session: URLSession
+    private let sender: Sender
 
-    init(baseURL: URL, providerToken: String, userToken: String?, timeout: TimeInterval, session: URLSession) {
+    /// The caller's client, or ours: made on first use, shut down when this core goes away.
+    private enum Sender: Sendable {
+        case caller(HTTPClient)
+        case own(OwnedHTTPClient)
+    }
+
+    private var client: HTTPClient {
+        switch sender {
+        case .caller(let client): client
+        case .own(let owned): owned.client
+        }
+    }
+
+    init(baseURL: URL, providerToken: String, userToken: String?, timeout: TimeInterval, httpClient: HTTPClient?) {
         self.baseURL = baseURL
         self.providerToken = providerToken
         self.userToken = userToken
         self.timeout = timeout
-        self.session = session
+        sender =
+            httpClient.map { .caller($0) }
+            ?? .own(OwnedHTTPClient(configuration: .devbox(connectTimeout: timeout, followRedirects: true)))
     }
 
     struct Answer {
@@ -87,25 +106,54 @@ final class HTTPCore: Sendable {
         var headers: [String: String] = [:]
     }
 
+    /// A request ready to send, with the URL it goes to and its idle timeout in seconds.
+    struct Prepared: Sendable {
+        var request: HTTPClientRequest
+        var url: URL
+        var timeout: TimeInterval
+    }
+
     /// A request with the client's headers (Accept JSON unless `headers` says otherwise).
     func makeRequest(
         _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:],
         contentType: String = "application/json", timeout requestTimeout: TimeInterval? = nil
-    ) throws -> URLRequest {
+    ) throws -> Prepared {
         let url = try makeURL(path)
-        var request = URLRequest(
-            url: url, cachePolicy: .reloadIgnoringLocalCacheData, timeoutInterval: max(timeout, requestTimeout ?? 0))
-        request.httpMethod = method
-        request.setValue("application/json", forHTTPHeaderField: "Accept")
-        request.setValue("devbox-swift-sdk/1", forHTTPHeaderField: "User-Agent")
-        request.setValue(providerToken, forHTTPHeaderField: "X-Provider-Token")
-        if let userToken { request.setValue("Bearer \(userToken)", forHTTPHeaderField: "Authorization") }
-        for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = HTTPMethod(rawValue: method)
+        request.headers.replaceOrAdd(name: "Accept", value: "application/json")
+        request.headers.replaceOrAdd(name: "User-Agent", value: "devbox-swift-sdk/1")
+        request.headers.replaceOrAdd(name: "X-Provider-Token", value: providerToken)
+        if let userToken { request.headers.replaceOrAdd(name: "Authorization", value: "Bearer \(userToken)") }
+        for (k, v) in headers { request.headers.replaceOrAdd(name: k, value: v) }
         if let body {
-            request.httpBody = body
-            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+            request.body = .bytes(body)
+            request.headers.replaceOrAdd(name: "Content-Type", value: contentType)
         }
-        return request
+        return Prepared(request: request, url: url, timeout: max(timeout, requestTimeout ?? 0))
+    }
+
+    /// Sends `prepared` and hands the answer to `handle`, which reads the body and calls
+    /// `alive` for every piece: the request fails when nothing arrives for its timeout.
+    /// Failures to get an answer throw `.unreachable` (cancellation stays `CancellationError`).
+    func perform<T: Sendable>(
+        _ prepared: Prepared, secrets: [String],
+        _ handle: @escaping @Sendable (HTTPClientResponse, _ alive: @escaping @Sendable () -> Void) async throws -> T
+    ) async throws -> T {
+        let client = self.client
+        do {
+            return try await withIdleTimeout(.milliseconds(Int64(prepared.timeout * 1000))) { alive in
+                let response = try await client.execute(prepared.request, timeout: .fractionalSeconds(prepared.timeout))
+                alive()
+                return try await handle(response, alive)
+            }
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            throw DevboxClientError.unreachable(
+                url: HTTPCore.display(baseURL), reason: redact(HTTPFailure.reason(error), secrets))
+        }
     }
 
     /// Sends one request; returns any 2xx answer, throws `.api` for an API error body and
@@ -114,31 +162,23 @@ final class HTTPCore: Sendable {
         _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:],
         secrets: [String] = [], contentType: String = "application/json", timeout requestTimeout: TimeInterval? = nil
     ) async throws -> Answer {
-        let request = try makeRequest(
+        let prepared = try makeRequest(
             method, path, body: body, headers: headers, contentType: contentType, timeout: requestTimeout)
-        let url = request.url ?? baseURL
-        let shown = HTTPCore.display(url)
+        let shown = HTTPCore.display(prepared.url)
 
-        let data: Data
-        let response: URLResponse
-        do {
-            (data, response) = try await session.data(for: request)
-        } catch let e as URLError {
-            if e.code == .cancelled { throw CancellationError() }
-            throw DevboxClientError.unreachable(url: HTTPCore.display(baseURL), reason: redact(HTTPCore.reason(e), secrets))
-        } catch is CancellationError {
-            throw CancellationError()
-        } catch {
-            throw DevboxClientError.unreachable(url: HTTPCore.display(baseURL), reason: redact("\(error)", secrets))
+        let (status, headers, data) = try await perform(prepared, secrets: secrets) { response, alive in
+            var data = Data()
+            for try await chunk in response.body {
+                alive()
+                data.append(contentsOf: chunk.readableBytesView)
+            }
+            return (Int(response.status.code), response.headers, data)
         }
-        guard let http = response as? HTTPURLResponse else {
-            throw DevboxClientError.badResponse(url: shown, status: 0, reason: "not an HTTP response")
-        }
-        let status = http.statusCode
         if (200..<300).contains(status) {
             var fields: [String: String] = [:]
-            for (k, v) in http.allHeaderFields {
-                if let k = k as? String, let v = v as? String { fields[k.lowercased()] = v }
+            for (name, value) in headers {
+                let k = name.lowercased()
+                fields[k] = fields[k].map { $0 + ", " + value } ?? value
             }
             return Answer(status: status, data: data, url: shown, headers: fields)
         }
@@ -226,21 +266,6 @@ final class HTTPCore: Sendable {
         c.query = nil
         c.fragment = nil
         return c.string ?? "(invalid URL)"
-    }
-
-    static func reason(_ e: URLError) -> String {
-        switch e.code {
-        case .cannotConnectToHost: "connection refused"
-        case .cannotFindHost, .dnsLookupFailed: "host not found"
-        case .timedOut: "timed out"
-        case .networkConnectionLost: "connection lost"
-        case .notConnectedToInternet: "no network"
-        case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate,
-            .serverCertificateNotYetValid, .serverCertificateHasUnknownRoot:
-            "TLS failure"
-        case .unsupportedURL, .badURL: "unsupported URL"
-        default: "network error \(e.code.rawValue)"
-        }
     }
 
     static func snippet(_ data: Data) -> String {

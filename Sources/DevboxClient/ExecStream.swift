@@ -1,10 +1,6 @@
 import DevboxModel
 import Foundation
-import Synchronization
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
+import NIOCore
 
 /// One event of a streamed exec (`Accept: text/event-stream`).
 public enum ExecEvent: Sendable, Equatable {
@@ -24,17 +20,14 @@ extension DevboxesAPI {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: ExecEvent.self, throwing: (any Error).self)
         let http = self.http
         do {
-            let urlRequest = try http.makeRequest(
+            let prepared = try http.makeRequest(
                 "POST", "/api/v1/devboxes/\(try HTTPCore.segment(id))/exec", body: try http.encode(request),
                 headers: ["Accept": "text/event-stream"], timeout: TimeInterval((request.timeoutSeconds ?? 600) + 30))
-            let delegate = SSEDelegate(continuation: continuation, http: http, secrets: Array((request.env ?? [:]).values))
-            let session = URLSession(configuration: .ephemeral, delegate: delegate, delegateQueue: nil)
-            let task = session.dataTask(with: urlRequest)
-            continuation.onTermination = { _ in
-                task.cancel()
-                session.finishTasksAndInvalidate()
+            let secrets = Array((request.env ?? [:]).values)
+            let task = Task {
+                await SSEReader.run(prepared, http: http, secrets: secrets, into: continuation)
             }
-            task.resume()
+            continuation.onTermination = { _ in task.cancel() }
         } catch {
             continuation.finish(throwing: error)
         }
@@ -42,42 +35,95 @@ extension DevboxesAPI {
     }
 }
 
-/// Parses the SSE body as it arrives (`event: NAME\ndata: JSON\n\n` frames).
-final class SSEDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendable {
-    private let continuation: AsyncThrowingStream<ExecEvent, any Error>.Continuation
-    private let http: HTTPCore
-    private let secrets: [String]
-    // Touched only on the session's serial delegate queue.
-    private var buffer = Data()
-    private var status = 0
-    private var finished = false
-
-    init(continuation: AsyncThrowingStream<ExecEvent, any Error>.Continuation, http: HTTPCore, secrets: [String]) {
-        self.continuation = continuation
-        self.http = http
-        self.secrets = secrets
+/// Reads the SSE body as it arrives (`event: NAME\ndata: JSON\n\n` frames) and yields each
+/// event the moment its frame is complete.
+enum SSEReader {
+    /// How the response ended.
+    enum Ending: Sendable {
+        /// The `exit` event arrived (yielded).
+        case exited
+        /// An `error` event: the run failed after the stream began.
+        case failed(DevboxClientError)
+        /// A 200 whose body ended without an `exit` event.
+        case cut
+        /// Any other status, with its body.
+        case refused(status: Int, body: Data)
     }
 
-    func urlSession(
-        _ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
-        completionHandler: @escaping (URLSession.ResponseDisposition) -> Void
-    ) {
-        status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        completionHandler(.allow)
-    }
-
-    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-        buffer.append(data)
-        guard status == 200 else { return }
-        let separator = Data("\n\n".utf8)
-        while let r = buffer.range(of: separator) {
-            let frame = buffer.subdata(in: buffer.startIndex..<r.lowerBound)
-            buffer.removeSubrange(buffer.startIndex..<r.upperBound)
-            handle(String(decoding: frame, as: UTF8.self))
+    static func run(
+        _ prepared: HTTPCore.Prepared, http: HTTPCore, secrets: [String],
+        into continuation: AsyncThrowingStream<ExecEvent, any Error>.Continuation
+    ) async {
+        let ending: Ending
+        do {
+            ending = try await http.perform(prepared, secrets: secrets) { response, alive in
+                let status = Int(response.status.code)
+                var frames = SSEFrames()
+                var body = Data()
+                for try await chunk in response.body {
+                    alive()
+                    guard status == 200 else {
+                        body.append(contentsOf: chunk.readableBytesView)
+                        continue
+                    }
+                    for frame in frames.append(chunk.readableBytesView) {
+                        switch event(frame) {
+                        case .output(let e):
+                            continuation.yield(e)
+                        case .exit(let e):
+                            continuation.yield(e)
+                            return .exited
+                        case .failed(let error):
+                            return .failed(error)
+                        case .unknown:
+                            break
+                        }
+                    }
+                }
+                return status == 200 ? .cut : .refused(status: status, body: body)
+            }
+        } catch {
+            continuation.finish(throwing: error)
+            return
+        }
+        let url = HTTPCore.display(http.baseURL)
+        switch ending {
+        case .exited:
+            continuation.finish()
+        case .failed(let error):
+            continuation.finish(throwing: error)
+        case .refused(let status, let body):
+            if let api = try? DevboxJSON.decoder().decode(APIErrorBody.self, from: body) {
+                continuation.finish(
+                    throwing: DevboxClientError.api(
+                        DevboxAPIError(
+                            status: status, code: api.error.code, message: http.redact(api.error.message, secrets),
+                            field: api.error.field)))
+            } else {
+                continuation.finish(
+                    throwing: DevboxClientError.badResponse(
+                        url: url, status: status, reason: "the exec stream ended without an exit event"))
+            }
+        case .cut:
+            continuation.finish(
+                throwing: DevboxClientError.badResponse(
+                    url: url, status: 200, reason: "the exec stream ended without an exit event"))
         }
     }
 
-    private func handle(_ frame: String) {
+    /// What one frame says.
+    enum Frame: Equatable {
+        /// `stdout` or `stderr`.
+        case output(ExecEvent)
+        /// `exit`: the last event.
+        case exit(ExecEvent)
+        /// `error`: the run failed after the stream began.
+        case failed(DevboxClientError)
+        /// An event we do not know, or one that does not decode.
+        case unknown
+    }
+
+    static func event(_ frame: String) -> Frame {
         var event = "", data = ""
         for line in frame.split(separator: "\n", omittingEmptySubsequences: false) {
             if line.hasPrefix("event: ") { event = String(line.dropFirst(7)) }
@@ -87,51 +133,51 @@ final class SSEDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendable {
         let decoder = DevboxJSON.decoder()
         switch event {
         case "stdout", "stderr":
-            guard let chunk = try? decoder.decode([String: String].self, from: bytes), let text = chunk["data"] else { return }
-            continuation.yield(event == "stdout" ? .stdout(text) : .stderr(text))
+            guard let chunk = try? decoder.decode([String: String].self, from: bytes), let text = chunk["data"] else {
+                return .unknown
+            }
+            return .output(event == "stdout" ? .stdout(text) : .stderr(text))
         case "exit":
-            guard let exit = try? decoder.decode(ExecExitEvent.self, from: bytes) else { return }
-            finished = true
-            continuation.yield(
+            guard let exit = try? decoder.decode(ExecExitEvent.self, from: bytes) else { return .unknown }
+            return .exit(
                 .exit(
                     ExecResult(
                         exitCode: exit.exitCode, signal: exit.signal, stdout: "", stderr: "", truncated: exit.truncated,
                         timedOut: exit.timedOut, durationMs: exit.durationMs)))
-            continuation.finish()
         case "error":
-            if let body = try? decoder.decode(APIErrorBody.self, from: bytes) {
-                finished = true
-                continuation.finish(
-                    throwing: DevboxClientError.api(
-                        DevboxAPIError(status: 500, code: body.error.code, message: body.error.message, field: body.error.field)))
-            }
+            guard let body = try? decoder.decode(APIErrorBody.self, from: bytes) else { return .unknown }
+            return .failed(
+                DevboxClientError.api(
+                    DevboxAPIError(status: 500, code: body.error.code, message: body.error.message, field: body.error.field)))
         default:
-            break
+            return .unknown
         }
     }
+}
 
-    func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: (any Error)?) {
-        defer { session.finishTasksAndInvalidate() }
-        if finished { return }
-        let url = HTTPCore.display(http.baseURL)
-        if let error {
-            if (error as? URLError)?.code == .cancelled {
-                continuation.finish(throwing: CancellationError())
+/// Splits a byte stream into SSE frames (text up to a blank line), whatever the chunking.
+struct SSEFrames {
+    private var buffer: [UInt8] = []
+    /// Where the search for the next blank line resumes (what came before has none).
+    private var scanned = 0
+
+    /// Appends bytes; returns the frames they complete, in order.
+    mutating func append(_ bytes: some Sequence<UInt8>) -> [String] {
+        buffer.append(contentsOf: bytes)
+        var frames: [String] = []
+        var start = 0
+        var i = scanned
+        while i + 1 < buffer.count {
+            if buffer[i] == UInt8(ascii: "\n") && buffer[i + 1] == UInt8(ascii: "\n") {
+                frames.append(String(decoding: buffer[start..<i], as: UTF8.self))
+                i += 2
+                start = i
             } else {
-                continuation.finish(throwing: DevboxClientError.unreachable(url: url, reason: http.redact("\(error)", secrets)))
+                i += 1
             }
-            return
         }
-        if status != 200, let body = try? DevboxJSON.decoder().decode(APIErrorBody.self, from: buffer) {
-            continuation.finish(
-                throwing: DevboxClientError.api(
-                    DevboxAPIError(
-                        status: status, code: body.error.code, message: http.redact(body.error.message, secrets),
-                        field: body.error.field)))
-            return
-        }
-        continuation.finish(
-            throwing: DevboxClientError.badResponse(
-                url: url, status: status, reason: "the exec stream ended without an exit event"))
+        buffer.removeFirst(start)
+        scanned = max(0, i - start)
+        return frames
     }
 }

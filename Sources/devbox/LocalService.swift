@@ -1,14 +1,13 @@
+import AsyncHTTPClient
 import DevboxClient
 import DevboxModel
 import DevboxServer
 import DevboxService
 import DevboxTools
 import Foundation
+import HTTPClientSupport
 import Logging
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -156,11 +155,17 @@ actor LocalService {
         return args.contains("serve")
     }
 
+    /// `GET /healthz` answers 200 within 2 s (a refused connection is false at once).
     static func healthy(_ base: URL) async -> Bool {
-        var request = URLRequest(url: base.appendingPathComponent("healthz"), timeoutInterval: 2)
-        request.httpMethod = "GET"
-        guard let (_, response) = try? await URLSession.shared.data(for: request) else { return false }
-        return (response as? HTTPURLResponse)?.statusCode == 200
+        let request = HTTPClientRequest(url: base.appendingPathComponent("healthz").absoluteString)
+        let status = try? await HTTPClient.withHTTPClient(
+            configuration: .devbox(connectTimeout: 2, readTimeout: 2, followRedirects: false)
+        ) { client in
+            let response = try await client.execute(request, timeout: .seconds(2))
+            _ = try await response.body.collect(upTo: 64 * 1024)
+            return response.status.code
+        }
+        return status == 200
     }
 
     private func startServe() async throws -> (URL, Int32) {

@@ -1,9 +1,6 @@
+import AsyncHTTPClient
 import DevboxClient
 import Foundation
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -92,11 +89,8 @@ final class LiveServer: @unchecked Sendable {
             guard process.isRunning else {
                 throw TestFailure("devbox serve exited with \(process.terminationStatus):\n\(log())")
             }
-            var req = URLRequest(url: url)
-            req.timeoutInterval = 1
-            if let (_, resp) = try? await URLSession.shared.data(for: req), (resp as? HTTPURLResponse)?.statusCode == 200 {
-                return
-            }
+            let answer = try? await HTTPClient.shared.execute(HTTPClientRequest(url: url.absoluteString), timeout: .seconds(1))
+            if let answer, answer.status == .ok { return }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TestFailure("devbox serve did not become healthy:\n\(log())")

@@ -1,10 +1,10 @@
+import AsyncHTTPClient
 import DevboxModel
 import Foundation
+import HTTPClientSupport
 import Logging
-
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import NIOCore
+import NIOHTTP1
 
 /// What went wrong talking to GitHub. Messages never contain a token.
 enum GitHubError: Error, Equatable, CustomStringConvertible {
@@ -76,26 +76,49 @@ struct GitHubTokenGrant: Sendable {
     var scopes: [String]
 }
 
-/// A small GitHub REST and OAuth client on Foundation's URLSession: ephemeral (no cookie
-/// store, no cache on disk), bounded timeouts, redirects not followed (a token is never
-/// replayed to another host), `Link: rel="next"` followed only on the API's own origin.
-/// Tokens travel in headers only and never reach a log line or an error message.
+/// A small GitHub REST and OAuth client on async-http-client: no cookie store, no cache,
+/// bounded timeouts, redirects not followed (a token is never replayed to another host),
+/// `Link: rel="next"` followed only on the API's own origin. Tokens travel in headers only
+/// and never reach a log line or an error message.
 final class GitHubClient: Sendable {
     let settings: GitHubSettings
-    private let session: URLSession
+    /// Shut down when this client goes away (with its core).
+    private let http: OwnedHTTPClient
     static let maxPages = 100
+    /// The largest answer read (a page of 100 repositories is a few hundred KiB).
+    static let maxBody = 32 * 1024 * 1024
 
     init(settings: GitHubSettings) {
         self.settings = settings
-        let config = URLSessionConfiguration.ephemeral
-        config.urlCache = nil
-        config.httpCookieStorage = nil
-        config.httpShouldSetCookies = false
-        config.urlCredentialStorage = nil
-        config.requestCachePolicy = .reloadIgnoringLocalCacheData
-        config.timeoutIntervalForRequest = settings.requestTimeout
-        config.timeoutIntervalForResource = settings.requestTimeout * 4
-        session = URLSession(configuration: config, delegate: NoRedirects(), delegateQueue: nil)
+        // `requestTimeout` to connect and between two reads, the answer's head within four
+        // times that (what URLSession's request and resource timeouts were).
+        http = OwnedHTTPClient(
+            configuration: .devbox(
+                connectTimeout: settings.requestTimeout, readTimeout: settings.requestTimeout, followRedirects: false))
+    }
+
+    /// One GitHub request (URLRequest's shape, so the call sites read the same).
+    struct Request {
+        var url: URL
+        var method: String
+        var headers: [(String, String)] = []
+        var body: Data?
+
+        mutating func setValue(_ value: String, forHTTPHeaderField name: String) {
+            headers.removeAll { $0.0.lowercased() == name.lowercased() }
+            headers.append((name, value))
+        }
+    }
+
+    /// An answer: status, headers, body.
+    struct Response {
+        var statusCode: Int
+        var headers: HTTPHeaders
+
+        func value(forHTTPHeaderField name: String) -> String? {
+            let values = headers[name]
+            return values.isEmpty ? nil : values.joined(separator: ", ")
+        }
     }
 
     // MARK: OAuth
@@ -118,11 +141,10 @@ final class GitHubClient: Sendable {
         else { throw .invalidResponse("OAuth is not configured") }
         var form = [("client_id", clientId), ("client_secret", secret), ("code", code)]
         if let cb = settings.callbackURL { form.append(("redirect_uri", cb)) }
-        var req = URLRequest(url: url)
-        req.httpMethod = "POST"
+        var req = Request(url: url, method: "POST")
         req.setValue("application/json", forHTTPHeaderField: "Accept")
         req.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
-        req.httpBody = Data(FormEncoding.encode(form).utf8)
+        req.body = Data(FormEncoding.encode(form).utf8)
         let (data, response) = try await send(req)
         guard response.statusCode == 200 else { throw Self.failure(response, data) }
         struct Answer: Decodable {
@@ -147,7 +169,7 @@ final class GitHubClient: Sendable {
         var req = apiRequest(url, method: "DELETE")
         req.setValue("Basic " + Data("\(clientId):\(secret)".utf8).base64EncodedString(), forHTTPHeaderField: "Authorization")
         req.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        req.httpBody = try? JSONEncoder().encode(["access_token": token])
+        req.body = try? JSONEncoder().encode(["access_token": token])
         let (data, response) = try await send(req)
         guard (200..<300).contains(response.statusCode) || response.statusCode == 404 else {
             throw Self.failure(response, data)
@@ -220,7 +242,7 @@ final class GitHubClient: Sendable {
 
     static func defaultPort(_ url: URL) -> Int { url.scheme?.lowercased() == "http" ? 80 : 443 }
 
-    private func get(_ path: String, token: String) async throws(GitHubError) -> (Data, HTTPURLResponse) {
+    private func get(_ path: String, token: String) async throws(GitHubError) -> (Data, Response) {
         guard let url = URL(string: GitHubSettings.join(settings.apiURL, path)) else {
             throw .invalidResponse("bad path \(path)")
         }
@@ -229,39 +251,41 @@ final class GitHubClient: Sendable {
         return (data, response)
     }
 
-    private func apiRequest(_ url: URL, method: String) -> URLRequest {
-        var req = URLRequest(url: url)
-        req.httpMethod = method
+    private func apiRequest(_ url: URL, method: String) -> Request {
+        var req = Request(url: url, method: method)
         req.setValue("application/vnd.github+json", forHTTPHeaderField: "Accept")
         req.setValue("2022-11-28", forHTTPHeaderField: "X-GitHub-Api-Version")
         return req
     }
 
-    private func authorized(_ request: URLRequest, token: String) -> URLRequest {
+    private func authorized(_ request: Request, token: String) -> Request {
         var r = request
         r.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
         return r
     }
 
-    private func send(_ request: URLRequest) async throws(GitHubError) -> (Data, HTTPURLResponse) {
+    private func send(_ request: Request) async throws(GitHubError) -> (Data, Response) {
         var req = request
         req.setValue("devbox", forHTTPHeaderField: "User-Agent")
-        req.timeoutInterval = settings.requestTimeout
+        var outgoing = HTTPClientRequest(url: req.url.absoluteString)
+        outgoing.method = HTTPMethod(rawValue: req.method)
+        for (name, value) in req.headers { outgoing.headers.add(name: name, value: value) }
+        if let body = req.body { outgoing.body = .bytes(body) }
+        // The URL is ours (no token in it); the reason says enough.
+        let what = "\(req.method) \(req.url.host ?? "?")"
         do {
-            let (data, response) = try await session.data(for: req)
-            guard let http = response as? HTTPURLResponse else { throw GitHubError.invalidResponse("not HTTP") }
-            return (data, http)
-        } catch let e as GitHubError {
-            throw e
-        } catch let e as URLError {
-            // The URL is ours (no token in it); the error code says enough.
-            throw .unreachable("\(req.httpMethod ?? "GET") \(req.url?.host ?? "?"): URL error \(e.code.rawValue)")
+            let response = try await http.client.execute(
+                outgoing, timeout: .fractionalSeconds(settings.requestTimeout * 4))
+            let body = try await response.body.collect(upTo: Self.maxBody)
+            return (Data(body.readableBytesView), Response(statusCode: Int(response.status.code), headers: response.headers))
+        } catch is NIOTooManyBytesError {
+            throw .invalidResponse("\(what): the answer is larger than \(Self.maxBody / 1024 / 1024) MiB")
         } catch {
-            throw .unreachable("\(req.httpMethod ?? "GET") \(req.url?.host ?? "?") failed")
+            throw .unreachable("\(what): \(HTTPFailure.reason(error))")
         }
     }
 
-    static func failure(_ response: HTTPURLResponse, _ data: Data) -> GitHubError {
+    static func failure(_ response: Response, _ data: Data) -> GitHubError {
         switch response.statusCode {
         case 401: return .tokenRejected
         case 404: return .notFound
@@ -281,16 +305,6 @@ final class GitHubClient: Sendable {
     static func safeWord(_ s: String) -> String {
         let w = String(s.unicodeScalars.filter { CharacterSet.alphanumerics.contains($0) || $0 == "_" }.prefix(64))
         return w.isEmpty ? "unknown_error" : w
-    }
-}
-
-/// Refuses every HTTP redirect: the caller sees the 3xx itself.
-private final class NoRedirects: NSObject, URLSessionTaskDelegate, Sendable {
-    func urlSession(
-        _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
-        newRequest request: URLRequest, completionHandler: @escaping @Sendable (URLRequest?) -> Void
-    ) {
-        completionHandler(nil)
     }
 }
 

@@ -1,0 +1,261 @@
+import AsyncHTTPClient
+import DevboxModel
+import Foundation
+import HTTPClientSupport
+import NIOSSL
+import Testing
+
+@testable import DevboxClient
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A listening socket on 127.0.0.1 (any port).
+func listenLoopback(backlog: Int32 = 4) throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var on: Int32 = 1
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &addr) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sp in
+            bind(fd, sp, len) == 0 && getsockname(fd, sp, &len) == 0
+        }
+    }
+    guard ok, listen(fd, backlog) == 0 else {
+        close(fd)
+        throw TestFailure("cannot listen")
+    }
+    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+}
+
+/// Reads one HTTP request (head and a Content-Length body) from a connected socket.
+func readRequest(_ c: Int32) -> String {
+    var data = [UInt8]()
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(c, &buf, buf.count)
+        if n <= 0 { break }
+        data += buf[0..<n]
+        let text = String(decoding: data, as: UTF8.self)
+        if let r = text.range(of: "\r\n\r\n") {
+            let head = text[..<r.lowerBound].lowercased()
+            let length =
+                head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+                .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+            if text.utf8.count - text[..<r.upperBound].utf8.count >= length { break }
+        }
+    }
+    return String(decoding: data, as: UTF8.self)
+}
+
+func writeAll(_ c: Int32, _ text: String) {
+    _ = text.withCString { write(c, $0, strlen($0)) }
+}
+
+/// Answers one exec request with a server-sent-event stream: the first frame, then the
+/// `exit` frame only once the test has seen the first event (or after 10 s).
+final class StreamingServer: @unchecked Sendable {
+    let port: Int
+    private let fd: Int32
+    private let release = DispatchSemaphore(value: 0)
+    /// True when the test released the server (it saw the first event while the server waited).
+    let releasedByTest = ThreadBox<Bool>()
+
+    init() throws {
+        (fd, port) = try listenLoopback()
+        let listener = fd
+        let release = self.release
+        let released = releasedByTest
+        Thread {
+            let c = accept(listener, nil, nil)
+            guard c >= 0 else { return }
+            _ = readRequest(c)
+            writeAll(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+            // The first event, split across two writes in the middle of its blank line.
+            writeAll(c, "event: stdout\ndata: {\"data\":\"hello\\n\"}\n")
+            usleep(50_000)
+            writeAll(c, "\n")
+            released.value = release.wait(timeout: .now() + 10) == .success
+            writeAll(
+                c,
+                "event: exit\ndata: {\"exit_code\":0,\"signal\":null,\"truncated\":false,\"timed_out\":false,\"duration_ms\":7}\n\n")
+            close(c)
+        }.start()
+    }
+
+    var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
+    func letItEnd() { release.signal() }
+    deinit { close(fd) }
+}
+
+@Suite("SDK transport (async-http-client)")
+struct TransportTests {
+    @Test("exec stream: each event is yielded as it arrives, not when the response ends")
+    func streamIsIncremental() async throws {
+        let server = try StreamingServer()
+        let client = DevboxClient(providerToken: "t", baseURL: server.url)
+        var events: [ExecEvent] = []
+        for try await event in client.devboxes.execStream("dbx_1", ExecRequest(command: .shell("x"))) {
+            if events.isEmpty { server.letItEnd() }
+            events.append(event)
+        }
+        #expect(server.releasedByTest.value == true, "the first event came only after the stream ended")
+        #expect(events.count == 2)
+        #expect(events.first == .stdout("hello\n"))
+        guard case .exit(let result) = events.last else {
+            Issue.record("no exit event: \(events)")
+            return
+        }
+        #expect(result.exitCode == 0 && result.durationMs == 7)
+    }
+
+    @Test("SSE frames are found whatever the chunking")
+    func frames() {
+        let text = "event: stdout\ndata: {\"data\":\"a\"}\n\nevent: exit\ndata: {}\n\n"
+        let bytes = Array(text.utf8)
+        for size in [1, 2, 3, 7, 16, bytes.count] {
+            var parser = SSEFrames()
+            var frames: [String] = []
+            var i = 0
+            while i < bytes.count {
+                frames += parser.append(bytes[i..<min(i + size, bytes.count)])
+                i += size
+            }
+            #expect(frames == ["event: stdout\ndata: {\"data\":\"a\"}", "event: exit\ndata: {}"], "chunks of \(size)")
+        }
+        #expect(SSEReader.event("event: stdout\ndata: {\"data\":\"a\"}") == .output(.stdout("a")))
+        #expect(SSEReader.event("event: ping\ndata: {}") == .unknown)
+    }
+
+    @Test("a refused connection fails at once as 'connection refused', not after the timeout")
+    func refusedAtOnce() async throws {
+        let port = try LiveServer.freePort()
+        let client = DevboxClient(providerToken: "t", baseURL: URL(string: "http://127.0.0.1:\(port)")!, requestTimeout: 30)
+        let start = ContinuousClock.now
+        let error = await #expect(throws: DevboxClientError.self) { try await client.devboxes.list() }
+        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(error == .unreachable(url: "http://127.0.0.1:\(port)", reason: "connection refused"))
+    }
+
+    @Test("a name that does not resolve is 'host not found' (.invalid never does, RFC 6761)")
+    func unknownHost() async throws {
+        let client = DevboxClient(providerToken: "t", baseURL: URL(string: "http://devbox-test.invalid:8080")!, requestTimeout: 30)
+        let error = await #expect(throws: DevboxClientError.self) { try await client.devboxes.list() }
+        #expect(error == .unreachable(url: "http://devbox-test.invalid:8080", reason: "host not found"))
+    }
+
+    @Test("a server that never answers times out after the request timeout")
+    func silentServerTimesOut() async throws {
+        // Connections complete in the kernel's backlog; nothing ever reads or answers.
+        let (fd, port) = try listenLoopback(backlog: 16)
+        defer { close(fd) }
+        let client = DevboxClient(providerToken: "t", baseURL: URL(string: "http://127.0.0.1:\(port)")!, requestTimeout: 0.5)
+        let start = ContinuousClock.now
+        let error = await #expect(throws: DevboxClientError.self) { try await client.devboxes.list() }
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed >= .milliseconds(450) && elapsed < .seconds(10), "\(elapsed)")
+        #expect(error == .unreachable(url: "http://127.0.0.1:\(port)", reason: "timed out"))
+    }
+
+    @Test("idle timeout: progress keeps a slow exchange alive, silence ends it")
+    func idleTimeout() async throws {
+        // 3 s in all, a sign of life every 300 ms: longer than the limit, never idle that long
+        // (the margin absorbs a busy cooperative pool while the other suites run).
+        let value = try await withIdleTimeout(.seconds(2)) { alive in
+            for _ in 0..<10 {
+                try await Task.sleep(for: .milliseconds(300))
+                alive()
+            }
+            return 42
+        }
+        #expect(value == 42)
+        await #expect(throws: IdleTimeout.self) {
+            try await withIdleTimeout(.milliseconds(200)) { _ in
+                try await Task.sleep(for: .seconds(30))
+                return 0
+            }
+        }
+    }
+
+    @Test("https: an untrusted certificate is a TLS failure; the same server answers once trusted")
+    func tls() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("devbox-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cert = dir.appendingPathComponent("cert.pem").path
+        let key = dir.appendingPathComponent("key.pem").path
+        let req = try await run(
+            "/usr/bin/openssl",
+            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert])
+        try #require(req == 0, "openssl req failed")
+        let port = try LiveServer.freePort()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        server.arguments = ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", cert, "-key", key, "-www", "-quiet"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { server.terminate() }
+        try await waitForPort(port)
+        let base = URL(string: "https://127.0.0.1:\(port)")!
+
+        // The system's trust roots do not know this certificate.
+        let untrusting = DevboxClient(providerToken: "dbx_pt_secret", baseURL: base)
+        let error = await #expect(throws: DevboxClientError.self) { try await untrusting.rawRequest("GET", path: "/") }
+        #expect(error == .unreachable(url: "https://127.0.0.1:\(port)", reason: "TLS failure"))
+
+        // Trusting it, the TLS handshake completes and the server's page comes back.
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(cert))
+        var configuration = HTTPClient.Configuration.devbox(connectTimeout: 10, followRedirects: true)
+        configuration.tlsConfiguration = tls
+        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        let trusting = DevboxClient(providerToken: "dbx_pt_secret", baseURL: base, httpClient: http)
+        let page = await Result(catching: { try await trusting.rawRequest("GET", path: "/") })
+        try await http.shutdown()
+        let text = String(decoding: try page.get(), as: UTF8.self)
+        #expect(text.contains("s_server"), "\(text.prefix(300))")
+    }
+
+    /// Runs a command to its end without blocking a thread of the cooperative pool.
+    private func run(_ path: String, _ args: [String]) async throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        while p.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        return p.terminationStatus
+    }
+
+    private func waitForPort(_ port: Int) async throws {
+        for _ in 0..<200 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = UInt16(port).bigEndian
+            let ok = withUnsafePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+            close(fd)
+            if ok { return }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        throw TestFailure("openssl s_server did not listen on \(port)")
+    }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
+}
