@@ -200,7 +200,9 @@ struct TransportTests {
         server.standardOutput = FileHandle.nullDevice
         server.standardError = FileHandle.nullDevice
         try server.run()
-        defer { server.terminate() }
+        // SIGKILL: the test process may ignore SIGTERM (signal handling through dispatch
+        // sources sets SIG_IGN), and a child inherits that, so terminate() would not stop it.
+        defer { kill(server.processIdentifier, SIGKILL) }
         try await waitForPort(port)
         let base = URL(string: "https://127.0.0.1:\(port)")!
 
