@@ -15,21 +15,7 @@ final class CannedServer: @unchecked Sendable {
     private let received = ThreadBox<String>()
 
     init(status: String, headers: [String] = [], body: String) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        self.fd = fd
-        var on: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sp in
-                bind(fd, sp, len) == 0 && getsockname(fd, sp, &len) == 0
-            }
-        }
-        guard ok, listen(fd, 4) == 0 else { throw TestFailure("cannot listen") }
-        port = Int(UInt16(bigEndian: addr.sin_port))
+        (fd, port) = try listenLoopback()
         let response =
             "HTTP/1.1 \(status)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n"
             + headers.map { $0 + "\r\n" }.joined() + "\r\n" + body
@@ -38,23 +24,8 @@ final class CannedServer: @unchecked Sendable {
         Thread {
             let c = accept(listener, nil, nil)
             guard c >= 0 else { return }
-            var data = [UInt8]()
-            var buf = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = read(c, &buf, buf.count)
-                if n <= 0 { break }
-                data += buf[0..<n]
-                let text = String(decoding: data, as: UTF8.self)
-                if let r = text.range(of: "\r\n\r\n") {
-                    let head = text[..<r.lowerBound].lowercased()
-                    let length =
-                        head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
-                        .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
-                    if text.utf8.count - text[..<r.upperBound].utf8.count >= length { break }
-                }
-            }
-            box.value = String(decoding: data, as: UTF8.self)
-            _ = response.withCString { write(c, $0, strlen($0)) }
+            box.value = readRequest(c)
+            writeAll(c, response)
             close(c)
         }.start()
     }
