@@ -119,6 +119,15 @@ func runCommandBlocking(_ path: String, _ argv: [String], extraFDs: [Int32] = []
     return CommandResult(status: sig != 0 ? 128 + sig : code, stdout: contents(outFD), stderr: contents(errFD))
 }
 
+/// A duration in nanoseconds: negative → 0, too long → UInt64.max.
+func saturatingNanos(_ d: Duration) -> UInt64 {
+    let (s, a) = d.components
+    let secs = UInt64(max(0, s)).multipliedReportingOverflow(by: 1_000_000_000)
+    if secs.overflow { return UInt64.max }
+    let sum = secs.partialValue.addingReportingOverflow(UInt64(max(0, a) / 1_000_000_000))
+    return sum.overflow ? UInt64.max : sum.partialValue
+}
+
 func monotonicNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)

@@ -42,12 +42,7 @@ extension CrunRuntime {
                      onOutput: (@Sendable (_ isStderr: Bool, _ chunk: [UInt8]) -> Void)? = nil) async throws -> ExecOutcome {
         try validate(id)
         guard spec.tty == nil else { throw SandboxError.invalidArgument("exec does not take a tty; use spawn") }
-        let timeoutNanos: UInt64? = timeout.map { t in
-            let (s, a) = t.components
-            let secs = UInt64(max(0, s)).multipliedReportingOverflow(by: 1_000_000_000)
-            if secs.overflow { return UInt64.max }
-            return secs.partialValue.addingReportingOverflow(UInt64(max(0, a) / 1_000_000_000)).partialValue
-        }
+        let timeoutNanos = timeout.map(saturatingNanos)
         let cancel = PollCancel()
         let result = try await withTaskCancellationHandler {
             try await onDedicatedThread { [self] () throws -> ExecResult in

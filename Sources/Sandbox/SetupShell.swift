@@ -219,9 +219,7 @@ extension CrunRuntime {
         }
         line += SetupShell.runLine(command)
         let bytes = Array(line.utf8)
-        let (s, a) = timeout.components
-        let nanos = UInt64(max(0, s)).multipliedReportingOverflow(by: 1_000_000_000)
-        let timeoutNanos = nanos.overflow ? UInt64.max : nanos.partialValue &+ UInt64(max(0, a) / 1_000_000_000)
+        let timeoutNanos = saturatingNanos(timeout)
         let cancel = PollCancel()
         let result = await withTaskCancellationHandler {
             await onDedicatedThread {
