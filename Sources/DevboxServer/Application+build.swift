@@ -19,7 +19,8 @@ public struct DevboxSystem: Sendable {
 public func buildSystem(configuration: ServerConfiguration, logger: Logger) async throws -> DevboxSystem {
     let fm = FileManager.default
     try fm.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-    let database = try AppDatabase(path: configuration.dataDirectory + "/devbox.sqlite")
+    try DataDirectoryLock.acquire(dataDirectory: configuration.dataDirectory)
+    let database = try AppDatabase(path: configuration.dataDirectory + "/devbox.sqlite", cachesDevboxes: true)
     let cipher = try FernetCipher.load(environmentKeys: configuration.encryptionKeys, dataDirectory: configuration.dataDirectory)
     // An explicit DEVBOX_BASE_IMAGE wins; else a built Debian image; else the host's root.
     let baseImage = configuration.baseImage ?? BaseImage.built(dataDirectory: configuration.dataDirectory)

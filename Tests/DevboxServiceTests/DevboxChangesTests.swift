@@ -101,10 +101,10 @@ struct DevboxChangeObserverTests {
         let userId: String
     }
 
-    func fixture() async throws -> Fixture {
+    func fixture(cachesDevboxes: Bool = false) async throws -> Fixture {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("devbox-changes-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let db = try AppDatabase(path: dir + "/devbox.sqlite")
+        let db = try AppDatabase(path: dir + "/devbox.sqlite", cachesDevboxes: cachesDevboxes)
         let token = try await db.insertProviderToken(providerName: "p", tokenHash: UUID().uuidString, hint: "x")
         let providerId = try #require(try await db.liveTokenHashes().first { $0.id == token.id }?.providerId)
         return Fixture(db: db, dir: dir, userId: try await db.resolveUser(providerId: providerId, subject: ""))

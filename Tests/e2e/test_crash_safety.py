@@ -75,3 +75,23 @@ def test_sigterm_finishes_the_step_in_flight(fresh_server):
     d = s2.wait_state(d["id"])
     assert d["state"] == "ready", s2.operations(d["id"])
     assert "second" in s2.operations(d["id"])[3]["output"]
+
+
+def test_one_serve_per_data_dir(fresh_server):
+    """The serve is the only writer of its database (its devbox cache relies on it): a second
+    serve on the same data dir exits at once with a clear error; the first is unaffected, and
+    after it is killed -9 a new serve starts (the lock dies with the process)."""
+    s = fresh_server().start()
+    d = s.wait_state(s.create({"name": "first"})["id"])
+    assert s.get(d["id"])["state"] == "ready"  # read through the cache
+    second = fresh_server(data_dir=s.data_dir, token=s.token)
+    second.log_path = s.log_path + ".second"
+    second.start(wait=False)
+    assert second.proc.wait(timeout=30) != 0
+    assert "another devbox serve is already using the data directory" in second.log()
+    assert s.get(d["id"])["state"] == "ready"
+    s.stop(signal.SIGKILL)
+    s2 = fresh_server(data_dir=s.data_dir, token=s.token).start()
+    assert s2.get(d["id"])["state"] == "ready"
+    s2.delete_all()
+    assert s2.get(d["id"])["state"] == "destroyed"

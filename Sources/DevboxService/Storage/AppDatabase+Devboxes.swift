@@ -59,18 +59,33 @@ extension AppDatabase {
     }
 
     func devbox(id: String, userId: String?) async throws -> Devbox? {
-        // The hottest read of the service (every GET and every poll): cached prepared
-        // statements skip GRDB's SQL generation and statement authorizer on each call.
+        // The hottest read of the service (every GET and every poll): answered from
+        // `readCache` when it holds the devbox; otherwise cached prepared statements skip
+        // GRDB's SQL generation and statement authorizer on each call.
+        if let cache = readCache {
+            if let hit = cache.devbox(id: id, userId: userId) { return hit }
+            let epoch = cache.epoch
+            guard let (rowID, record, box) = try await readDevbox(id: id, userId: userId) else { return nil }
+            cache.store(.init(userId: record.userId, rowID: rowID, devbox: box), readSince: epoch)
+            return box
+        }
+        return try await readDevbox(id: id, userId: userId)?.2
+    }
+
+    private func readDevbox(id: String, userId: String?) async throws -> (Int64, DevboxRecord, Devbox)? {
         try await pool.read { db in
-            let r: DevboxRecord?
+            let row: Row?
             if let userId {
-                r = try DevboxRecord.fetchOne(
-                    db.cachedStatement(sql: "SELECT * FROM devboxes WHERE id = ? AND user_id = ?"), arguments: [id, userId])
+                row = try Row.fetchOne(
+                    db.cachedStatement(sql: "SELECT rowid AS row_id, * FROM devboxes WHERE id = ? AND user_id = ?"),
+                    arguments: [id, userId])
             } else {
-                r = try DevboxRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM devboxes WHERE id = ?"), arguments: [id])
+                row = try Row.fetchOne(
+                    db.cachedStatement(sql: "SELECT rowid AS row_id, * FROM devboxes WHERE id = ?"), arguments: [id])
             }
-            guard let r else { return nil }
-            return r.model(repositories: try Self.repositories(db, id))
+            guard let row else { return nil }
+            let r = try DevboxRecord(row: row)
+            return (row["row_id"], r, r.model(repositories: try Self.repositories(db, id)))
         }
     }
 

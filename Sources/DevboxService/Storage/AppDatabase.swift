@@ -9,9 +9,18 @@ public final class AppDatabase: Sendable {
     /// Wakes waiters when a devbox, one of its operations or repositories changes
     /// (published by `DevboxChangeObserver` after each commit, whichever method wrote).
     public let changes = DevboxChanges()
+    /// Devboxes as read for the API, dropped on every commit that changes them (nil unless
+    /// this process makes every write to the devbox tables: see `init`).
+    let readCache: DevboxReadCache?
 
     /// Opens (creating if needed) the database at `path` and migrates it.
-    public init(path: String) throws {
+    ///
+    /// `cachesDevboxes`: keep devboxes read by id in memory (`DevboxReadCache`). Only for the
+    /// process that makes every write to the devbox tables, the serve (which holds the data
+    /// directory's serve lock): this connection's observer is what drops stale entries, and it
+    /// never sees another process's commits.
+    public init(path: String, cachesDevboxes: Bool = false) throws {
+        readCache = cachesDevboxes ? DevboxReadCache() : nil
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
@@ -27,7 +36,8 @@ public final class AppDatabase: Sendable {
         try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
         try Self.migrator.migrate(pool)
         createBatcher = CreateBatcher(pool: pool)
-        pool.add(transactionObserver: DevboxChangeObserver(changes: changes), extent: .databaseLifetime)
+        pool.add(
+            transactionObserver: DevboxChangeObserver(changes: changes, readCache: readCache), extent: .databaseLifetime)
     }
 
     /// Copies the WAL into the main file and truncates the WAL to zero bytes, so content

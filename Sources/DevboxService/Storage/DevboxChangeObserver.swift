@@ -19,11 +19,13 @@ final class DevboxChangeObserver: TransactionObserver {
     static let lookupLimit = 500
 
     let changes: DevboxChanges
+    let readCache: DevboxReadCache?
     private var rows: [String: Set<Int64>] = [:]
     private var wakeAll = false
 
-    init(changes: DevboxChanges) {
+    init(changes: DevboxChanges, readCache: DevboxReadCache? = nil) {
         self.changes = changes
+        self.readCache = readCache
     }
 
     func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool {
@@ -41,6 +43,15 @@ final class DevboxChangeObserver: TransactionObserver {
     func databaseDidCommit(_ db: Database) {
         defer { reset() }
         guard wakeAll || !rows.isEmpty else { return }
+        // Operations are not part of a devbox as the cache holds it; repositories are, but
+        // their rows would need a lookup to name the devbox and change only while cloning.
+        if let readCache {
+            if wakeAll || rows["devbox_repositories"] != nil {
+                readCache.invalidateAll()
+            } else if let devboxRows = rows["devboxes"] {
+                readCache.invalidate(devboxRows: devboxRows)
+            }
+        }
         // Checked after SQLite's commit: a waiter that subscribes later reads after this
         // commit, so it cannot miss what is published (or skipped) here.
         guard changes.hasSubscribers else { return }
