@@ -26,6 +26,12 @@ public final class CrunRuntime: Sendable {
     /// lets `isRunning` answer from /proc instead of spawning `crun state`.
     private let inits = Mutex<[String: pid_t]>([:])
     private let maskCache = Mutex<(plan: MaskPlan, at: UInt64, layer: String?)?>(nil)
+    /// Set while one caller rescans a stale mask plan (the others keep the current layer).
+    private let maskRescanning = Atomic<Bool>(false)
+    /// Host scans for the mask plan so far (tests).
+    let maskScans = Atomic<Int>(0)
+    /// How long a mask plan is used before the host is scanned again.
+    static let maskMaxAgeNanos: UInt64 = 30_000_000_000
     /// Open setup shells (SetupShell.swift) of boxes this process created, until setup ends.
     private let setupChannels = Mutex<[String: SetupChannel]>([:])
     private let counter = Atomic<UInt64>(0)
@@ -122,13 +128,20 @@ public final class CrunRuntime: Sendable {
     var maskRoot: String { configuration.stateDirectory + "/.mask" }
 
     /// Path of the mask layer for the current plan (building it if needed); nil with a base image.
-    func maskLayer(refresh: Bool = false) throws -> String? {
+    ///
+    /// A plan older than `maskMaxAgeNanos` is rescanned by one caller while the others keep
+    /// the current layer: a burst of creates would otherwise scan the host's trees once
+    /// per create, all at the same moment (≈ 1,500 stat calls each).
+    func maskLayer(refresh: Bool = false, now: UInt64 = monotonicNanos()) throws -> String? {
         if configuration.baseImage != nil { return nil }
-        let now = monotonicNanos()
-        if !refresh, let c = maskCache.withLock({ $0 }), now - c.at < 30_000_000_000, let layer = c.layer,
-           access(layer, F_OK) == 0 {
-            return layer
+        var rescanning = false
+        defer { if rescanning { maskRescanning.store(false, ordering: .releasing) } }
+        if !refresh, let c = maskCache.withLock({ $0 }), let layer = c.layer, access(layer, F_OK) == 0 {
+            if now < c.at + Self.maskMaxAgeNanos { return layer }
+            rescanning = maskRescanning.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+            if !rescanning { return layer }
         }
+        maskScans.add(1, ordering: .relaxed)
         let plan = MaskPlan.forHostRoot(hiddenPaths: configuration.hiddenHostPaths + [configuration.stateDirectory])
         if !HostState.isMountPoint(maskRoot) {
             try makeDirectories(maskRoot, mode: 0o700)

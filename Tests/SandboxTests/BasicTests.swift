@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Sandbox
 #if canImport(Glibc)
@@ -23,6 +24,30 @@ import Glibc
             #expect(await !h.runtime.isRunning(id: "b1"))
             #expect(access(h.runtime.boxDirectory("b1"), F_OK) != 0)
             try await h.runtime.destroy(id: "b1")  // idempotent
+        }
+    }
+
+    /// A mask plan past its age is rescanned by one caller: the others (a burst of creates)
+    /// keep the current layer instead of each scanning the host at the same moment.
+    @Test func staleMaskPlanIsRescannedOnce() async throws {
+        try await withHarness("mask") { h in
+            let before = h.runtime.maskScans.load(ordering: .relaxed)
+            let current = try #require(try h.runtime.maskLayer())
+            #expect(h.runtime.maskScans.load(ordering: .relaxed) == before, "a fresh plan is not rescanned")
+            let later = monotonicNanos() + CrunRuntime.maskMaxAgeNanos + 1_000_000_000
+            let layers = Mutex<[String?]>([])
+            DispatchQueue.concurrentPerform(iterations: 16) { _ in
+                let layer = try? h.runtime.maskLayer(now: later)
+                layers.withLock { $0.append(layer) }
+            }
+            #expect(h.runtime.maskScans.load(ordering: .relaxed) == before + 1)
+            // The host did not change: the rescan finds the same plan, hence the same layer.
+            #expect(layers.withLock { $0 } == Array(repeating: current, count: 16))
+            // A box created now mounts it.
+            try await h.create("m1")
+            #expect(try await h.sh("m1", "true").exitCode == 0)
+            #expect(h.runtime.maskScans.load(ordering: .relaxed) == before + 1)
+            try await h.runtime.destroy(id: "m1")
         }
     }
 
