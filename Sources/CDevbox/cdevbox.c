@@ -110,6 +110,35 @@ int dbx_wait_pid(pid_t pid, int nohang, int *exit_code, int *signal) {
 
 int dbx_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
+/* From linux/fs.h (not included: it clashes with glibc's sys/mount.h on some versions). */
+#define DBX_FS_IOC_GETFLAGS _IOR('f', 1, long)
+#define DBX_FS_IOC_SETFLAGS _IOW('f', 2, long)
+#define DBX_FS_TOPDIR_FL 0x00020000
+
+int dbx_set_topdir(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return -1;
+    int flags = 0;
+    int r = ioctl(fd, DBX_FS_IOC_GETFLAGS, &flags);
+    if (r == 0 && !(flags & DBX_FS_TOPDIR_FL)) {
+        flags |= DBX_FS_TOPDIR_FL;
+        r = ioctl(fd, DBX_FS_IOC_SETFLAGS, &flags);
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
+int dbx_is_topdir(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return -1;
+    int flags = 0;
+    int r = ioctl(fd, DBX_FS_IOC_GETFLAGS, &flags);
+    close(fd);
+    return r == 0 ? ((flags & DBX_FS_TOPDIR_FL) != 0) : -1;
+}
+
 int dbx_memfd_with(const char *name, const void *data, size_t len) {
     int fd = memfd_create(name, MFD_CLOEXEC);
     if (fd < 0) return -1;

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import Sandbox
+import CDevbox
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,6 +25,22 @@ import Glibc
             #expect(await !h.runtime.isRunning(id: "b1"))
             #expect(access(h.runtime.boxDirectory("b1"), F_OK) != 0)
             try await h.runtime.destroy(id: "b1")  // idempotent
+        }
+    }
+
+    /// On ext4 the box directory carries FS_TOPDIR_FL, so box trees spread over block groups
+    /// (see prepareHost); elsewhere the hint is skipped without failing.
+    @Test func boxDirectoryIsMarkedTopDirectory() async throws {
+        try await withHarness("topdir") { h in
+            let fd = open(h.state, O_RDONLY | O_DIRECTORY)
+            #expect(fd >= 0)
+            let type = dbx_fs_type(fd)
+            close(fd)
+            if type == 0xEF53 {
+                #expect(dbx_is_topdir(h.state) == 1)
+            } else {
+                #expect(dbx_is_topdir(h.state) != 1)
+            }
         }
     }
 

@@ -38,6 +38,13 @@ int dbx_wait_pid(pid_t pid, int nohang, int *exit_code, int *signal);
 /// prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are re-parented to us.
 int dbx_set_child_subreaper(void);
 
+/// Sets the "top of directory hierarchies" inode flag (FS_TOPDIR_FL, chattr +T) on a
+/// directory: ext4's Orlov allocator then spreads its subdirectories over block groups.
+/// -1 with errno when the filesystem has no such flag (tmpfs: ENOTTY) or it cannot be set.
+int dbx_set_topdir(const char *path);
+/// 1 if the directory has FS_TOPDIR_FL, 0 if not, -1 if the flags cannot be read.
+int dbx_is_topdir(const char *path);
+
 /// A sealed-size memfd holding `len` bytes of `data`, offset rewound to 0, close-on-exec.
 int dbx_memfd_with(const char *name, const void *data, size_t len);
 
