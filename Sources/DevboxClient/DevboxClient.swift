@@ -39,8 +39,11 @@ public struct DevboxClient: Sendable {
     ///     between two pieces of it (longer for calls that wait on purpose, like exec).
     ///   - httpClient: the `HTTPClient` to send with; the caller keeps it running while it
     ///     uses this client and shuts it down itself. Default: the client's own (a refused
-    ///     connection fails at once, redirects followed, TLS verified against the system's
-    ///     trust roots), shut down when the last copy of this client is gone.
+    ///     connection fails at once, redirects not followed, TLS verified against the
+    ///     system's trust roots), shut down when the last copy of this client is gone. The
+    ///     API never redirects; following one would send `X-Provider-Token` and the AI token
+    ///     headers to whatever host it names (async-http-client drops only `Authorization`
+    ///     and cookies on a cross-origin redirect), so a 3xx is reported as a bad response.
     public init(
         providerToken: String, userToken: String? = nil, baseURL: URL = DevboxClient.defaultBaseURL,
         requestTimeout: TimeInterval = 60, httpClient: HTTPClient? = nil
@@ -96,7 +99,7 @@ final class HTTPCore: Sendable {
         self.timeout = timeout
         sender =
             httpClient.map { .caller($0) }
-            ?? .own(OwnedHTTPClient(configuration: .devbox(connectTimeout: timeout, followRedirects: true)))
+            ?? .own(OwnedHTTPClient(configuration: .devbox(connectTimeout: timeout, followRedirects: false)))
     }
 
     struct Answer {

@@ -113,6 +113,40 @@ struct TransportTests {
         #expect(result.exitCode == 0 && result.durationMs == 7)
     }
 
+    @Test("a redirect is not followed: no token goes to the host it points at")
+    func redirectNotFollowed() async throws {
+        // The other host: records whatever reaches it within a second.
+        let (other, otherPort) = try listenLoopback()
+        defer { close(other) }
+        let (api, apiPort) = try listenLoopback()
+        defer { close(api) }
+        let served = Thread {
+            let c = accept(api, nil, nil)
+            guard c >= 0 else { return }
+            _ = readRequest(c)
+            writeAll(
+                c,
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:\(otherPort)/api/v1/devboxes\r\n"
+                    + "Content-Length: 0\r\nConnection: close\r\n\r\n")
+            close(c)
+        }
+        served.start()
+        let client = DevboxClient(
+            providerToken: "provider-secret-1", userToken: "user-secret-2",
+            baseURL: URL(string: "http://127.0.0.1:\(apiPort)")!, requestTimeout: 10)
+        let error = await #expect(throws: DevboxClientError.self) {
+            _ = try await client.devboxes.create(
+                CreateDevboxRequest(name: "r", credentialProfile: CredentialProfile(injectClaudeToken: true)),
+                tokens: InjectionTokens(claudeToken: "claude-secret-3"))
+        }
+        #expect(error?.status == 307)
+        for secret in ["provider-secret-1", "user-secret-2", "claude-secret-3"] {
+            #expect(!"\(String(describing: error))".contains(secret))
+        }
+        var p = [pollfd(fd: other, events: Int16(POLLIN), revents: 0)]
+        #expect(poll(&p, 1, 1000) == 0, "the redirect target was contacted")
+    }
+
     @Test("SSE frames are found whatever the chunking")
     func frames() {
         let text = "event: stdout\ndata: {\"data\":\"a\"}\n\nevent: exit\ndata: {}\n\n"
