@@ -73,6 +73,13 @@ enum SSEReader {
                         case .exit(let e):
                             continuation.yield(e)
                             return .exited
+                        case .failed(.api(let e)):
+                            // Like every other error the SDK reports: no token, no env value.
+                            return .failed(
+                                .api(
+                                    DevboxAPIError(
+                                        status: e.status, code: e.code, message: http.redact(e.message, secrets),
+                                        field: e.field)))
                         case .failed(let error):
                             return .failed(error)
                         case .unknown:

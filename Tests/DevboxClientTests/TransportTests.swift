@@ -147,6 +147,32 @@ struct TransportTests {
         #expect(poll(&p, 1, 1000) == 0, "the redirect target was contacted")
     }
 
+    @Test("an error event of the exec stream names no token and no env value")
+    func streamErrorRedacted() async throws {
+        let (listener, port) = try listenLoopback()
+        defer { close(listener) }
+        let served = Thread {
+            let c = accept(listener, nil, nil)
+            guard c >= 0 else { return }
+            _ = readRequest(c)
+            writeAll(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+            writeAll(
+                c,
+                "event: error\ndata: {\"error\":{\"code\":\"internal\",\"message\":"
+                    + "\"failed with provider-secret-1 and env-secret-2\"}}\n\n")
+            close(c)
+        }
+        served.start()
+        let client = DevboxClient(providerToken: "provider-secret-1", baseURL: URL(string: "http://127.0.0.1:\(port)")!)
+        let error = await #expect(throws: DevboxClientError.self) {
+            for try await _ in client.devboxes.execStream(
+                "dbx_1", ExecRequest(command: .shell("x"), env: ["K": "env-secret-2"]))
+            {}
+        }
+        let message = try #require(error?.apiError?.message)
+        #expect(message == "failed with [redacted] and [redacted]")
+    }
+
     @Test("SSE frames are found whatever the chunking")
     func frames() {
         let text = "event: stdout\ndata: {\"data\":\"a\"}\n\nevent: exit\ndata: {}\n\n"
