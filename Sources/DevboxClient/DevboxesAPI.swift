@@ -37,7 +37,24 @@ public struct DevboxesAPI: Sendable {
             .operations
     }
 
-    /// Polls until the devbox is `ready` and returns it.
+    /// `GET /api/v1/devboxes/:id/wait?timeout_seconds=N` (0–300): the devbox as soon as it
+    /// is neither `requested` nor `provisioning`, or as it is when the timeout passes (check
+    /// `state`).
+    public func wait(_ id: String, timeoutSeconds: Int = 60) async throws -> Devbox {
+        guard (0...300).contains(timeoutSeconds) else {
+            throw DevboxClientError.invalidArgument("timeoutSeconds must be from 0 to 300")
+        }
+        // The server sends nothing until it answers: allow the wait plus a margin.
+        return try await http.json(
+            Devbox.self, "GET", "/api/v1/devboxes/\(try HTTPCore.segment(id))/wait?timeout_seconds=\(timeoutSeconds)",
+            timeout: TimeInterval(timeoutSeconds + 30))
+    }
+
+    /// Waits until the devbox is `ready` and returns it.
+    ///
+    /// Waits on the server (`wait`, up to 300 s per request), so `ready` is seen the moment it
+    /// is written; `intervalMs` only spaces the checks in the last second before the deadline
+    /// (the server's wait counts whole seconds).
     ///
     /// Throws `.provisioningFailed` (with the failing operation, its error and output tail)
     /// when it reaches `failed`, `destroyed` or `stopped`, and `.timedOut` (naming the
@@ -48,7 +65,8 @@ public struct DevboxesAPI: Sendable {
         let deadline = start + .milliseconds(max(0, timeoutMs))
         let interval = Duration.milliseconds(max(1, intervalMs))
         while true {
-            let devbox = try await get(id)
+            let seconds = Int(min(300, max(0, (deadline - clock.now).components.seconds)))
+            let devbox = try await wait(id, timeoutSeconds: seconds)
             if devbox.state == .ready { return devbox }
             if devbox.state.isTerminalFailure {
                 let ops = (try? await listOperations(id)) ?? []
@@ -61,7 +79,7 @@ public struct DevboxesAPI: Sendable {
                     devboxId: id, lastState: devbox.state,
                     waitedMs: Int(waited.seconds) * 1000 + Int(waited.attoseconds / 1_000_000_000_000_000))
             }
-            try await Task.sleep(for: min(interval, deadline - now))
+            if seconds == 0 { try await Task.sleep(for: min(interval, deadline - now)) }
         }
     }
 

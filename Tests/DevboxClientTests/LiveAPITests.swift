@@ -20,10 +20,14 @@ struct LiveAPITests {
             let listed = try await client.devboxes.list()
             #expect(listed.contains { $0.id == created.id })
 
-            let ready = try await client.devboxes.waitForReady(created.id, intervalMs: 200, timeoutMs: 120_000)
+            // The SDK waits on the server: no polling at its (here one-minute) interval.
+            let ready = try await client.devboxes.waitForReady(created.id, intervalMs: 60_000, timeoutMs: 120_000)
             #expect(ready.state == .ready)
             #expect(ready.id == created.id)
             #expect(ready.readyAt != nil)
+            let log = server.log()
+            #expect(log.contains("path=/api/v1/devboxes/\(created.id)/wait status=200"))
+            #expect(!log.contains("path=/api/v1/devboxes/\(created.id) status="), "waitForReady polled GET")
 
             let ops = try await client.devboxes.listOperations(created.id)
             #expect(ops.map(\.name) == OperationKind.allCases)
