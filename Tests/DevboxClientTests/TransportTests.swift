@@ -118,22 +118,11 @@ struct TransportTests {
         // The other host: records whatever reaches it within a second.
         let (other, otherPort) = try listenLoopback()
         defer { close(other) }
-        let (api, apiPort) = try listenLoopback()
-        defer { close(api) }
-        let served = Thread {
-            let c = accept(api, nil, nil)
-            guard c >= 0 else { return }
-            _ = readRequest(c)
-            writeAll(
-                c,
-                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:\(otherPort)/api/v1/devboxes\r\n"
-                    + "Content-Length: 0\r\nConnection: close\r\n\r\n")
-            close(c)
-        }
-        served.start()
+        let api = try CannedServer(
+            status: "307 Temporary Redirect", headers: ["Location: http://127.0.0.1:\(otherPort)/api/v1/devboxes"], body: "")
         let client = DevboxClient(
             providerToken: "provider-secret-1", userToken: "user-secret-2",
-            baseURL: URL(string: "http://127.0.0.1:\(apiPort)")!, requestTimeout: 10)
+            baseURL: api.url, requestTimeout: 10)
         let error = await #expect(throws: DevboxClientError.self) {
             _ = try await client.devboxes.create(
                 CreateDevboxRequest(name: "r", credentialProfile: CredentialProfile(injectClaudeToken: true)),
@@ -149,21 +138,11 @@ struct TransportTests {
 
     @Test("an error event of the exec stream names no token and no env value")
     func streamErrorRedacted() async throws {
-        let (listener, port) = try listenLoopback()
-        defer { close(listener) }
-        let served = Thread {
-            let c = accept(listener, nil, nil)
-            guard c >= 0 else { return }
-            _ = readRequest(c)
-            writeAll(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
-            writeAll(
-                c,
-                "event: error\ndata: {\"error\":{\"code\":\"internal\",\"message\":"
-                    + "\"failed with provider-secret-1 and env-secret-2\"}}\n\n")
-            close(c)
-        }
-        served.start()
-        let client = DevboxClient(providerToken: "provider-secret-1", baseURL: URL(string: "http://127.0.0.1:\(port)")!)
+        let server = try CannedServer(
+            status: "200 OK", headers: ["Content-Type: text/event-stream"],
+            body: "event: error\ndata: {\"error\":{\"code\":\"internal\",\"message\":"
+                + "\"failed with provider-secret-1 and env-secret-2\"}}\n\n")
+        let client = DevboxClient(providerToken: "provider-secret-1", baseURL: server.url)
         let error = await #expect(throws: DevboxClientError.self) {
             for try await _ in client.devboxes.execStream(
                 "dbx_1", ExecRequest(command: .shell("x"), env: ["K": "env-secret-2"]))
