@@ -193,6 +193,12 @@ def main():
               f"p95 {pct(c,95)*1000:.1f} ms  wall {wall*1000:.0f} ms  vs that round's bare p50 {statistics.median(bc)*1000:.0f} ms: "
               f"ratio {statistics.median(c)/statistics.median(bc):.2f}x (goal < 1.5x); ratio per round "
               + ", ".join(f"{r:.2f}" for r in ratios))
+        # Every create of every round against every bare run of every round: steadier than
+        # any single round on this noisy machine.
+        pooled, bare_pooled = [t for r in rounds[mode] for t in r], [t for r in rounds["bare"] for t in r]
+        print(f"  all {len(pooled)} concurrent creates pooled: p50 {statistics.median(pooled)*1000:.1f} ms  "
+              f"p95 {pct(pooled,95)*1000:.1f} ms  vs all bare p50 {statistics.median(bare_pooled)*1000:.1f} ms: "
+              f"ratio {statistics.median(pooled)/statistics.median(bare_pooled):.2f}x")
     print(f"failures: {failures} (goal 0)")
 
     # idle devbox memory: 10 idle boxes, cgroup usage each and serve RSS growth
