@@ -46,11 +46,12 @@ extension AppDatabase {
 
     static func insert(_ db: Database, _ new: NewDevbox) throws -> Devbox {
         try new.record.insert(db)
+        let insertOperation = try db.cachedStatement(sql: """
+            INSERT INTO operations (id, devbox_id, position, name, status, output, output_truncated)
+            VALUES (?, ?, ?, ?, 'pending', '', 0)
+            """)
         for (i, kind) in OperationKind.allCases.enumerated() {
-            try OperationRecord(
-                id: Identifier.make("op_"), devboxId: new.record.id, position: i, name: kind, status: .pending,
-                output: "", outputTruncated: false
-            ).insert(db)
+            try insertOperation.execute(arguments: [Identifier.make("op_"), new.record.id, i, kind])
         }
         for e in new.env { try e.insert(db) }
         for s in new.secrets { try s.insert(db) }
@@ -181,6 +182,15 @@ extension AppDatabase {
     func finishPipeline(devboxId: String, owner: String, last: [OperationUpdate]) async throws {
         try await progressWrite { db in
             for u in last { try Self.applyOperationUpdate(db, devboxId, u) }
+            // The one legal way in (provisioning → ready, under this lease) as one UPDATE;
+            // anything else takes the checked path below, which names what is wrong.
+            let now = Date()
+            try db.cachedStatement(sql: """
+                UPDATE devboxes SET state = 'ready', updated_at = ?, ready_at = ?, last_activity_at = ?,
+                    lease_owner = NULL, lease_expires_at = NULL
+                WHERE id = ? AND lease_owner = ? AND state = 'provisioning'
+                """).execute(arguments: [now, now, now, devboxId, owner])
+            if db.changesCount == 1 { return }
             _ = try Self.applyTransition(db, devboxId, to: .ready, leaseOwner: owner) { r in
                 r.readyAt = r.updatedAt
                 r.lastActivityAt = r.readyAt
@@ -200,37 +210,47 @@ extension AppDatabase {
     /// with a few commits instead of one each).
     func claimJobs(owner: String, lease: TimeInterval, max: Int) async throws -> [ClaimedJob] {
         try await progressWrite { db in
+            guard max > 0 else { return [] }
             let now = Date()
-            let candidates = try DevboxRecord.fetchAll(db.cachedStatement(sql: """
-                SELECT * FROM devboxes WHERE state IN ('requested', 'provisioning') ORDER BY created_at
-                """))
-            let free = candidates.filter { c in
-                guard let expires = c.leaseExpiresAt, expires >= now, let holder = c.leaseOwner else { return true }
-                return holder != owner && !LeaseOwner.isAlive(holder)
+            // This runs each time a job ends, and a burst keeps many devboxes in the pipeline
+            // under this worker's own lease: those are left out in SQL, and only the lease
+            // columns of the others are read; a whole record is read only once claimed.
+            let candidates = try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT id, lease_owner, lease_expires_at FROM devboxes
+                WHERE state IN ('requested', 'provisioning')
+                    AND COALESCE(lease_owner = ? AND lease_expires_at >= ?, 0) = 0
+                ORDER BY created_at
+                """), arguments: [owner, now])
+            var claimed: [ClaimedJob] = []
+            for row in candidates where claimed.count < max {
+                let holder: String? = row["lease_owner"]
+                let expires: Date? = row["lease_expires_at"]
+                if let expires, expires >= now, let holder, holder == owner || LeaseOwner.isAlive(holder) { continue }
+                claimed.append(try Self.claim(db, row["id"], owner: owner, lease: lease, now: now))
             }
-            return try free.prefix(Swift.max(0, max)).map { try Self.claim(db, $0, owner: owner, lease: lease, now: now) }
+            return claimed
         }
     }
 
-    private static func claim(_ db: Database, _ candidate: DevboxRecord, owner: String, lease: TimeInterval, now: Date) throws
+    private static func claim(_ db: Database, _ id: String, owner: String, lease: TimeInterval, now: Date) throws
         -> ClaimedJob
     {
-        var r = candidate
-        r.state = .provisioning
-        r.leaseOwner = owner
-        r.leaseExpiresAt = now.addingTimeInterval(lease)
-        r.updatedAt = now
-        try r.update(db)
+        try db.cachedStatement(sql: """
+            UPDATE devboxes SET state = 'provisioning', lease_owner = ?, lease_expires_at = ?, updated_at = ? WHERE id = ?
+            """).execute(arguments: [owner, now.addingTimeInterval(lease), now, id])
+        guard let r = try DevboxRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM devboxes WHERE id = ?"), arguments: [id])
+        else { throw StorageError.notFound }
         var ops = try OperationRecord.fetchAll(
-            db.cachedStatement(sql: "SELECT * FROM operations WHERE devbox_id = ? ORDER BY position"), arguments: [r.id])
+            db.cachedStatement(sql: "SELECT * FROM operations WHERE devbox_id = ? ORDER BY position"), arguments: [id])
         // A fresh job starts its first step in the claim's commit.
         let fresh = ops.allSatisfy { $0.status == .pending } && ops.first?.name == .provision
         if fresh {
-            try Self.applyOperationUpdate(db, r.id, OperationUpdate(kind: .provision, status: .running))
+            try db.cachedStatement(sql: "UPDATE operations SET status = 'running', started_at = ? WHERE id = ?")
+                .execute(arguments: [now, ops[0].id])
             ops[0].status = .running
+            ops[0].startedAt = now
         }
-        return ClaimedJob(
-            devbox: r, operations: ops, repositories: try Self.repositories(db, r.id), provisionStarted: fresh)
+        return ClaimedJob(devbox: r, operations: ops, repositories: try Self.repositories(db, id), provisionStarted: fresh)
     }
 
     /// Extends a lease; false when the lease was lost (another worker took it, or the devbox left the pipeline).
@@ -261,40 +281,32 @@ extension AppDatabase {
     }
 
     static func applyOperationUpdate(_ db: Database, _ devboxId: String, _ u: OperationUpdate) throws {
-        // Cached statements: the pipeline runs this a few times per create, and GRDB's query
-        // interface would generate and parse the SQL each time.
-        guard var op = try OperationRecord.fetchOne(
-            db.cachedStatement(sql: "SELECT * FROM operations WHERE devbox_id = ? AND name = ?"),
-            arguments: [devboxId, u.kind])
-        else { throw StorageError.notFound }
-        if op.status != u.status {
-            guard OperationStateMachine.canTransition(from: op.status, to: u.status) else {
-                throw StorageError.illegalOperationTransition(u.kind, from: op.status, to: u.status)
-            }
-        }
-        let now = Date()
+        // One UPDATE, allowed only from the statuses from which the operation state machine
+        // reaches `u.status` (or `u.status` itself), with cached statements: the pipeline runs
+        // this a few times per create. When no row matched, a read names the reason.
+        // Given fields replace; otherwise a step's output, truncation flag and error stay,
+        // except that `pending` (a step to run again) clears everything of the last run.
+        var fields = "output = COALESCE(?3, output), output_truncated = COALESCE(?4, output_truncated), error = COALESCE(?5, error)"
+        let times: String
         switch u.status {
-        case .running:
-            op.startedAt = now
-            op.finishedAt = nil
+        case .running: times = "started_at = ?1, finished_at = NULL"
         case .pending:
-            op.startedAt = nil
-            op.finishedAt = nil
-            op.output = ""
-            op.outputTruncated = false
-            op.error = nil
-        case .succeeded, .failed, .skipped:
-            if op.startedAt == nil { op.startedAt = now }  // skipped without running
-            op.finishedAt = now
+            times = "started_at = NULL, finished_at = NULL"
+            fields = "output = COALESCE(?3, ''), output_truncated = COALESCE(?4, 0), error = ?5"
+        case .succeeded, .failed, .skipped: times = "started_at = COALESCE(started_at, ?1), finished_at = ?1"
         }
-        op.status = u.status
-        if let output = u.output { op.output = output }
-        if let truncated = u.truncated { op.outputTruncated = truncated }
-        if let error = u.error { op.error = error }
+        let from = OperationStatus.allCases.filter { $0 == u.status || OperationStateMachine.canTransition(from: $0, to: u.status) }
         try db.cachedStatement(sql: """
-            UPDATE operations SET status = ?, started_at = ?, finished_at = ?, output = ?, output_truncated = ?, error = ?
-            WHERE id = ?
-            """).execute(arguments: [op.status, op.startedAt, op.finishedAt, op.output, op.outputTruncated, op.error, op.id])
+            UPDATE operations SET status = ?2, \(times), \(fields)
+            WHERE devbox_id = ?6 AND name = ?7 AND status IN (\(from.map { "'\($0.rawValue)'" }.joined(separator: ",")))
+            """).execute(arguments: [Date(), u.status, u.output, u.truncated, u.error, devboxId, u.kind])
+        if db.changesCount == 1 { return }
+        guard let status = try String.fetchOne(
+            db.cachedStatement(sql: "SELECT status FROM operations WHERE devbox_id = ? AND name = ?"),
+            arguments: [devboxId, u.kind]),
+            let current = OperationStatus(rawValue: status)
+        else { throw StorageError.notFound }
+        throw StorageError.illegalOperationTransition(u.kind, from: current, to: u.status)
     }
 
     /// Updates only the live output tail of a running operation.
@@ -340,8 +352,8 @@ extension AppDatabase {
     /// (create, delete, state transitions, tokens, sessions) stay fully synchronous.
     func progressWrite<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await pool.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-            defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+            try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
+            defer { try? db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute() }
             var result: T?
             try db.inTransaction {
                 result = try body(db)
