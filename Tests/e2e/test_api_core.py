@@ -182,6 +182,28 @@ def test_output_tail_is_last_64_kib(server):
     server.request("DELETE", f"/api/v1/devboxes/{d['id']}")
 
 
+def test_setup_output_is_visible_between_commands(server):
+    """While a later command runs, the operation shows what the earlier ones printed; the
+    last command's output arrives with the result."""
+    d = server.create({"name": "live", "setup_commands": ["echo first-part", "sleep 4", "echo last-part"]})
+    deadline = time.time() + 60
+    seen = None
+    while time.time() < deadline:
+        op = server.operations(d["id"])[3]
+        if op["status"] == "running" and "first-part" in op["output"]:
+            seen = op
+            break
+        assert op["status"] in ("pending", "running"), op
+        time.sleep(0.1)
+    assert seen is not None, "the first command's output never showed while the step ran"
+    assert "last-part" not in seen["output"]
+    d = server.wait_state(d["id"])
+    assert d["state"] == "ready"
+    out = server.operations(d["id"])[3]["output"]
+    assert out == "$ echo first-part\nfirst-part\n$ sleep 4\n$ echo last-part\nlast-part\n", out
+    server.request("DELETE", f"/api/v1/devboxes/{d['id']}")
+
+
 def test_users_me(server):
     me = server.request("GET", "/api/v1/users/me").json()
     assert me["id"].startswith("usr_") and me["ssh_key"] is None and me["external_id"] is None

@@ -73,6 +73,8 @@ struct Pipeline: Sendable {
     }
 
     private func userEnv() async throws -> [String: String] {
+        // The env is fixed at create, and `env_keys` names all of it: nothing to read.
+        if job.devbox.envKeys.isEmpty { return [:] }
         var env: [String: String] = [:]
         for r in try await core.db.envRecords(devboxId: id) {
             env[r.key] = try core.cipher.open(r.valueEncrypted)
@@ -226,8 +228,11 @@ struct Pipeline: Sendable {
                 return .failed("setup command \(i + 1) (\(Self.short(command))) exited with code \(code)", tail.output)
             }
             // Keep the live tail visible while later commands run.
-            try? await core.db.updateOperationOutput(
-                devboxId: id, kind: .runSetupCommands, output: tail.output.text, truncated: tail.truncated)
+            // The live output between commands; after the last one it goes with the result.
+            if i < commands.count - 1 {
+                try? await core.db.updateOperationOutput(
+                    devboxId: id, kind: .runSetupCommands, output: tail.output.text, truncated: tail.truncated)
+            }
         }
         return .succeeded(tail.output)
     }
