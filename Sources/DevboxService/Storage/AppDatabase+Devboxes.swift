@@ -189,7 +189,7 @@ extension AppDatabase {
                 UPDATE devboxes SET state = 'ready', updated_at = ?, ready_at = ?, last_activity_at = ?,
                     lease_owner = NULL, lease_expires_at = NULL
                 WHERE id = ? AND lease_owner = ? AND state = 'provisioning'
-                """).execute(arguments: [now, now, now, devboxId, owner])
+                """).execute(arguments: [SQLDate.value(now), SQLDate.value(now), SQLDate.value(now), devboxId, owner])
             if db.changesCount == 1 { return }
             _ = try Self.applyTransition(db, devboxId, to: .ready, leaseOwner: owner) { r in
                 r.readyAt = r.updatedAt
@@ -220,7 +220,7 @@ extension AppDatabase {
                 WHERE state IN ('requested', 'provisioning')
                     AND COALESCE(lease_owner = ? AND lease_expires_at >= ?, 0) = 0
                 ORDER BY created_at
-                """), arguments: [owner, now])
+                """), arguments: [owner, SQLDate.value(now)])
             var claimed: [ClaimedJob] = []
             for row in candidates where claimed.count < max {
                 let holder: String? = row["lease_owner"]
@@ -237,7 +237,7 @@ extension AppDatabase {
     {
         try db.cachedStatement(sql: """
             UPDATE devboxes SET state = 'provisioning', lease_owner = ?, lease_expires_at = ?, updated_at = ? WHERE id = ?
-            """).execute(arguments: [owner, now.addingTimeInterval(lease), now, id])
+            """).execute(arguments: [owner, SQLDate.value(now.addingTimeInterval(lease)), SQLDate.value(now), id])
         guard let r = try DevboxRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM devboxes WHERE id = ?"), arguments: [id])
         else { throw StorageError.notFound }
         var ops = try OperationRecord.fetchAll(
@@ -246,7 +246,7 @@ extension AppDatabase {
         let fresh = ops.allSatisfy { $0.status == .pending } && ops.first?.name == .provision
         if fresh {
             try db.cachedStatement(sql: "UPDATE operations SET status = 'running', started_at = ? WHERE id = ?")
-                .execute(arguments: [now, ops[0].id])
+                .execute(arguments: [SQLDate.value(now), ops[0].id])
             ops[0].status = .running
             ops[0].startedAt = now
         }
@@ -258,7 +258,7 @@ extension AppDatabase {
         try await progressWrite { db in
             try db.execute(
                 sql: "UPDATE devboxes SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND state = 'provisioning'",
-                arguments: [Date().addingTimeInterval(lease), devboxId, owner])
+                arguments: [SQLDate.value(Date().addingTimeInterval(lease)), devboxId, owner])
             return db.changesCount > 0
         }
     }
@@ -299,7 +299,7 @@ extension AppDatabase {
         try db.cachedStatement(sql: """
             UPDATE operations SET status = ?2, \(times), \(fields)
             WHERE devbox_id = ?6 AND name = ?7 AND status IN (\(from.map { "'\($0.rawValue)'" }.joined(separator: ",")))
-            """).execute(arguments: [Date(), u.status, u.output, u.truncated, u.error, devboxId, u.kind])
+            """).execute(arguments: [SQLDate.value(Date()), u.status, u.output, u.truncated, u.error, devboxId, u.kind])
         if db.changesCount == 1 { return }
         guard let status = try String.fetchOne(
             db.cachedStatement(sql: "SELECT status FROM operations WHERE devbox_id = ? AND name = ?"),

@@ -1,0 +1,27 @@
+import Foundation
+import GRDB
+import Testing
+@testable import DevboxService
+
+@Suite("Storage: dates written without DateFormatter")
+struct SQLDateTests {
+    /// The same text as GRDB's own encoding (Foundation's DateFormatter) for random instants
+    /// between 1970 and 2200, whole seconds, and fractions at millisecond boundaries; and
+    /// read back by GRDB as the same millisecond.
+    @Test func sameTextAsGRDB() throws {
+        var rng = SystemRandomNumberGenerator()
+        var dates = (0..<20_000).map { _ in Date(timeIntervalSince1970: Double.random(in: 0..<7_258_118_400, using: &rng)) }
+        let base = Date(timeIntervalSince1970: 1_796_000_000)
+        dates += [0, 0.0005, 0.001, 0.0009999, 0.999, 0.9995, 0.9999999, 59.999, 86_399.999].map { base.addingTimeInterval($0) }
+        dates += [Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: 951_782_400.123)]  // 1970, 29 Feb 2000
+        dates.append(Date())
+        for d in dates {
+            let grdb = String.fromDatabaseValue(d.databaseValue)
+            #expect(SQLDate.string(d) == grdb, "\(d.timeIntervalSince1970)")
+        }
+        let d = Date(timeIntervalSince1970: 1_796_000_000.25)
+        let back = try #require(Date.fromDatabaseValue(SQLDate.value(d)))
+        #expect(abs(back.timeIntervalSince(d)) < 0.001)
+        #expect(SQLDate.value(nil as Date?) == .null)
+    }
+}
