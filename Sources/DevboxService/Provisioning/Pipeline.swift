@@ -227,8 +227,8 @@ struct Pipeline: Sendable {
             if code != 0 {
                 return .failed("setup command \(i + 1) (\(Self.short(command))) exited with code \(code)", tail.output)
             }
-            // Keep the live tail visible while later commands run.
-            // The live output between commands; after the last one it goes with the result.
+            // Keep the live tail visible while later commands run (after the last one, it
+            // goes with the step's result).
             if i < commands.count - 1 {
                 try? await core.db.updateOperationOutput(
                     devboxId: id, kind: .runSetupCommands, output: tail.output.text, truncated: tail.truncated)

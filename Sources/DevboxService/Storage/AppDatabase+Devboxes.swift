@@ -184,12 +184,11 @@ extension AppDatabase {
             for u in last { try Self.applyOperationUpdate(db, devboxId, u) }
             // The one legal way in (provisioning → ready, under this lease) as one UPDATE;
             // anything else takes the checked path below, which names what is wrong.
-            let now = Date()
             try db.cachedStatement(sql: """
-                UPDATE devboxes SET state = 'ready', updated_at = ?, ready_at = ?, last_activity_at = ?,
+                UPDATE devboxes SET state = 'ready', updated_at = ?1, ready_at = ?1, last_activity_at = ?1,
                     lease_owner = NULL, lease_expires_at = NULL
-                WHERE id = ? AND lease_owner = ? AND state = 'provisioning'
-                """).execute(arguments: [SQLDate.value(now), SQLDate.value(now), SQLDate.value(now), devboxId, owner])
+                WHERE id = ?2 AND lease_owner = ?3 AND state = 'provisioning'
+                """).execute(arguments: [SQLDate.value(Date()), devboxId, owner])
             if db.changesCount == 1 { return }
             _ = try Self.applyTransition(db, devboxId, to: .ready, leaseOwner: owner) { r in
                 r.readyAt = r.updatedAt
@@ -284,8 +283,8 @@ extension AppDatabase {
         // One UPDATE, allowed only from the statuses from which the operation state machine
         // reaches `u.status` (or `u.status` itself), with cached statements: the pipeline runs
         // this a few times per create. When no row matched, a read names the reason.
-        // Given fields replace; otherwise a step's output, truncation flag and error stay,
-        // except that `pending` (a step to run again) clears everything of the last run.
+        // Given fields replace; otherwise output, truncation flag and error stay, except that
+        // `pending` (a step to run again) clears everything of the last run.
         var fields = "output = COALESCE(?3, output), output_truncated = COALESCE(?4, output_truncated), error = COALESCE(?5, error)"
         let times: String
         switch u.status {
