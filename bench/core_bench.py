@@ -189,9 +189,11 @@ def main():
         c, _, wall, ratios, bc = conc[mode]
         print(f"create→ready, {a.sequential} sequential, {how}: p50 {statistics.median(s)*1000:.1f} ms  "
               f"p95 {pct(s,95)*1000:.1f} ms  ratio p50/bare {statistics.median(s)/b50:.2f}x (goal < 100 ms, < 1.5x)")
-        print(f"create→ready, {a.concurrent} concurrent, {how}: median round p50 {statistics.median(c)*1000:.1f} ms  "
-              f"p95 {pct(c,95)*1000:.1f} ms  wall {wall*1000:.0f} ms  vs that round's bare p50 {statistics.median(bc)*1000:.0f} ms: "
-              f"ratio {statistics.median(c)/statistics.median(bc):.2f}x (goal < 1.5x); ratio per round "
+        # The goal line (p50 < 100 ms) also covers this run; the bare burst is printed
+        # next to it because on 2 cores it is above 100 ms by itself.
+        print(f"create→ready, {a.concurrent} concurrent, {how}: median round p50 {statistics.median(c)*1000:.1f} ms "
+              f"(goal < 100 ms)  p95 {pct(c,95)*1000:.1f} ms  wall {wall*1000:.0f} ms  vs that round's bare p50 "
+              f"{statistics.median(bc)*1000:.0f} ms: ratio {statistics.median(c)/statistics.median(bc):.2f}x (goal < 1.5x); ratio per round "
               + ", ".join(f"{r:.2f}" for r in ratios))
         # Every create of every round against every bare run of every round: steadier than
         # any single round on this noisy machine.
