@@ -25,3 +25,33 @@ struct SQLDateTests {
         #expect(SQLDate.value(nil as Date?) == .null)
     }
 }
+
+@Suite("Storage: records write dates through SQLDate")
+struct StoredRecordDateTests {
+    /// Every record type's date columns use SQLDate, not GRDB's DateFormatter default; and a
+    /// record's stored text is SQLDate's.
+    @Test func recordsUseSQLDate() throws {
+        func usesSQLDate<R: EncodableRecord>(_: R.Type, _ column: String) -> Bool {
+            if case .custom = R.databaseDateEncodingStrategy(for: column) { return true }
+            return false
+        }
+        #expect(usesSQLDate(ProviderRecord.self, "created_at"))
+        #expect(usesSQLDate(ProviderTokenRecord.self, "created_at"))
+        #expect(usesSQLDate(UserRecord.self, "created_at"))
+        #expect(usesSQLDate(DevboxRecord.self, "created_at"))
+        #expect(usesSQLDate(OperationRecord.self, "started_at"))
+        #expect(usesSQLDate(SessionRecord.self, "created_at"))
+        #expect(usesSQLDate(DashboardSessionRecord.self, "created_at"))
+        #expect(usesSQLDate(GitHubConnectionRecord.self, "created_at"))
+
+        let (db, dir) = try PipelineCommitTests.database()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let when = Date(timeIntervalSince1970: 1_796_000_000.1237)
+        try db.pool.write { db in
+            try ProviderRecord(id: "p9", name: "p", createdAt: when).insert(db)
+            let text = try String.fetchOne(db, sql: "SELECT created_at FROM providers WHERE id = 'p9'")
+            #expect(text == SQLDate.string(when) && text == "2026-11-30 00:53:20.124")
+            #expect(try ProviderRecord.fetchOne(db, key: "p9").map { abs($0.createdAt.timeIntervalSince(when)) < 0.001 } == true)
+        }
+    }
+}

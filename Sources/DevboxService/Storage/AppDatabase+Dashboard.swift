@@ -3,7 +3,7 @@ import GRDB
 
 /// A signed-in dashboard browser, as stored: the hash of the cookie's random id (never the
 /// id itself, never a token), the principal it resolved to, and when it ends.
-struct DashboardSessionRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+struct DashboardSessionRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, Sendable, Equatable {
     static let databaseTableName = "dashboard_sessions"
     var idHash: String
     var providerId: String

@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 
 /// A user's GitHub connection; the token is a Fernet token.
-struct GitHubConnectionRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct GitHubConnectionRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, Sendable {
     static let databaseTableName = "github_connections"
     var userId: String
     var githubUserId: Int64

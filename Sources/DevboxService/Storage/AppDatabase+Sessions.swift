@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 
 /// One SSH access session row.
-public struct SessionRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+public struct SessionRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, Sendable, Equatable {
     public static let databaseTableName = "access_sessions"
     public var id: String
     public var devboxId: String

@@ -2,7 +2,7 @@ import DevboxModel
 import Foundation
 import GRDB
 
-struct ProviderRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct ProviderRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, Sendable {
     static let databaseTableName = "providers"
     var id: String
     var name: String
@@ -10,7 +10,7 @@ struct ProviderRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     enum CodingKeys: String, CodingKey { case id, name, createdAt = "created_at" }
 }
 
-struct ProviderTokenRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct ProviderTokenRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, Sendable {
     static let databaseTableName = "provider_tokens"
     var id: String
     var providerId: String
@@ -24,7 +24,7 @@ struct ProviderTokenRecord: Codable, FetchableRecord, PersistableRecord, Sendabl
     }
 }
 
-struct UserRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct UserRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, Sendable {
     static let databaseTableName = "users"
     var id: String
     var providerId: String
@@ -42,7 +42,7 @@ struct UserRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     }
 }
 
-struct DevboxRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct DevboxRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, Sendable {
     static let databaseTableName = "devboxes"
     var id: String
     var userId: String
@@ -91,7 +91,7 @@ extension DevboxState: DatabaseValueConvertible {}
 extension OperationStatus: DatabaseValueConvertible {}
 extension OperationKind: DatabaseValueConvertible {}
 
-struct OperationRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct OperationRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, Sendable {
     static let databaseTableName = "operations"
     var id: String
     var devboxId: String
@@ -116,7 +116,7 @@ struct OperationRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     }
 }
 
-struct EnvRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct EnvRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, Sendable {
     static let databaseTableName = "devbox_env"
     var devboxId: String
     var key: String
@@ -124,7 +124,7 @@ struct EnvRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     enum CodingKeys: String, CodingKey { case key, devboxId = "devbox_id", valueEncrypted = "value_encrypted" }
 }
 
-struct PendingSecretRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct PendingSecretRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, Sendable {
     static let databaseTableName = "devbox_pending_secrets"
     var devboxId: String
     var kind: String
@@ -132,7 +132,7 @@ struct PendingSecretRecord: Codable, FetchableRecord, PersistableRecord, Sendabl
     enum CodingKeys: String, CodingKey { case kind, devboxId = "devbox_id", valueEncrypted = "value_encrypted" }
 }
 
-struct RepositoryRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+struct RepositoryRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, Sendable {
     static let databaseTableName = "devbox_repositories"
     var devboxId: String
     var position: Int

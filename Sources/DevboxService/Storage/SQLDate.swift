@@ -5,11 +5,12 @@ import GRDB
 import Glibc
 #endif
 
-/// Dates as GRDB stores them ("yyyy-MM-dd HH:mm:ss.SSS", UTC), for the arguments of the
-/// pipeline's statements, without GRDB's `DateFormatter`: that formatter loads ICU (about
-/// 3 MiB more resident memory in an idle serve, whose first worker claim passes a date) and
-/// costs several microseconds per call. The same arithmetic as that formatter (milliseconds
-/// since 1970 as a double, rounded to the nearest), so both write the same text.
+/// Dates as GRDB stores them ("yyyy-MM-dd HH:mm:ss.SSS", UTC), for the date columns of our
+/// records (`StoredRecord`) and the arguments of the pipeline's statements, without GRDB's
+/// `DateFormatter`: that formatter loads ICU (about 3 MiB more resident memory in an idle
+/// serve, whose first worker claim passes a date) and costs several microseconds per call.
+/// The same arithmetic as that formatter (milliseconds since 1970 as a double, rounded to
+/// the nearest), so both write the same text.
 enum SQLDate {
     static func string(_ date: Date) -> String {
         let ms = Int64(((date.timeIntervalSinceReferenceDate + 978_307_200.0) * 1000.0).rounded())
@@ -46,4 +47,14 @@ enum SQLDate {
 
     static func value(_ date: Date) -> DatabaseValue { string(date).databaseValue }
     static func value(_ date: Date?) -> DatabaseValue { date.map(value) ?? .null }
+}
+
+/// A record whose date columns are written by `SQLDate` (same text as GRDB's default).
+/// Public only because `SessionRecord` is.
+public protocol StoredRecord: EncodableRecord {}
+
+extension StoredRecord {
+    public static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy {
+        .custom { SQLDate.value($0) }
+    }
 }
