@@ -11,8 +11,40 @@ import _CryptoExtras
     static let secret = "an HS256 secret of more than 32 bytes, for tests"
     static let now = Date()
 
-    // Key generation is the slow part; do it once.
-    static let rsaKey = Result { try _RSA.Signing.PrivateKey(keySize: .bits2048) }
+    // A fixed test key (made with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`):
+    // generating one takes seconds in a debug build of BoringSSL, on a thread of Swift's
+    // cooperative pool, which stalled every other test's tasks meanwhile.
+    static let rsaKey = Result { try _RSA.Signing.PrivateKey(pemRepresentation: rsaPEM) }
+    static let rsaPEM = """
+        -----BEGIN PRIVATE KEY-----
+        MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDQlBPI4RwqKiDw
+        LQLRAOBIDygiE/M6cfh0i6+nBSTxmdf/OKillgUYWmi1a7yE+E6vPmyYUJCgM4JQ
+        aj4/7ujj6PhkCk7l2NQXEntYbe0Sz/9Ek6jJ73vOb5y5bFxom0WV/muotjuWaNXD
+        JR/84Nn0r+7VUPNKxDPghaYHJN7NyiY1feiK9TAWHdtCjlQIjMgreLgSDhQrCblw
+        jvgKUcfefZpELYMlRHx41kOVy9VuQRIFYz+HfxN5H3tbtntHwz7T7kNzyfcFVKTl
+        8daP1xvpyN8kKliPzyutLLsVzrsPfL9aY0FNbzy0I+dNP8d12ap6vfefA9H1CQ9a
+        2CS2w2DtAgMBAAECggEAFWf9F9Kyl0k3lC6qaVTTr9GOZuDxR4BG5X8oidWnUvxd
+        BJ6GAGiDIVq2AFiMQoFRYf7gGkm6bhabOzGMLfeRA0L3qxy7uC8mpS+KZSry98lN
+        A3a8De18IVWnGgia+0lkPN6dofUB7I/Z0GtQ+x0AgXJE6rOiJHw6bsKIpZcNHsV+
+        wsXplMSWGeYTj5TvUEpPlYOyJvNzGFop/0rHKVa6P3GTm5fioBWht6SNnP5CCnCB
+        t7jlBMxG7OHYPl0KyOeRczYCXKCXgVHGcCWIex+VBTSu2McZZ+ocQEXT0uFgeu8S
+        s4c6/zNdR/ZGj/mwLs/MEKuntsBjOIymT+ySdbLPQQKBgQD822pO8U6h4bQg7RLy
+        TA/npqXHlRcEdLMKDQI+oJKL06+FXKBV15BN5iz2UKQTjnopgbTb6RWf5+m5E9go
+        Tqnmz7YTYW2Q0Leo9rQ6gvAdF66WmSedBYpbQLwqqVHAF3UXaTpxC/fruH1JT7ML
+        cmYmatSU08fSTQzhc5rrlNXi2QKBgQDTK8S5PcOtZYFYrobEHbXlxydytYoNXClh
+        AN2Mko2K0o6hr8XhQh+ZLAmzhRplgs+BDh/viy4CoifwGTuHzdkVOjX/GcjeaAX3
+        XsLgTqt2TZWtC5Vp5fBP1o0uu04weJ4qAzP7yAl0BmanfwZLyjU22ytel3eah6NP
+        wYZcv2B6NQKBgQDtZK6NSR5S+41a8Fk+ZEz2Zs3z8DR4+XtyLz5xP932Kxr58TmS
+        /lw71qNV6eXxem2U9HKxmEa2J0yWd1wUk64NxesijPEJ6frURjJ1UKNQHQDL4SSA
+        1kfMXp2KzAa1exByl1fH9L2hcEcoAgyN7ayb2uaUh7Rt6+rw69GB5e1dGQKBgBUv
+        i/IFt077IwnxoIWmcWxXGacRfYMvntsjihajUV3/F94y00hxKNhmKacAEJDkmcrZ
+        zuxqazhKanVVIrrSNRhDGc25GYTurMKPmD+GxP7+c6jDw763Ge/4l3t7wTFtuHiA
+        j8OP4xrn1X6yaMBLziDtxiEcUxyGxSSoRsGhVZ2NAoGBAIS26OzBzZT8zQSHs1PF
+        J/x55h/0peCI5vx+HT4Qv/zRI8K0SlwTIdEbfVIO6d0qiiQHG6FgQXO2xepRgkWA
+        2W+kUvsCwQBr0isKeauC+gQ/1UlWNt+5Zr/aZ/AegFOQrWELve1fLGP2AuEQHbuf
+        XuND2Nt4nBrZH8g1I2EaFDmk
+        -----END PRIVATE KEY-----
+        """
     static let ecKey = P256.Signing.PrivateKey()
     static let otherECKey = P256.Signing.PrivateKey()
 

@@ -49,7 +49,7 @@ func hostCommandLines() -> [String] {
 
     @Test func envFileRoundTripAndSecrecy() async throws {
         let sink = CapturingLog()
-        let h = try Harness("env")
+        let h = try await onDedicatedThread { try Harness("env") }
         var logger = Logger(label: "capture") { _ in CapturingHandler(sink: sink) }
         logger.logLevel = .trace
         let runtime = CrunRuntime(configuration: h.runtime.configuration, logger: logger)
