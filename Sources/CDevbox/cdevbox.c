@@ -14,6 +14,7 @@
 #include <sys/vfs.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -76,6 +77,26 @@ close_high:
 }
 
 int dbx_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+/* Sets the hostname of the UTS namespace of the process behind `pidfd` (whose pid is
+   `pid`), from the calling thread: setns into it, sethostname, setns back. Refuses (EPERM)
+   when that namespace is the caller's own, so a mistaken target can never rename the host.
+   Returns 0, or -1 with errno; -2 when the thread could not return to its own namespace. */
+int dbx_sethostname_in(int pidfd, pid_t pid, const char *name, size_t len) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/uts", (int)pid);
+    struct stat target, self;
+    int own = open("/proc/thread-self/ns/uts", O_RDONLY | O_CLOEXEC);
+    if (own < 0) return -1;
+    if (stat(path, &target) != 0 || fstat(own, &self) != 0) { int e = errno; close(own); errno = e; return -1; }
+    if (target.st_ino == self.st_ino && target.st_dev == self.st_dev) { close(own); errno = EPERM; return -1; }
+    if (setns(pidfd, CLONE_NEWUTS) != 0) { int e = errno; close(own); errno = e; return -1; }
+    int rc = sethostname(name, len), e = errno;
+    if (setns(own, CLONE_NEWUTS) != 0) rc = -2;
+    close(own);
+    errno = e;
+    return rc;
+}
 
 int dbx_pidfd_signal(int pidfd, int sig) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);

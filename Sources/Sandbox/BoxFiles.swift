@@ -260,13 +260,8 @@ extension CrunRuntime {
     /// another process (e.g. the host's "/").
     func openBoxRoot(_ id: String) throws -> Int32 {
         guard let pid = initPid(id) else { throw SandboxError.notRunning(id) }
-        let pidfd = dbx_pidfd_open(pid)
-        if pidfd < 0 { throw SandboxError.notRunning(id) }
+        let pidfd = try pinInit(id, pid: pid)
         defer { closeFD(pidfd) }
-        let suffix = ":" + cgroupsPath(id)
-        guard let cg = readSmallFile("/proc/\(pid)/cgroup"),
-            cg.split(separator: "\n").contains(where: { $0.hasSuffix(suffix) })
-        else { throw SandboxError.notRunning(id) }
         let root = open("/proc/\(pid)/root", oPath | O_DIRECTORY | O_CLOEXEC)
         if root < 0 { throw SandboxError.notRunning(id) }
         var p = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
@@ -275,6 +270,20 @@ extension CrunRuntime {
             throw SandboxError.notRunning(id)
         }
         return root
+    }
+
+    /// A pidfd of `pid`, checked to be in the box's cgroup after the pidfd pinned it.
+    func pinInit(_ id: String, pid: pid_t) throws -> Int32 {
+        let pidfd = dbx_pidfd_open(pid)
+        if pidfd < 0 { throw SandboxError.notRunning(id) }
+        let suffix = ":" + cgroupsPath(id)
+        guard let cg = readSmallFile("/proc/\(pid)/cgroup"),
+            cg.split(separator: "\n").contains(where: { $0.hasSuffix(suffix) })
+        else {
+            closeFD(pidfd)
+            throw SandboxError.notRunning(id)
+        }
+        return pidfd
     }
 
     /// The host pid of the box's init while it runs (`crun state`), else nil.

@@ -24,7 +24,12 @@ public final class CrunRuntime: Sendable {
     private let boxLocks = Mutex<[String: NSLock]>([:])
     /// The init pid of each running box this process started (removed when it exits):
     /// lets `isRunning` answer from /proc instead of spawning `crun state`.
-    private let inits = Mutex<[String: pid_t]>([:])
+    let inits = Mutex<[String: pid_t]>([:])
+    /// The init pid this process recorded for the box (no `crun state`), if it runs.
+    func knownInitPid(_ id: String) -> pid_t? {
+        let name = boxName(id)
+        return inits.withLock { $0[name] }
+    }
     private let maskCache = Mutex<(plan: MaskPlan, at: UInt64, layer: String?)?>(nil)
     /// Set while one caller rescans a stale mask plan (the others keep the current layer).
     private let maskRescanning = Atomic<Bool>(false)
@@ -35,6 +40,10 @@ public final class CrunRuntime: Sendable {
     /// Open setup shells (SetupShell.swift) of boxes this process created, until setup ends.
     private let setupChannels = Mutex<[String: SetupChannel]>([:])
     private let counter = Atomic<UInt64>(0)
+    /// Devbox id → name of the box it took from the warm pool (WarmPool.swift). On disk:
+    /// the symlink `<state>/<prefix><id>` → `<prefix><name>`, read back at start.
+    let aliases = Mutex<[String: String]>([:])
+    let pool = WarmPool()
     func counterNext() -> UInt64 { counter.wrappingAdd(1, ordering: .relaxed).newValue }
 
     public init(configuration: SandboxConfiguration, logger: Logger) {
@@ -45,6 +54,7 @@ public final class CrunRuntime: Sendable {
         // us) and harmless to repeat; prepareHost does it too.
         _ = dbx_set_child_subreaper()
         _ = Glibc.signal(SIGPIPE, SIG_IGN)
+        loadAliases()
     }
 
     // MARK: names and paths
@@ -53,7 +63,9 @@ public final class CrunRuntime: Sendable {
         let trimmed = configuration.idPrefix.trimmingCharacters(in: CharacterSet(charactersIn: "-_."))
         return trimmed.isEmpty ? "devbox" : trimmed
     }
-    func containerName(_ id: String) -> String { configuration.idPrefix + id }
+    /// The name of the box behind `id`: its own, or the pooled box it was given.
+    func boxName(_ id: String) -> String { aliases.withLock { $0[id] } ?? id }
+    func containerName(_ id: String) -> String { configuration.idPrefix + boxName(id) }
     func boxDirectory(_ id: String) -> String { configuration.stateDirectory + "/" + containerName(id) }
     func rootfsPath(_ id: String) -> String { boxDirectory(id) + "/rootfs" }
     public func workspaceHostPath(id: String) -> String { boxDirectory(id) + "/workspace" }
@@ -120,6 +132,12 @@ public final class CrunRuntime: Sendable {
         }
         guard access(crun, X_OK) == 0 else { throw SandboxError.invalidArgument("crun not found at \(crun)") }
         _ = try maskLayer(refresh: true)
+    }
+
+    /// `prepareHost` on a thread of its own: its mounts and host scan would otherwise hold one
+    /// of the cooperative pool's threads (two on this machine) for tens of milliseconds.
+    public func prepareHostOffPool() async throws {
+        try await onDedicatedThread { [self] in try prepareHost() }
     }
 
     func makeDirectories(_ path: String, mode: mode_t) throws {
@@ -194,54 +212,84 @@ public final class CrunRuntime: Sendable {
         }
     }
 
-    func setupChannel(_ id: String) -> SetupChannel? { setupChannels.withLock { $0[id] } }
-    func takeSetupChannel(_ id: String) -> SetupChannel? { setupChannels.withLock { $0.removeValue(forKey: id) } }
+    func setupChannel(_ id: String) -> SetupChannel? {
+        let name = boxName(id)
+        return setupChannels.withLock { $0[name] }
+    }
+    func takeSetupChannel(_ id: String) -> SetupChannel? {
+        let name = boxName(id)
+        return setupChannels.withLock { $0.removeValue(forKey: name) }
+    }
 
     // MARK: lifecycle
 
     /// Creates the bundle, mounts the root, writes the env file and runs the box.
     /// Returns once the box's init runs. With `setupShell` the box's init runs a shell
     /// that takes the setup commands (`runSetupCommand`, then `finishSetup`).
-    public func create(id: String, limits: SandboxLimits, env: [String: String], setupShell: Bool = false) async throws {
+    ///
+    /// A box of the warm pool's limits is taken from the pool when one is idle (no
+    /// `crun run` then); `startedWarm` says which way it went.
+    @discardableResult
+    public func create(id: String, limits: SandboxLimits, env: [String: String], setupShell: Bool = false) async throws -> Bool {
         try validate(id)
         try EnvFile.validate(env)
         guard limits.memoryBytes > 0, limits.pids > 0 else { throw SandboxError.invalidArgument("limits must be positive") }
-        try await onDedicatedThread { [self] in
+        pool.noteDemand()
+        let warm = try await onDedicatedThread { [self] () -> Bool in
             try withBoxLock(id) {
-                let dir = boxDirectory(id)
-                if access(dir, F_OK) == 0 { throw SandboxError.alreadyExists(id) }
+                if lstatExists(aliasPath(id)) { throw SandboxError.alreadyExists(id) }
+                while let box = pool.take(limits: limits) {
+                    if claimPooled(box, id: id, env: env, setupShell: setupShell) { return true }
+                }
                 do {
-                    try makeDirectories(configuration.stateDirectory, mode: 0o711)
-                    if mkdir(dir, 0o700) != 0 { throw sysError("mkdir \(dir)") }
-                    // (`run`, for console sockets, is made when a terminal session first needs it.)
-                    for (sub, mode) in [("upper", 0o755), ("work", 0o700), ("rootfs", 0o755), ("workspace", 0o755)] as [(String, mode_t)] {
-                        if mkdir(dir + "/" + sub, mode) != 0 { throw sysError("mkdir \(sub)") }
-                        _ = chmod(dir + "/" + sub, mode)
-                    }
-                    let config = BundleSpec.config(
-                        hostname: id, rootfs: rootfsPath(id), workspace: workspaceHostPath(id: id),
-                        catatonit: configuration.catatoniPath, cgroupsPath: cgroupsPath(id), limits: limits,
-                        network: configuration.network, setupShell: setupShell)
-                    try writeHostFile(dir + "/config.json", config.serialized())
-                    try mountRootfs(id)
-                    let rootFD = try SafeFS.openDirectory(rootfsPath(id))
-                    defer { closeFD(rootFD) }
-                    try EnvFile.write(rootFD: rootFD, env: env, durable: false)
-                    if setupShell {
-                        try writeHostFile(dir + "/" + SetupShell.marker, [])
-                        let channel = try runBoxWithSetupShell(id)
-                        setupChannels.withLock { $0[id] = channel }
-                    } else {
-                        try runBox(id)
-                    }
+                    try createBlocking(name: id, limits: limits, env: env, setupShell: setupShell)
                 } catch {
                     logger.error("create failed, cleaning up", metadata: ["box": .string(id), "error": .string("\(error)")])
                     destroyBlocking(id)
                     throw error
                 }
+                return false
             }
         }
-        logger.info("box created", metadata: ["box": .string(id)])
+        logger.info("box created", metadata: ["box": .string(id), "warm": .stringConvertible(warm)])
+        return warm
+    }
+
+    /// The blocking part of a cold create: box directory, bundle, root, env file, `crun run`.
+    /// Returns the mask layer the root was mounted with. Leaves a partial box on error.
+    @discardableResult
+    func createBlocking(name: String, limits: SandboxLimits, env: [String: String], setupShell: Bool) throws -> String? {
+        let dir = boxDirectory(name)
+        if access(dir, F_OK) == 0 { throw SandboxError.alreadyExists(name) }
+        try makeDirectories(configuration.stateDirectory, mode: 0o711)
+        if mkdir(dir, 0o700) != 0 { throw sysError("mkdir \(dir)") }
+        // (`run`, for console sockets, is made when a terminal session first needs it.)
+        for (sub, mode) in [("upper", 0o755), ("work", 0o700), ("rootfs", 0o755), ("workspace", 0o755)] as [(String, mode_t)] {
+            if mkdir(dir + "/" + sub, mode) != 0 { throw sysError("mkdir \(sub)") }
+            _ = chmod(dir + "/" + sub, mode)
+        }
+        try writeBundle(name: name, hostname: name, limits: limits, setupShell: setupShell)
+        let layer = try mountRootfs(name)
+        let rootFD = try SafeFS.openDirectory(rootfsPath(name))
+        defer { closeFD(rootFD) }
+        try EnvFile.write(rootFD: rootFD, env: env, durable: false)
+        if setupShell {
+            try writeHostFile(dir + "/" + SetupShell.marker, [])
+            let channel = try runBoxWithSetupShell(name)
+            setupChannels.withLock { $0[name] = channel }
+        } else {
+            try runBox(name)
+        }
+        return layer
+    }
+
+    /// Writes the box's `config.json`.
+    func writeBundle(name: String, hostname: String, limits: SandboxLimits, setupShell: Bool) throws {
+        let config = BundleSpec.config(
+            hostname: hostname, rootfs: rootfsPath(name), workspace: workspaceHostPath(id: name),
+            catatonit: configuration.catatoniPath, cgroupsPath: cgroupsPath(name), limits: limits,
+            network: configuration.network, setupShell: setupShell)
+        try writeHostFile(boxDirectory(name) + "/config.json", config.serialized())
     }
 
     /// (Re)writes the box env file: `env` is the full environment.
@@ -283,6 +331,7 @@ public final class CrunRuntime: Sendable {
                 guard access(boxDirectory(id) + "/config.json", F_OK) == 0 else { throw SandboxError.notFound(id) }
                 if containerStatus(id) == "running" { return }
                 try deleteContainer(id)  // a stale record (crashed box) blocks `crun run`
+                try patchBundleHostname(id)
                 if !HostState.isMountPoint(rootfsPath(id)) { try mountRootfs(id) }
                 if access(boxDirectory(id) + "/" + SetupShell.marker, F_OK) == 0 {
                     try runBoxWithSetupShell(id, script: SetupShell.pauseLine)
@@ -315,10 +364,12 @@ public final class CrunRuntime: Sendable {
         let removed = await onDedicatedThread { [self] () -> [String] in
             var ids: Set<String> = []
             let prefix = configuration.idPrefix
+            // What is kept: the devboxes, the pooled boxes they were given, the idle pool.
+            let kept = keeping.union(aliases.withLock { a in keeping.compactMap { a[$0] } }).union(pool.idleNames())
             func idOf(_ name: String) -> String? {
                 guard name.hasPrefix(prefix), name.count > prefix.count else { return nil }
                 let id = String(name.dropFirst(prefix.count))
-                return keeping.contains(id) || !CrunRuntime.isValidComponent(id, max: 64) ? nil : id
+                return kept.contains(id) || !CrunRuntime.isValidComponent(id, max: 64) ? nil : id
             }
             if let list = try? runCommandBlocking(crun, ["crun", "list", "-q"]) {
                 for line in list.stdoutText.split(separator: "\n") { if let id = idOf(String(line)) { ids.insert(id) } }
@@ -347,7 +398,7 @@ public final class CrunRuntime: Sendable {
     public func isRunning(id: String) async -> Bool {
         guard (try? validate(id)) != nil else { return false }
         // Fast path: the init we started is alive (not a zombie) and in the box's cgroup.
-        if let pid = inits.withLock({ $0[id] }), let stat = readSmallFile("/proc/\(pid)/stat"),
+        if let pid = knownInitPid(id), let stat = readSmallFile("/proc/\(pid)/stat"),
             let close = stat.lastIndex(of: ")"), stat[stat.index(after: close)...].dropFirst().first != "Z",
             let cgroup = readSmallFile("/proc/\(pid)/cgroup"), cgroup.contains("/" + containerName(id) + "\n")
                 || cgroup.hasSuffix("/" + containerName(id))
@@ -367,22 +418,30 @@ public final class CrunRuntime: Sendable {
     }
 
     /// Mounts the box root: upper dir, the shared mask layer, the host root (or image).
-    func mountRootfs(_ id: String) throws {
+    @discardableResult
+    func mountRootfs(_ id: String) throws -> String? {
         let dir = boxDirectory(id)
         let lower = configuration.baseImage ?? "/"
         // Per-box files, created in the upper dir unless the box already has its own.
         let upperFD = try SafeFS.openDirectory(dir + "/upper")
-        var hosts = readFileBytes(lower == "/" ? "/etc/hosts" : lower + "/etc/hosts") ?? Array("127.0.0.1\tlocalhost\n".utf8)
-        if hosts.last != UInt8(ascii: "\n") && !hosts.isEmpty { hosts.append(UInt8(ascii: "\n")) }
-        hosts += Array("127.0.1.1\t\(id)\n".utf8)
         MaskPlan().apply(upperFD: upperFD, lowerRoot: lower, extraFiles: [
             .file("etc/hostname", contents: Array("\(id)\n".utf8), mode: 0o644),
-            .file("etc/hosts", contents: hosts, mode: 0o644),
+            .file("etc/hosts", contents: hostsFile(hostname: id), mode: 0o644),
         ])
         closeFD(upperFD)
-        let lowers = try maskLayer().map { "\($0):\(lower)" } ?? lower
+        let layer = try maskLayer()
+        let lowers = layer.map { "\($0):\(lower)" } ?? lower
         let opts = "lowerdir=\(lowers),upperdir=\(dir)/upper,workdir=\(dir)/work"
         if dbx_mount("overlay", rootfsPath(id), "overlay", 0, opts) != 0 { throw sysError("mount overlay for \(id)") }
+        return layer
+    }
+
+    /// The box's `/etc/hosts`: the base's, plus its hostname on 127.0.1.1.
+    func hostsFile(hostname: String) -> [UInt8] {
+        let lower = configuration.baseImage ?? "/"
+        var hosts = readFileBytes(lower == "/" ? "/etc/hosts" : lower + "/etc/hosts") ?? Array("127.0.0.1\tlocalhost\n".utf8)
+        if hosts.last != UInt8(ascii: "\n") && !hosts.isEmpty { hosts.append(UInt8(ascii: "\n")) }
+        return hosts + Array("127.0.1.1\t\(hostname)\n".utf8)
     }
 
     func unmountRootfs(_ id: String) {
@@ -444,9 +503,10 @@ public final class CrunRuntime: Sendable {
         let pidfd = dbx_pidfd_open(pid)
         guard pidfd >= 0 else { return }
         let logger = self.logger
-        inits.withLock { $0[id] = pid }
+        let name = boxName(id)
+        inits.withLock { $0[name] = pid }
         Reaper.shared.watch(pid: pid, pidfd: pidfd) { [self] fd in
-            inits.withLock { if $0[id] == pid { $0[id] = nil } }
+            inits.withLock { if $0[name] == pid { $0[name] = nil } }
             let st = Reaper.collect(pidfd: fd)
             logger.debug("box init exited", metadata: ["box": .string(id), "code": "\(st.exitCode ?? -1)", "signal": "\(st.signal ?? 0)"])
         }
@@ -473,7 +533,9 @@ public final class CrunRuntime: Sendable {
     }
 
     func destroyBlocking(_ id: String) {
-        inits.withLock { $0[id] = nil }
+        defer { removeAlias(id) }
+        let name = boxName(id)
+        inits.withLock { $0[name] = nil }
         _ = takeSetupChannel(id)
         do { try deleteContainer(id) } catch {
             logger.warning("crun delete failed", metadata: ["box": .string(id), "error": .string("\(error)")])

@@ -38,9 +38,13 @@ struct Harness {
 
     /// Sweeps everything with our prefix and checks nothing is left anywhere.
     func cleanup() async {
+        await runtime.stopWarmPool()
         _ = await runtime.sweep(keeping: [])
-        _ = rmdir(state)
-        #expect(leftovers() == [], "leftovers after sweep")
+        let left = await onDedicatedThread { [self] () -> [String] in
+            _ = rmdir(state)
+            return leftovers()
+        }
+        #expect(left == [], "leftovers after sweep")
     }
 
     func leftovers() -> [String] {
@@ -60,8 +64,11 @@ struct Harness {
     }
 }
 
+/// The harness is built (`prepareHost`: mounts, a host scan) and checked for leftovers
+/// (`crun list`) on a thread of its own: blocking calls on Swift's cooperative pool (two
+/// threads here) would stall every other test's tasks, and timing tests with them.
 func withHarness(_ tag: String, hidden: [String] = [], _ body: (Harness) async throws -> Void) async throws {
-    let h = try Harness(tag, hidden: hidden)
+    let h = try await onDedicatedThread { try Harness(tag, hidden: hidden) }
     do {
         try await body(h)
     } catch {

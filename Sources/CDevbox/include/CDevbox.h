@@ -23,6 +23,8 @@ int dbx_spawn(const char *path, char *const argv[], char *const envp[],
 
 /// pidfd_open(2): a close-on-exec descriptor that becomes readable when `pid` exits.
 int dbx_pidfd_open(pid_t pid);
+/// Sets the hostname of the UTS namespace of the process behind `pidfd` (never the caller's own).
+int dbx_sethostname_in(int pidfd, pid_t pid, const char *name, size_t len);
 
 /// pidfd_send_signal(2).
 int dbx_pidfd_signal(int pidfd, int sig);
