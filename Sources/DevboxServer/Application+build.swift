@@ -43,7 +43,7 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: RequestLogMiddleware(logger: system.logger))
     router.add(middleware: JSONErrorMiddleware(logger: system.logger))
-    HealthController().register(on: router)
+    HealthController(core: system.core).register(on: router)
     GitHubController(core: system.core).registerCallback(on: router, table: system.routes)
     let api = router.group().add(middleware: AuthMiddleware(core: system.core))
     DevboxesController(core: system.core).register(on: api, table: system.routes)

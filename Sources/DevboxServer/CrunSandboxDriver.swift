@@ -28,9 +28,9 @@ struct CrunSandboxDriver: SandboxDriver {
         return String(format: "%08x", h)
     }
 
-    func prepareHost() async throws { try await runtime.prepareHost() }
+    func prepareHost() async throws { try await runtime.prepareHostOffPool() }
 
-    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool) async throws {
+    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool) async throws -> Bool {
         try await runtime.create(
             id: box, limits: SandboxLimits(memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids),
             env: env, setupShell: setupShell)
@@ -72,7 +72,18 @@ struct CrunSandboxDriver: SandboxDriver {
         await runtime.sweep(keeping: keeping)
     }
 
-    func releaseIdleResources() async { await runtime.releaseIdleResources() }
+    func releaseIdleResources() async {
+        await runtime.stopWarmPool()
+        await runtime.releaseIdleResources()
+    }
+    func startWarmPool(size: Int, limits: BoxLimits) async {
+        runtime.startWarmPool(
+            size: size, limits: SandboxLimits(memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids))
+    }
+    func warmPool() -> (target: Int, idle: Int) {
+        let s = runtime.warmPoolStatus
+        return (s.target, s.idle)
+    }
     func isRunning(box: String) async -> Bool { await runtime.isRunning(id: box) }
     func workspaceHostPath(box: String) -> String { runtime.workspaceHostPath(id: box) }
 

@@ -43,7 +43,9 @@ private struct NoSandbox: SandboxDriver {
         var description: String { "sandboxes are managed by devbox serve, not by this process" }
     }
     func prepareHost() async throws { throw Refused() }
-    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool) async throws { throw Refused() }
+    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool) async throws -> Bool {
+        throw Refused()
+    }
     func runSetupCommand(box: String, command: String, timeout: Duration, outputLimit: Int) async throws -> BoxExecResult? {
         throw Refused()
     }
@@ -59,6 +61,8 @@ private struct NoSandbox: SandboxDriver {
     func destroy(box: String) async throws { throw Refused() }
     func sweep(keeping: Set<String>) async -> [String] { [] }
     func releaseIdleResources() async {}
+    func startWarmPool(size: Int, limits: BoxLimits) async {}
+    func warmPool() -> (target: Int, idle: Int) { (0, 0) }
     func isRunning(box: String) async -> Bool { false }
     func workspaceHostPath(box: String) -> String { "" }
     func readPath(box: String, path: String, maxBytes: Int) async throws -> BoxFileContent { throw Refused() }

@@ -19,6 +19,8 @@ public struct CoreConfiguration: Sendable {
     public var execMaxTimeoutSeconds: Int
     /// Largest file the files API reads or writes.
     public var fileSizeLimit: Int
+    /// Boxes of the default plan kept started ahead of demand (0: none); see Sandbox/WarmPool.swift.
+    public var warmPoolSize: Int = 8
 
     public init(
         plans: [Plan] = Plan.defaults, defaultPlan: String = "small", workerConcurrency: Int = 32,
@@ -308,4 +310,9 @@ actor TokenCache {
         users[key] = u
         return u
     }
+}
+
+extension DevboxCore {
+    /// How many boxes the warm pool keeps started, and how many are ready now.
+    public func warmPool() -> (target: Int, idle: Int) { sandbox.warmPool() }
 }

@@ -92,7 +92,7 @@ struct ServeCommand: AsyncParsableCommand {
     /// Lifetimes, exec and files settings (docs/LIFETIMES.md, docs/ARCHITECTURE.md):
     /// DEVBOX_DEFAULT_IDLE_TIMEOUT and DEVBOX_DEFAULT_TTL (seconds, 0 = off),
     /// DEVBOX_LIFETIME_MIN_SECONDS, DEVBOX_LIFETIME_CHECK_SECONDS, DEVBOX_EXEC_OUTPUT_LIMIT
-    /// and DEVBOX_FILE_SIZE_LIMIT (bytes).
+    /// and DEVBOX_FILE_SIZE_LIMIT (bytes), DEVBOX_WARM_POOL (boxes started ahead of demand).
     static func applyRuntimeSettings(_ core: inout CoreConfiguration, env: [String: String]) throws {
         func number(_ name: String, min: Int) throws -> Int? {
             guard let raw = env[name], !raw.isEmpty else { return nil }
@@ -117,6 +117,10 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let v = try number("DEVBOX_EXEC_OUTPUT_LIMIT", min: 1024) { core.execOutputLimit = v }
         if let v = try number("DEVBOX_FILE_SIZE_LIMIT", min: 1) { core.fileSizeLimit = v }
+        if let v = try number("DEVBOX_WARM_POOL", min: 0) {
+            guard v <= 256 else { throw ConfigurationError("DEVBOX_WARM_POOL must be 0-256, got '\(v)'") }
+            core.warmPoolSize = v
+        }
     }
 
     /// On the very first start there is no token: create one and print it once.

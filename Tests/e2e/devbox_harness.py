@@ -26,6 +26,21 @@ def crun_containers() -> list[str]:
     return [l.strip() for l in out.splitlines() if l.strip()]
 
 
+def box_hostname(bundle: str) -> str:
+    """The devbox id a box directory serves: its /etc/hostname (written in its upper dir for a
+    box made cold, and when a box is taken from the warm pool)."""
+    try:
+        return Path(bundle, "upper/etc/hostname").read_text().strip()
+    except OSError:
+        return ""
+
+
+def containers_of(devbox_id: str) -> list[str]:
+    """Every running container that is (or was made for) this devbox, however it is named."""
+    return [name for name, bundle in crun_bundles().items()
+            if name.endswith(devbox_id) or box_hostname(bundle) == devbox_id]
+
+
 def crun_bundles() -> dict[str, str]:
     """Container name → bundle path, for every container on the machine."""
     out = subprocess.run(["crun", "list"], capture_output=True, text=True).stdout.splitlines()[1:]
@@ -110,14 +125,49 @@ class Server:
             self.proc.kill()
             return self.proc.wait()
 
-    def cgroup_parents(self) -> list[str]:
-        """The service's parent cgroups ("dx" + FNV-1a of the data dir), in every hierarchy."""
+    def cgroup_parent_name(self) -> str:
+        """"dx" + FNV-1a of the data dir: the service's parent cgroup, and with "-" its box name prefix."""
         h = 2166136261
         for b in os.path.abspath(self.data_dir).encode():
             h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-        name = f"dx{h:08x}"
+        return f"dx{h:08x}"
+
+    def cgroup_parents(self) -> list[str]:
+        """The service's parent cgroups, in every hierarchy."""
+        name = self.cgroup_parent_name()
         return [p for p in (os.path.join("/sys/fs/cgroup", c, name) for c in os.listdir("/sys/fs/cgroup"))
                 if os.path.isdir(p)]
+
+    def box_name(self, devbox_id: str) -> str:
+        """The crun container (and box directory) of a devbox: `<prefix><id>`, or for a box taken
+        from the warm pool, the pooled box that `<data>/boxes/<prefix><id>` links to."""
+        link = os.path.join(self.data_dir, "boxes", self.cgroup_parent_name() + "-" + devbox_id)
+        return os.readlink(link) if os.path.islink(link) else os.path.basename(link)
+
+    def service_leftovers(self) -> dict:
+        """Everything of this service's on the host (containers, mounts, box dirs, cgroups)."""
+        prefix = self.cgroup_parent_name() + "-"
+        boxes = os.path.join(self.data_dir, "boxes")
+        return {
+            "containers": [c for c in crun_containers() if c.startswith(prefix)],
+            "mounts": [l.split()[4] for l in open("/proc/self/mountinfo").read().splitlines()
+                       if l.split()[4].startswith(boxes + "/")],
+            "dirs": [d for d in (os.listdir(boxes) if os.path.isdir(boxes) else []) if d.startswith(prefix)],
+            "cgroups": [os.path.join(p, c) for p in self.cgroup_parents() for c in os.listdir(p)
+                        if os.path.isdir(os.path.join(p, c))],
+        }
+
+    def warm_pool(self) -> dict:
+        return requests.get(self.base + "/healthz", timeout=10).json()["warm_pool"]
+
+    def wait_pool_full(self, timeout: float = 60) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            p = self.warm_pool()
+            if p["ready"] >= p["size"]:
+                return p
+            time.sleep(0.05)
+        raise TimeoutError(f"warm pool not full: {self.warm_pool()}")
 
     def close(self) -> None:
         """Destroys every devbox, stops the service and removes a temporary data dir."""
@@ -198,6 +248,6 @@ class Server:
                               capture_output=True, text=True, timeout=60)
 
     def container_id(self, devbox_id: str) -> str:
-        matches = [c for c in crun_containers() if c.endswith(devbox_id)]
-        assert len(matches) == 1, f"expected one container for {devbox_id}, found {matches}"
-        return matches[0]
+        name = self.box_name(devbox_id)
+        assert name in crun_containers(), f"no container {name} for {devbox_id}"
+        return name

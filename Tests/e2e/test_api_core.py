@@ -6,7 +6,7 @@ import jwt
 import pytest
 import requests
 
-from devbox_harness import Server, crun_containers
+from devbox_harness import Server, containers_of
 
 
 def err(r: requests.Response) -> dict:
@@ -19,7 +19,9 @@ def err(r: requests.Response) -> dict:
 # -- health, auth --------------------------------------------------------------------
 
 def test_healthz_and_openapi_need_no_token(server):
-    assert requests.get(server.base + "/healthz").json() == {"status": "ok"}
+    health = requests.get(server.base + "/healthz").json()
+    assert health["status"] == "ok"
+    assert set(health["warm_pool"]) == {"size", "ready"} and 0 <= health["warm_pool"]["ready"] <= health["warm_pool"]["size"]
     doc = requests.get(server.base + "/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
     assert "/api/v1/devboxes" in doc["paths"]
@@ -144,7 +146,7 @@ def test_create_ready_with_setup_command_and_env(server):
     r = server.request("DELETE", f"/api/v1/devboxes/{d['id']}")
     assert r.status_code == 204
     assert server.get(d["id"])["state"] == "destroyed"
-    assert not [c for c in crun_containers() if c.endswith(d["id"])]
+    assert not containers_of(d["id"])
 
 
 def test_failing_setup_command_fails_with_its_exit_code_and_tail(server):
@@ -158,7 +160,7 @@ def test_failing_setup_command_fails_with_its_exit_code_and_tail(server):
     assert "oops" in ops["run_setup_commands"]["output"]
     assert "never" not in ops["run_setup_commands"]["output"].replace("echo never", "")
     assert ops["publish_access"]["status"] == "skipped"
-    assert not [c for c in crun_containers() if c.endswith(d["id"])]
+    assert not containers_of(d["id"])
 
 
 def test_setup_timeout_kills_and_fails(server):

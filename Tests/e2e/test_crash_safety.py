@@ -4,19 +4,22 @@ import signal
 import subprocess
 import time
 
-from devbox_harness import Server, crun_containers
+from devbox_harness import Server, box_hostname, containers_of
 
 
-def leftovers(data_dir: str, devbox_ids: list[str]) -> dict:
-    mounts = [l for l in open("/proc/self/mountinfo").read().splitlines()
-              if data_dir in l and any(i in l for i in devbox_ids)]
-    containers = [c for c in crun_containers() if any(c.endswith(i) for i in devbox_ids)]
-    cgroups = subprocess.run(["sh", "-c", "ls -d /sys/fs/cgroup/*/dx*/* 2>/dev/null"], capture_output=True,
-                             text=True).stdout.split()
-    cgroups = [c for c in cgroups if any(c.endswith(i) for i in devbox_ids)]
-    box_dirs = os.listdir(os.path.join(data_dir, "boxes")) if os.path.isdir(os.path.join(data_dir, "boxes")) else []
-    box_dirs = [b for b in box_dirs if any(b.endswith(i) for i in devbox_ids)]
-    return {"mounts": mounts, "containers": containers, "cgroups": cgroups, "dirs": box_dirs}
+def leftovers(server: Server, devbox_ids: list[str]) -> dict:
+    """What is still on the host of these devboxes, however their boxes are named (a box
+    taken from the warm pool carries the pool's name): containers, box directories and
+    aliases, mounts and cgroups of those directories."""
+    boxes = os.path.join(server.data_dir, "boxes")
+    names = os.listdir(boxes) if os.path.isdir(boxes) else []
+    mine = [n for n in names if not n.startswith(".") and (  # (.mask, and trash being removed)
+        any(n.endswith(i) for i in devbox_ids) or box_hostname(os.path.join(boxes, n)) in devbox_ids)]
+    mounts = [l.split()[4] for l in open("/proc/self/mountinfo").read().splitlines()
+              if any(l.split()[4].startswith(os.path.join(boxes, n) + "/") for n in mine)]
+    cgroups = [os.path.join(p, c) for p in server.cgroup_parents() for c in os.listdir(p) if c in mine]
+    return {"mounts": mounts, "containers": [c for i in devbox_ids for c in containers_of(i)], "cgroups": cgroups,
+            "dirs": mine}
 
 
 def test_kill9_while_ten_provision_then_restart(fresh_server):
@@ -35,7 +38,7 @@ def test_kill9_while_ten_provision_then_restart(fresh_server):
         assert d["state"] in ("ready", "failed"), d
         if d["state"] == "failed":
             assert d["error"]["message"], d
-            assert not [c for c in crun_containers() if c.endswith(i)]
+            assert not containers_of(i)
         else:
             assert [o["status"] for o in s2.operations(i)].count("succeeded") >= 3
     # the devbox that was ready before the crash still works
@@ -43,7 +46,10 @@ def test_kill9_while_ten_provision_then_restart(fresh_server):
     assert s2.exec_in_box(ready["id"], "cat /workspace/mark").stdout == "ok\n"
     # deleting everything leaves no container, mount, cgroup or box directory
     s2.delete_all()
-    assert leftovers(s2.data_dir, ids + [ready["id"]]) == {"mounts": [], "containers": [], "cgroups": [], "dirs": []}
+    assert leftovers(s2, ids + [ready["id"]]) == {"mounts": [], "containers": [], "cgroups": [], "dirs": []}
+    # and once the service stops (its idle warm pool goes with it), nothing of it at all
+    s2.stop()
+    assert s2.service_leftovers() == {"containers": [], "mounts": [], "dirs": [], "cgroups": []}
 
 
 def test_startup_sweeps_orphans(fresh_server):
@@ -55,9 +61,9 @@ def test_startup_sweeps_orphans(fresh_server):
     import sqlite3
     with sqlite3.connect(os.path.join(s.data_dir, "devbox.sqlite")) as db:
         db.execute("UPDATE devboxes SET state = 'destroyed' WHERE id = ?", (d["id"],))
-    assert [c for c in crun_containers() if c.endswith(d["id"])]
+    assert containers_of(d["id"])
     s2 = fresh_server(data_dir=s.data_dir, token=s.token).start()
-    assert leftovers(s2.data_dir, [d["id"]]) == {"mounts": [], "containers": [], "cgroups": [], "dirs": []}
+    assert leftovers(s2, [d["id"]]) == {"mounts": [], "containers": [], "cgroups": [], "dirs": []}
     assert "swept" in s2.log()
 
 

@@ -49,8 +49,8 @@ def test_tokens_reach_the_box_and_leave_no_trace(fresh_server):
     assert claude not in str(d) and codex not in str(d)
     d = s.wait_state(d["id"])
     assert d["state"] == "ready", s.operations(d["id"])
-    ws = os.path.join(s.data_dir, "boxes")
-    shas = subprocess.run(["sh", "-c", f"cat {ws}/*/workspace/claude.sha {ws}/*/workspace/codex.sha"],
+    ws = os.path.join(s.data_dir, "boxes", s.box_name(d["id"]), "workspace")
+    shas = subprocess.run(["sh", "-c", f"cat {ws}/claude.sha {ws}/codex.sha"],
                           capture_output=True, text=True).stdout.split()
     assert shas == [hashlib.sha256(claude.encode()).hexdigest(), hashlib.sha256(codex.encode()).hexdigest()]
     ops = s.operations(d["id"])

@@ -9,7 +9,7 @@ import time
 import anyio
 import pytest
 
-from devbox_harness import Server, crun_containers
+from devbox_harness import Server, containers_of, crun_containers
 
 
 def err(r) -> dict:
@@ -169,7 +169,7 @@ def test_ttl_destroys_and_a_restart_keeps_the_clocks(fresh_server):
     short = s.create({"name": "ttl", "ttl_seconds": 3, "idle_timeout_seconds": 0})
     assert wait_for(lambda: s.get(short["id"])["state"] == "destroyed", timeout=30)
     # `destroyed` is written first (nothing new can start), the sandbox goes right after it
-    assert wait_for(lambda: not [c for c in crun_containers() if c.endswith(short["id"])], timeout=30)
+    assert wait_for(lambda: not containers_of(short["id"]), timeout=30)
     # Clocks survive a restart: an idle box and an expiring box, both past due while the service is down.
     idle = s.wait_state(s.create({"name": "idle", "idle_timeout_seconds": 5})["id"])
     exp = s.wait_state(s.create({"name": "exp", "ttl_seconds": 8, "idle_timeout_seconds": 0})["id"])

@@ -102,7 +102,7 @@ enum OpenAPIDocument {
     }
   },
   "paths": {
-    "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "ok"}}}},
+    "/healthz": {"get": {"summary": "Liveness, and how full the warm pool is", "security": [], "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}, "warm_pool": {"type": "object", "properties": {"size": {"type": "integer"}, "ready": {"type": "integer"}}}}}}}}}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     "/api/v1/devboxes": {
       "post": {"summary": "Create a devbox (202, state requested)", "parameters": [{"$ref": "#/components/parameters/ClaudeToken"}, {"$ref": "#/components/parameters/CodexToken"}],

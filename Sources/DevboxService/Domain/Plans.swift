@@ -14,6 +14,9 @@ public struct Plan: Sendable, Equatable, Codable {
         self.pids = pids
     }
 
+    /// What the sandbox runtime enforces for this plan.
+    public var limits: BoxLimits { BoxLimits(memoryBytes: Int64(memoryMiB) << 20, cpus: cpus, pids: pids) }
+
     public static let defaults: [Plan] = [
         Plan(name: "small", memoryMiB: 1024, cpus: 1, pids: 512),
         Plan(name: "medium", memoryMiB: 4096, cpus: 2, pids: 2048),

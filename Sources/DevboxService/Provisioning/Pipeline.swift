@@ -86,11 +86,11 @@ struct Pipeline: Sendable {
         guard let plan = core.configuration.plans.first(where: { $0.name == job.devbox.plan }) else {
             return .failed("plan '\(job.devbox.plan)' is no longer configured", StepOutput())
         }
-        let limits = BoxLimits(memoryBytes: Int64(plan.memoryMiB) << 20, cpus: plan.cpus, pids: plan.pids)
         let started = ContinuousClock.now
+        let warm: Bool
         do {
-            try await core.sandbox.create(
-                box: id, limits: limits, env: try await userEnv(), setupShell: !job.devbox.setupCommands.isEmpty)
+            warm = try await core.sandbox.create(
+                box: id, limits: plan.limits, env: try await userEnv(), setupShell: !job.devbox.setupCommands.isEmpty)
         } catch is CancellationError {
             throw CancellationError()
         } catch {
@@ -99,7 +99,7 @@ struct Pipeline: Sendable {
         let ms = (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000
             + (ContinuousClock.now - started).components.seconds * 1000
         return .succeeded(
-            StepOutput(text: "sandbox started (plan \(plan.name): \(plan.memoryMiB) MiB, \(plan.cpus) CPU, \(plan.pids) pids) in \(ms) ms\n"))
+            StepOutput(text: "sandbox \(warm ? "taken from the warm pool" : "started") (plan \(plan.name): \(plan.memoryMiB) MiB, \(plan.cpus) CPU, \(plan.pids) pids) in \(ms) ms\n"))
     }
 
     private func injectCredentials() async throws -> StepOutcome {

@@ -61,7 +61,7 @@ public struct ProvisioningWorker: Service {
 
 extension DevboxCore {
     /// Start-up: removes sandboxes, mounts and cgroups that no live devbox owns (left by a
-    /// crash). Runs before the service accepts requests.
+    /// crash), then starts the warm pool. Runs before the service accepts requests.
     public func recoverOnStartup() async {
         do {
             let keep = try await db.devboxIds(inStates: DevboxStateMachine.sandboxStates)
@@ -71,6 +71,9 @@ extension DevboxCore {
             }
         } catch {
             logger.error("start-up sweep failed: \(error)")
+        }
+        if configuration.warmPoolSize > 0, let plan = configuration.plans.first(where: { $0.name == configuration.defaultPlan }) {
+            await sandbox.startWarmPool(size: configuration.warmPoolSize, limits: plan.limits)
         }
     }
 }

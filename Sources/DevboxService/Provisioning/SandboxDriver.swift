@@ -41,7 +41,9 @@ public struct BoxExecResult: Sendable {
 public protocol SandboxDriver: Sendable {
     func prepareHost() async throws
     /// `setupShell`: the box will take setup commands through `runSetupCommand`.
-    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool) async throws
+    /// True when the box came from the warm pool (already running).
+    @discardableResult
+    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool) async throws -> Bool
     func writeEnv(box: String, env: [String: String]) async throws
     func exec(
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
@@ -60,6 +62,10 @@ public protocol SandboxDriver: Sendable {
     func sweep(keeping: Set<String>) async -> [String]
     /// Releases shared host state no box uses any more (called at shutdown, no creates running).
     func releaseIdleResources() async
+    /// Keeps `size` boxes of `limits` started ahead of demand (0: none); after the start-up sweep.
+    func startWarmPool(size: Int, limits: BoxLimits) async
+    /// How many boxes the pool keeps and how many are ready.
+    func warmPool() -> (target: Int, idle: Int)
     func isRunning(box: String) async -> Bool
     func workspaceHostPath(box: String) -> String
     /// Files inside a running box (see Sandbox/BoxFiles.swift for the resolution rules).
