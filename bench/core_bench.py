@@ -5,6 +5,9 @@
   bare `crun run -d` + `crun exec true` of the same bundle in the same run; GET
   /api/v1/devboxes/:id with wrk at 64 connections; idle RSS of serve and host memory of
   idle devboxes. Prints figures and ratios; exits non-zero only on errors, not on goals.
+
+  --pool N: the serve runs with DEVBOX_WARM_POOL=N; each create and each burst waits for a
+  full pool first, and the share of creates served from it is printed.
 """
 import argparse
 import concurrent.futures as cf
@@ -111,6 +114,14 @@ def bare_crun(bundle_src, n, concurrent=1):
     return times
 
 
+def box_name(data_dir, devbox_id):
+    """The box (container, cgroup, directory) of a devbox: its own, or the pooled box it took."""
+    boxes = os.path.join(data_dir, "boxes")
+    entry = [b for b in os.listdir(boxes) if b.endswith(devbox_id)][0]
+    path = os.path.join(boxes, entry)
+    return os.readlink(path) if os.path.islink(path) else entry
+
+
 def rss_kib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -127,8 +138,29 @@ def main():
     ap.add_argument("--sequential", type=int, default=50)
     ap.add_argument("--concurrent", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3, help="concurrent bursts of each kind")
+    ap.add_argument("--pool", type=int, default=0, help="the serve's DEVBOX_WARM_POOL")
+    ap.add_argument("--no-extras", action="store_true", help="skip idle memory and wrk")
     a = ap.parse_args()
     api = API(a.base, a.token)
+    warm = {"pooled": 0, "all": 0}
+
+    def pool_full():
+        """With a pool: wait until it is full (it refills once creates pause for 300 ms)."""
+        if a.pool <= 0:
+            return
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            p = api.s.get(a.base + "/healthz").json()["warm_pool"]
+            if p["ready"] >= p["size"]:
+                return
+            time.sleep(0.02)
+        raise RuntimeError("the warm pool did not fill")
+
+    def count_warm(ids):
+        for i in ids:
+            ops = api.s.get(f"{a.base}/api/v1/devboxes/{i}/operations", headers=api.h).json()["operations"]
+            warm["pooled"] += "warm pool" in ops[0]["output"]
+            warm["all"] += 1
 
     idle_rss = rss_kib(a.pid)
     print(f"idle serve RSS: {idle_rss / 1024:.1f} MiB (goal < 50 MiB)")
@@ -146,17 +178,21 @@ def main():
     bare, failures = [], 0
     for _ in range(a.sequential):
         for mode in ("server", "poll"):
+            pool_full()
             t, st, i = create_ready(api, mode)
             failures += st != "ready"
             seq[mode].append(t)
+            count_warm([i])
             api.delete(i)
         bare += bare_crun(bundle, 1)
 
     def concurrent(mode):
+        pool_full()
         with cf.ThreadPoolExecutor(a.concurrent) as ex:
             t0 = time.perf_counter()
             res = list(ex.map(lambda _: create_ready(API(a.base, a.token), mode), range(a.concurrent)))
             wall = time.perf_counter() - t0
+        count_warm([r[2] for r in res])
         for r in res:
             api.delete(r[2])
         time.sleep(1)  # deletes finish
@@ -202,13 +238,18 @@ def main():
               f"p95 {pct(pooled,95)*1000:.1f} ms  vs all bare p50 {statistics.median(bare_pooled)*1000:.1f} ms: "
               f"ratio {statistics.median(pooled)/statistics.median(bare_pooled):.2f}x")
     print(f"failures: {failures} (goal 0)")
+    if a.pool > 0:
+        print(f"creates served from the warm pool: {warm['pooled']} of {warm['all']}")
+    if a.no_extras:
+        api.delete(keep)
+        return
 
     # idle devbox memory: 10 idle boxes, cgroup usage each and serve RSS growth
     ids = [create_ready(api)[2] for _ in range(10)]
     time.sleep(1)
     usages = []
     for i in ids:
-        for cg in subprocess.run(["sh", "-c", f"ls -d /sys/fs/cgroup/memory/*/*{i}"], capture_output=True,
+        for cg in subprocess.run(["sh", "-c", f"ls -d /sys/fs/cgroup/memory/*/{box_name(a.data_dir, i)}"], capture_output=True,
                                  text=True).stdout.split():
             usages.append(int(open(cg + "/memory.usage_in_bytes").read()))
     if usages:

@@ -1,5 +1,12 @@
 #!/usr/bin/env bash
-# Runs the issue 2 benchmarks against a release build: `make bench` or bench/run.sh.
+# Runs the issue 2 benchmarks against a release build: `make bench` or bench/run.sh [args].
+#
+# Two serves, one after the other, each on a fresh data directory:
+#   cold: DEVBOX_WARM_POOL=0, every create starts its own box (the ratio to bare crun is
+#         the service's overhead); also wrk, idle RSS and idle box memory;
+#   warm: DEVBOX_WARM_POOL=<the burst size>, a full pool before each create and each burst
+#         (what a create costs when the pool has a box ready).
+# Arguments go to both runs of bench/core_bench.py (e.g. --sequential 20 --rounds 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${DEVBOX_BIN:-.build/release/devbox}
@@ -7,12 +14,40 @@ PY=${PY:-.venv/bin/python}
 [ -x "$BIN" ] || swift build -c release --product devbox
 command -v wrk >/dev/null || scripts/install-deps.sh --test
 scripts/cgroup-fix.sh
-dir=$(mktemp -d /tmp/devbox-bench-XXXX)
-port=$((20000 + RANDOM % 20000))
-token=$("$BIN" token create --data-dir "$dir/data")
-DEVBOX_LOG_LEVEL=warning "$BIN" serve --data-dir "$dir/data" --http 127.0.0.1:$port --ssh 127.0.0.1:$((port + 1)) 2>"$dir/serve.log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
-sleep 1
-"$PY" bench/core_bench.py --base http://127.0.0.1:$port --token "$token" --data-dir "$dir/data" --pid $pid "$@"
+
+concurrent=20
+for ((i = 1; i <= $#; i++)); do
+    [ "${!i}" = --concurrent ] && { j=$((i + 1)); concurrent=${!j}; }
+done
+
+pid=
+dir=
+cleanup() {
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    if [ -n "$dir" ]; then rm -rf "$dir"; fi
+    pid= dir=
+}
+trap cleanup EXIT
+
+run() {  # run POOL [core_bench args...]
+    local pool=$1
+    shift
+    dir=$(mktemp -d /tmp/devbox-bench-XXXX)
+    local port=$((20000 + RANDOM % 20000))
+    local token
+    token=$("$BIN" token create --data-dir "$dir/data")
+    DEVBOX_WARM_POOL=$pool DEVBOX_LOG_LEVEL=warning "$BIN" serve --data-dir "$dir/data" --http 127.0.0.1:$port \
+        --ssh 127.0.0.1:$((port + 1)) 2>"$dir/serve.log" &
+    pid=$!
+    for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
+    sleep 1
+    "$PY" bench/core_bench.py --base http://127.0.0.1:$port --token "$token" --data-dir "$dir/data" --pid $pid \
+        --pool "$pool" "$@"
+    cleanup
+}
+
+echo "=== cold: DEVBOX_WARM_POOL=0 (every create starts its own box) ==="
+run 0 "$@"
+echo
+echo "=== warm: DEVBOX_WARM_POOL=$concurrent (a full pool before each create and each burst) ==="
+run "$concurrent" --no-extras "$@"
