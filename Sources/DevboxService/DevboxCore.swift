@@ -20,7 +20,7 @@ public struct CoreConfiguration: Sendable {
     /// Largest file the files API reads or writes.
     public var fileSizeLimit: Int
     /// Boxes of the default plan kept started ahead of demand (0: none); see Sandbox/WarmPool.swift.
-    public var warmPoolSize: Int = 8
+    public var warmPoolSize: Int = 20
 
     public init(
         plans: [Plan] = Plan.defaults, defaultPlan: String = "small", workerConcurrency: Int = 32,
