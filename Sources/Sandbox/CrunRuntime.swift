@@ -228,7 +228,7 @@ public final class CrunRuntime: Sendable {
     /// that takes the setup commands (`runSetupCommand`, then `finishSetup`).
     ///
     /// A box of the warm pool's limits is taken from the pool when one is idle (no
-    /// `crun run` then); `startedWarm` says which way it went.
+    /// `crun run` then); the result says whether it was.
     @discardableResult
     public func create(id: String, limits: SandboxLimits, env: [String: String], setupShell: Bool = false) async throws -> Bool {
         try validate(id)

@@ -18,6 +18,16 @@ import Glibc
         }
     }
 
+    /// Starts a pool of `size`, waits until it is full, then stops refills (the quiet period
+    /// becomes a minute): what the test takes out stays taken.
+    static func fullPoolWithoutRefill(_ h: Harness, size: Int) async throws {
+        h.runtime.pool.setQuiet(nanos: 0)
+        h.runtime.startWarmPool(size: size, limits: Harness.limits)
+        try await fill(h, size)
+        h.runtime.pool.setQuiet(nanos: 60_000_000_000)
+        h.runtime.pool.noteDemand()
+    }
+
     static func hostname() -> String {
         var buf = [CChar](repeating: 0, count: 256)
         _ = gethostname(&buf, buf.count)
@@ -119,11 +129,7 @@ import Glibc
     /// handed out: it is discarded (and destroyed) and the create takes another or goes cold.
     @Test func deadOrStaleBoxesAreDiscarded() async throws {
         try await withHarness("pooldead") { h in
-            h.runtime.pool.setQuiet(nanos: 0)
-            h.runtime.startWarmPool(size: 2, limits: Harness.limits)
-            try await Self.fill(h, 2)
-            h.runtime.pool.setQuiet(nanos: 60_000_000_000)  // no refill from now on
-            h.runtime.pool.noteDemand()
+            try await Self.fullPoolWithoutRefill(h, size: 2)
             let names = Array(h.runtime.pool.idleNames())
             // Kill the init of the box that would be taken first.
             let first = try #require(h.runtime.pool.take(limits: Harness.limits))
@@ -154,10 +160,7 @@ import Glibc
     /// answers to its devbox id; the sweep keeps it and removes the unclaimed pool boxes.
     @Test func restartKeepsClaimedBoxesAndSweepsIdleOnes() async throws {
         try await withHarness("poolrestart") { h in
-            h.runtime.pool.setQuiet(nanos: 0)
-            h.runtime.startWarmPool(size: 3, limits: Harness.limits)
-            try await Self.fill(h, 3)
-            h.runtime.pool.setQuiet(nanos: 60_000_000_000)  // no refill after the create
+            try await Self.fullPoolWithoutRefill(h, size: 3)
             #expect(try await h.runtime.create(id: "r1", limits: Harness.limits, env: ["K": "v"], setupShell: true))
             await h.runtime.finishSetup(id: "r1")
             let claimed = h.runtime.boxName("r1")
@@ -198,10 +201,7 @@ import Glibc
     /// Stopping the pool destroys its idle boxes and leaves claimed ones alone.
     @Test func stoppingThePoolDestroysIdleBoxes() async throws {
         try await withHarness("poolstop") { h in
-            h.runtime.pool.setQuiet(nanos: 0)
-            h.runtime.startWarmPool(size: 2, limits: Harness.limits)
-            try await Self.fill(h, 2)
-            h.runtime.pool.setQuiet(nanos: 60_000_000_000)
+            try await Self.fullPoolWithoutRefill(h, size: 2)
             #expect(try await h.runtime.create(id: "s1", limits: Harness.limits, env: [:], setupShell: false))
             let idle = h.runtime.pool.idleNames()
             await h.runtime.stopWarmPool()
