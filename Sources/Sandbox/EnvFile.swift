@@ -72,7 +72,18 @@ enum EnvFile {
         try validate(env)
         let dirFD = try SafeFS.ensureDirectory(rootFD: rootFD, path: directory, mode: 0o700)
         defer { closeFD(dirFD) }
-        try SafeFS.replaceFile(in: dirFD, name: name, bytes: encode(env), mode: 0o600, durable: durable, what: "env file")
+        let tmp = ".env.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
+        let fd = openat(dirFD, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if fd < 0 { throw sysError("create env file") }
+        var ok = fchown(fd, 0, 0) == 0 && fchmod(fd, 0o600) == 0 && writeAll(fd: fd, encode(env))
+        ok = ok && (!durable || fsync(fd) == 0)
+        let e = lastErrno()
+        closeFD(fd)
+        if !ok || renameat(dirFD, tmp, dirFD, name) != 0 {
+            let e2 = ok ? lastErrno() : e
+            _ = unlinkat(dirFD, tmp, 0)
+            throw sysError("write env file", e2)
+        }
     }
 }
 
@@ -99,23 +110,6 @@ enum SafeFS {
             current = next
         }
         return current
-    }
-
-    /// Atomically replaces `name` in `dirFD` (root-owned, `mode`): a new file renamed over it.
-    /// `durable`: fsync before the rename.
-    static func replaceFile(in dirFD: Int32, name: String, bytes: [UInt8], mode: mode_t, durable: Bool, what: String) throws {
-        let tmp = ".\(name).\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-        let fd = openat(dirFD, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        if fd < 0 { throw sysError("create \(what)") }
-        var ok = fchown(fd, 0, 0) == 0 && fchmod(fd, mode) == 0 && writeAll(fd: fd, bytes)
-        ok = ok && (!durable || fsync(fd) == 0)
-        let e = lastErrno()
-        closeFD(fd)
-        if !ok || renameat(dirFD, tmp, dirFD, name) != 0 {
-            let e2 = ok ? lastErrno() : e
-            _ = unlinkat(dirFD, tmp, 0)
-            throw sysError("write \(what)", e2)
-        }
     }
 
     static func openDirectory(_ path: String) throws -> Int32 {
