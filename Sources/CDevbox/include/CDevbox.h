@@ -106,6 +106,80 @@ long long dbx_nofile_hard_limit(void);
 /// The current errno (Swift reads it unreliably across calls).
 int dbx_errno(void);
 
+
+// ---- Netlink: per-box network plumbing (netlink.c) --------------------------------------
+// Unlike the functions above, these return 0 (or a descriptor, ifindex or count) on
+// success and -errno on failure; none aborts except dbx_socket_in_netns (see there).
+// `fd` is a NETLINK_ROUTE socket from dbx_nl_open or dbx_socket_in_netns: a request acts
+// on the network namespace that socket was created in. One socket must not be used by
+// two threads at once. IPv4 addresses are uint32_t in host byte order (10.200.0.2 is
+// 0x0AC80002). Interface names are 1 to 15 bytes (-EINVAL otherwise).
+
+/// Buffer size of one interface name, NUL included (IFNAMSIZ).
+#define DBX_IFNAMSIZ 16
+
+/// One IPv4 route of the main table (RTM_NEWROUTE as dumped).
+struct dbx_route4 {
+    uint32_t dst;       ///< destination, host byte order (0 with dst_len 0: default)
+    uint32_t gateway;   ///< 0: none
+    int32_t oif;        ///< output ifindex, 0: none
+    uint8_t dst_len;
+    uint8_t type;       ///< RTN_UNICAST (1), RTN_LOCAL (2), RTN_UNREACHABLE (7)...
+    uint8_t protocol;   ///< RTPROT_KERNEL (2), RTPROT_BOOT (3), RTPROT_STATIC (4), or ours
+    uint8_t scope;      ///< RT_SCOPE_UNIVERSE (0), RT_SCOPE_LINK (253), RT_SCOPE_HOST (254)
+};
+
+/// A close-on-exec NETLINK_ROUTE socket in the calling thread's network namespace.
+int dbx_nl_open(void);
+
+/// Creates a socket in the network namespace `nsfd` (an open /proc/<pid>/ns/net): the
+/// calling thread enters it (setns), creates the socket (SOCK_CLOEXEC added) and returns
+/// to its own namespace. A socket stays in the namespace it was created in, so a
+/// NETLINK_ROUTE socket made here configures that namespace, an AF_INET one binds and
+/// connects from inside it. If the thread cannot return to its namespace the process
+/// aborts: a thread left in a box's namespace must never run on.
+int dbx_socket_in_netns(int nsfd, int domain, int type, int protocol);
+
+/// Creates a veth pair: `host_name` in `fd`'s namespace, its peer `peer_name` created
+/// directly in the namespace `peer_nsfd` (-1: in `fd`'s namespace too). Both down.
+/// -EEXIST if either name is taken in its namespace.
+int dbx_nl_veth_create(int fd, const char *host_name, const char *peer_name, int peer_nsfd);
+
+/// The ifindex (> 0) of the link named `name`; -ENODEV if there is none.
+int dbx_nl_link_index(int fd, const char *name);
+
+/// Sets IFF_UP on the link `ifindex`.
+int dbx_nl_link_set_up(int fd, int ifindex);
+
+/// Deletes the link named `name` (for a veth, both ends). -ENODEV if there is none:
+/// callers that want idempotence treat that as done.
+int dbx_nl_link_delete(int fd, const char *name);
+
+/// Names of the links whose name starts with `prefix` ("" or NULL: all): the first
+/// `max` are stored in `names` (`max` slots of DBX_IFNAMSIZ bytes, NUL-terminated); returns how many there are (call again with a larger
+/// buffer if that exceeds `max`).
+int dbx_nl_link_names(int fd, const char *prefix, char *names, int max);
+
+/// Adds the IPv4 address `address`/`prefix_len` to the link `ifindex` (which also
+/// installs the kernel's route of the subnet). -EEXIST if already there.
+int dbx_nl_addr_add4(int fd, int ifindex, uint32_t address, uint8_t prefix_len);
+
+/// Adds a route `dst`/`dst_len` to the main table. `type`: RTN_UNICAST (1, `gateway`
+/// and/or `oif` > 0 say where; without a gateway the route is link-scoped) or
+/// RTN_UNREACHABLE (7, neither gateway nor oif). `protocol` tags the route's owner
+/// (RTPROT_STATIC 4, or a private number above 4). -EEXIST if the same route exists.
+int dbx_nl_route_add4(int fd, uint32_t dst, uint8_t dst_len, uint32_t gateway, int oif,
+                      uint8_t type, uint8_t protocol);
+
+/// Deletes the main-table route `dst`/`dst_len` of that `type` and `protocol` (0: any);
+/// -ESRCH if there is no such route.
+int dbx_nl_route_del4(int fd, uint32_t dst, uint8_t dst_len, uint8_t type, uint8_t protocol);
+
+/// Dumps the IPv4 routes of the main table: the first `max` go to `out`; returns how
+/// many there are (call again with a larger buffer if that exceeds `max`).
+int dbx_nl_route_dump4(int fd, struct dbx_route4 *out, int max);
+// ---- end of Netlink ----------------------------------------------------------------------
+
 #ifdef __cplusplus
 }
 #endif
