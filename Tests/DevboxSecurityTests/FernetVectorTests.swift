@@ -2,7 +2,7 @@ import DevboxSecurity
 import Foundation
 import Testing
 
-/// Every vector of the Fernet spec in `$DEVBOX_FERNET_VECTORS` (default `../shared/vectors/fernet`).
+/// Every vector of the Fernet spec, from the repository's `Tests/Vectors/fernet`.
 @Suite struct FernetVectorTests {
     struct GenerateVector: Decodable {
         let token: String
@@ -30,6 +30,17 @@ import Testing
 
     static func date(_ string: String) throws -> Date {
         try Date(string, strategy: .iso8601)
+    }
+
+    /// A fresh clone has nothing next to it: the vectors must come from inside the checkout
+    /// (they once came from `../shared/vectors`, and `make test` failed in a clone).
+    @Test func vectorsAreInsideTheRepository() throws {
+        let root = TestSupport.packageRoot.standardizedFileURL.resolvingSymlinksInPath().path
+        let directory = TestSupport.fernetVectorsDirectory.standardizedFileURL.resolvingSymlinksInPath().path
+        #expect(directory.hasPrefix(root + "/"), "\(directory) is outside \(root)")
+        for name in ["generate.json", "verify.json", "invalid.json"] {
+            #expect(FileManager.default.isReadableFile(atPath: directory + "/" + name), "\(name) missing")
+        }
     }
 
     @Test func generateVectors() throws {

@@ -6,12 +6,12 @@ enum TestSupport {
     static let packageRoot: URL = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// `$DEVBOX_FERNET_VECTORS`, else `<package root>/../shared/vectors/fernet`.
+    /// The Fernet spec's vectors, kept in the repository (`Tests/Vectors/fernet`, copied from
+    /// the spec's generate/verify/invalid JSON): a test may not read anything outside the
+    /// checkout, or a fresh clone fails. The folder is outside every test target's directory,
+    /// so SwiftPM neither compiles nor warns about it, and `#filePath` finds it from here.
     static var fernetVectorsDirectory: URL {
-        if let path = ProcessInfo.processInfo.environment["DEVBOX_FERNET_VECTORS"], !path.isEmpty {
-            return URL(fileURLWithPath: path)
-        }
-        return packageRoot.appendingPathComponent("../shared/vectors/fernet").standardizedFileURL
+        packageRoot.appendingPathComponent("Tests/Vectors/fernet")
     }
 
     static func loadVectors<T: Decodable>(_ name: String, as: T.Type) throws -> T {
