@@ -58,7 +58,12 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
 }
 
 /// Builds the whole application: HTTP server plus the provisioning workers.
-public func buildApplication(configuration: ServerConfiguration, logger: Logger) async throws -> some ApplicationProtocol {
+/// `onHTTPListening` runs once the HTTP listener is bound, with the host and the port it
+/// really got (`--http 127.0.0.1:0` binds an ephemeral one).
+public func buildApplication(
+    configuration: ServerConfiguration, logger: Logger,
+    onHTTPListening: (@Sendable (_ host: String, _ port: Int) async -> Void)? = nil
+) async throws -> some ApplicationProtocol {
     let system = try await buildSystem(configuration: configuration, logger: logger)
     await system.core.recoverOnStartup()
     let router = buildRouter(system: system)
@@ -71,6 +76,7 @@ public func buildApplication(configuration: ServerConfiguration, logger: Logger)
         services: [worker, lifetimes, gateway],
         onServerRunning: { channel in
             logger.notice("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
+            await onHTTPListening?(configuration.httpHost, channel.localAddress?.port ?? configuration.httpPort)
         },
         logger: logger)
 }

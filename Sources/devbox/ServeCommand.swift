@@ -41,8 +41,14 @@ struct ServeCommand: AsyncParsableCommand {
             fail(e.description)
         }
         do {
-            try await ensureFirstToken(dataDirectory: configuration.dataDirectory, logger: logger)
-            let app = try await buildApplication(configuration: configuration, logger: logger)
+            let dataDirectory = configuration.dataDirectory
+            // The first token is made once the HTTP port is bound: its curl example then names
+            // the address that really answers, and a serve that cannot bind creates no token
+            // it would never show.
+            let app = try await buildApplication(configuration: configuration, logger: logger) { host, port in
+                await Self.ensureFirstToken(
+                    dataDirectory: dataDirectory, url: "http://\(ServeState.dialHost(host)):\(port)", logger: logger)
+            }
             // serve.json tells `devbox mcp` (and anyone else) where this data dir's service listens.
             let dir = configuration.dataDirectory
             let state = ServeState(
@@ -124,19 +130,44 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// On the very first start there is no token: create one and print it once.
-    func ensureFirstToken(dataDirectory: String, logger: Logger) async throws {
-        try FileManager.default.createDirectory(
-            atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let db = try AppDatabase(path: dataDirectory + "/devbox.sqlite")
-        guard try await !db.hasLiveProviderToken() else { return }
-        let token = try await TokenCommand.create(db: db, name: "default")
-        print("""
-            No provider token existed, so one was created. It is shown only this once:
+    /// stdout is a file, a pipe or a journal as often as a terminal, and there stdio buffers
+    /// it (4 KiB, flushed only at exit — which a killed serve never reaches): a token that
+    /// is shown only once is written straight to the descriptor.
+    static func ensureFirstToken(dataDirectory: String, url: String, logger: Logger) async {
+        do {
+            let db = try AppDatabase(path: dataDirectory + "/devbox.sqlite")
+            guard try await !db.hasLiveProviderToken() else { return }
+            let token = try await TokenCommand.create(db: db, name: "default")
+            writeUnbuffered(Self.firstTokenMessage(token: token, url: url))
+        } catch {
+            logger.error("could not create the first provider token (make one with `devbox token create`): \(error)")
+        }
+    }
 
-                X-Provider-Token: \(token)
+    static func firstTokenMessage(token: String, url: String) -> String {
+        """
+        No provider token existed, so one was created. It is shown only this once:
 
-            Try: curl -s -H 'X-Provider-Token: \(token)' http://HOST:PORT/api/v1/users/me
-            """)
+            X-Provider-Token: \(token)
+
+        Try: curl -s -H 'X-Provider-Token: \(token)' \(url)/api/v1/users/me
+
+        """
+    }
+}
+
+/// Writes to stdout with write(2), after whatever stdio still holds, so the text is out
+/// when this returns whatever stdout is.
+func writeUnbuffered(_ text: String) {
+    fflush(nil)  // all streams: naming the C global `stdout` is an error in Swift 6 mode
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return
+        }
+        bytes = bytes.dropFirst(n)
     }
 }
 
