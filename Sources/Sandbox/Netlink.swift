@@ -148,7 +148,7 @@ public final class NetlinkSocket {
     }
 
     /// Creates a veth pair: `hostName` in this socket's namespace, `peerName` directly in
-    /// the namespace `peerNetnsFD` (both down). Throws `.system(_, errno: EEXIST)` if either
+    /// the namespace `peerNetnsFD` (-1: this socket's namespace too; both ends down). Throws `.system(_, errno: EEXIST)` if either
     /// name is taken.
     public func createVeth(hostName: String, peerName: String, peerNetnsFD: Int32) throws {
         try validateInterfaceName(hostName)
@@ -240,6 +240,13 @@ public enum BoxNetPlumbing {
         }
         let nsfd = try openNetnsFD(pid: initPid)
         defer { closeFD(nsfd) }
+        // A pid in the host's own namespace (a box started with host networking) would get
+        // an `eth0` and a default route added to the host itself.
+        var target = stat(), mine = stat()
+        if fstat(nsfd, &target) == 0, stat("/proc/thread-self/ns/net", &mine) == 0,
+           target.st_dev == mine.st_dev, target.st_ino == mine.st_ino {
+            throw SandboxError.invalidArgument("pid \(initPid) is in the host's network namespace")
+        }
         let host = try NetlinkSocket()
         try host.createVeth(hostName: hostName, peerName: boxInterfaceName, peerNetnsFD: nsfd)
         do {

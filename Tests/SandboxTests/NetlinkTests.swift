@@ -325,6 +325,8 @@ private func waitUntil(timeoutMillis: UInt64 = 5_000, _ cond: () -> Bool) async 
         #expect(isInvalid { try BoxNetPlumbing.attach(initPid: ns.pid, hostName: name, boxAddress: gw, gateway: gw, prefixLength: 30) })
         #expect(isInvalid { try BoxNetPlumbing.attach(initPid: ns.pid, hostName: name, boxAddress: box, gateway: gw, prefixLength: 32) })
         #expect(isInvalid { try BoxNetPlumbing.attach(initPid: 0, hostName: name, boxAddress: box, gateway: gw, prefixLength: 30) })
+        // Never into the host's own namespace.
+        #expect(isInvalid { try BoxNetPlumbing.attach(initPid: getpid(), hostName: name, boxAddress: box, gateway: gw, prefixLength: 30) })
         #expect(BoxNetPlumbing.links(withPrefix: plan.tag) == [])
 
         // A step failing after the pair exists (the box already has a default route, so
@@ -375,6 +377,38 @@ private func waitUntil(timeoutMillis: UInt64 = 5_000, _ cond: () -> Bool) async 
         try BoxNetPlumbing.deleteRoute(unreachable: plan.net, prefixLength: 24, protocol: proto)
         #expect(try claim() == [])
         #expect(errnoOf { try BoxNetPlumbing.deleteRoute(unreachable: plan.net, prefixLength: 24, protocol: proto) } == ESRCH)
+    }
+
+    /// Dumps spanning several datagrams (the first dump datagram of a socket is ~4 KiB)
+    /// and more entries than the wrappers' first buffers hold: 2 × 50 links and 600
+    /// routes, all in a namespace of the test's own (no traffic anywhere).
+    @Test func multipartDumps() async throws {
+        let ns = try TestNetns()
+        defer { ns.close() }
+        let inside = try NetlinkSocket(netnsOf: ns.pid)
+        var expected = ["lo"]
+        for i in 0..<50 {
+            try inside.createVeth(hostName: "va\(i)", peerName: "vb\(i)", peerNetnsFD: -1)
+            expected += ["va\(i)", "vb\(i)"]
+        }
+        #expect(try inside.linkNames(withPrefix: "").sorted() == expected.sorted())
+        #expect(try inside.linkNames(withPrefix: "va").count == 50)
+        #expect(try inside.linkNames(withPrefix: "va1").sorted() == ["va1"] + (10...19).map { "va\($0)" })
+
+        let base: UInt32 = 0x0AFE_0000  // 10.254.0.0/16, inside the private namespace only
+        for i in 0..<UInt32(600) {
+            try inside.addRoute(destination: base + i, prefixLength: 32, type: IPv4Route.unreachable, protocol: 231)
+        }
+        let routes = try inside.routes()
+        #expect(routes.count == 600)
+        #expect(Set(routes.map(\.destination)) == Set((0..<UInt32(600)).map { base + $0 }))
+        #expect(routes.allSatisfy { $0.type == IPv4Route.unreachable && $0.protocolNumber == 231 && $0.prefixLength == 32 })
+        // The host's table is untouched by all this.
+        #expect(!(try BoxNetPlumbing.routes().contains { $0.protocolNumber == 231 }))
+        // Deleting a link on a socket of that namespace removes both ends of its pair.
+        #expect(try inside.deleteLink("va7"))
+        #expect(try !inside.deleteLink("vb7"))
+        #expect(try inside.linkNames(withPrefix: "").count == expected.count - 2)
     }
 
     /// Prints (does not assert) the median cost of attach and of detach over 20 runs.
