@@ -25,7 +25,8 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
     // An explicit DEVBOX_BASE_IMAGE wins; else a built Debian image; else the host's root.
     let baseImage = configuration.baseImage ?? BaseImage.built(dataDirectory: configuration.dataDirectory)
     logger.notice("box base image", metadata: ["base": "\(baseImage ?? "host root (private trees hidden)")"])
-    let sandbox = try CrunSandboxDriver(dataDirectory: configuration.dataDirectory, baseImage: baseImage, logger: logger)
+    let sandbox = try CrunSandboxDriver(
+        dataDirectory: configuration.dataDirectory, baseImage: baseImage, network: configuration.network, logger: logger)
     try await sandbox.prepareHost()
     let verifier = try await JWTUserVerifier.make(secret: configuration.userJWTSecret, jwksFile: configuration.userJWKSFile)
     let core = DevboxCore(

@@ -10,11 +10,13 @@ struct CrunSandboxDriver: SandboxDriver {
     let runtime: CrunRuntime
     let prefix: String
 
-    init(dataDirectory: String, baseImage: String?, logger: Logger) throws {
+    init(dataDirectory: String, baseImage: String?, network: NetworkConfiguration = NetworkConfiguration(),
+         logger: Logger) throws {
         let dir = URL(fileURLWithPath: dataDirectory).standardizedFileURL.path
         prefix = "dx" + Self.tag(dir) + "-"
         let configuration = SandboxConfiguration(
-            stateDirectory: dir + "/boxes", idPrefix: prefix, hiddenHostPaths: [dir], baseImage: baseImage)
+            stateDirectory: dir + "/boxes", idPrefix: prefix, hiddenHostPaths: [dir], baseImage: baseImage,
+            network: network.mode, networkRange: network.range, dnsUpstreams: network.dnsUpstreams)
         runtime = CrunRuntime(configuration: configuration, logger: logger)
     }
 
@@ -30,10 +32,18 @@ struct CrunSandboxDriver: SandboxDriver {
 
     func prepareHost() async throws { try await runtime.prepareHostOffPool() }
 
-    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool) async throws -> Bool {
+    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy) async throws -> Bool {
         try await runtime.create(
             id: box, limits: SandboxLimits(memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids),
-            env: env, setupShell: setupShell)
+            env: env, setupShell: setupShell, egress: egress)
+    }
+
+    func startNetworks(policies: [String: EgressPolicy]) async throws { try await runtime.startNetworks(policies: policies) }
+    func setEgressPolicy(box: String, _ policy: EgressPolicy) async throws { try await runtime.setEgressPolicy(id: box, policy) }
+    func networkInfo(box: String) -> BoxNetworkInfo? { runtime.networkInfo(id: box) }
+    func connectInBox(box: String, port: UInt16) async throws -> Int32? {
+        guard runtime.networkInfo(id: box) != nil else { return nil }
+        return try await runtime.connectInBox(id: box, port: port)
     }
 
     func runSetupCommand(box: String, command: String, timeout: Duration, outputLimit: Int) async throws -> BoxExecResult? {

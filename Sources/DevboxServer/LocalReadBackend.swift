@@ -43,9 +43,13 @@ private struct NoSandbox: SandboxDriver {
         var description: String { "sandboxes are managed by devbox serve, not by this process" }
     }
     func prepareHost() async throws { throw Refused() }
-    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool) async throws -> Bool {
+    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy) async throws -> Bool {
         throw Refused()
     }
+    func startNetworks(policies: [String: EgressPolicy]) async throws { throw Refused() }
+    func setEgressPolicy(box: String, _ policy: EgressPolicy) async throws { throw Refused() }
+    func networkInfo(box: String) -> BoxNetworkInfo? { nil }
+    func connectInBox(box: String, port: UInt16) async throws -> Int32? { throw Refused() }
     func runSetupCommand(box: String, command: String, timeout: Duration, outputLimit: Int) async throws -> BoxExecResult? {
         throw Refused()
     }

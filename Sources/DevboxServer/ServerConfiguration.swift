@@ -17,6 +17,8 @@ public struct ServerConfiguration: Sendable {
     public var core: CoreConfiguration
     public var baseImage: String?
     public var logLevel: Logger.Level
+    /// Box networks (`DEVBOX_NETWORK`, `DEVBOX_NETWORK_CIDR`, `DEVBOX_DNS_UPSTREAM`).
+    public var network = NetworkConfiguration()
 
     public init(
         dataDirectory: String, httpHost: String = "127.0.0.1", httpPort: Int = 8080, sshHost: String = "127.0.0.1",

@@ -79,6 +79,7 @@ enum BundleSpec {
         switch network {
         case .host: return dockerCapabilities.filter { $0 != "CAP_NET_RAW" && $0 != "CAP_NET_BIND_SERVICE" }
         case .namespace: return dockerCapabilities
+        case .isolated: return dockerCapabilities.filter { $0 != "CAP_NET_RAW" }
         }
     }
 
@@ -124,8 +125,12 @@ enum BundleSpec {
             mount("/.devbox/init", "bind", catatonit, ["bind", "ro", "nosuid", "nodev"]),
         ]
         var namespaces: [JSON] = ["pid", "ipc", "uts", "mount"].map { .object([("type", .string($0))]) }
-        if case .namespace(let path) = network {
+        switch network {
+        case .host: break
+        case .namespace(let path):
             namespaces.append(.object([("type", .string("network")), ("path", .string(path))]))
+        case .isolated:
+            namespaces.append(.object([("type", .string("network"))]))
         }
         var resources: [(String, JSON)] = [
             ("devices", .array(deviceRules())),

@@ -44,17 +44,29 @@ public final class CrunRuntime: Sendable {
     /// the symlink `<state>/<prefix><id>` → `<prefix><name>`, read back at start.
     let aliases = Mutex<[String: String]>([:])
     let pool = WarmPool()
+    /// Per-box networks (`SandboxNetwork.isolated`), nil otherwise.
+    let networks: BoxNetworks?
     func counterNext() -> UInt64 { counter.wrappingAdd(1, ordering: .relaxed).newValue }
 
     public init(configuration: SandboxConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
         self.crun = resolveExecutable(configuration.crunPath)
+        if configuration.network == .isolated {
+            let trimmed = configuration.idPrefix.trimmingCharacters(in: CharacterSet(charactersIn: "-_."))
+            networks = BoxNetworks(
+                stateDirectory: configuration.stateDirectory, cgroupParent: trimmed.isEmpty ? "devbox" : trimmed,
+                requestedRange: configuration.networkRange, upstreams: configuration.dnsUpstreams,
+                offeredPorts: { [] }, logger: logger)
+        } else {
+            networks = nil
+        }
         // Needed for exec/spawn to work at all (the box's processes are re-parented to
         // us) and harmless to repeat; prepareHost does it too.
         _ = dbx_set_child_subreaper()
         _ = Glibc.signal(SIGPIPE, SIG_IGN)
         loadAliases()
+        loadNetworkSlots()
     }
 
     // MARK: names and paths
@@ -132,6 +144,7 @@ public final class CrunRuntime: Sendable {
         }
         guard access(crun, X_OK) == 0 else { throw SandboxError.invalidArgument("crun not found at \(crun)") }
         _ = try maskLayer(refresh: true)
+        try networks?.prepare()
     }
 
     /// `prepareHost` on a thread of its own: its mounts and host scan would otherwise hold one
@@ -230,7 +243,8 @@ public final class CrunRuntime: Sendable {
     /// A box of the warm pool's limits is taken from the pool when one is idle (no
     /// `crun run` then); the result says whether it was.
     @discardableResult
-    public func create(id: String, limits: SandboxLimits, env: [String: String], setupShell: Bool = false) async throws -> Bool {
+    public func create(id: String, limits: SandboxLimits, env: [String: String], setupShell: Bool = false,
+                       egress: EgressPolicy = .allowAll) async throws -> Bool {
         try validate(id)
         try EnvFile.validate(env)
         guard limits.memoryBytes > 0, limits.pids > 0 else { throw SandboxError.invalidArgument("limits must be positive") }
@@ -239,10 +253,10 @@ public final class CrunRuntime: Sendable {
             try withBoxLock(id) {
                 if lstatExists(aliasPath(id)) { throw SandboxError.alreadyExists(id) }
                 while let box = pool.take(limits: limits) {
-                    if claimPooled(box, id: id, env: env, setupShell: setupShell) { return true }
+                    if claimPooled(box, id: id, env: env, setupShell: setupShell, egress: egress) { return true }
                 }
                 do {
-                    try createBlocking(name: id, limits: limits, env: env, setupShell: setupShell)
+                    try createBlocking(name: id, limits: limits, env: env, setupShell: setupShell, egress: egress)
                 } catch {
                     logger.error("create failed, cleaning up", metadata: ["box": .string(id), "error": .string("\(error)")])
                     destroyBlocking(id)
@@ -258,7 +272,8 @@ public final class CrunRuntime: Sendable {
     /// The blocking part of a cold create: box directory, bundle, root, env file, `crun run`.
     /// Returns the mask layer the root was mounted with. Leaves a partial box on error.
     @discardableResult
-    func createBlocking(name: String, limits: SandboxLimits, env: [String: String], setupShell: Bool) throws -> String? {
+    func createBlocking(name: String, limits: SandboxLimits, env: [String: String], setupShell: Bool,
+                        egress: EgressPolicy = .allowAll) throws -> String? {
         let dir = boxDirectory(name)
         if access(dir, F_OK) == 0 { throw SandboxError.alreadyExists(name) }
         try makeDirectories(configuration.stateDirectory, mode: 0o711)
@@ -267,6 +282,11 @@ public final class CrunRuntime: Sendable {
         for (sub, mode) in [("upper", 0o755), ("work", 0o700), ("rootfs", 0o755), ("workspace", 0o755)] as [(String, mode_t)] {
             if mkdir(dir + "/" + sub, mode) != 0 { throw sysError("mkdir \(sub)") }
             _ = chmod(dir + "/" + sub, mode)
+        }
+        if let networks {
+            _ = try networks.allocate(name: name, directory: dir)
+            // In force before the box's first process runs.
+            if egress != .allowAll { try networks.setPolicy(name: name, egress) }
         }
         try writeBundle(name: name, hostname: name, limits: limits, setupShell: setupShell)
         let layer = try mountRootfs(name)
@@ -317,6 +337,7 @@ public final class CrunRuntime: Sendable {
                 guard access(boxDirectory(id), F_OK) == 0 else { throw SandboxError.notFound(id) }
                 _ = takeSetupChannel(id)
                 try deleteContainer(id)
+                networks?.detach(name: boxName(id))
                 unmountRootfs(id)
             }
         }
@@ -355,7 +376,10 @@ public final class CrunRuntime: Sendable {
     /// Unmounts shared host state (the mask layer) when no box uses it. Call when no create
     /// can run concurrently, e.g. at service shutdown.
     public func releaseIdleResources() async {
-        await onDedicatedThread { [self] in releaseMaskIfUnused() }
+        await onDedicatedThread { [self] in
+            releaseMaskIfUnused()
+            networks?.shutdown()
+        }
     }
 
     /// Destroys every container, mount, cgroup and directory named with our prefix whose
@@ -384,6 +408,11 @@ public final class CrunRuntime: Sendable {
                 for name in MaskPlan.listDirectory(root + "/" + cgroupParent) { if let id = idOf(name) { ids.insert(id) } }
             }
             for id in ids.sorted() { withBoxLock(id) { destroyBlocking(id) } }
+            if let networks {
+                networks.forget(keeping: Set(kept.map { boxName($0) }).union(kept))
+                let links = networks.sweepLinks()
+                if !links.isEmpty { logger.notice("swept leftover box links", metadata: ["links": .string(links.joined(separator: ","))]) }
+            }
             removeTrash()
             releaseMaskIfUnused()
             if keeping.isEmpty {
@@ -424,10 +453,14 @@ public final class CrunRuntime: Sendable {
         let lower = configuration.baseImage ?? "/"
         // Per-box files, created in the upper dir unless the box already has its own.
         let upperFD = try SafeFS.openDirectory(dir + "/upper")
-        MaskPlan().apply(upperFD: upperFD, lowerRoot: lower, extraFiles: [
+        var files: [MaskPlan.Item] = [
             .file("etc/hostname", contents: Array("\(id)\n".utf8), mode: 0o644),
             .file("etc/hosts", contents: hostsFile(hostname: id), mode: 0o644),
-        ])
+        ]
+        if let networks, let link = networks.link(of: boxName(id)) {
+            files.append(.file("etc/resolv.conf", contents: networks.resolvConf(link), mode: 0o644))
+        }
+        MaskPlan().apply(upperFD: upperFD, lowerRoot: lower, extraFiles: files)
         closeFD(upperFD)
         let layer = try maskLayer()
         let lowers = layer.map { "\($0):\(lower)" } ?? lower
@@ -499,7 +532,12 @@ public final class CrunRuntime: Sendable {
         }
         var buf = [UInt8](repeating: 0, count: 32)
         let n = buf.withUnsafeMutableBytes { read(pidP[0], $0.baseAddress, $0.count) }
-        guard n > 0, let pid = pid_t(String(decoding: buf[0..<n], as: UTF8.self)), pid > 1 else { return }
+        guard n > 0, let pid = pid_t(String(decoding: buf[0..<n], as: UTF8.self)), pid > 1 else {
+            if networks != nil { throw SandboxError.commandFailed("crun run", status: 0, message: "no pid of the box's init") }
+            return
+        }
+        // Nothing of a user's runs in the box yet (its init waits for setup commands or sleeps).
+        try networks?.attach(name: boxName(id), initPid: pid)
         let pidfd = dbx_pidfd_open(pid)
         guard pidfd >= 0 else { return }
         let logger = self.logger
@@ -540,6 +578,7 @@ public final class CrunRuntime: Sendable {
         do { try deleteContainer(id) } catch {
             logger.warning("crun delete failed", metadata: ["box": .string(id), "error": .string("\(error)")])
         }
+        networks?.release(name: name)
         let dir = boxDirectory(id)
         // Any mount at or below the box dir (rootfs; anything a crash left).
         let mounts = HostState.mounts().map(\.mountPoint).filter { $0 == dir || $0.hasPrefix(dir + "/") }

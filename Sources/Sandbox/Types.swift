@@ -27,6 +27,10 @@ public enum SandboxNetwork: Sendable, Equatable {
     /// Join an existing network namespace (e.g. `/run/netns/devbox-<id>`), made by the caller.
     /// The seam for per-box networking; the full Docker capability set applies.
     case namespace(path: String)
+    /// A network namespace of the box's own (made by crun), wired to the host by a veth
+    /// pair and guarded by the runtime's nftables table (Network/BoxNetworks.swift).
+    /// CAP_NET_BIND_SERVICE is back (ports < 1024 are the box's own); CAP_NET_RAW stays off.
+    case isolated
 }
 
 public struct SandboxConfiguration: Sendable {
@@ -44,10 +48,17 @@ public struct SandboxConfiguration: Sendable {
     public var catatoniPath: String = "/usr/bin/catatonit"
     /// Network mode of new boxes (see `SandboxNetwork`).
     public var network: SandboxNetwork = .host
+    /// `.isolated`: the range box addresses come from (nil: a free /16 in 10.200–10.254).
+    public var networkRange: IPv4Range? = nil
+    /// `.isolated`: where the boxes' resolver forwards (empty: the host's resolv.conf).
+    public var dnsUpstreams: [(address: String, port: UInt16)] = []
 
     public init(stateDirectory: String, idPrefix: String, hiddenHostPaths: [String] = [],
                 baseImage: String? = nil, crunPath: String = "crun",
-                catatoniPath: String = "/usr/bin/catatonit", network: SandboxNetwork = .host) {
+                catatoniPath: String = "/usr/bin/catatonit", network: SandboxNetwork = .host,
+                networkRange: IPv4Range? = nil, dnsUpstreams: [(address: String, port: UInt16)] = []) {
+        self.networkRange = networkRange
+        self.dnsUpstreams = dnsUpstreams
         self.stateDirectory = stateDirectory
         self.idPrefix = idPrefix
         self.hiddenHostPaths = hiddenHostPaths

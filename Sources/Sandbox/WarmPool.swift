@@ -298,7 +298,8 @@ extension CrunRuntime {
     /// Makes the pooled `box` devbox `id`'s box (the steps at the top of this file). On a
     /// dedicated thread, with `id`'s box lock held. False (the box discarded) when it
     /// cannot be used: the caller takes another or creates one cold.
-    func claimPooled(_ box: PooledBox, id: String, env: [String: String], setupShell: Bool) -> Bool {
+    func claimPooled(_ box: PooledBox, id: String, env: [String: String], setupShell: Bool,
+                     egress: EgressPolicy = .allowAll) -> Bool {
         do {
             guard try maskLayer() == box.maskLayer else {
                 logger.info("warm pool: box predates the current mask layer", metadata: ["box": .string(box.name)])
@@ -318,6 +319,8 @@ extension CrunRuntime {
             try overwrite(rootFD: rootFD, "etc/hosts", hostsFile(hostname: id))
             let rc = id.withCString { dbx_sethostname_in(pidfd, pid, $0, strlen($0)) }
             if rc != 0 { throw sysError("set the hostname of \(box.name)") }
+            // The box got its network when it was made; only a policy other than allow_all is new.
+            if egress != .allowAll { try networks?.setPolicy(name: box.name, egress) }
             // (config.json keeps the pool name as hostname until a `start` needs it: patchBundleHostname.)
             // The commit point.
             if symlink(configuration.idPrefix + box.name, aliasPath(id)) != 0 { throw sysError("link \(id) to \(box.name)") }

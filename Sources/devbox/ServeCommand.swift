@@ -85,7 +85,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
             sshPublicPort = port
         }
-        return ServerConfiguration(
+        var configuration = ServerConfiguration(
             dataDirectory: data, httpHost: httpAddr.host, httpPort: httpAddr.port, sshHost: sshAddr.host,
             sshPort: sshAddr.port, sshPublicHost: env["DEVBOX_SSH_PUBLIC_HOST"].flatMap { $0.isEmpty ? nil : $0 },
             sshPublicPort: sshPublicPort, encryptionKeys: env["DEVBOX_ENCRYPTION_KEY"].flatMap { $0.isEmpty ? nil : $0 },
@@ -93,6 +93,8 @@ struct ServeCommand: AsyncParsableCommand {
             userJWKSFile: env["DEVBOX_USER_JWKS_FILE"].flatMap { $0.isEmpty ? nil : $0 }, core: core,
             baseImage: env["DEVBOX_BASE_IMAGE"].flatMap { $0.isEmpty ? nil : $0 },
             logLevel: Logger.Level(rawValue: env["DEVBOX_LOG_LEVEL"] ?? "info") ?? .info)
+        configuration.network = try NetworkConfiguration.fromEnvironment(env)
+        return configuration
     }
 
     /// Lifetimes, exec and files settings (docs/LIFETIMES.md, docs/ARCHITECTURE.md):

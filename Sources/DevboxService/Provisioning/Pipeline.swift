@@ -90,7 +90,8 @@ struct Pipeline: Sendable {
         let warm: Bool
         do {
             warm = try await core.sandbox.create(
-                box: id, limits: plan.limits, env: try await userEnv(), setupShell: !job.devbox.setupCommands.isEmpty)
+                box: id, limits: plan.limits, env: try await userEnv(), setupShell: !job.devbox.setupCommands.isEmpty,
+                egress: .allowAll)
         } catch is CancellationError {
             throw CancellationError()
         } catch {

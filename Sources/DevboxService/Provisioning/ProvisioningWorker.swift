@@ -72,6 +72,11 @@ extension DevboxCore {
         } catch {
             logger.error("start-up sweep failed: \(error)")
         }
+        do {
+            try await sandbox.startNetworks(policies: [:])
+        } catch {
+            logger.critical("box networks could not be started; creates will fail: \(error)")
+        }
         if configuration.warmPoolSize > 0, let plan = configuration.plans.first(where: { $0.name == configuration.defaultPlan }) {
             await sandbox.startWarmPool(size: configuration.warmPoolSize, limits: plan.limits)
         }

@@ -43,7 +43,17 @@ public protocol SandboxDriver: Sendable {
     /// `setupShell`: the box will take setup commands through `runSetupCommand`.
     /// True when the box came from the warm pool (already running).
     @discardableResult
-    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool) async throws -> Bool
+    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy) async throws -> Bool
+    /// Starts the boxes' resolver and network policy with the egress policies of the
+    /// devboxes that outlived the last run (devbox id → policy). After the sweep, before creates.
+    func startNetworks(policies: [String: EgressPolicy]) async throws
+    /// Replaces the egress policy of a running or stopped box.
+    func setEgressPolicy(box: String, _ policy: EgressPolicy) async throws
+    /// The box's address and gateway; nil when boxes share the host's network.
+    func networkInfo(box: String) -> BoxNetworkInfo?
+    /// A TCP connection made from inside the box's network (its 127.0.0.1:`port`); nil when
+    /// boxes share the host's network (connect to the host's loopback then).
+    func connectInBox(box: String, port: UInt16) async throws -> Int32?
     func writeEnv(box: String, env: [String: String]) async throws
     func exec(
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
