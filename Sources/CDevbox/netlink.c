@@ -363,7 +363,7 @@ static int dbx_nl_route_req(struct dbx_nl_req *r, void *buf, size_t cap, uint16_
 }
 
 int dbx_nl_route_add4(int fd, uint32_t dst, uint8_t dst_len, uint32_t gateway, int oif,
-                      uint8_t type, uint8_t protocol) {
+                      uint8_t type, uint8_t protocol, int replace) {
     if (type != RTN_UNICAST && type != RTN_UNREACHABLE) return -EINVAL;
     if (type == RTN_UNREACHABLE && (gateway || oif > 0)) return -EINVAL;
     // Scope as `ip route add` picks it: a unicast route without a gateway reaches its
@@ -371,7 +371,7 @@ int dbx_nl_route_add4(int fd, uint32_t dst, uint8_t dst_len, uint32_t gateway, i
     uint8_t scope = (type == RTN_UNICAST && !gateway) ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
     char buf[DBX_NL_REQ_SIZE];
     struct dbx_nl_req r;
-    int rc = dbx_nl_route_req(&r, buf, sizeof buf, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL,
+    int rc = dbx_nl_route_req(&r, buf, sizeof buf, RTM_NEWROUTE, NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL),
                               dst, dst_len, type, protocol, scope);
     if (rc) return rc;
     if (gateway && (rc = dbx_nl_attr_in4(&r, RTA_GATEWAY, gateway))) return rc;

@@ -165,10 +165,11 @@ public final class NetlinkSocket {
     }
 
     /// Adds a main-table route. `type` `IPv4Route.unicast` (with a `gateway` and/or an
-    /// `outputInterface`) or `IPv4Route.unreachable` (neither).
+    /// `outputInterface`) or `IPv4Route.unreachable` (neither). `replace`: a route of that
+    /// prefix is replaced (`ip route replace`) instead of failing with EEXIST.
     public func addRoute(destination: UInt32, prefixLength: UInt8, gateway: UInt32 = 0, outputInterface: Int32 = 0,
-                         type: UInt8, protocol proto: UInt8) throws {
-        let rc = dbx_nl_route_add4(fd, destination, prefixLength, gateway, outputInterface, type, proto)
+                         type: UInt8, protocol proto: UInt8, replace: Bool = false) throws {
+        let rc = dbx_nl_route_add4(fd, destination, prefixLength, gateway, outputInterface, type, proto, replace ? 1 : 0)
         if rc < 0 {
             let r = IPv4Route(destination: destination, prefixLength: prefixLength, type: type, protocolNumber: proto,
                               outputInterface: outputInterface, gateway: gateway)
@@ -291,10 +292,12 @@ public enum BoxNetPlumbing {
     /// Adds an unreachable route `destination/prefixLength` tagged `protocol` to the
     /// host's main table: a claim of a whole range (traffic to an address of it that no
     /// box holds gets an ICMP unreachable instead of leaving by the default route; the
-    /// boxes' own /N subnets are more specific and win). Throws EEXIST if present.
-    public static func addRoute(unreachable destination: UInt32, prefixLength: UInt8, protocol proto: UInt8) throws {
+    /// boxes' own /N subnets are more specific and win). Throws EEXIST if a route of that
+    /// prefix exists, unless `replace` (then it becomes this claim, like `ip route replace`).
+    public static func addRoute(unreachable destination: UInt32, prefixLength: UInt8, protocol proto: UInt8,
+                                replace: Bool = false) throws {
         try NetlinkSocket().addRoute(destination: destination, prefixLength: prefixLength,
-                                     type: IPv4Route.unreachable, protocol: proto)
+                                     type: IPv4Route.unreachable, protocol: proto, replace: replace)
     }
 
     /// Deletes that claim (only a route with this protocol number); throws ESRCH if absent.

@@ -365,6 +365,8 @@ private func waitUntil(timeoutMillis: UInt64 = 5_000, _ cond: () -> Bool) async 
         #expect(shown.count == 1 && shown.first?["type"] as? String == "unreachable" && shown.first?["protocol"] as? String == "231",
                 "\(shown)")
         #expect(errnoOf { try BoxNetPlumbing.addRoute(unreachable: plan.net, prefixLength: 24, protocol: proto) } == EEXIST)
+        // replace: idempotent, and takes over a route of that prefix (here our own).
+        try BoxNetPlumbing.addRoute(unreachable: plan.net, prefixLength: 24, protocol: proto, replace: true)
         // Another protocol's delete leaves our claim alone.
         #expect(errnoOf { try BoxNetPlumbing.deleteRoute(unreachable: plan.net, prefixLength: 24, protocol: proto &+ 1) } == ESRCH)
         // Required: the connect below must never leave by the default route.

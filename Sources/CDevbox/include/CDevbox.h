@@ -167,9 +167,10 @@ int dbx_nl_addr_add4(int fd, int ifindex, uint32_t address, uint8_t prefix_len);
 /// Adds a route `dst`/`dst_len` to the main table. `type`: RTN_UNICAST (1, `gateway`
 /// and/or `oif` > 0 say where; without a gateway the route is link-scoped) or
 /// RTN_UNREACHABLE (7, neither gateway nor oif). `protocol` tags the route's owner
-/// (RTPROT_STATIC 4, or a private number above 4). -EEXIST if the same route exists.
+/// (RTPROT_STATIC 4, or a private number above 4). `replace` 0: -EEXIST if a route of
+/// that prefix (and metric) exists; 1: it is replaced, whoever made it (`ip route replace`).
 int dbx_nl_route_add4(int fd, uint32_t dst, uint8_t dst_len, uint32_t gateway, int oif,
-                      uint8_t type, uint8_t protocol);
+                      uint8_t type, uint8_t protocol, int replace);
 
 /// Deletes the main-table route `dst`/`dst_len` of that `type` and `protocol` (0: any);
 /// -ESRCH if there is no such route.
