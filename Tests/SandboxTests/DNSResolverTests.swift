@@ -339,6 +339,23 @@ private func bindSocket(_ fd: Int32, _ a: IPv4Address, port: UInt16) -> Bool {
     } == 0
 }
 
+private func bindLoopback6(_ fd: Int32, port: UInt16) -> Bool {
+    var sa = sockaddr_in6()
+    sa.sin6_family = sa_family_t(AF_INET6)
+    sa.sin6_port = port.bigEndian
+    withUnsafeMutableBytes(of: &sa.sin6_addr) { $0[15] = 1 }
+    return withUnsafePointer(to: &sa) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+    } == 0
+}
+
+private func boundPort6(_ fd: Int32) -> UInt16 {
+    var sa = sockaddr_in6()
+    var len = socklen_t(MemoryLayout<sockaddr_in6>.size)
+    _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return UInt16(bigEndian: sa.sin6_port)
+}
+
 private func boundPort(_ fd: Int32) -> UInt16 {
     var sa = sockaddr_in()
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -444,19 +461,27 @@ private final class FakeUpstream: Sendable {
     private let done = DispatchSemaphore(value: 0)
     private let table: [String: [Record]]
     private let silent: Bool
+    private let forge: Bool
     private let delayNanos: UInt64
+    /// Where it listens, as the resolver's upstream list takes it.
+    let address: String
 
-    init(_ table: [String: [Record]], silent: Bool = false, delayMillis: UInt64 = 0) throws {
+    /// `forge`: every UDP answer is preceded by two that must be ignored: one under another
+    /// id, one for another question (both carrying 6.6.6.6). `v6`: on ::1 instead of 127.0.0.1.
+    init(_ table: [String: [Record]], silent: Bool = false, delayMillis: UInt64 = 0, forge: Bool = false, v6: Bool = false) throws {
         self.table = table
         self.silent = silent
+        self.forge = forge
         delayNanos = delayMillis * 1_000_000
+        address = v6 ? "::1" : "127.0.0.1"
+        let family = v6 ? AF_INET6 : AF_INET
         var u: Int32 = -1, t: Int32 = -1, p: UInt16 = 0
         for _ in 0..<20 {
-            u = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-            guard bindSocket(u, IPv4Address(127, 0, 0, 1), port: 0) else { close(u); continue }
-            p = boundPort(u)
-            t = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            if bindSocket(t, IPv4Address(127, 0, 0, 1), port: p), listen(t, 64) == 0 { break }
+            u = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            guard v6 ? bindLoopback6(u, port: 0) : bindSocket(u, IPv4Address(127, 0, 0, 1), port: 0) else { close(u); continue }
+            p = v6 ? boundPort6(u) : boundPort(u)
+            t = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            if v6 ? bindLoopback6(t, port: p) : bindSocket(t, IPv4Address(127, 0, 0, 1), port: p), listen(t, 64) == 0 { break }
             close(t); close(u)
             t = -1
         }
@@ -520,9 +545,25 @@ private final class FakeUpstream: Sendable {
         return r
     }
 
+    /// `r` with every A record's address replaced by 6.6.6.6.
+    private func forged(_ r: [UInt8]) -> [UInt8] {
+        var m = r
+        var i = 0
+        // Good enough for the answers above: an A record's rdata follows "00 01 00 01 <ttl> 00 04".
+        while i + 14 <= m.count {
+            if m[i] == 0 && m[i + 1] == 1 && m[i + 2] == 0 && m[i + 3] == 1 && m[i + 8] == 0 && m[i + 9] == 4 {
+                for k in 0..<4 { m[i + 10 + k] = 6 }
+                i += 14
+            } else {
+                i += 1
+            }
+        }
+        return m
+    }
+
     private func serve() {
         var buf = [UInt8](repeating: 0, count: 65536)
-        var later: [(due: UInt64, to: sockaddr_in, message: [UInt8])] = []
+        var later: [(due: UInt64, to: sockaddr_storage, length: socklen_t, message: [UInt8])] = []
         while true {
             var p = [pollfd(fd: wake.0, events: Int16(POLLIN), revents: 0), pollfd(fd: udp, events: Int16(POLLIN), revents: 0),
                      pollfd(fd: tcp, events: Int16(POLLIN), revents: 0)]
@@ -532,15 +573,25 @@ private final class FakeUpstream: Sendable {
             if p[0].revents != 0 { return }
             if p[1].revents != 0 {
                 while true {
-                    var from = sockaddr_in()
-                    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+                    var from = sockaddr_storage()
+                    var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
                     let n = buf.withUnsafeMutableBytes { b in
                         withUnsafeMutablePointer(to: &from) {
                             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(udp, b.baseAddress, b.count, 0, $0, &len) }
                         }
                     }
                     if n <= 0 { break }
-                    if let r = answer(Array(buf[0..<n])) { later.append((monotonicNanos() + delayNanos, from, r)) }
+                    guard let r = answer(Array(buf[0..<n])) else { continue }
+                    let due = monotonicNanos() + delayNanos
+                    if forge {
+                        var otherID = r
+                        otherID[1] ^= 1
+                        later.append((due, from, len, forged(otherID)))
+                        var otherQuestion = r
+                        otherQuestion[13] = otherQuestion[13] == UInt8(ascii: "z") ? UInt8(ascii: "y") : UInt8(ascii: "z")
+                        later.append((due, from, len, forged(otherQuestion)))
+                    }
+                    later.append((due, from, len, r))
                 }
             }
             if p[2].revents != 0 {
@@ -561,7 +612,7 @@ private final class FakeUpstream: Sendable {
                 _ = item.message.withUnsafeBytes { b in
                     withUnsafePointer(to: &to) {
                         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                            sendto(udp, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                            sendto(udp, b.baseAddress, b.count, 0, $0, item.length)
                         }
                     }
                 }
@@ -587,12 +638,16 @@ private final class ResolverFixture: Sendable {
     let port: UInt16
     let shared: Shared
 
-    init(upstreams: [UInt16], policy: EgressPolicy, limits: BoxDNSResolver.Limits = .init()) throws {
+    convenience init(upstreams: [UInt16], policy: EgressPolicy, limits: BoxDNSResolver.Limits = .init()) throws {
+        try self.init(hosts: upstreams.map { ("127.0.0.1", $0) }, policy: policy, limits: limits)
+    }
+
+    init(hosts: [(address: String, port: UInt16)], policy: EgressPolicy, limits: BoxDNSResolver.Limits = .init()) throws {
         let shared = Shared(policy)
         var logger = Logger(label: "dns-test")
         logger.logLevel = .warning
         resolver = BoxDNSResolver(
-            upstreams: upstreams.map { ("127.0.0.1", $0) }, logger: logger, limits: limits,
+            upstreams: hosts, logger: logger, limits: limits,
             policy: { source in source == IPv4Address(127, 0, 0, 1) ? shared.policy.withLock { $0 } : nil },
             admit: { box, addresses in shared.admissions.withLock { $0.append((box, addresses, monotonicNanos())) } })
         self.shared = shared
@@ -609,6 +664,7 @@ private let table: [String: [FakeUpstream.Record]] = [
                         .init(type: 28, ttl: 300, data: "2606:2800:220:1:248:1893:25c8:1946")],
     "short.example.org": [.init(type: 1, ttl: 1, data: "1.1.1.1")],
     "long.example.org": [.init(type: 1, ttl: 86400, data: "1.0.0.1")],
+    "negative.example.org": [.init(type: 1, ttl: 0x8000_0010, data: "1.0.0.2")],
     "private.example.org": [.init(type: 1, ttl: 300, data: "10.0.0.5"), .init(type: 1, ttl: 300, data: "169.254.169.254"),
                             .init(type: 1, ttl: 300, data: "8.8.4.4")],
     "alias.example.org": [.init(type: 5, ttl: 300, data: "cdn.provider.net")],
@@ -654,6 +710,10 @@ extension DNSResolverTests {
             let (raw, _) = try await ask(f.port, TestDNS.query(id: 2, name: "long.example.org"))
             #expect(f.shared.admissions.withLock { $0.last?.addresses.map(\.ttl) } == [3600])
             #expect(try parsed(raw).records.map(\.ttl) == [3600], "the box caches no longer than admitted")
+        // RFC 2181: a TTL with its top bit set means 0.
+        let (rawN, _) = try await ask(f.port, TestDNS.query(id: 5, name: "negative.example.org"))
+        #expect(f.shared.admissions.withLock { $0.last?.addresses.map(\.ttl) } == [5])
+        #expect(try parsed(rawN).records.map(\.ttl) == [0])
             // Always-blocked addresses in an answer are never admitted (the answer is passed on).
             let (rawP, _) = try await ask(f.port, TestDNS.query(id: 3, name: "private.example.org"))
             #expect(try parsed(rawP).addresses.count == 3)
@@ -664,7 +724,7 @@ extension DNSResolverTests {
             #expect(c.records.map(\.name) == ["alias.example.org", "cdn.provider.net", "edge.provider.net"])
             #expect(c.addresses == ["5.6.7.8"])
             #expect(f.shared.admissions.withLock { $0.last?.addresses.map { "\($0.0) \($0.ttl)" } } == ["5.6.7.8 30"])
-            #expect(f.shared.admissions.withLock { $0.count } == 4)
+            #expect(f.shared.admissions.withLock { $0.count } == 5)
         }
 
         @Test func deniedNameIsNXDOMAINWithoutUpstream() async throws {
@@ -814,6 +874,33 @@ extension DNSResolverTests {
             #expect(r.answered)
             let idle = try #require(r.idleClosedAfter)
             #expect(idle > 300_000_000 && idle < 3_000_000_000, "\(idle)")
+        }
+
+        @Test func forgedAnswersAreIgnoredAndIPv6UpstreamsServe() async throws {
+            let forger = try FakeUpstream(table, forge: true)
+            defer { forger.stop() }
+            let f = try ResolverFixture(upstreams: [forger.port], policy: allowExample)
+            let (raw, _) = try await ask(f.port, TestDNS.query(id: 0x4242, name: "www.example.org"))
+            let a = try parsed(raw)
+            #expect(a.id == 0x4242 && a.rcode == 0)
+            #expect(a.addresses == ["93.184.216.34", "93.184.216.35"])
+            #expect(f.shared.admissions.withLock { $0.flatMap { $0.addresses.map { "\($0.0)" } } } == ["93.184.216.34", "93.184.216.35"])
+
+            let v6 = try FakeUpstream(table, v6: true)
+            defer { v6.stop() }
+            let g = try ResolverFixture(hosts: [(v6.address, v6.port)], policy: allowExample)
+            let (udp, _) = try await ask(g.port, TestDNS.query(id: 1, name: "exact.net"))
+            #expect(try parsed(udp).addresses == ["9.9.9.9"])
+            let tcp = try await onDedicatedThread { () throws -> [UInt8]? in
+                let fd = tcpConnect(g.port)
+                guard fd >= 0 else { throw SandboxError.system("connect", errno: dbx_errno()) }
+                defer { close(fd) }
+                let q = framed(TestDNS.query(id: 2, name: "www.example.org", type: 28))
+                _ = q.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+                return tcpRead(fd)
+            }
+            #expect(try parsed(tcp).addresses == ["2606:2800:220:1:248:1893:25c8:1946"])
+            #expect(v6.queries.load(ordering: .relaxed) == 2)
         }
 
         @Test func manyConcurrentQueries() async throws {
