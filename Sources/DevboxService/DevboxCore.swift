@@ -111,7 +111,8 @@ public final class DevboxCore: Sendable {
         let hash = ProviderToken.hash(providerToken)
         let match: TokenCache.Entry?
         do {
-            match = try await tokenCache.lookup(hash: hash) { try await self.db.liveTokenHashes() }
+            match = try await tokenCache.lookup(
+                hash: hash, version: { self.db.dataVersion() }, load: { try await self.db.liveTokenHashes() })
         } catch {
             logger.error("token lookup failed: \(error)")
             throw .unavailable("authentication is unavailable, try again")
@@ -267,8 +268,13 @@ public final class DevboxCore: Sendable {
     }
 }
 
-/// Caches live provider-token hashes and user ids so authentication costs no query on
-/// the hot path. Revocations made by another process apply within `ttl`.
+/// Caches live provider-token hashes and user ids so authentication costs one
+/// `PRAGMA data_version` rather than a query of the tokens on the hot path. The cached list
+/// is used only while the database has had no commit since it was loaded, from this
+/// process or another (`devbox token create` / `revoke` write the same file): a new token
+/// works on its first request, a revoked one is refused on the first request after the
+/// revoke. Nothing is remembered of a miss: an unknown hash is looked for again, in the
+/// list current at its next request.
 actor TokenCache {
     struct Entry: Sendable {
         var tokenId: String
@@ -276,22 +282,29 @@ actor TokenCache {
     }
     /// Live hashes as bytes, converted once per load rather than on every request.
     private var tokens: [(hash: [UInt8], entry: Entry)] = []
-    private var loadedAt: ContinuousClock.Instant?
+    /// The data version read before `tokens` was loaded (so the list holds at least every
+    /// commit up to it); nil until the first load.
+    private var loadedVersion: Int?
     private var users: [String: String] = [:]
-    private let ttl: Duration = .seconds(2)
 
-    func lookup(hash: String, load: @Sendable () async throws -> [(id: String, providerId: String, hash: String)]) async throws -> Entry? {
-        let now = ContinuousClock.now
-        if let loadedAt, now - loadedAt < ttl {
+    /// `version` is read synchronously, inside the actor (`AppDatabase.dataVersion`: a few
+    /// microseconds, never waits); nil means it could not tell, and the list is reloaded.
+    func lookup(
+        hash: String, version: @Sendable () -> Int?,
+        load: @Sendable () async throws -> [(id: String, providerId: String, hash: String)]
+    ) async throws -> Entry? {
+        // Read after the request arrived: any commit the caller could know of is counted.
+        let current = version()
+        if let current, loadedVersion == current {
             return constantTimeFind(hash)
         }
         let rows = try await load()
+        // Another lookup may have stored a list meanwhile (the actor is re-entered across the
+        // awaits); whichever is stored, a later version check decides whether it is current.
         tokens = rows.map { (Array($0.hash.utf8), Entry(tokenId: $0.id, providerId: $0.providerId)) }
-        loadedAt = now
+        loadedVersion = current
         return constantTimeFind(hash)
     }
-
-    func invalidate() { loadedAt = nil }
 
     /// Compares the presented hash with every live hash without an early exit.
     private func constantTimeFind(_ hash: String) -> Entry? {

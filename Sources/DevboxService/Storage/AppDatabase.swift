@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 
 /// Owns the SQLite pool and its migrations. Every SQL statement of the service lives in
 /// this folder; the rest of the service calls the methods that keep the invariants.
@@ -12,6 +13,9 @@ public final class AppDatabase: Sendable {
     /// Devboxes as read for the API, dropped on every commit that changes them (nil unless
     /// this process makes every write to the devbox tables: see `init`).
     let readCache: DevboxReadCache?
+    let path: String
+    /// A connection of its own for `dataVersion()`, opened on first use (only the serve asks).
+    private let versionProbe = Mutex<DatabaseQueue?>(nil)
 
     /// Opens (creating if needed) the database at `path` and migrates it.
     ///
@@ -21,6 +25,7 @@ public final class AppDatabase: Sendable {
     /// never sees another process's commits.
     public init(path: String, cachesDevboxes: Bool = false) throws {
         readCache = cachesDevboxes ? DevboxReadCache() : nil
+        self.path = path
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
@@ -38,6 +43,34 @@ public final class AppDatabase: Sendable {
         createBatcher = CreateBatcher(pool: pool)
         pool.add(
             transactionObserver: DevboxChangeObserver(changes: changes, readCache: readCache), extent: .databaseLifetime)
+    }
+
+    /// SQLite's `PRAGMA data_version` on a connection that never writes: it changes whenever
+    /// any other connection — this pool's writer, or another process such as
+    /// `devbox token create` — has committed since the previous call. The value means nothing
+    /// across connections, so it is always asked of the same one.
+    ///
+    /// Synchronous on purpose: an async read costs a hop to GRDB's queue per request, which
+    /// took a fifth of the GET throughput when authentication asked on every request. This
+    /// one runs on the caller's thread and cannot wait: the probe connection has no busy
+    /// timeout (SQLite answers BUSY at once, and then this answers nil) and in WAL mode the
+    /// pragma only reads the WAL index in shared memory and, after a change, the first page
+    /// from the OS cache. Callers serialize their calls (the token cache is an actor), so
+    /// GRDB's queue never makes one caller wait for another.
+    public func dataVersion() -> Int? {
+        do {
+            let queue = try versionProbe.withLock { probe in
+                if let probe { return probe }
+                let opened = try DatabaseQueue(path: path, configuration: Configuration())
+                probe = opened
+                return opened
+            }
+            return try queue.inDatabase { db in
+                try Int.fetchOne(db.cachedStatement(sql: "PRAGMA data_version"))
+            }
+        } catch {
+            return nil
+        }
     }
 
     /// Copies the WAL into the main file and truncates the WAL to zero bytes, so content
