@@ -600,6 +600,7 @@ private final class FakeUpstream: Sendable {
                     // One thread per connection: this is a test double.
                     Thread { [self] in
                         while let q = tcpRead(c, millis: 3000) {
+                            if delayNanos > 0 { usleep(UInt32(delayNanos / 1000)) }
                             if let r = answer(q) { _ = framed(r).withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
                         }
                         close(c)
@@ -806,6 +807,19 @@ extension DNSResolverTests {
             #expect(a.id == 77 && a.rcode == 2)
             #expect(elapsed >= .milliseconds(1900) && elapsed < .milliseconds(3500), "\(elapsed)")
             #expect(alone.shared.admissions.withLock { $0.isEmpty })
+            // The same over TCP.
+            start = ContinuousClock.now
+            let tcp = try await onDedicatedThread { () throws -> [UInt8]? in
+                let fd = tcpConnect(alone.port)
+                guard fd >= 0 else { throw SandboxError.system("connect", errno: dbx_errno()) }
+                defer { close(fd) }
+                let q = framed(TestDNS.query(id: 76, name: "www.example.org"))
+                _ = q.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+                return tcpRead(fd)
+            }
+            let tcpElapsed = ContinuousClock.now - start
+            #expect(try parsed(tcp).rcode == 2 && (try parsed(tcp)).id == 76)
+            #expect(tcpElapsed >= .milliseconds(1900) && tcpElapsed < .milliseconds(3500), "\(tcpElapsed)")
 
             let both = try ResolverFixture(upstreams: [silent.port, good.port], policy: allowExample)
             start = ContinuousClock.now
@@ -846,6 +860,30 @@ extension DNSResolverTests {
             #expect(byID[3]?.addresses == ["5.6.7.8"])
             #expect(up.queries.load(ordering: .relaxed) == 2)
             #expect(f.shared.admissions.withLock { $0.count } == 2)
+        }
+
+        /// More pipelined queries on one connection than it may have in flight: the rest wait in
+        /// its buffer and are all answered.
+        @Test func tcpPipelining() async throws {
+            let up = try FakeUpstream(table, delayMillis: 100)
+            defer { up.stop() }
+            let f = try ResolverFixture(upstreams: [up.port], policy: allowExample)
+            let start = ContinuousClock.now
+            let ids = try await onDedicatedThread { () throws -> [UInt16] in
+                let fd = tcpConnect(f.port)
+                guard fd >= 0 else { throw SandboxError.system("connect", errno: dbx_errno()) }
+                defer { close(fd) }
+                let batch = (0..<40).flatMap { framed(TestDNS.query(id: UInt16($0), name: $0 % 4 == 3 ? "bad.example.org" : "exact.net")) }
+                _ = batch.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+                var ids: [UInt16] = []
+                while ids.count < 40, let m = tcpRead(fd), let a = TestDNS.parse(m) {
+                    if a.rcode == (a.id % 4 == 3 ? 3 : 0) { ids.append(a.id) }
+                }
+                return ids
+            }
+            #expect(Set(ids) == Set(0..<40))
+            #expect(ContinuousClock.now - start < .seconds(3))
+            #expect(up.queries.load(ordering: .relaxed) == 30)
         }
 
         @Test func tcpIdleConnectionsAreClosedAndBounded() async throws {
