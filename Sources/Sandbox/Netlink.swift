@@ -204,7 +204,7 @@ public final class NetlinkSocket {
 
 /// Opens `/proc/<pid>/ns/net` (close-on-exec). The descriptor pins the namespace: every
 /// step of one operation acts on the same namespace even if `pid` exits meanwhile.
-func openNetnsFD(pid: pid_t) throws -> Int32 {
+private func openNetnsFD(pid: pid_t) throws -> Int32 {
     guard pid > 0 else { throw SandboxError.invalidArgument("pid \(pid)") }
     let nsfd = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)
     if nsfd < 0 { throw sysError("open /proc/\(pid)/ns/net") }
@@ -230,23 +230,23 @@ public enum BoxNetPlumbing {
     /// box's namespace to create a socket there.
     public static func attach(initPid: pid_t, hostName: String, boxAddress: UInt32, gateway: UInt32,
                               prefixLength: UInt8) throws {
-        try validateInterfaceName(hostName)
-        guard (1...31).contains(prefixLength) else {
-            throw SandboxError.invalidArgument("prefix length \(prefixLength) (1 to 31)")
-        }
-        let mask: UInt32 = ~0 << (32 - UInt32(prefixLength))
-        guard boxAddress != gateway, boxAddress & mask == gateway & mask else {
-            throw SandboxError.invalidArgument(
-                "box address \(dottedQuad(boxAddress)) and gateway \(dottedQuad(gateway)) are not two addresses of one /\(prefixLength)")
-        }
+        try validateArguments(hostName: hostName, boxAddress: boxAddress, gateway: gateway, prefixLength: prefixLength)
         let nsfd = try openNetnsFD(pid: initPid)
         defer { closeFD(nsfd) }
-        // A pid in the host's own namespace (a box started with host networking) would get
+        try attach(netnsFD: nsfd, hostName: hostName, boxAddress: boxAddress, gateway: gateway, prefixLength: prefixLength)
+    }
+
+    /// `attach` for a namespace already open (`nsfd`: `/proc/<pid>/ns/net` opened while a
+    /// pidfd pins the pid, or `/run/netns/<name>`; not consumed).
+    public static func attach(netnsFD nsfd: Int32, hostName: String, boxAddress: UInt32, gateway: UInt32,
+                              prefixLength: UInt8) throws {
+        try validateArguments(hostName: hostName, boxAddress: boxAddress, gateway: gateway, prefixLength: prefixLength)
+        // A namespace that is the host's own (a box started with host networking) would get
         // an `eth0` and a default route added to the host itself.
         var target = stat(), mine = stat()
         if fstat(nsfd, &target) == 0, stat("/proc/thread-self/ns/net", &mine) == 0,
            target.st_dev == mine.st_dev, target.st_ino == mine.st_ino {
-            throw SandboxError.invalidArgument("pid \(initPid) is in the host's network namespace")
+            throw SandboxError.invalidArgument("the namespace to attach is the host's own network namespace")
         }
         let host = try NetlinkSocket()
         try host.createVeth(hostName: hostName, peerName: boxInterfaceName, peerNetnsFD: nsfd)
@@ -267,6 +267,19 @@ public enum BoxNetPlumbing {
         } catch {
             _ = try? host.deleteLink(hostName)
             throw error
+        }
+    }
+
+    private static func validateArguments(hostName: String, boxAddress: UInt32, gateway: UInt32,
+                                          prefixLength: UInt8) throws {
+        try validateInterfaceName(hostName)
+        guard (1...31).contains(prefixLength) else {
+            throw SandboxError.invalidArgument("prefix length \(prefixLength) (1 to 31)")
+        }
+        let mask: UInt32 = ~0 << (32 - UInt32(prefixLength))
+        guard boxAddress != gateway, boxAddress & mask == gateway & mask else {
+            throw SandboxError.invalidArgument(
+                "box address \(dottedQuad(boxAddress)) and gateway \(dottedQuad(gateway)) are not two addresses of one /\(prefixLength)")
         }
     }
 

@@ -287,10 +287,16 @@ private func waitUntil(timeoutMillis: UInt64 = 5_000, _ cond: () -> Bool) async 
         let names = [plan.name("x1"), plan.name("x2")]
         defer { for n in names { BoxNetPlumbing.detach(hostName: n) } }
         #expect(BoxNetPlumbing.links(withPrefix: plan.tag) == [])
-        for (i, (name, ns)) in zip(names, [ns1, ns2]).enumerated() {
-            let (gw, box) = plan.slot(UInt32(i))
-            try BoxNetPlumbing.attach(initPid: ns.pid, hostName: name, boxAddress: box, gateway: gw, prefixLength: 30)
-        }
+        let (gw0, box0) = plan.slot(0)
+        try BoxNetPlumbing.attach(initPid: ns1.pid, hostName: names[0], boxAddress: box0, gateway: gw0, prefixLength: 30)
+        // The second through an open namespace descriptor (what a pidfd-pinned caller uses).
+        let nsfd = open(ns2.netPath, O_RDONLY | O_CLOEXEC)
+        try #require(nsfd >= 0)
+        defer { closeFD(nsfd) }
+        let (gw1, box1) = plan.slot(1)
+        try BoxNetPlumbing.attach(netnsFD: nsfd, hostName: names[1], boxAddress: box1, gateway: gw1, prefixLength: 30)
+        let second = try await ipJSON(["addr", "show", "dev", "eth0"], in: ns2)
+        #expect(addresses(second, "eth0").contains("inet \(dotted(box1))/30"))
         #expect(BoxNetPlumbing.links(withPrefix: plan.tag).sorted() == names)
         #expect(BoxNetPlumbing.links(withPrefix: plan.name("x2")) == [names[1]])
         #expect(BoxNetPlumbing.links(withPrefix: "lo").contains("lo"))
@@ -327,6 +333,9 @@ private func waitUntil(timeoutMillis: UInt64 = 5_000, _ cond: () -> Bool) async 
         #expect(isInvalid { try BoxNetPlumbing.attach(initPid: 0, hostName: name, boxAddress: box, gateway: gw, prefixLength: 30) })
         // Never into the host's own namespace.
         #expect(isInvalid { try BoxNetPlumbing.attach(initPid: getpid(), hostName: name, boxAddress: box, gateway: gw, prefixLength: 30) })
+        let hostNS = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)
+        defer { closeFD(hostNS) }
+        #expect(isInvalid { try BoxNetPlumbing.attach(netnsFD: hostNS, hostName: name, boxAddress: box, gateway: gw, prefixLength: 30) })
         #expect(BoxNetPlumbing.links(withPrefix: plan.tag) == [])
 
         // A step failing after the pair exists (the box already has a default route, so
