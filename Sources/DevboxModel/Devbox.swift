@@ -57,6 +57,33 @@ public struct DevboxRepositoryRequest: Codable, Sendable, Equatable {
     }
 }
 
+/// A devbox's egress policy (`network` on create, `GET|PATCH /api/v1/devboxes/:id/network`):
+/// `egress` is `allow_all` (the public internet) or `deny_all`; `allow` and `deny` hold CIDRs
+/// or domain names (`*.example.org`: its subdomains). Private, loopback, link-local and the
+/// host's own addresses are refused in every mode.
+public struct DevboxNetwork: Codable, Sendable, Equatable {
+    public var egress: String
+    public var allow: [String]
+    public var deny: [String]
+
+    public static let allowAll = DevboxNetwork(egress: "allow_all", allow: [], deny: [])
+
+    public init(egress: String = "allow_all", allow: [String] = [], deny: [String] = []) {
+        self.egress = egress
+        self.allow = allow
+        self.deny = deny
+    }
+
+    enum CodingKeys: String, CodingKey { case egress, allow, deny }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        egress = try c.decodeIfPresent(String.self, forKey: .egress) ?? "allow_all"
+        allow = try c.decodeIfPresent([String].self, forKey: .allow) ?? []
+        deny = try c.decodeIfPresent([String].self, forKey: .deny) ?? []
+    }
+}
+
 /// Body of `POST /api/v1/devboxes`.
 public struct CreateDevboxRequest: Codable, Sendable, Equatable {
     public var name: String
@@ -70,13 +97,15 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
     public var setupTimeoutSeconds: Int?
     public var idleTimeoutSeconds: Int?
     public var ttlSeconds: Int?
+    public var network: DevboxNetwork?
 
     public init(
         name: String, plan: String? = nil, repository: String? = nil, branch: String? = nil,
         repositories: [DevboxRepositoryRequest]? = nil, credentialProfile: CredentialProfile? = nil,
         env: [String: String]? = nil, setupCommands: [String]? = nil, setupTimeoutSeconds: Int? = nil,
-        idleTimeoutSeconds: Int? = nil, ttlSeconds: Int? = nil
+        idleTimeoutSeconds: Int? = nil, ttlSeconds: Int? = nil, network: DevboxNetwork? = nil
     ) {
+        self.network = network
         self.name = name
         self.plan = plan
         self.repository = repository
@@ -91,7 +120,7 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, plan, repository, branch, repositories, env
+        case name, plan, repository, branch, repositories, env, network
         case credentialProfile = "credential_profile"
         case setupCommands = "setup_commands"
         case setupTimeoutSeconds = "setup_timeout_seconds"
@@ -112,6 +141,7 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
         setupTimeoutSeconds = try c.decodeStrictIntIfPresent(forKey: .setupTimeoutSeconds)
         idleTimeoutSeconds = try c.decodeStrictIntIfPresent(forKey: .idleTimeoutSeconds)
         ttlSeconds = try c.decodeStrictIntIfPresent(forKey: .ttlSeconds)
+        network = try c.decodeIfPresent(DevboxNetwork.self, forKey: .network)
     }
 }
 
@@ -191,13 +221,16 @@ public struct Devbox: Codable, Sendable, Equatable {
     public var ttlSeconds: Int?
     public var expiresAt: Date?
     public var lastActivityAt: Date?
+    public var network: DevboxNetwork
 
     public init(
         id: String, name: String, plan: String, state: DevboxState, repositories: [DevboxRepository],
         envKeys: [String], setupCommands: [String], setupTimeoutSeconds: Int, credentialProfile: CredentialProfile,
         createdAt: Date, updatedAt: Date, readyAt: Date?, error: DevboxError?,
-        idleTimeoutSeconds: Int? = nil, ttlSeconds: Int? = nil, expiresAt: Date? = nil, lastActivityAt: Date? = nil
+        idleTimeoutSeconds: Int? = nil, ttlSeconds: Int? = nil, expiresAt: Date? = nil, lastActivityAt: Date? = nil,
+        network: DevboxNetwork = .allowAll
     ) {
+        self.network = network
         self.id = id
         self.name = name
         self.plan = plan
@@ -230,6 +263,30 @@ public struct Devbox: Codable, Sendable, Equatable {
         case ttlSeconds = "ttl_seconds"
         case expiresAt = "expires_at"
         case lastActivityAt = "last_activity_at"
+        case network
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        name = try c.decode(String.self, forKey: .name)
+        plan = try c.decode(String.self, forKey: .plan)
+        state = try c.decode(DevboxState.self, forKey: .state)
+        repositories = try c.decode([DevboxRepository].self, forKey: .repositories)
+        envKeys = try c.decode([String].self, forKey: .envKeys)
+        setupCommands = try c.decode([String].self, forKey: .setupCommands)
+        setupTimeoutSeconds = try c.decode(Int.self, forKey: .setupTimeoutSeconds)
+        credentialProfile = try c.decode(CredentialProfile.self, forKey: .credentialProfile)
+        createdAt = try c.decode(Date.self, forKey: .createdAt)
+        updatedAt = try c.decode(Date.self, forKey: .updatedAt)
+        readyAt = try c.decodeIfPresent(Date.self, forKey: .readyAt)
+        error = try c.decodeIfPresent(DevboxError.self, forKey: .error)
+        idleTimeoutSeconds = try c.decodeIfPresent(Int.self, forKey: .idleTimeoutSeconds)
+        ttlSeconds = try c.decodeIfPresent(Int.self, forKey: .ttlSeconds)
+        expiresAt = try c.decodeIfPresent(Date.self, forKey: .expiresAt)
+        lastActivityAt = try c.decodeIfPresent(Date.self, forKey: .lastActivityAt)
+        // A server from before per-box networks sends none: its boxes reach everything.
+        network = try c.decodeIfPresent(DevboxNetwork.self, forKey: .network) ?? .allowAll
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -252,6 +309,7 @@ public struct Devbox: Codable, Sendable, Equatable {
         try c.encode(ttlSeconds, forKey: .ttlSeconds)
         try c.encode(expiresAt, forKey: .expiresAt)
         try c.encode(lastActivityAt, forKey: .lastActivityAt)
+        try c.encode(network, forKey: .network)
     }
 }
 

@@ -7,7 +7,7 @@ public struct NetworkConfiguration: Sendable {
     /// `.isolated` (default): a network namespace per box; `.host`: the host's (weaker,
     /// `DEVBOX_NETWORK=host`, for hosts without nftables).
     public var mode: SandboxNetwork = .isolated
-    /// `DEVBOX_NETWORK_CIDR`: the range box addresses come from (nil: a free /16 of 10.200–10.254).
+    /// `DEVBOX_NETWORK_CIDR`: the range box addresses come from (nil: a free /16 of 10.200–10.253).
     public var range: IPv4Range?
     /// `DEVBOX_DNS_UPSTREAM`: where the boxes' resolver forwards (empty: the host's resolv.conf).
     public var dnsUpstreams: [(address: String, port: UInt16)] = []

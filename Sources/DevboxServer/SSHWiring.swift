@@ -24,6 +24,13 @@ struct CoreSSHBackend: SSHGatewayBackend {
         return try await core.spawn(g, spec)
     }
 
+    func connectInBox(_ grant: SSHGatewayGrant, port: Int) async throws -> Int32? {
+        guard let g = grant.backendGrant as? SSHGrant, let p = UInt16(exactly: port) else {
+            throw SandboxError.invalidArgument("foreign SSH grant")
+        }
+        return try await core.connectInBox(g, port: p)
+    }
+
     /// Channels (shells, commands, `ssh -L` tunnels) keep the devbox's idle clock at zero;
     /// the lifetime worker also counts any open connection as activity.
     func noteActivity(_ grant: SSHGatewayGrant) async { await core.noteActivity(devboxId: grant.devboxId) }

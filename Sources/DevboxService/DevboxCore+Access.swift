@@ -150,4 +150,11 @@ extension DevboxCore {
         await noteActivity(devboxId: grant.devboxId)
         return try await sandbox.spawn(box: grant.devboxId, spec)
     }
+
+    /// A TCP connection to `port` on the loopback of a grant's devbox, made from inside its
+    /// network namespace (`ssh -L`); nil when boxes share the host's network.
+    public func connectInBox(_ grant: SSHGrant, port: UInt16) async throws -> Int32? {
+        await noteActivity(devboxId: grant.devboxId)
+        return try await sandbox.connectInBox(box: grant.devboxId, port: port)
+    }
 }

@@ -185,7 +185,8 @@ public final class DevboxCore: Sendable {
                 injectClaudeToken: v.credentialProfile.injectClaudeToken,
                 injectCodexToken: v.credentialProfile.injectCodexToken, createdAt: now, updatedAt: now,
                 idleTimeoutSeconds: v.idleTimeoutSeconds, ttlSeconds: v.ttlSeconds,
-                expiresAt: v.ttlSeconds.map { now.addingTimeInterval(TimeInterval($0)) }, lastActivityAt: now)
+                expiresAt: v.ttlSeconds.map { now.addingTimeInterval(TimeInterval($0)) }, lastActivityAt: now,
+                network: DevboxRecord.encodeNetwork(v.network))
             let devbox = try await db.insertDevbox(
                 NewDevbox(record: record, env: env, secrets: secrets, repositories: repos))
             jobs.signal()

@@ -108,7 +108,11 @@ public final class SSHGateway: Service, Sendable {
 
     // MARK: Service
 
-    public func run() async throws {
+    /// Binds the listener now, before `run()`: the serve binds its ports before anything
+    /// else runs (a port already taken fails the start-up at once, with no box touched).
+    /// Connections wait in the kernel's backlog until `run()` starts accepting them.
+    public func listen() async throws {
+        if listener.withLock({ $0.channel }) != nil { return }
         let server = try await bind()
         let stopped = listener.withLock { l -> Bool in
             l.channel = server
@@ -122,6 +126,12 @@ public final class SSHGateway: Service, Sendable {
                 "address": .string(server.localAddress?.description ?? "?"),
                 "host_key": .string(hostKeyFingerprint),
             ])
+    }
+
+    public func run() async throws {
+        try await listen()
+        guard let server = listener.withLock({ $0.channel }) else { return }
+        try? await server.setOption(.autoRead, value: true)
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 await withTaskGroup(of: Void.self) { tasks in
@@ -158,6 +168,8 @@ public final class SSHGateway: Service, Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
+            // Bound by `listen()` before start-up has run; `run()` starts accepting.
+            .serverChannelOption(.autoRead, value: false)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .childChannelInitializer { [self] channel in
@@ -225,8 +237,18 @@ public final class SSHGateway: Service, Sendable {
                     metadata: ["session": .string(grant.sessionId), "target": .string("\(target.targetHost):\(target.targetPort)")])
                 return child.eventLoop.makeFailedFuture(GatewayError.refused)
             }
-            opened = checkGrant(grant, on: child.eventLoop).flatMap {
-                Self.connectForward(child, addresses)
+            let backend = self.backend
+            let loop = child.eventLoop
+            let port = target.targetPort
+            opened = checkGrant(grant, on: loop).flatMap {
+                // A box with a network of its own: the connection starts inside it, so the
+                // tunnel reaches the box's loopback and never the host's.
+                let inBox = loop.makePromise(of: Int32?.self)
+                inBox.completeWithTask { try await backend.connectInBox(grant, port: port) }
+                return inBox.futureResult.flatMap { fd in
+                    guard let fd else { return Self.connectForward(child, addresses) }
+                    return Self.joinForward(child, connectedSocket: fd)
+                }
             }
         case .forwardedTCPIP:
             return child.eventLoop.makeFailedFuture(GatewayError.refused)
@@ -247,6 +269,29 @@ public final class SSHGateway: Service, Sendable {
             if await backend.isValid(grant) { promise.succeed() } else { promise.fail(GatewayError.refused) }
         }
         return promise.futureResult
+    }
+
+    /// Joins a socket already connected (inside a box) to the SSH channel; NIO owns the fd.
+    private static func joinForward(_ child: any Channel, connectedSocket fd: Int32) -> EventLoopFuture<Void> {
+        let loop = child.eventLoop
+        let (sshEnd, socketEnd) = RelayEnd.pair()
+        let boundSocketEnd = NIOLoopBound(socketEnd, eventLoop: loop)
+        let boundSSHEnd = NIOLoopBound(sshEnd, eventLoop: loop)
+        return ClientBootstrap(group: loop)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(boundSocketEnd.value) }
+            }
+            .withConnectedSocket(fd)
+            .flatMap { socket in
+                child.setOption(ChannelOptions.allowRemoteHalfClosure, value: true).flatMapThrowing {
+                    try child.pipeline.syncOperations.addHandler(boundSSHEnd.value)
+                }.flatMapErrorThrowing { error in
+                    socket.close(promise: nil)
+                    throw error
+                }
+            }
     }
 
     /// Connects to the first reachable address and joins it to the SSH channel.

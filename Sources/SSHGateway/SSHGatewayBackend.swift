@@ -32,4 +32,12 @@ public protocol SSHGatewayBackend: Sendable {
     /// The devbox is in use through SSH (called at most once a minute per session while
     /// its connections carry channels).
     func noteActivity(_ grant: SSHGatewayGrant) async
+    /// A TCP socket connected to `port` on the devbox's own loopback, from inside its network
+    /// namespace (`ssh -L`); nil when the box shares the host's network (the gateway then
+    /// connects to the host's loopback itself).
+    func connectInBox(_ grant: SSHGatewayGrant, port: Int) async throws -> Int32?
+}
+
+extension SSHGatewayBackend {
+    public func connectInBox(_ grant: SSHGatewayGrant, port: Int) async throws -> Int32? { nil }
 }

@@ -143,8 +143,14 @@ public final class CrunRuntime: Sendable {
             throw SandboxError.invalidArgument("catatonit not found at \(configuration.catatoniPath)")
         }
         guard access(crun, X_OK) == 0 else { throw SandboxError.invalidArgument("crun not found at \(crun)") }
-        _ = try maskLayer(refresh: true)
+        // The range first: a clash refuses the start before anything is mounted.
         try networks?.prepare()
+        do {
+            _ = try maskLayer(refresh: true)
+        } catch {
+            networks?.shutdown()
+            throw error
+        }
     }
 
     /// `prepareHost` on a thread of its own: its mounts and host scan would otherwise hold one

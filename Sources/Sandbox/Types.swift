@@ -48,7 +48,7 @@ public struct SandboxConfiguration: Sendable {
     public var catatoniPath: String = "/usr/bin/catatonit"
     /// Network mode of new boxes (see `SandboxNetwork`).
     public var network: SandboxNetwork = .host
-    /// `.isolated`: the range box addresses come from (nil: a free /16 in 10.200–10.254).
+    /// `.isolated`: the range box addresses come from (nil: a free /16 in 10.200–10.253).
     public var networkRange: IPv4Range? = nil
     /// `.isolated`: where the boxes' resolver forwards (empty: the host's resolv.conf).
     public var dnsUpstreams: [(address: String, port: UInt16)] = []

@@ -76,6 +76,9 @@ class Server:
     def env(self) -> dict:
         e = dict(os.environ)
         e.update({"DEVBOX_LOG_LEVEL": "debug"})
+        # The boxes' resolver never asks the machine's real resolvers in a test: nothing
+        # listens on 127.0.0.1:9 (a query fails at once); tests that need names run a fake.
+        e.setdefault("DEVBOX_DNS_UPSTREAM", "127.0.0.1:9")
         e.update(self.extra_env)
         return e
 
@@ -132,6 +135,24 @@ class Server:
             h = ((h ^ b) * 16777619) & 0xFFFFFFFF
         return f"dx{h:08x}"
 
+    def network_leftovers(self) -> dict:
+        """The service's box links, nft table and range claim, if any are on the host."""
+        tag = self.cgroup_parent_name()
+        out = {}
+        links = [l for l in os.listdir("/sys/class/net") if l.startswith(tag)]
+        if links:
+            out["links"] = links
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        if f"table inet {tag}" in tables.splitlines():
+            out["table"] = tag
+        marker = os.path.join(self.data_dir, "boxes", ".network")
+        if os.path.exists(marker):
+            cidr = open(marker).read().strip()
+            routes = subprocess.run(["ip", "route", "show", "proto", "219"], capture_output=True, text=True).stdout
+            if cidr in routes:
+                out["claim"] = cidr
+        return out
+
     def cgroup_parents(self) -> list[str]:
         """The service's parent cgroups, in every hierarchy."""
         name = self.cgroup_parent_name()
@@ -174,8 +195,9 @@ class Server:
         if self.proc and self.proc.poll() is None:
             self.delete_all()
             self.stop()
-            # A service stopped with no box left removes its parent cgroups.
+            # A service stopped with no box left removes its parent cgroups and its network.
             assert self.cgroup_parents() == [], f"cgroups left: {self.cgroup_parents()}"
+            assert self.network_leftovers() == {}, f"network left: {self.network_leftovers()}"
         for p in self.cgroup_parents():  # after a kill -9: not the service's doing
             try:
                 os.rmdir(p)

@@ -16,6 +16,8 @@ struct DevboxesController {
         router.route(table, .delete, "/api/v1/devboxes/:id", use: delete)
         router.route(table, .get, "/api/v1/devboxes/:id/operations", use: operations)
         router.route(table, .get, "/api/v1/devboxes/:id/repositories", use: repositories)
+        router.route(table, .get, "/api/v1/devboxes/:id/network", use: network)
+        router.route(table, .patch, "/api/v1/devboxes/:id/network", use: setNetwork)
     }
 
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -72,6 +74,20 @@ struct DevboxesController {
         let id = try context.parameters.require("id")
         try await core.deleteDevbox(try context.requirePrincipal(), id: id)
         return JSONIO.noContent()
+    }
+
+    /// The devbox's egress policy.
+    @Sendable func network(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        return try JSONIO.response(try await core.network(try context.requirePrincipal(), id: id))
+    }
+
+    /// Replaces the egress policy (the whole object; absent fields take their defaults).
+    @Sendable func setNetwork(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let principal = try context.requirePrincipal()
+        let id = try context.parameters.require("id")
+        let body = try await JSONIO.decode(DevboxNetwork.self, from: request)
+        return try JSONIO.response(try await core.setNetwork(principal, id: id, body))
     }
 
     @Sendable func operations(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -34,6 +34,7 @@ enum OpenAPIDocument {
         "repository": {"type": "string", "description": "Single repository (legacy)"},
         "branch": {"type": "string", "default": "main"},
         "repositories": {"type": "array", "items": {"$ref": "#/components/schemas/DevboxRepositoryRequest"}},
+        "network": {"$ref": "#/components/schemas/DevboxNetwork"},
         "credential_profile": {"$ref": "#/components/schemas/CredentialProfile"},
         "env": {"type": "object", "maxProperties": 64, "propertyNames": {"pattern": "^[A-Z_][A-Z0-9_]*$"}, "additionalProperties": {"type": "string", "maxLength": 32768}},
         "setup_commands": {"type": "array", "maxItems": 32, "items": {"type": "string", "maxLength": 4096}},
@@ -43,6 +44,10 @@ enum OpenAPIDocument {
       "DevboxRepository": {"type": "object", "properties": {
         "repo_id": {"type": ["integer", "null"]}, "full_name": {"type": "string"}, "ref": {"type": "string"}, "target_path": {"type": "string"},
         "status": {"type": "string", "enum": ["pending", "cloning", "cloned", "failed"]}, "commit": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]}}},
+      "DevboxNetwork": {"type": "object", "description": "Egress policy. Loopback, private (RFC 1918, CGNAT, unique-local), link-local, multicast and the host's own addresses are refused in every mode.", "properties": {
+        "egress": {"type": "string", "enum": ["allow_all", "deny_all"], "default": "allow_all"},
+        "allow": {"type": "array", "maxItems": 64, "items": {"type": "string", "description": "CIDR, or domain name with an optional leading *. (its subdomains)"}},
+        "deny": {"type": "array", "maxItems": 64, "items": {"type": "string", "description": "CIDR, or domain name with an optional leading *. (its subdomains)"}}}},
       "Devbox": {"type": "object", "required": ["id", "name", "plan", "state", "repositories", "env_keys", "setup_commands", "setup_timeout_seconds", "credential_profile", "created_at", "updated_at"], "properties": {
         "id": {"type": "string"}, "name": {"type": "string"}, "plan": {"type": "string"},
         "state": {"type": "string", "enum": ["requested", "provisioning", "ready", "stopped", "destroyed", "failed"]},
@@ -55,7 +60,8 @@ enum OpenAPIDocument {
         "ready_at": {"type": ["string", "null"], "format": "date-time"},
         "error": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {"operation": {"type": "string"}, "message": {"type": "string"}}}]},
         "idle_timeout_seconds": {"type": ["integer", "null"]}, "ttl_seconds": {"type": ["integer", "null"]},
-        "expires_at": {"type": ["string", "null"], "format": "date-time"}, "last_activity_at": {"type": ["string", "null"], "format": "date-time"}}},
+        "expires_at": {"type": ["string", "null"], "format": "date-time"}, "last_activity_at": {"type": ["string", "null"], "format": "date-time"},
+        "network": {"$ref": "#/components/schemas/DevboxNetwork"}}},
       "Operation": {"type": "object", "properties": {
         "id": {"type": "string"}, "devbox_id": {"type": "string"},
         "name": {"type": "string", "enum": ["provision", "inject_credentials", "clone_repositories", "run_setup_commands", "publish_access"]},
@@ -145,6 +151,12 @@ enum OpenAPIDocument {
     "/api/v1/devboxes/{id}/repositories": {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
       "get": {"summary": "Repositories of a devbox with their clone status, resolved commit and error", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"repositories": {"type": "array", "items": {"$ref": "#/components/schemas/DevboxRepository"}}}}}}}, "404": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/devboxes/{id}/network": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "get": {"summary": "The devbox's egress policy", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DevboxNetwork"}}}}, "404": {"$ref": "#/components/responses/Error"}}},
+      "patch": {"summary": "Replace the egress policy of a devbox; new connections follow it at once", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DevboxNetwork"}}}},
+        "responses": {"200": {"description": "The policy now in force", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DevboxNetwork"}}}}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}}
     },
     "/api/v1/devboxes/{id}/exec": {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],

@@ -12,6 +12,8 @@ struct ValidatedCreate: Sendable {
     var repositories: [DevboxRepositoryRequest]
     var idleTimeoutSeconds: Int?
     var ttlSeconds: Int?
+    /// Normalised egress policy (allow_all when absent).
+    var network: DevboxNetwork = .allowAll
 }
 
 /// The seed's limits for a create request. Each failure names the field.
@@ -64,10 +66,11 @@ public enum CreateValidation {
         let ttl = try lifetimes.resolve(
             r.ttlSeconds, default: lifetimes.defaultTTLSeconds, max: ttlRange.upperBound, field: "ttl_seconds")
         let repos = try validateRepositories(r)
+        let network = try r.network.map { n throws(ServiceError) in DevboxCore.normalized(try DevboxCore.egressPolicy(n)) }
         return ValidatedCreate(
             name: name, plan: plan, env: env, setupCommands: commands, setupTimeoutSeconds: timeout,
             credentialProfile: r.credentialProfile ?? CredentialProfile(), repositories: repos,
-            idleTimeoutSeconds: idle, ttlSeconds: ttl)
+            idleTimeoutSeconds: idle, ttlSeconds: ttl, network: network ?? .allowAll)
     }
 
     static func validateEnv(_ env: [String: String]) throws(ServiceError) -> [(key: String, value: String)] {

@@ -91,7 +91,7 @@ struct Pipeline: Sendable {
         do {
             warm = try await core.sandbox.create(
                 box: id, limits: plan.limits, env: try await userEnv(), setupShell: !job.devbox.setupCommands.isEmpty,
-                egress: .allowAll)
+                egress: (try? DevboxCore.egressPolicy(DevboxRecord.decodeNetwork(job.devbox.network))) ?? .allowAll)
         } catch is CancellationError {
             throw CancellationError()
         } catch {

@@ -73,7 +73,7 @@ extension DevboxCore {
             logger.error("start-up sweep failed: \(error)")
         }
         do {
-            try await sandbox.startNetworks(policies: [:])
+            try await sandbox.startNetworks(policies: await storedEgressPolicies())
         } catch {
             logger.critical("box networks could not be started; creates will fail: \(error)")
         }

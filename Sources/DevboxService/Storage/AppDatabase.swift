@@ -228,6 +228,10 @@ public final class AppDatabase: Sendable {
                 """)
         }
         m.registerMigration("v4-dashboard", migrate: migrateDashboard)
+        m.registerMigration("v5-network") { db in
+            // The egress policy as JSON ({"egress", "allow", "deny"}); NULL is allow_all.
+            try db.execute(sql: "ALTER TABLE devboxes ADD COLUMN network TEXT")
+        }
         return m
     }
 }

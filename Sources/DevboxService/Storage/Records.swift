@@ -64,6 +64,8 @@ struct DevboxRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, 
     var ttlSeconds: Int?
     var expiresAt: Date?
     var lastActivityAt: Date?
+    /// The egress policy, JSON (`DevboxNetwork`); nil: allow_all.
+    var network: String? = nil
     var leaseOwner: String?
     var leaseExpiresAt: Date?
 
@@ -76,6 +78,7 @@ struct DevboxRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, 
         case errorOperation = "error_operation", errorMessage = "error_message"
         case idleTimeoutSeconds = "idle_timeout_seconds", ttlSeconds = "ttl_seconds", expiresAt = "expires_at"
         case lastActivityAt = "last_activity_at", leaseOwner = "lease_owner", leaseExpiresAt = "lease_expires_at"
+        case network
     }
 
     enum Columns {
@@ -165,6 +168,6 @@ extension DevboxRecord {
             createdAt: createdAt, updatedAt: updatedAt, readyAt: readyAt,
             error: errorOperation.map { DevboxError(operation: $0, message: errorMessage ?? "") },
             idleTimeoutSeconds: idleTimeoutSeconds, ttlSeconds: ttlSeconds, expiresAt: expiresAt,
-            lastActivityAt: lastActivityAt)
+            lastActivityAt: lastActivityAt, network: DevboxRecord.decodeNetwork(network))
     }
 }

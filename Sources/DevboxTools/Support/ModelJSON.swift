@@ -29,6 +29,11 @@ extension ToolJSON {
             "ttl_seconds": d.ttlSeconds.map { .int($0) } ?? .null,
             "expires_at": date(d.expiresAt),
             "last_activity_at": date(d.lastActivityAt),
+            "network": [
+                "egress": .string(d.network.egress),
+                "allow": .array(d.network.allow.map { .string($0) }),
+                "deny": .array(d.network.deny.map { .string($0) }),
+            ],
         ])
     }
 

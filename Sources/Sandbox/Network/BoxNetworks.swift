@@ -26,6 +26,8 @@ import Glibc
 //   input             from a box: established replies, the resolver's port and the ports
 //                     the service offers boxes (the credential broker later); everything
 //                     else is refused — every address of the host, on any interface.
+//                     The resolver's port answers nobody else (a forged box source from
+//                     another interface would otherwise get an answer sent to a box).
 //   forward           box → anywhere: the always-blocked ranges (loopback, RFC 1918, CGNAT,
 //                     link-local, multicast/reserved, the service's range, the host's
 //                     on-link subnets and gateways) refused; IPv6 refused (boxes have none);
@@ -71,7 +73,7 @@ final class BoxNetworks: Sendable {
     let state = Mutex(State())
     let resolverBox = Mutex<BoxDNSResolver?>(nil)
 
-    static let claimProtocol = 219
+    static let claimProtocol: UInt8 = 219
     static let prefixLength: UInt8 = 30
 
     init(stateDirectory: String, cgroupParent: String, requestedRange: IPv4Range?,
@@ -236,7 +238,7 @@ final class BoxNetworks: Sendable {
             return true
         }
         let others = routes.filter(foreign)
-        let addresses = HostRoutes.localIPv4Addresses()
+        let addresses = HostRoutes.localIPv4Addresses().filter { !$0.interface.hasPrefix(tag) }.map(\.address)
         func clash(_ range: IPv4Range) -> String? {
             for r in others where r.prefixLength > 0 && range.overlaps(network: r.network, prefixLength: r.prefixLength) {
                 return "the route \(ipv4String(r.network))/\(r.prefixLength) dev \(r.interface)"
@@ -254,21 +256,23 @@ final class BoxNetworks: Sendable {
             chosen = persisted
         } else {
             guard let free = IPv4Range.defaultCandidates.first(where: { clash($0) == nil }) else {
-                throw SandboxError.invalidArgument("no free /16 for box networks in 10.200.0.0–10.254.255.255; set DEVBOX_NETWORK_CIDR")
+                throw SandboxError.invalidArgument("no free /16 for box networks in 10.200.0.0–10.253.255.255; set DEVBOX_NETWORK_CIDR")
             }
             chosen = free
         }
         if persisted != chosen {
-            if let persisted {
-                _ = try? runCommandBlocking(resolveExecutable("ip"), ["ip", "route", "del", "unreachable", "\(persisted)", "proto", "\(Self.claimProtocol)"])
-            }
+            if let persisted { releaseClaim(persisted) }
             try writeMarker(chosen)
         }
-        let r = try runCommandBlocking(resolveExecutable("ip"), ["ip", "route", "replace", "unreachable", "\(chosen)", "proto", "\(Self.claimProtocol)"])
-        guard r.status == 0 else { throw SandboxError.commandFailed("ip route replace unreachable \(chosen)", status: r.status, message: r.stderrText) }
+        try BoxNetPlumbing.addRoute(
+            unreachable: chosen.network, prefixLength: UInt8(chosen.prefixLength), protocol: Self.claimProtocol, replace: true)
         if !writeSysctl("/proc/sys/net/ipv4/ip_forward", "1") { throw sysError("enable IPv4 forwarding") }
         state.withLock { $0.range = chosen }
         logger.info("box networks", metadata: ["range": "\(chosen)", "table": .string("inet \(tableName)")])
+    }
+
+    private func releaseClaim(_ range: IPv4Range) {
+        try? BoxNetPlumbing.deleteRoute(unreachable: range.network, prefixLength: UInt8(range.prefixLength), protocol: Self.claimProtocol)
     }
 
     private func writeMarker(_ range: IPv4Range) throws {
@@ -315,9 +319,7 @@ final class BoxNetworks: Sendable {
         let (empty, range) = state.withLock { s in (s.slots.isEmpty, s.range) }
         guard empty else { return }
         _ = try? runNft("table inet \(tableName) {}\ndelete table inet \(tableName)\n")
-        if let range {
-            _ = try? runCommandBlocking(resolveExecutable("ip"), ["ip", "route", "del", "unreachable", "\(range)", "proto", "\(Self.claimProtocol)"])
-        }
+        if let range { releaseClaim(range) }
         state.withLock { s in
             s.installed = false
             s.range = nil
@@ -409,10 +411,9 @@ final class BoxNetworks: Sendable {
     func ruleset(range: IPv4Range, dnsPort: UInt16, policies: [UInt32: EgressPolicy]) -> String {
         let t = tableName
         let ifs = "\"\(tag)*\""
-        var blocked = [
-            "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-            "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3", "\(range)",
-        ]
+        // The ranges the policy model refuses (IPNetwork.alwaysBlockedIPv4), the service's own
+        // range (other boxes) and, below, the host's links.
+        var blocked = IPNetwork.alwaysBlockedIPv4.map { "\($0)" } + ["\(range)"]
         // The host's own links: on-link subnets and the gateways of its routes, whatever their range.
         for r in HostRoutes.read() where !r.interface.hasPrefix(tag) && !r.reject {
             if r.gateway != 0 { blocked.append(ipv4String(r.gateway)) }
@@ -445,6 +446,7 @@ final class BoxNetworks: Sendable {
               }
               chain input { type filter hook input priority 0; policy accept;
                 iifname \(ifs) jump box_in
+                meta l4proto { tcp, udp } th dport \(dnsPort) drop
               }
               chain box_out {
                 ct state established,related accept
@@ -528,8 +530,9 @@ public struct IPv4Range: Sendable, Equatable, CustomStringConvertible {
     }
     public var description: String { "\(ipv4String(network))/\(prefixLength)" }
 
-    /// 10.200.0.0/16 … 10.254.0.0/16: the first that no host route or address touches.
-    static let defaultCandidates: [IPv4Range] = (200...254).map { IPv4Range(network: (10 << 24) | (UInt32($0) << 16), prefixLength: 16) }
+    /// 10.200.0.0/16 … 10.253.0.0/16: the first that no host route or address touches
+    /// (10.254/16 is left to the netlink tests).
+    static let defaultCandidates: [IPv4Range] = (200...253).map { IPv4Range(network: (10 << 24) | (UInt32($0) << 16), prefixLength: 16) }
 }
 
 func parseIPv4(_ s: String) -> UInt32? {
@@ -563,16 +566,16 @@ enum HostRoutes {
         return out
     }
 
-    static func localIPv4Addresses() -> [UInt32] {
+    static func localIPv4Addresses() -> [(interface: String, address: UInt32)] {
         var head: UnsafeMutablePointer<ifaddrs>?
         guard getifaddrs(&head) == 0 else { return [] }
         defer { freeifaddrs(head) }
-        var out: [UInt32] = []
+        var out: [(interface: String, address: UInt32)] = []
         var p = head
         while let ifa = p {
             if let sa = ifa.pointee.ifa_addr, sa.pointee.sa_family == sa_family_t(AF_INET) {
                 let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
-                out.append(UInt32(bigEndian: a))
+                out.append((String(cString: ifa.pointee.ifa_name), UInt32(bigEndian: a)))
             }
             p = ifa.pointee.ifa_next
         }
