@@ -70,13 +70,30 @@ public struct MCPToolAnnotations: Sendable, Hashable {
         self.openWorldHint = openWorldHint
     }
 
+    /// Only the hints that differ from the spec's defaults (readOnly false, destructive true,
+    /// idempotent false, openWorld true), and destructive/idempotent only for tools that write
+    /// (the spec gives them meaning only when readOnlyHint is false): a client reads the same
+    /// hints, and `tools/list` — in every agent's context — is shorter.
     public var json: JSONValue {
-        var o: [String: JSONValue] = [
-            "readOnlyHint": .bool(readOnlyHint), "destructiveHint": .bool(destructiveHint),
-            "idempotentHint": .bool(idempotentHint), "openWorldHint": .bool(openWorldHint),
-        ]
+        var o: [String: JSONValue] = [:]
+        if readOnlyHint {
+            o["readOnlyHint"] = true
+        } else {
+            if !destructiveHint { o["destructiveHint"] = false }
+            if idempotentHint { o["idempotentHint"] = true }
+        }
+        if !openWorldHint { o["openWorldHint"] = false }
         if let title { o["title"] = .string(title) }
         return .object(o)
+    }
+
+    /// The hints as a client reads them, spec defaults filled in for absent ones.
+    public static func resolved(_ json: JSONValue) -> (readOnly: Bool, destructive: Bool, idempotent: Bool, openWorld: Bool) {
+        let readOnly = json["readOnlyHint"]?.boolValue ?? false
+        return (
+            readOnly, !readOnly && (json["destructiveHint"]?.boolValue ?? true),
+            !readOnly ? (json["idempotentHint"]?.boolValue ?? false) : true, json["openWorldHint"]?.boolValue ?? true
+        )
     }
 }
 

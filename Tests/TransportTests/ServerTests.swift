@@ -78,7 +78,13 @@ final class Driver: Sendable {
         #expect(echo["name"] == "echo")
         #expect(echo["title"] == "Echo")
         #expect(echo["inputSchema"]?["type"] == "object")
-        #expect(echo["annotations"] == ["readOnlyHint": true, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false])
+        // Hints at the spec's defaults are left out (destructive/idempotent mean nothing for a read-only tool).
+        #expect(echo["annotations"] == ["readOnlyHint": true, "openWorldHint": false])
+        let writer = MCPToolAnnotations(readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true)
+        #expect(writer.json == ["destructiveHint": false, "idempotentHint": true])
+        let r = MCPToolAnnotations.resolved(writer.json)
+        #expect(!r.readOnly && !r.destructive && r.idempotent && r.openWorld)
+        #expect(MCPToolAnnotations(readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true).json == [:])
         #expect(list["tools"]?[2]?["outputSchema"] != nil)
         #expect(list["nextCursor"] == nil)
     }

@@ -86,6 +86,19 @@ enum ReadinessWait {
     }
 }
 
+extension ReadinessWait {
+    /// The result schema of `wait_for_ready` and `create_devbox` (whose wait: true returns the same).
+    static func outputSchema(note: String? = nil) -> JSONValue {
+        Schema.output(
+            [
+                "devbox": Schema.devboxRef,
+                "failed_operation": Schema.typed(["object", "null"], "The failed step, as list_operations shows it; else null."),
+                "waited_seconds": Schema.typed("number"),
+                "next_step": Schema.nextStep,
+            ], description: note)
+    }
+}
+
 extension ReadinessWait.Outcome {
     static let failureTailBytes = 4000
 

@@ -1,17 +1,36 @@
 import Transport
 
-/// JSON Schema building blocks shared by the tools' input and output schemas. Output
-/// fragments mirror how `DevboxModel` encodes its types (optional fields are explicit nulls).
+/// JSON Schema building blocks shared by the tools' input and output schemas.
+///
+/// `tools/list` is paid for in tokens by every agent on every session, so the schemas are
+/// terse: inputs describe every property (the model must fill them in), with ranges and
+/// defaults stated once as schema keywords rather than repeated in prose; outputs give types
+/// and describe only what a property's name does not already say. The full devbox schema
+/// appears once, in `get_devbox`; other tools' results carry the same devbox object and
+/// their schema points there (`devboxRef`) instead of repeating it.
 enum Schema {
     // MARK: Builders
 
-    /// An object schema; `closed` adds `additionalProperties: false` (every input object).
-    static func object(
-        _ properties: [String: JSONValue], required: [String] = [], description: String? = nil, closed: Bool = true
-    ) -> JSONValue {
-        var o: [String: JSONValue] = ["type": "object", "properties": .object(properties)]
+    /// An input object schema: closed (`additionalProperties: false`).
+    static func object(_ properties: [String: JSONValue], required: [String] = [], description: String? = nil) -> JSONValue {
+        var o: [String: JSONValue] = ["type": "object", "properties": .object(properties), "additionalProperties": false]
         if !required.isEmpty { o["required"] = .array(required.map { .string($0) }) }
-        if closed { o["additionalProperties"] = false }
+        if let description { o["description"] = .string(description) }
+        return .object(o)
+    }
+
+    /// An output object schema: open (results may gain fields). No `required`: every field
+    /// listed is always present (null where the type allows it), so the list would only repeat
+    /// the property names.
+    static func output(_ properties: [String: JSONValue], description: String? = nil) -> JSONValue {
+        var o: [String: JSONValue] = ["type": "object", "properties": .object(properties)]
+        if let description { o["description"] = .string(description) }
+        return .object(o)
+    }
+
+    /// `{"type": type}` plus an optional description; `type` may be a list such as `["string", "null"]`.
+    static func typed(_ type: JSONValue, _ description: String? = nil) -> JSONValue {
+        var o: [String: JSONValue] = ["type": type]
         if let description { o["description"] = .string(description) }
         return .object(o)
     }
@@ -21,16 +40,6 @@ enum Schema {
         if let minLength { o["minLength"] = .int(minLength) }
         if let maxLength { o["maxLength"] = .int(maxLength) }
         return .object(o)
-    }
-
-    static func nullableString(_ description: String, format: String? = nil) -> JSONValue {
-        var o: [String: JSONValue] = ["type": ["string", "null"], "description": .string(description)]
-        if let format { o["format"] = .string(format) }
-        return .object(o)
-    }
-
-    static func timestamp(_ description: String) -> JSONValue {
-        ["type": "string", "format": "date-time", "description": .string(description)]
     }
 
     static func integer(_ description: String, minimum: Int? = nil, maximum: Int? = nil, default value: Int? = nil) -> JSONValue {
@@ -47,120 +56,67 @@ enum Schema {
         return .object(o)
     }
 
-    static func array(_ items: JSONValue, _ description: String, maxItems: Int? = nil) -> JSONValue {
-        var o: [String: JSONValue] = ["type": "array", "items": items, "description": .string(description)]
+    static func array(_ items: JSONValue, _ description: String? = nil, maxItems: Int? = nil) -> JSONValue {
+        var o: [String: JSONValue] = ["type": "array", "items": items]
+        if let description { o["description"] = .string(description) }
         if let maxItems { o["maxItems"] = .int(maxItems) }
         return .object(o)
+    }
+
+    static func enumeration(_ values: [String], _ description: String? = nil) -> JSONValue {
+        var o: [String: JSONValue] = ["type": "string", "enum": .array(values.map { .string($0) })]
+        if let description { o["description"] = .string(description) }
+        return .object(o)
+    }
+
+    /// A list whose items are objects named in prose instead of a nested schema: the field
+    /// names are what an agent reads; their types add little and cost a schema each.
+    static func objects(_ fields: String) -> JSONValue {
+        ["type": "array", "items": ["type": "object"], "description": .string("Each with: \(fields).")]
     }
 
     /// An empty argument list: `{"type": "object", "additionalProperties": false}`.
     static let noArguments: JSONValue = ["type": "object", "properties": [:], "additionalProperties": false]
 
+    // Output property shapes used over and over.
+    static let str = typed("string")
+    static let int = typed("integer")
+    static let bool = typed("boolean")
+    static let nullableString = typed(["string", "null"])
+    static let nullableInt = typed(["integer", "null"])
+
     // MARK: Common inputs
 
-    static let devboxIDInput = string(
-        "Id of the devbox (starts with dbx_), as returned by create_devbox or list_devboxes.", minLength: 1, maxLength: 128)
+    /// Undescribed on purpose: the name says it and it is in nearly every tool (the test of
+    /// input descriptions makes this one exception).
+    static let devboxIDInput: JSONValue = ["type": "string"]
+    static let devboxOnly = object(["devbox_id": devboxIDInput], required: ["devbox_id"])
 
     // MARK: Outputs
 
-    static let state: JSONValue = [
-        "type": "string", "enum": ["requested", "provisioning", "ready", "stopped", "destroyed", "failed"],
-        "description":
-            "Lifecycle state: requested → provisioning → ready; failed when a step failed; destroyed after delete_devbox; stopped when halted.",
-    ]
+    static let state = enumeration(["requested", "provisioning", "ready", "stopped", "destroyed", "failed"])
 
-    static let credentialProfile = object(
+    static let repositories = objects("full_name, ref, target_path, status (pending, cloning, cloned, failed), commit, error")
+
+    /// The whole devbox, as `get_devbox` returns it (the REST API's devbox object).
+    static let devbox = output(
         [
-            "inject_claude_token": boolean("Whether the server's Claude token is injected as ANTHROPIC_API_KEY."),
-            "inject_codex_token": boolean("Whether the server's Codex token is injected as OPENAI_API_KEY."),
-        ], required: ["inject_claude_token", "inject_codex_token"], description: "Which AI tokens are injected.",
-        closed: false)
+            "id": string("Pass it as devbox_id to the other tools."),
+            "name": str, "plan": str, "state": state,
+            "repositories": repositories,
+            "env_keys": array(str, "Names only; values are never returned."),
+            "setup_commands": array(str),
+            "setup_timeout_seconds": int,
+            "credential_profile": typed("object", "inject_claude_token, inject_codex_token."),
+            "created_at": str, "updated_at": str, "ready_at": nullableString,
+            "error": typed(["object", "null"], "When failed: {operation, message} of the failed step."),
+            "idle_timeout_seconds": nullableInt, "ttl_seconds": nullableInt,
+            "expires_at": nullableString, "last_activity_at": nullableString,
+            "network": typed("object", "Egress policy: egress, allow, deny."),
+        ])
 
-    static let repository = object(
-        [
-            "repo_id": ["type": ["integer", "null"], "description": "GitHub repository id, if given on create."],
-            "full_name": string("owner/name on GitHub."),
-            "ref": string("Branch, tag or commit that is checked out."),
-            "target_path": string("Where the repository is cloned inside the devbox."),
-            "status": [
-                "type": "string", "enum": ["pending", "cloning", "cloned", "failed"], "description": "Clone status.",
-            ],
-            "commit": nullableString("Commit sha checked out, once cloned."),
-            "error": nullableString("Why the clone failed, if it did."),
-        ], required: ["repo_id", "full_name", "ref", "target_path", "status", "commit", "error"],
-        description: "A repository of a devbox.",
-        closed: false)
+    /// The devbox in other tools' results: the same object as `get_devbox`, not described again.
+    static let devboxRef = typed("object", "The devbox, as get_devbox returns it.")
 
-    static let devbox = object(
-        [
-            "id": string("Devbox id (dbx_…): pass it as devbox_id to the other tools."),
-            "name": string("Display name."),
-            "plan": string("Size plan."),
-            "state": state,
-            "repositories": array(repository, "Repositories cloned into the devbox, with their clone status."),
-            "env_keys": array(["type": "string"], "Names of the environment variables set in the devbox (values are never returned)."),
-            "setup_commands": array(["type": "string"], "Setup commands, run in order in /workspace after the clone."),
-            "setup_timeout_seconds": integer("Ceiling for all setup commands together."),
-            "credential_profile": credentialProfile,
-            "created_at": timestamp("When the devbox was requested."),
-            "updated_at": timestamp("Last state change."),
-            "ready_at": nullableString("When it became ready.", format: "date-time"),
-            "error": [
-                "type": ["object", "null"],
-                "description": "Why the devbox failed: the failed step and its error (null unless state is failed).",
-                "properties": [
-                    "operation": string("The step that failed."),
-                    "message": string("Its error."),
-                ],
-            ],
-            "idle_timeout_seconds": ["type": ["integer", "null"], "description": "Idle timeout, if set."],
-            "ttl_seconds": ["type": ["integer", "null"], "description": "Lifetime, if set."],
-            "expires_at": nullableString("When the devbox expires, if it has a lifetime.", format: "date-time"),
-            "last_activity_at": nullableString("Last SSH or API activity.", format: "date-time"),
-        ],
-        required: [
-            "id", "name", "plan", "state", "repositories", "env_keys", "setup_commands", "setup_timeout_seconds",
-            "credential_profile", "created_at", "updated_at", "ready_at", "error",
-        ], description: "A devbox.", closed: false)
-
-    static let operationName: JSONValue = [
-        "type": "string", "enum": ["provision", "inject_credentials", "clone_repositories", "run_setup_commands", "publish_access"],
-        "description": "The provisioning step, in the order they run.",
-    ]
-
-    /// One provisioning step as the tools show it (output cut to a tail).
-    static let operation = object(
-        [
-            "name": operationName,
-            "status": [
-                "type": "string", "enum": ["pending", "running", "succeeded", "failed", "skipped"],
-                "description": "Step status.",
-            ],
-            "started_at": nullableString("When the step started.", format: "date-time"),
-            "finished_at": nullableString("When the step finished.", format: "date-time"),
-            "error": nullableString("Why the step failed (null unless failed or skipped for a reason)."),
-            "output_tail": string("The end of the step's stdout/stderr (for run_setup_commands: the setup commands' output)."),
-            "output_truncated": boolean("True when output_tail is not the whole output (earlier output was dropped)."),
-        ], required: ["name", "status", "started_at", "finished_at", "error", "output_tail", "output_truncated"],
-        description: "A provisioning step.", closed: false)
-
-    static let sshAccess = object(
-        [
-            "host": string("SSH host."),
-            "port": integer("SSH port."),
-            "username": string("SSH user name (the session id)."),
-            "workspace_path": string("Working directory inside the devbox."),
-        ], required: ["host", "port", "username", "workspace_path"], description: "SSH connection details.",
-        closed: false)
-
-    static let sshKey = object(
-        [
-            "type": string("Key type (ssh-ed25519, ecdsa-sha2-nistp256, …)."),
-            "fingerprint": string("SHA256 fingerprint, as ssh-keygen -l prints it."),
-            "public_key": string("The stored public key line."),
-            "updated_at": timestamp("When the key was set."),
-        ], required: ["type", "fingerprint", "public_key", "updated_at"], description: "The registered SSH public key.",
-        closed: false)
-
-    static let nextStep = string("What to do next.")
+    static let nextStep = typed("string", "What to do next.")
 }

@@ -65,76 +65,44 @@ struct CreateDevboxTool: DevboxTool {
         name: "create_devbox",
         title: "Create devbox",
         description: """
-            Create a new devbox: a disposable Linux development environment with /workspace, reachable over SSH. \
-            Use it when you need a place to clone a repository, install dependencies, build, run tests or try commands \
-            in isolation. Provisioning runs in steps (provision, inject_credentials, clone_repositories, \
-            run_setup_commands, publish_access); setup_commands run in order in /workspace after the clone and the first \
-            non-zero exit fails the devbox. By default this returns at once with the devbox in state "requested"; next \
-            call wait_for_ready with its id. With wait: true it returns only when the devbox is ready (or reports the \
-            failed step, its error and output tail), sending progress notifications meanwhile. \
-            Claude/Codex tokens are never arguments: set inject_claude_token / inject_codex_token and the server's own \
-            tokens are injected as ANTHROPIC_API_KEY / OPENAI_API_KEY. Each call creates a new devbox; delete_devbox it \
-            when done.
+            Create a disposable Linux devbox: repositories are cloned into /workspace, then setup_commands run there in \
+            order (the first non-zero exit fails it). Returns at once in state "requested": call wait_for_ready next \
+            (or pass wait: true). AI tokens are never arguments: use inject_claude_token / inject_codex_token. \
+            delete_devbox it when done.
             """,
         inputSchema: Schema.object(
             [
-                "name": Schema.string("Display name for the devbox (1-64 printable characters).", minLength: 1, maxLength: 64),
-                "plan": Schema.string("Size plan (default \"small\"). An unknown plan is refused with the list of plans."),
+                "name": Schema.string("Display name.", minLength: 1, maxLength: 64),
+                "plan": Schema.string("Size plan (default small)."),
                 "repositories": Schema.array(
                     Schema.object(
                         [
-                            "full_name": Schema.string("GitHub repository as owner/name, e.g. \"octocat/hello-world\".", minLength: 1),
-                            "repo_id": Schema.integer("GitHub repository id (optional, from list_github_repos)."),
-                            "ref": Schema.string("Branch, tag or commit to check out (default \"main\")."),
-                            "target_path": Schema.string(
-                                "Absolute path inside /workspace to clone into (default /workspace/<repo name>)."),
-                        ], required: ["full_name"], description: "A repository to clone."),
-                    "Repositories to clone into /workspace before the setup commands run. Private repositories need the user's GitHub connection (see list_github_repos).", maxItems: 16),
-                "repository": Schema.string(
-                    "Legacy single-repository form: a repository URL or owner/name. Prefer repositories."),
-                "branch": Schema.string("Branch for the legacy repository field (default \"main\")."),
+                            "full_name": Schema.string("owner/name on GitHub."),
+                            "repo_id": Schema.integer("GitHub id, from list_github_repos."),
+                            "ref": Schema.string("Branch, tag or commit (default main)."),
+                            "target_path": Schema.string("Clone into (default /workspace/<name>)."),
+                        ], required: ["full_name"]),
+                    "Repositories to clone.", maxItems: 16),
+                "repository": Schema.string("Legacy; use repositories."),
+                "branch": Schema.string("Legacy; use repositories."),
                 "env": [
-                    "type": "object",
-                    "description":
-                        "Environment variables for the devbox, available to setup_commands and SSH sessions. Names must match ^[A-Z_][A-Z0-9_]*$; at most 64, values up to 32 KiB. Stored encrypted; only the names are ever returned.",
-                    "maxProperties": 64,
-                    "propertyNames": ["pattern": "^[A-Z_][A-Z0-9_]*$"],
-                    "additionalProperties": ["type": "string", "maxLength": 32768],
+                    "type": "object", "additionalProperties": ["type": "string"],
+                    "description": "Environment variables (names like FOO_BAR); only names are ever returned.",
                 ],
                 "setup_commands": Schema.array(
                     ["type": "string", "maxLength": 4096],
-                    "Shell commands (sh -c) run one after another in /workspace after the clone. The first non-zero exit fails the devbox; their output is readable with list_operations. At most 32, 4 KiB each.",
-                    maxItems: 32),
+                    "Shell lines run in order; their output: list_operations.", maxItems: 32),
                 "setup_timeout_seconds": Schema.integer(
-                    "Ceiling in seconds for all setup commands together (30-3600, default 900).", minimum: 30, maximum: 3600),
-                "idle_timeout_seconds": Schema.integer(
-                    "Stop the devbox after this many seconds without activity (60-2592000; default: never).", minimum: 60,
-                    maximum: 2_592_000),
-                "ttl_seconds": Schema.integer(
-                    "Destroy the devbox this many seconds after creation (60-31536000; default: never).", minimum: 60,
-                    maximum: 31_536_000),
-                "inject_claude_token": Schema.boolean(
-                    "Inject the Claude token this MCP server holds as ANTHROPIC_API_KEY. Fails if the server has none.",
-                    default: false),
-                "inject_codex_token": Schema.boolean(
-                    "Inject the Codex token this MCP server holds as OPENAI_API_KEY. Fails if the server has none.",
-                    default: false),
-                "wait": Schema.boolean(
-                    "Return only when the devbox is ready or has failed (with progress notifications), instead of at once.",
-                    default: false),
+                    "Limit for all setup commands together.", minimum: 30, maximum: 3600, default: 900),
+                "idle_timeout_seconds": Schema.integer("Stop after this long idle (default never).", minimum: 60, maximum: 2_592_000),
+                "ttl_seconds": Schema.integer("Destroy this long after creation (default never).", minimum: 60, maximum: 31_536_000),
+                "inject_claude_token": Schema.boolean("Set ANTHROPIC_API_KEY to the server's Claude token.", default: false),
+                "inject_codex_token": Schema.boolean("Set OPENAI_API_KEY to the server's Codex token.", default: false),
+                "wait": Schema.boolean("Return when ready or failed, with progress.", default: false),
                 "wait_timeout_seconds": Schema.integer(
-                    "With wait: true, give up waiting after this many seconds (1-3600, default 120); the devbox keeps provisioning and wait_for_ready can continue the wait.", minimum: 1, maximum: 3600, default: 120),
+                    "With wait: stop waiting after this long (provisioning goes on).", minimum: 1, maximum: 3600, default: 120),
             ], required: ["name"]),
-        outputSchema: Schema.object(
-            [
-                "devbox": Schema.devbox,
-                "next_step": Schema.nextStep,
-                "failed_operation": [
-                    "type": ["object", "null"], "description": "With wait: true, the step that failed (null otherwise).",
-                    "properties": Schema.operation["properties"]!,
-                ],
-                "waited_seconds": ["type": "number", "description": "With wait: true, how long the call waited."],
-            ], required: ["devbox", "next_step"], closed: false),
+        outputSchema: ReadinessWait.outputSchema(note: "With wait: true, as wait_for_ready returns; else devbox and next_step."),
         annotations: .init(readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true))
 
     func nextStep(after error: DevboxAPIError) -> String? {

@@ -13,25 +13,15 @@ struct CreateSessionTool: DevboxTool {
         name: "create_session",
         title: "Create SSH session",
         description: """
-            Open SSH access to a ready devbox. Returns a ready-to-run `command` (ssh -p PORT … SESSION@HOST) and the \
-            connection details (host, port, username, workspace_path). Run the command with the private key matching \
-            the public key you registered with set_ssh_key (add `-i <private key>`); append a command to run it \
-            non-interactively, e.g. `<command> 'cd /workspace && make test'`. The devbox must be ready (wait_for_ready) \
-            and a key must be set (set_ssh_key). The session expires after ttl_seconds; revoke_session ends it earlier.
+            SSH access to a ready devbox for a human's interactive shell (you run commands with run_command). Needs a \
+            key from set_ssh_key. Returns session_id, expires_at, a ready-to-run ssh `command` (add -i <private key>) \
+            and ssh {host, port, username, workspace_path}.
             """,
         inputSchema: Schema.object(
             [
                 "devbox_id": Schema.devboxIDInput,
-                "ttl_seconds": Schema.integer(
-                    "Session lifetime in seconds (60-86400, default 3600).", minimum: 60, maximum: 86400, default: 3600),
+                "ttl_seconds": Schema.integer("Session lifetime.", minimum: 60, maximum: 86400, default: 3600),
             ], required: ["devbox_id"]),
-        outputSchema: Schema.object(
-            [
-                "session_id": Schema.string("Session id (ses_…); also the SSH user name."),
-                "expires_at": Schema.timestamp("When the session stops accepting connections."),
-                "command": Schema.string("Ready-to-run ssh command; add -i <private key> if your key is not the default one."),
-                "ssh": Schema.sshAccess,
-            ], required: ["session_id", "expires_at", "command", "ssh"], closed: false),
         annotations: .init(readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false))
 
     func nextStep(after error: DevboxAPIError) -> String? {

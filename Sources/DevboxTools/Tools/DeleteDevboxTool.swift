@@ -12,16 +12,10 @@ struct DeleteDevboxTool: DevboxTool {
         name: "delete_devbox",
         title: "Delete devbox",
         description: """
-            Destroy a devbox: stops any provisioning in progress, ends its SSH sessions and deletes the environment with \
-            everything in it (files in /workspace are lost). Use it when you are done with a devbox or it failed. \
-            Deleting an already destroyed devbox succeeds and changes nothing. Returns the id and the state "destroyed".
+            Destroy a devbox and everything in it (provisioning stops, SSH sessions end, files are lost). Returns \
+            {devbox_id, state: "destroyed"}, also for a devbox already destroyed.
             """,
-        inputSchema: Schema.object(["devbox_id": Schema.devboxIDInput], required: ["devbox_id"]),
-        outputSchema: Schema.object(
-            [
-                "devbox_id": Schema.string("The devbox that was destroyed."),
-                "state": ["type": "string", "enum": ["destroyed"], "description": "Always \"destroyed\"."],
-            ], required: ["devbox_id", "state"], closed: false),
+        inputSchema: Schema.devboxOnly,
         annotations: .init(readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false))
 
     func run(_ input: Input, _ call: ToolCall) async throws -> MCPToolResult {

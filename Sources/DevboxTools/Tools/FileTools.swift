@@ -16,22 +16,11 @@ struct ReadFileTool: DevboxTool {
         name: "read_file",
         title: "Read a file in a devbox",
         description: """
-            Read a file inside a ready devbox. `path` is absolute (e.g. /workspace/app/main.py); '..' is refused and \
-            symlinks are followed only while they stay inside the devbox. Returns the content as text (encoding \
-            "utf-8") or, for binary files, as base64 (encoding "base64"), with size and mode. Files over 256 KiB are \
-            refused: use run_command (head, sed -n, grep) for parts of them. For a directory use list_files. Reading \
-            changes nothing.
+            Read a file in a ready devbox, up to 256 KiB (run_command with head or grep reads parts of a larger one). \
+            Returns {path, content, encoding (utf-8, or base64 for binary), size, mode}.
             """,
         inputSchema: Schema.object(
             ["devbox_id": Schema.devboxIDInput, "path": FileSchemas.pathInput], required: ["devbox_id", "path"]),
-        outputSchema: Schema.object(
-            [
-                "path": Schema.string("The absolute path read."),
-                "content": Schema.string("The file's content, as text or base64 (see encoding)."),
-                "encoding": ["type": "string", "enum": ["utf-8", "base64"], "description": "How content is encoded."],
-                "size": Schema.integer("Size in bytes."),
-                "mode": Schema.string("Permission bits in octal, e.g. 0644."),
-            ], required: ["path", "content", "encoding", "size", "mode"], closed: false),
         annotations: .init(readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false))
 
     func nextStep(after error: DevboxAPIError) -> String? { FileSchemas.nextStep(error, tool: "read_file") }
@@ -81,33 +70,19 @@ struct WriteFileTool: DevboxTool {
         name: "write_file",
         title: "Write a file in a devbox",
         description: """
-            Create or replace a file inside a ready devbox with the given content (the whole file; missing parent \
-            directories are created). `path` is absolute; '..' is refused and a symlink at the path is refused (write \
-            to its target). Pass text with encoding "utf-8" (default) or bytes as base64 with encoding "base64". An \
-            existing file keeps its mode unless `mode` is given (octal, e.g. "755" for a script); new files get 0644. \
-            The replacement is atomic: readers see the old or the new file. Returns the path, size and whether the file \
-            was created.
+            Create or atomically replace a whole file in a ready devbox (parents are created). An existing file keeps \
+            its mode unless `mode` is given; new files get 0644. Returns {path, size, created}.
             """,
         inputSchema: Schema.object(
             [
                 "devbox_id": Schema.devboxIDInput,
                 "path": FileSchemas.pathInput,
-                "content": Schema.string("The whole new content of the file."),
+                "content": Schema.string("The whole new content."),
                 "encoding": [
-                    "type": "string", "enum": ["utf-8", "base64"], "default": "utf-8",
-                    "description": "How content is encoded: text (utf-8) or base64 for binary files.",
+                    "type": "string", "enum": ["utf-8", "base64"], "default": "utf-8", "description": "base64 for binary content.",
                 ],
-                "mode": [
-                    "type": "string", "pattern": "^[0-7]{3,4}$",
-                    "description": "Permission bits in octal, e.g. \"644\" or \"755\" (default: kept, 0644 for a new file).",
-                ],
+                "mode": ["type": "string", "pattern": "^[0-7]{3,4}$", "description": "Octal permission bits, e.g. \"755\"."],
             ], required: ["devbox_id", "path", "content"]),
-        outputSchema: Schema.object(
-            [
-                "path": Schema.string("The absolute path written."),
-                "size": Schema.integer("Bytes written."),
-                "created": Schema.boolean("True when the file did not exist before."),
-            ], required: ["path", "size", "created"], closed: false),
         annotations: .init(readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false))
 
     func nextStep(after error: DevboxAPIError) -> String? { FileSchemas.nextStep(error, tool: "write_file") }
@@ -136,34 +111,14 @@ struct ListFilesTool: DevboxTool {
         name: "list_files",
         title: "List a directory in a devbox",
         description: """
-            List the entries of a directory inside a ready devbox (default /workspace, where repositories are cloned): \
-            name, absolute path, type (file, directory, symlink, other), size, mode and modification time, sorted by \
-            name. Not recursive: call it again on a subdirectory, or use run_command with find for a tree. Listing \
-            changes nothing.
+            List a directory in a ready devbox, not recursive: {path, entries [{name, path, type (file, directory, \
+            symlink, other), size, mode, modified_at, link_target}], truncated}.
             """,
         inputSchema: Schema.object(
             [
                 "devbox_id": Schema.devboxIDInput,
-                "path": Schema.string("Absolute path of the directory (default /workspace).", minLength: 1, maxLength: 4096),
+                "path": Schema.string("Absolute directory path (default /workspace)."),
             ], required: ["devbox_id"]),
-        outputSchema: Schema.object(
-            [
-                "path": Schema.string("The directory listed."),
-                "entries": Schema.array(
-                    Schema.object(
-                        [
-                            "name": Schema.string("Entry name."),
-                            "path": Schema.string("Absolute path of the entry."),
-                            "type": ["type": "string", "enum": ["file", "directory", "symlink", "other"], "description": "Entry type."],
-                            "size": Schema.integer("Size in bytes."),
-                            "mode": Schema.string("Permission bits in octal."),
-                            "modified_at": Schema.timestamp("Last modification."),
-                            "link_target": Schema.nullableString("Where a symlink points (as stored), else null."),
-                        ], required: ["name", "path", "type", "size", "mode", "modified_at", "link_target"],
-                        description: "A directory entry.", closed: false),
-                    "The entries, sorted by name."),
-                "truncated": Schema.boolean("True when the directory has more entries than were listed."),
-            ], required: ["path", "entries", "truncated"], closed: false),
         annotations: .init(readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false))
 
     func nextStep(after error: DevboxAPIError) -> String? { FileSchemas.nextStep(error, tool: "list_files") }
@@ -180,8 +135,7 @@ struct ListFilesTool: DevboxTool {
 }
 
 enum FileSchemas {
-    static let pathInput = Schema.string(
-        "Absolute path inside the devbox, e.g. /workspace/README.md ('..' is refused).", minLength: 1, maxLength: 4096)
+    static let pathInput = Schema.string("Absolute path, e.g. /workspace/README.md.")
 
     static func nextStep(_ error: DevboxAPIError, tool: String) -> String? {
         switch error.status {

@@ -12,12 +12,10 @@ struct GetDevboxTool: DevboxTool {
         name: "get_devbox",
         title: "Get devbox",
         description: """
-            Get one devbox by id: its state (requested, provisioning, ready, failed, stopped, destroyed), plan, \
-            repositories with clone status, environment variable names, setup commands, timestamps and, when failed, \
-            the failed step and error. Use it to check on a devbox without waiting; to block until it is ready use \
-            wait_for_ready, and for setup output use list_operations.
+            Get one devbox by id with every field: state, repositories with clone status, env names, setup commands, \
+            timestamps and, when failed, the failed step. Does not wait (wait_for_ready does).
             """,
-        inputSchema: Schema.object(["devbox_id": Schema.devboxIDInput], required: ["devbox_id"]),
+        inputSchema: Schema.devboxOnly,
         outputSchema: Schema.devbox,
         annotations: .init(readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false))
 

@@ -9,13 +9,11 @@ struct ListDevboxesTool: DevboxTool {
         name: "list_devboxes",
         title: "List devboxes",
         description: """
-            List all of your devboxes (including failed and destroyed ones) with their state. Use it to find a devbox id \
-            you lost track of, or to see what is still running before creating more; delete_devbox the ones you no \
-            longer need.
+            List your devboxes (including failed and destroyed ones) with their state, newest first. Use it to find a \
+            devbox id or to see what is still running.
             """,
         inputSchema: Schema.noArguments,
-        outputSchema: Schema.object(
-            ["devboxes": Schema.array(Schema.devbox, "Your devboxes, newest first.")], required: ["devboxes"], closed: false),
+        outputSchema: Schema.output(["devboxes": Schema.array(Schema.devboxRef)]),
         annotations: .init(readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false))
 
     func run(_ input: Input, _ call: ToolCall) async throws -> MCPToolResult {

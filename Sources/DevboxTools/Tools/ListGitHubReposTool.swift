@@ -9,25 +9,10 @@ struct ListGitHubReposTool: DevboxTool {
         name: "list_github_repos",
         title: "List GitHub repositories",
         description: """
-            List the GitHub repositories the user's connected GitHub account can reach (id, owner/name, private or not, \
-            default branch). Use it to pick repositories for create_devbox (pass full_name and optionally repo_id). \
-            If GitHub is not connected, the user must connect it in the devbox dashboard first; public repositories can \
-            be cloned without a connection.
+            The GitHub repositories the user's connected account can reach, to pass to create_devbox: repositories \
+            [{id, full_name, private, default_branch, html_url}]. Public repositories need no connection.
             """,
         inputSchema: Schema.noArguments,
-        outputSchema: Schema.object(
-            [
-                "repositories": Schema.array(
-                    Schema.object(
-                        [
-                            "id": Schema.integer("GitHub repository id (repo_id in create_devbox)."),
-                            "full_name": Schema.string("owner/name (full_name in create_devbox)."),
-                            "private": Schema.boolean("Whether the repository is private."),
-                            "default_branch": Schema.nullableString("Default branch."),
-                            "html_url": Schema.nullableString("Web address."),
-                        ], required: ["id", "full_name", "private"], description: "A repository.", closed: false),
-                    "Repositories the connection can reach.")
-            ], required: ["repositories"], closed: false),
         annotations: .init(readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: true))
 
     func nextStep(after error: DevboxAPIError) -> String? {

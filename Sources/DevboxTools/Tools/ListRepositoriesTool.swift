@@ -12,16 +12,10 @@ struct ListRepositoriesTool: DevboxTool {
         name: "list_repositories",
         title: "List a devbox's repositories",
         description: """
-            List the repositories cloned into a devbox: full name, ref, target path inside /workspace, clone status \
-            (pending, cloning, cloned, failed), the commit checked out and any clone error. Use it to find where a \
-            repository lives in the devbox or why a clone failed.
+            The repositories of a devbox: repositories [{full_name, ref, target_path, status, commit, error}] with \
+            the clone status (pending, cloning, cloned, failed).
             """,
-        inputSchema: Schema.object(["devbox_id": Schema.devboxIDInput], required: ["devbox_id"]),
-        outputSchema: Schema.object(
-            [
-                "devbox_id": Schema.string("The devbox."),
-                "repositories": Schema.array(Schema.repository, "The repositories, in the order given on create."),
-            ], required: ["devbox_id", "repositories"], closed: false),
+        inputSchema: Schema.devboxOnly,
         annotations: .init(readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false))
 
     func run(_ input: Input, _ call: ToolCall) async throws -> MCPToolResult {

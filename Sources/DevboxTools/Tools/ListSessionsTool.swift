@@ -12,26 +12,10 @@ struct ListSessionsTool: DevboxTool {
         name: "list_sessions",
         title: "List SSH sessions",
         description: """
-            List the active (unexpired, unrevoked) SSH sessions of a devbox, with their expiry, number of open \
-            connections and connection details. Use it to find a session to reuse or to revoke with revoke_session.
+            The active SSH sessions of a devbox: sessions [{session_id, created_at, expires_at, connections, ssh}], to \
+            reuse one or revoke_session it.
             """,
-        inputSchema: Schema.object(["devbox_id": Schema.devboxIDInput], required: ["devbox_id"]),
-        outputSchema: Schema.object(
-            [
-                "devbox_id": Schema.string("The devbox."),
-                "sessions": Schema.array(
-                    Schema.object(
-                        [
-                            "session_id": Schema.string("Session id (ses_…); also the SSH user name."),
-                            "devbox_id": Schema.string("The devbox."),
-                            "created_at": Schema.timestamp("When the session was created."),
-                            "expires_at": Schema.timestamp("When it stops accepting connections."),
-                            "connections": Schema.integer("Open SSH connections right now."),
-                            "ssh": Schema.sshAccess,
-                        ], required: ["session_id", "devbox_id", "created_at", "expires_at", "connections", "ssh"],
-                        description: "An active session.", closed: false),
-                    "Active sessions."),
-            ], required: ["devbox_id", "sessions"], closed: false),
+        inputSchema: Schema.devboxOnly,
         annotations: .init(readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false))
 
     func run(_ input: Input, _ call: ToolCall) async throws -> MCPToolResult {

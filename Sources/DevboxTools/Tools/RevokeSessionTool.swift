@@ -13,20 +13,13 @@ struct RevokeSessionTool: DevboxTool {
         name: "revoke_session",
         title: "Revoke SSH session",
         description: """
-            Revoke an SSH session of a devbox: it stops accepting logins and its open connections are closed. The devbox \
-            itself keeps running. Use it when you no longer need the access; create_session opens a new one.
+            End an SSH session of a devbox: no more logins, open connections closed. The devbox keeps running.
             """,
         inputSchema: Schema.object(
             [
                 "devbox_id": Schema.devboxIDInput,
-                "session_id": Schema.string("The session to revoke (ses_…), from create_session or list_sessions.", minLength: 1),
+                "session_id": Schema.string("Session id (ses_…)."),
             ], required: ["devbox_id", "session_id"]),
-        outputSchema: Schema.object(
-            [
-                "devbox_id": Schema.string("The devbox."),
-                "session_id": Schema.string("The revoked session."),
-                "revoked": ["type": "boolean", "enum": [true], "description": "Always true."],
-            ], required: ["devbox_id", "session_id", "revoked"], closed: false),
         annotations: .init(readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false))
 
     func nextStep(after error: DevboxAPIError) -> String? {

@@ -24,42 +24,30 @@ struct RunCommandTool: DevboxTool {
         name: "run_command",
         title: "Run a command in a devbox",
         description: """
-            Run a command inside a ready devbox and wait for it to finish. `command` as a string runs through \
-            /bin/sh -c (pipes, &&, redirections work); as an array it is the argv itself (no shell). It runs as root in \
-            cwd (default /workspace) with the devbox's environment (its env and injected tokens) plus `env`. Returns \
-            exit_code (null if a signal killed it, then `signal`), stdout and stderr (the last 32 KiB of each; \
-            truncated is true when earlier output was dropped), timed_out and duration_ms. A non-zero exit_code is not a \
-            tool error: read stderr and decide. After timeout_seconds the command and everything it started are \
-            killed. With a progress token, output arrives as progress notifications while it runs. The devbox must be \
-            ready (start_devbox a stopped one). For files prefer read_file/write_file/list_files.
+            Run a command in a ready devbox and wait for it: a string runs with /bin/sh -c, an array is the argv. Runs \
+            as root in /workspace with the devbox's env. Returns exit_code (null and `signal` if killed), the last 32 \
+            KiB of stdout and stderr; a non-zero exit is not a tool error. On timeout the command and its children are \
+            killed. With a progress token, output streams as progress.
             """,
         inputSchema: Schema.object(
             [
                 "devbox_id": Schema.devboxIDInput,
                 "command": [
                     "type": ["string", "array"], "items": ["type": "string"], "minLength": 1, "minItems": 1,
-                    "description":
-                        "A shell command line (string, run with /bin/sh -c) or an argv array such as [\"python3\", \"-V\"].",
+                    "description": "Shell line, or argv such as [\"python3\", \"-V\"].",
                 ],
-                "env": [
-                    "type": "object", "additionalProperties": ["type": "string"],
-                    "description": "Extra environment variables (names like FOO_BAR) on top of the devbox's own.",
-                ],
-                "cwd": Schema.string("Working directory inside the devbox (absolute; default /workspace).", minLength: 1),
-                "timeout_seconds": Schema.integer(
-                    "Kill the command after this many seconds (1-3600, default 120).", minimum: 1, maximum: 3600, default: 120),
-                "stdin": Schema.string("Text fed to the command's standard input, then end of file (default: none)."),
+                "env": ["type": "object", "additionalProperties": ["type": "string"], "description": "Extra environment variables."],
+                "cwd": Schema.string("Absolute working directory."),
+                "timeout_seconds": Schema.integer("Kill it after this long.", minimum: 1, maximum: 3600, default: 120),
+                "stdin": Schema.string("Text for standard input."),
             ], required: ["devbox_id", "command"]),
-        outputSchema: Schema.object(
+        outputSchema: Schema.output(
             [
-                "exit_code": ["type": ["integer", "null"], "description": "Exit status; null when a signal ended the command."],
-                "signal": ["type": ["integer", "null"], "description": "The signal that ended the command (9 after a timeout), else null."],
-                "stdout": Schema.string("Standard output (its last 32 KiB)."),
-                "stderr": Schema.string("Standard error (its last 32 KiB)."),
-                "truncated": Schema.boolean("True when earlier output was dropped from stdout or stderr."),
-                "timed_out": Schema.boolean("True when timeout_seconds passed and the command was killed."),
-                "duration_ms": Schema.integer("How long the command ran, in milliseconds."),
-            ], required: ["exit_code", "signal", "stdout", "stderr", "truncated", "timed_out", "duration_ms"], closed: false),
+                "exit_code": Schema.nullableInt, "signal": Schema.nullableInt,
+                "stdout": Schema.str, "stderr": Schema.str,
+                "truncated": Schema.typed("boolean", "Earlier output was dropped."),
+                "timed_out": Schema.bool, "duration_ms": Schema.int,
+            ]),
         annotations: .init(readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true))
 
     func nextStep(after error: DevboxAPIError) -> String? {

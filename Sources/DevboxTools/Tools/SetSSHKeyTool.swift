@@ -13,18 +13,12 @@ struct SetSSHKeyTool: DevboxTool {
         name: "set_ssh_key",
         title: "Set SSH public key",
         description: """
-            Register your SSH public key (one OpenSSH line, ed25519 or ECDSA — RSA is refused) so SSH sessions accept \
-            you. Call it once before create_session; it replaces any previous key, so sessions then need the new key. \
-            If you have no key, create one with `ssh-keygen -t ed25519 -N "" -f <path>` and pass the contents of \
-            <path>.pub. Never pass a private key. Returns the stored key's type and fingerprint.
+            Register the user's SSH public key (ed25519 or ECDSA) for create_session, replacing any previous one; \
+            returns ssh_key {type, fingerprint}. Never pass a private key.
             """,
         inputSchema: Schema.object(
-            [
-                "public_key": Schema.string(
-                    "The public key line, e.g. \"ssh-ed25519 AAAAC3Nza… user@host\" (the .pub file's contents).",
-                    minLength: 1, maxLength: 16384)
-            ], required: ["public_key"]),
-        outputSchema: Schema.object(["ssh_key": Schema.sshKey], required: ["ssh_key"], closed: false),
+            ["public_key": Schema.string("One OpenSSH public key line (a .pub file).")],
+            required: ["public_key"]),
         annotations: .init(readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false))
 
     func nextStep(after error: DevboxAPIError) -> String? {

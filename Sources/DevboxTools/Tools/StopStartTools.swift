@@ -12,14 +12,10 @@ struct StopDevboxTool: DevboxTool {
         name: "stop_devbox",
         title: "Stop devbox",
         description: """
-            Stop a ready devbox to free its memory while keeping its files: every process in it ends (running \
-            commands, servers, SSH connections), /tmp is emptied; /workspace, /root, /home, installed packages and \
-            its environment stay. start_devbox brings it back without cloning or setting up again. Stopping an \
-            already stopped devbox changes nothing. Devboxes also stop by themselves after their idle timeout. \
-            Returns the devbox (state "stopped").
+            Stop a ready devbox to free its memory: every process in it ends and /tmp is emptied; files, packages and \
+            env stay. start_devbox brings it back. Devboxes also stop after their idle timeout. Returns {devbox}.
             """,
-        inputSchema: Schema.object(["devbox_id": Schema.devboxIDInput], required: ["devbox_id"]),
-        outputSchema: Schema.object(["devbox": Schema.devbox], required: ["devbox"], closed: false),
+        inputSchema: Schema.devboxOnly,
         annotations: .init(readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false))
 
     func run(_ input: Input, _ call: ToolCall) async throws -> MCPToolResult {
@@ -40,13 +36,10 @@ struct StartDevboxTool: DevboxTool {
         name: "start_devbox",
         title: "Start devbox",
         description: """
-            Start a stopped devbox again (stopped by stop_devbox or by its idle timeout). Its files, installed \
-            packages and environment are as they were; nothing is cloned or set up again, but processes that ran \
-            before the stop are not restarted. Returns when it is ready (usually within a second or two) with the \
-            devbox. Starting a ready devbox changes nothing.
+            Start a stopped devbox again on its kept files; nothing is cloned or set up again and earlier processes \
+            are not restarted. Returns {devbox} when it is ready (a second or two).
             """,
-        inputSchema: Schema.object(["devbox_id": Schema.devboxIDInput], required: ["devbox_id"]),
-        outputSchema: Schema.object(["devbox": Schema.devbox], required: ["devbox"], closed: false),
+        inputSchema: Schema.devboxOnly,
         annotations: .init(readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false))
 
     func run(_ input: Input, _ call: ToolCall) async throws -> MCPToolResult {
