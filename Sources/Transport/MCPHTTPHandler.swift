@@ -196,15 +196,25 @@ public final class MCPHTTPHandler: Sendable {
             return errorJSON(400, id: id, e)
         }
         let pv = request.headers["mcp-protocol-version"]
+        let hasSession = request.headers["mcp-session-id"] != nil
+        var hasEnvelope = false
+        if case .request(_, let method, let params) = message {
+            hasEnvelope = method != "initialize" && MCPServer.modernEnvelope(params) != nil
+        }
         let stateless: Bool
-        if let pv {
-            stateless = !MCPProtocolVersion.isHandshake(pv)
-        } else if request.headers["mcp-session-id"] != nil {
-            stateless = false
-        } else if case .request(_, let method, let params) = message {
-            stateless = method != "initialize" && MCPServer.modernEnvelope(params) != nil
+        if let pv, MCPProtocolVersion.isHandshake(pv) {
+            // A 2026 request (`_meta` envelope, no session) whose header names a 2025 version is
+            // a header mismatch (-32020) for the stateless checks to report, not a session
+            // request that lacks its session id.
+            stateless = !hasSession && hasEnvelope
+        } else if let pv, !MCPProtocolVersion.isModern(pv) {
+            // A version we do not speak. On a session the session's checks name it (400); without
+            // one, the stateless checks answer in the spec's order (envelope, headers, version).
+            stateless = !hasSession
+        } else if pv != nil {
+            stateless = true
         } else {
-            stateless = false
+            stateless = !hasSession && hasEnvelope
         }
         return stateless ? await postStateless(request, message) : await postHandshake(request, message)
     }
@@ -266,9 +276,22 @@ public final class MCPHTTPHandler: Sendable {
             if case .request(let rid, _, _) = message { id = rid }
             return errorJSON(404, id: id, .invalidRequest("Session not found (expired or terminated); send initialize again"))
         }
-        if let pv = request.headers["mcp-protocol-version"], !MCPProtocolVersion.isHandshake(pv) {
-            session.release()
-            return errorJSON(400, id: nil, .invalidRequest("Bad Request: unsupported MCP-Protocol-Version \(pv)"))
+        if let pv = request.headers["mcp-protocol-version"] {
+            var id: JSONRPCID? = nil
+            if case .request(let rid, _, _) = message { id = rid }
+            if !MCPProtocolVersion.isHandshake(pv) {
+                session.release()
+                return errorJSON(400, id: id, Self.unsupportedVersion(pv))
+            }
+            // The header must repeat what initialize negotiated for this session (spec: the
+            // version in use), so a client cannot drift between revisions mid-session.
+            if let negotiated = session.connection.negotiated?.protocolVersion, negotiated != pv {
+                session.release()
+                return errorJSON(
+                    400, id: id,
+                    .invalidRequest(
+                        "Bad Request: MCP-Protocol-Version \(pv) differs from \(negotiated), the version this session negotiated"))
+            }
         }
         switch message {
         case .notification(let method, let params):
@@ -374,6 +397,12 @@ public final class MCPHTTPHandler: Sendable {
                 headers: ["Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"],
                 body: MCPSSEBody(stream: exchange.stream, cancel: { exchange.consumerGone() }))
         }
+    }
+
+    /// The 400 answer to an `MCP-Protocol-Version` header we do not speak, naming it and ours.
+    static func unsupportedVersion(_ pv: String) -> MCPError {
+        .invalidRequest(
+            "Bad Request: unsupported MCP-Protocol-Version \(pv); supported: \(MCPProtocolVersion.all.joined(separator: ", "))")
     }
 
     /// HTTP status for a JSON-RPC error code in the stateless era (spec: header/version/_meta

@@ -64,6 +64,34 @@ func sseMessages(_ text: String) -> [JSONValue] {
         return try #require(r.headers["Mcp-Session-Id"])
     }
 
+    /// The version header's edge cases name what is wrong, in the era the request is really in.
+    @Test func versionHeaderEdges() async throws {
+        let h = MCPHTTPHandler(server: try makeServer())
+        let r0 = await post(h, request(1, "initialize", ["protocolVersion": "2025-06-18", "capabilities": [:]]))
+        let sid = try #require(r0.headers["Mcp-Session-Id"])
+        #expect(r0.jsonBody?["result"]?["protocolVersion"] == "2025-06-18")
+
+        // An unknown version on a session: 400 naming it (not a complaint about params._meta).
+        let unknown = await post(h, request(2, "tools/list"), headers: ["Mcp-Session-Id": sid, "MCP-Protocol-Version": "2099-01-01"])
+        #expect(unknown.statusCode == 400)
+        let message = unknown.jsonBody?["error"]?["message"]?.stringValue ?? ""
+        #expect(message.contains("2099-01-01") && !message.contains("_meta"), "\(message)")
+        #expect(unknown.jsonBody?["id"] == 2)
+
+        // A supported version other than the one this session negotiated: rejected.
+        let drift = await post(h, request(3, "tools/list"), headers: ["Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"])
+        #expect(drift.statusCode == 400)
+        #expect(drift.jsonBody?["error"]?["message"]?.stringValue?.contains("2025-06-18") == true)
+        let same = await post(h, request(4, "tools/list"), headers: ["Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-06-18"])
+        #expect(same.statusCode == 200)
+
+        // A 2026 request (body _meta, no session) with a 2025 header: a header mismatch.
+        let mixed = request(5, "tools/list", modern())
+        let r5 = await post(h, mixed, headers: modernHeaders(mixed, extra: ["MCP-Protocol-Version": "2025-11-25"]))
+        #expect(r5.statusCode == 400)
+        #expect(r5.jsonBody?["error"]?["code"] == -32020, "\(r5.jsonBody?.jsonString ?? "")")
+    }
+
     @Test func initializeMintsSessionAndSessionIsRequired() async throws {
         let h = MCPHTTPHandler(server: try makeServer())
         let r = await post(h, initBody)
