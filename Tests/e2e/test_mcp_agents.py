@@ -1,0 +1,64 @@
+"""The MCP server as an agent meets it (issue 22), driven by the official Python MCP SDK:
+a lean tool list, paging through devboxes, cancellation that kills, live output, a stdio
+server that dies with its client, quick waits and guidance in results."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from test_mcp import MODES, run, structured
+
+
+@contextlib.asynccontextmanager
+async def http(server, mode: str = "auto"):
+    async with create_mcp_http_client(headers={"X-Provider-Token": server.token}) as h:
+        async with Client(streamable_http_client(server.base + "/mcp", http_client=h), mode=mode) as c:
+            yield c
+
+
+# -- list_devboxes ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_list_devboxes_pages_live_boxes_as_compact_items(fresh_server, mode):
+    """Live boxes by default, a state filter, and a cursor that neither repeats nor skips a box
+    when one is created between pages."""
+    server = fresh_server().start()
+
+    async def go():
+        async with http(server, MODES[mode]) as c:
+            ids = []
+            for i in range(5):
+                box = structured(await c.call_tool("create_devbox", {"name": f"list-{i}"}), "create_devbox")["devbox"]
+                ids.append(box["id"])
+            for gone in ids[:2]:
+                structured(await c.call_tool("delete_devbox", {"devbox_id": gone}), "delete_devbox")
+
+            async def page(args):
+                return structured(await c.call_tool("list_devboxes", args), "list_devboxes")
+
+            live = await page({})
+            assert [d["id"] for d in live["devboxes"]] == ids[:1:-1]  # newest first, destroyed left out
+            assert live["next_cursor"] is None
+            for d in live["devboxes"]:
+                assert set(d) == {"id", "name", "state", "created_at", "plan"}, d
+                assert d["state"] != "destroyed"
+            assert sorted(d["id"] for d in (await page({"state": "destroyed"}))["devboxes"]) == sorted(ids[:2])
+            assert len((await page({"state": "all"}))["devboxes"]) == 5
+
+            first = await page({"limit": 2})
+            assert [d["id"] for d in first["devboxes"]] == [ids[4], ids[3]] and first["next_cursor"]
+            # A box created between pages is newer than the cursor: the next page goes on where
+            # the first one ended.
+            structured(await c.call_tool("create_devbox", {"name": "list-late"}), "create_devbox")
+            rest = await page({"limit": 2, "cursor": first["next_cursor"]})
+            assert [d["id"] for d in rest["devboxes"]] == [ids[2]] and rest["next_cursor"] is None
+
+            bad = await c.call_tool("list_devboxes", {"cursor": "garbage"})
+            assert bad.is_error and "next_cursor" in bad.content[0].text
+    run(go)
