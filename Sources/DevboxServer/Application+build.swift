@@ -4,6 +4,7 @@ import DevboxService
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import Sandbox
 import ServiceLifecycle
 
@@ -66,18 +67,69 @@ public func buildApplication(
     onHTTPListening: (@Sendable (_ host: String, _ port: Int) async -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
     let system = try await buildSystem(configuration: configuration, logger: logger)
-    await system.core.recoverOnStartup()
     let router = buildRouter(system: system)
     let worker = ProvisioningWorker(core: system.core)
     let lifetimes = LifetimeWorker(core: system.core)
     let gateway = try buildSSHGateway(system: system, configuration: configuration, logger: logger)
+    // The ports are bound before anything of a box runs: SSH here, HTTP when the application
+    // starts; the start-up sweep, the warm pool and the workers wait for both (`startUp`).
+    // A port already taken thus ends the serve with every box as it was.
+    do {
+        try await gateway.listen()
+    } catch {
+        throw ListenFailure(listener: "SSH", host: configuration.sshHost, port: configuration.sshPort, error: error)
+    }
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "devbox"),
         services: [worker, lifetimes, gateway],
         onServerRunning: { channel in
             logger.notice("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
+            // Hummingbird accepts connections only once this returns: no request is served
+            // before start-up has run, as before the ports were bound first.
+            await system.core.startUp()
             await onHTTPListening?(configuration.httpHost, channel.localAddress?.port ?? configuration.httpPort)
         },
         logger: logger)
+}
+
+/// Runs the application until SIGTERM or SIGINT. A graceful shutdown (HTTP drained, workers
+/// at a step boundary) that takes longer than `shutdownGrace` is escalated to cancellation,
+/// so a serve ends within a few seconds in every state; a job cut short is resumed (or
+/// failed, if its setup commands had started) by the next serve, like after a crash.
+/// An HTTP port already taken is thrown as a `ListenFailure`.
+public func runApplication(
+    _ app: some ApplicationProtocol, configuration: ServerConfiguration, logger: Logger,
+    shutdownGrace: Duration = .seconds(10)
+) async throws {
+    var group = ServiceGroupConfiguration(
+        services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    group.maximumGracefulShutdownDuration = shutdownGrace
+    do {
+        try await ServiceGroup(configuration: group).run()
+    } catch let error as IOError {
+        // The SSH listener is bound before the application runs, so a failed bind is HTTP's.
+        // NIO names the failed call first: "bind(descriptor:ptr:bytes:): Address already in use".
+        guard error.description.hasPrefix("bind") else { throw error }
+        throw ListenFailure(listener: "HTTP", host: configuration.httpHost, port: configuration.httpPort, error: error)
+    }
+}
+
+/// A listener that could not be bound, said in one line: which, where, why.
+public struct ListenFailure: Error, CustomStringConvertible, Sendable {
+    public let listener: String
+    public let address: String
+    public let cause: String
+
+    init(listener: String, host: String, port: Int, error: any Error) {
+        self.listener = listener
+        self.address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        if let io = error as? IOError {
+            cause = String(cString: strerror(io.errnoCode))
+        } else {
+            cause = "\(error)"
+        }
+    }
+
+    public var description: String { "cannot listen on \(address) (\(listener)): \(cause)" }
 }

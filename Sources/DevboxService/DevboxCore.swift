@@ -65,6 +65,8 @@ public final class DevboxCore: Sendable {
     let logger: Logger
     let tokenCache = TokenCache()
     let jobs: JobSignal
+    /// Opened by the server once its listeners are bound and start-up has run (see `startUp`).
+    public let startup = StartupGate()
     /// The SSH gateway, attached once it exists.
     public let gateway = GatewayBox()
     let sshEndpoint: SSHEndpoint

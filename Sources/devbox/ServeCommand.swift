@@ -57,8 +57,11 @@ struct ServeCommand: AsyncParsableCommand {
                 ssh: "\(configuration.sshHost):\(configuration.sshPort)", startedAt: Date())
             do { try state.write(dir) } catch { logger.warning("could not write \(ServeState.path(dir)): \(error)") }
             defer { ServeState.remove(dir, ifPid: state.pid) }
-            try await app.runService()
+            try await runApplication(app, configuration: configuration, logger: logger)
         } catch let e as ConfigurationError {
+            fail(e.description)
+        } catch let e as ListenFailure {
+            // One line and a non-zero status at once; the exit releases serve.lock.
             fail(e.description)
         }
     }

@@ -2,12 +2,14 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
+import pytest
 import requests
 
-from devbox_harness import BIN, Server
+from devbox_harness import BIN, Server, containers_of
 
 # No warm pool: these tests are about the service process, and 20 idle boxes per serve cost.
 NO_POOL = {"DEVBOX_WARM_POOL": "0"}
@@ -80,3 +82,105 @@ def test_no_token_printed_when_one_exists(fresh_server):
     s.wait_healthy()
     time.sleep(0.3)
     assert "dbx_pt_" not in open(out).read()
+
+
+# -- ports: bound first, a taken one ends the serve at once --------------------------------
+
+def hold_port(port: int) -> socket.socket:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen()
+    return s
+
+
+def run_until_exit(s: Server, timeout: float = 10) -> tuple[int, float, str]:
+    """Starts serve on `s` (stderr captured) and waits for it to end by itself."""
+    os.makedirs(s.data_dir, exist_ok=True)
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [BIN, "serve", "--data-dir", s.data_dir, "--http", f"127.0.0.1:{s.http_port}",
+         "--ssh", f"127.0.0.1:{s.ssh_port}"],
+        capture_output=True, text=True, env=s.env(), stdin=subprocess.DEVNULL, timeout=timeout)
+    return p.returncode, time.monotonic() - t0, p.stderr
+
+
+@pytest.mark.parametrize("which", ["http", "ssh"])
+def test_a_taken_port_ends_serve_at_once_with_one_line_and_frees_the_lock(fresh_server, which):
+    s = fresh_server(env=NO_POOL)
+    s.token = s.create_token()
+    port = s.http_port if which == "http" else s.ssh_port
+    holder = hold_port(port)
+    try:
+        code, took, err = run_until_exit(s)
+    finally:
+        holder.close()
+    assert code != 0
+    assert took < 8, f"serve took {took:.1f}s to give up"
+    # the one line, and no error logged besides it (debug lines may mention the cause)
+    lines = [l for l in err.splitlines() if l.startswith("devbox: error") or re.match(r"\S+ (error|critical) ", l)]
+    assert lines == [f"devbox: error: cannot listen on 127.0.0.1:{port} ({which.upper()}): Address already in use"], err
+    assert "claiming jobs failed" not in err
+    # serve.lock is free: a serve on the same data dir starts (the port is free again now)
+    s.start()
+    assert s.request("GET", "/api/v1/users/me").status_code == 200
+
+
+def test_a_taken_port_leaves_a_ready_box_as_it_was(fresh_server):
+    """A restart that cannot bind touches no box: the ready one keeps running, and the next
+    serve finds it ready and working."""
+    s = fresh_server(env=NO_POOL).start()
+    box = s.wait_state(s.create({"name": "keep", "setup_commands": ["echo kept > /workspace/mark"]})["id"])
+    assert box["state"] == "ready"
+    assert s.stop() == 0
+    running = containers_of(box["id"])
+    assert running
+    holder = hold_port(s.http_port)
+    try:
+        code, _, err = run_until_exit(s)
+    finally:
+        holder.close()
+    assert code != 0 and f"127.0.0.1:{s.http_port}" in err
+    assert containers_of(box["id"]) == running
+    s.start()
+    assert s.get(box["id"])["state"] == "ready"
+    assert s.exec_in_box(box["id"], "cat /workspace/mark").stdout == "kept\n"
+
+
+def test_listeners_are_bound_before_the_start_up_sweep(fresh_server):
+    """kill -9 leaves an idle warm pool behind; the next serve sweeps it only once both its
+    ports are bound (the log says in which order)."""
+    s = fresh_server(env={"DEVBOX_WARM_POOL": "2"}).start()
+    s.wait_pool_full()
+    s.stop(signal.SIGKILL)
+    s.log_path = s.log_path + ".restart"
+    s.start()
+    s.wait_pool_full()
+    log = s.log()
+
+    def at(needle: str) -> int:
+        i = log.find(needle)
+        assert i >= 0, f"{needle!r} not in the log:\n{log}"
+        return i
+
+    swept = at("swept leftover sandboxes")
+    assert at("SSH gateway listening") < swept
+    assert at("HTTP listening") < swept
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.8, 1.5])
+def test_sigterm_during_start_up_ends_serve_within_seconds(fresh_server, delay):
+    s = fresh_server(env={"DEVBOX_WARM_POOL": "4"})
+    s.token = s.create_token()
+    s.start(wait=False)
+    time.sleep(delay)
+    t0 = time.monotonic()
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        s.proc.wait(timeout=8)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"serve ignored SIGTERM sent {delay}s after start:\n{s.log()}")
+    assert time.monotonic() - t0 < 8
+    # nothing of it is left, and the lock is free for the next serve
+    assert s.service_leftovers() == {"containers": [], "mounts": [], "dirs": [], "cgroups": []}, s.log()
+    s.start()

@@ -12,6 +12,8 @@ public struct LifetimeWorker: Service {
     public func run() async throws {
         let interval = core.configuration.lifetimes.checkInterval
         await cancelWhenGracefulShutdown {
+            // Nothing is stopped or destroyed before the listeners are bound and start-up has run.
+            guard await core.startup.wait() else { return }
             while !Task.isCancelled {
                 await core.enforceLifetimes()
                 do { try await Task.sleep(for: interval) } catch { return }

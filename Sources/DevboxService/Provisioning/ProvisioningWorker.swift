@@ -21,11 +21,20 @@ public struct ProvisioningWorker: Service {
         let active = AtomicCounter()
         let runner = JobRunner(core: core, owner: owner, stopping: stopping)
         let limit = core.configuration.workerConcurrency
+        // No job before the listeners are bound and the start-up sweep has run. A shutdown
+        // before start-up began abandons it; one after waits for it (a few seconds at most).
+        let started = await withGracefulShutdownHandler {
+            await core.startup.wait()
+        } onGracefulShutdown: {
+            core.startup.abandonIfNotBegun()
+        }
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
-                while !stopping.isSet {
+                // Cancellation too: the service group cancels every service when another one
+                // fails (a port already taken), and then there is no graceful shutdown to wait for.
+                while started, !stopping.isSet, !Task.isCancelled {
                     var claimed = false
-                    while active.value < limit, !stopping.isSet {
+                    while active.value < limit, !stopping.isSet, !Task.isCancelled {
                         let jobs: [ClaimedJob]
                         do {
                             jobs = try await core.db.claimJobs(
@@ -60,6 +69,15 @@ public struct ProvisioningWorker: Service {
 }
 
 extension DevboxCore {
+    /// Start-up, once the HTTP and SSH listeners are bound and before the HTTP server accepts
+    /// a connection: the sweep and the warm pool (`recoverOnStartup`), then the workers go.
+    /// Nothing if a shutdown came first.
+    public func startUp() async {
+        guard startup.begin() else { return }
+        await recoverOnStartup()
+        startup.open()
+    }
+
     /// Start-up: removes sandboxes, mounts and cgroups that no live devbox owns (left by a
     /// crash), then starts the warm pool. Runs before the service accepts requests.
     public func recoverOnStartup() async {
