@@ -31,6 +31,21 @@ public struct DevboxesAPI: Sendable {
         try await http.noContent("DELETE", "/api/v1/devboxes/\(try HTTPCore.segment(id))")
     }
 
+    /// `GET /api/v1/devboxes/:id/network`: the devbox's egress policy (entries normalised).
+    public func network(id: String) async throws -> DevboxNetwork {
+        try await http.json(DevboxNetwork.self, "GET", "/api/v1/devboxes/\(try HTTPCore.segment(id))/network")
+    }
+
+    /// `PATCH /api/v1/devboxes/:id/network`: replaces the whole egress policy of a live
+    /// devbox (fields left at their defaults are reset: an empty `allow` clears the
+    /// allow-list) and returns it as stored. New connections follow it within a second;
+    /// open ones are kept. A bad entry is a 422 whose `field` names it (`network.allow[2]`).
+    public func setNetwork(id: String, _ network: DevboxNetwork) async throws -> DevboxNetwork {
+        try await http.json(
+            DevboxNetwork.self, "PATCH", "/api/v1/devboxes/\(try HTTPCore.segment(id))/network",
+            body: try http.encode(network))
+    }
+
     /// `GET /api/v1/devboxes/:id/operations`: the five provisioning steps with their output.
     public func listOperations(_ id: String) async throws -> [DevboxOperation] {
         try await http.json(OperationList.self, "GET", "/api/v1/devboxes/\(try HTTPCore.segment(id))/operations")

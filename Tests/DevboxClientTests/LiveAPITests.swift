@@ -216,6 +216,66 @@ struct LiveAPITests {
         }
     }
 
+    @Test("egress policy: create with one, read it, replace it live, 422s name the field")
+    func networkPolicy() async throws {
+        try await withLiveServer { server in
+            let client = server.client()
+            let policy = DevboxNetwork(
+                egress: "deny_all", allow: ["API.Example.com", "*.example.org", "198.51.100.7"], deny: [])
+            let created = try await client.devboxes.create(CreateDevboxRequest(name: "sdk-net", network: policy))
+            // Stored normalised: names lower-cased, a bare address as a /32.
+            let stored = DevboxNetwork(
+                egress: "deny_all", allow: ["api.example.com", "*.example.org", "198.51.100.7/32"], deny: [])
+            #expect(created.network == stored)
+            let ready = try await client.devboxes.waitForReady(created.id, intervalMs: 100, timeoutMs: 120_000)
+            #expect(ready.network == stored)
+            #expect(try await client.devboxes.network(id: created.id) == stored)
+
+            // PATCH replaces the whole policy: the allow-list not sent is gone.
+            let denyList = DevboxNetwork(egress: "allow_all", deny: ["198.51.100.0/24", "*.example.net"])
+            let replaced = try await client.devboxes.setNetwork(id: created.id, denyList)
+            #expect(replaced == denyList)
+            #expect(try await client.devboxes.network(id: created.id) == denyList)
+            #expect(try await client.devboxes.get(created.id).network == denyList)
+
+            // A bad entry: 422 naming it, and the policy stays as it was.
+            do {
+                _ = try await client.devboxes.setNetwork(
+                    id: created.id, DevboxNetwork(egress: "deny_all", allow: ["ok.example.com", "10.0.0.0/8"]))
+                throw TestFailure("a private range was accepted in an allow-list")
+            } catch DevboxClientError.api(let api) {
+                #expect(api.status == 422 && api.code == "validation_failed")
+                #expect(api.field == "network.allow[1]", "field: \(api.field ?? "nil")")
+            }
+            do {
+                _ = try await client.devboxes.setNetwork(id: created.id, DevboxNetwork(egress: "deny_some"))
+                throw TestFailure("egress deny_some was accepted")
+            } catch DevboxClientError.api(let api) {
+                #expect(api.status == 422 && api.field == "network.egress")
+            }
+            #expect(try await client.devboxes.network(id: created.id) == denyList)
+
+            // The same on create: nothing is made.
+            do {
+                _ = try await client.devboxes.create(
+                    CreateDevboxRequest(name: "sdk-bad-net", network: DevboxNetwork(deny: ["example.org", "169.254.169.254"])))
+                throw TestFailure("a link-local deny entry was accepted")
+            } catch DevboxClientError.api(let api) {
+                #expect(api.status == 422 && api.field == "network.deny[1]")
+            }
+            #expect(try await !client.devboxes.list().contains { $0.name == "sdk-bad-net" })
+
+            // An unknown devbox: a typed 404.
+            do {
+                _ = try await client.devboxes.network(id: "dbx_doesnotexist")
+                throw TestFailure("an unknown devbox has a network")
+            } catch DevboxClientError.api(let api) {
+                #expect(api.status == 404)
+            }
+            try await client.devboxes.delete(created.id)
+        }
+    }
+
     @Test("GitHub methods reach the seed's paths (typed API error until issue 4 lands)")
     func githubPaths() async throws {
         try await withLiveServer { server in
