@@ -555,3 +555,17 @@ def test_no_token_anywhere_after_cloning(gh, fake, cloner):
     found = scan_files(data_dir_files(gh.data_dir), token.encode(), [key])
     assert not found, found
     assert token in fake.revoked
+
+
+def test_clone_works_under_deny_all(gh, fake, cloner):
+    """Clones run host-side, so a box whose egress is deny_all still gets its repositories; the
+    box itself reaches nothing, the fake GitHub on the host's loopback included."""
+    user, _ = cloner
+    d = create(gh, user, {"name": "sealed", "network": {"egress": "deny_all"},
+                          "repositories": [{"full_name": "alice/private-app", "ref": "feature"}]})
+    assert d["state"] == "ready", clone_op(gh, d["id"], user)
+    assert d["network"]["egress"] == "deny_all"
+    assert in_box(gh, d["id"], "cat /workspace/private-app/feature.txt") == "feature work"
+    out = in_box(gh, d["id"], f"python3 -c \"import socket; s=socket.socket(); s.settimeout(3); "
+                              f"print(s.connect_ex(('127.0.0.1', {fake.port})))\"")
+    assert out == "111", out   # ECONNREFUSED: the box's own loopback, not the host's
