@@ -239,7 +239,8 @@ public final class DevboxCore: Sendable {
         await teardown(id, reason: "destroyed by request")
     }
 
-    /// Removes the sandbox and every secret of a devbox that has left the live states.
+    /// Removes the sandbox and every secret (AI tokens and env values) of a devbox that has
+    /// left the live states: destroyed, or failed (which only leads to destroyed).
     func teardown(_ id: String, reason: String, destroySandbox: Bool = true) async {
         do {
             if destroySandbox { try await sandbox.destroy(box: id) }
@@ -248,7 +249,7 @@ public final class DevboxCore: Sendable {
         }
         do {
             try await db.finishRemainingOperations(devboxId: id, reason: reason)
-            try await db.deletePendingSecrets(devboxId: id)
+            try await db.deleteSecrets(devboxId: id)
         } catch {
             logger.error("teardown bookkeeping failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
         }

@@ -142,6 +142,18 @@ extension AppDatabase {
         if deleted > 0 { await truncateWAL() }
     }
 
+    /// Deletes every secret of a devbox that will never run again (destroyed, or failed, from
+    /// which only destroy leads): its AI tokens and its encrypted env values, in one commit,
+    /// then truncates the WAL so no copy stays on disk (secure_delete zeroes the cells in the
+    /// main file). The env keys stay on the devbox row: the API shows names, never values.
+    func deleteSecrets(devboxId: String) async throws {
+        let deleted = try await pool.write { db in
+            try PendingSecretRecord.filter(Column("devbox_id") == devboxId).deleteAll(db)
+                + EnvRecord.filter(Column("devbox_id") == devboxId).deleteAll(db)
+        }
+        if deleted > 0 { await truncateWAL() }
+    }
+
     /// Moves a devbox to `to` if the state machine allows it from its current state.
     /// Returns the previous state. `mutate` adjusts other columns in the same write.
     @discardableResult
