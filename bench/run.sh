@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs the issue 2 benchmarks against a release build: `make bench` or bench/run.sh [args].
 #
-# Two serves, one after the other, each on a fresh data directory:
+# For each box network mode in BENCH_NETWORKS (default "isolated host": a network of its
+# own per box, then the host's, so the cost of isolation is measured in the same run), two
+# serves one after the other, each on a fresh data directory:
 #   cold: DEVBOX_WARM_POOL=0, every create starts its own box (the ratio to bare crun is
 #         the service's overhead); also wrk, idle RSS and idle box memory;
 #   warm: DEVBOX_WARM_POOL=<the burst size>, a full pool before each create and each burst
 #         (what a create costs when the pool has a box ready).
+# The bare reference copies a devbox's bundle, so with isolated boxes it makes a network
+# namespace too (without the veth): compare the modes' absolute figures as well as ratios.
 # Arguments go to both runs of bench/core_bench.py (e.g. --sequential 20 --rounds 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +40,8 @@ run() {  # run POOL [core_bench args...]
     local port=$((20000 + RANDOM % 20000))
     local token
     token=$("$BIN" token create --data-dir "$dir/data")
+    # The boxes' resolver gets a dead local upstream: a benchmark asks no real resolver.
+    DEVBOX_NETWORK=$network DEVBOX_DNS_UPSTREAM=127.0.0.1:9 \
     DEVBOX_WARM_POOL=$pool DEVBOX_LOG_LEVEL=warning "$BIN" serve --data-dir "$dir/data" --http 127.0.0.1:$port \
         --ssh 127.0.0.1:$((port + 1)) 2>"$dir/serve.log" &
     pid=$!
@@ -46,8 +52,11 @@ run() {  # run POOL [core_bench args...]
     cleanup
 }
 
-echo "=== cold: DEVBOX_WARM_POOL=0 (every create starts its own box) ==="
-run 0 "$@"
-echo
-echo "=== warm: DEVBOX_WARM_POOL=$concurrent (a full pool before each create and each burst) ==="
-run "$concurrent" --no-extras "$@"
+for network in ${BENCH_NETWORKS:-isolated host}; do
+    echo "=== DEVBOX_NETWORK=$network, cold: DEVBOX_WARM_POOL=0 (every create starts its own box) ==="
+    run 0 "$@"
+    echo
+    echo "=== DEVBOX_NETWORK=$network, warm: DEVBOX_WARM_POOL=$concurrent (a full pool before each create and each burst) ==="
+    run "$concurrent" --no-extras "$@"
+    echo
+done

@@ -3,7 +3,8 @@
 # when everything is already there.
 set -euo pipefail
 # zlib1g-dev: async-http-client's decompression module (swift-nio-extras) links libz.
-want=(crun catatonit libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libssl-dev iptables iproute2 git debootstrap
+# nftables: the per-box network policy (Sources/Sandbox/Network/BoxNetworks.swift).
+want=(crun catatonit libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libssl-dev iptables iproute2 nftables git debootstrap
       openssh-client openssh-sftp-server tmux procps)
 if [ "${1:-}" = "--test" ]; then
   # chromium + chromium-driver: the dashboard's browser tests (Tests/e2e/test_dashboard.py);
