@@ -22,7 +22,8 @@ struct DevboxesController {
 
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
         let principal = try context.requirePrincipal()
-        let body = try await JSONIO.decode(CreateDevboxRequest.self, from: request)
+        let body = try await JSONIO.decode(
+            CreateDevboxRequest.self, from: request, limit: CreateValidation.maxRequestBodyBytes)
         let tokens = InjectionTokens(
             claudeToken: request.headers[HTTPField.Name("X-Claude-Token")!],
             codexToken: request.headers[HTTPField.Name("X-Codex-Token")!])

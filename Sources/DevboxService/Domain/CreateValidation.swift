@@ -28,6 +28,19 @@ public enum CreateValidation {
     static let idleTimeoutRange = 60...(30 * 24 * 3600)
     static let ttlRange = 60...(365 * 24 * 3600)
 
+    /// The largest create body the REST API reads (413 above it), sized so that a create at
+    /// every documented maximum at once is accepted however it is encoded. The limits are on
+    /// decoded bytes, and JSON may escape any byte as `\u00XX` (6 bytes; control characters
+    /// must be), so the strings count 6×: 64 env values of 32 KiB, 64 keys (no documented
+    /// limit; 256 bytes each assumed), 32 setup commands of 4 KiB. Everything else — name,
+    /// plan, up to 16 repositories, the network policy's 2×64 entries, numbers, whitespace —
+X
+    public static let maxRequestBodyBytes =
+        jsonEscapeFactor * (maxEnvKeys * (maxEnvValueBytes + assumedEnvKeyBytes) + maxSetupCommands * maxSetupCommandBytes)
+        + (1 << 20)
+    static let jsonEscapeFactor = 6
+    static let assumedEnvKeyBytes = 256
+
     static func validate(
         _ r: CreateDevboxRequest, plans: [Plan], defaultPlan: String, lifetimes: LifetimeSettings = LifetimeSettings()
     ) throws(ServiceError) -> ValidatedCreate {
