@@ -34,7 +34,7 @@ public enum CreateValidation {
     /// must be), so the strings count 6×: 64 env values of 32 KiB, 64 keys (no documented
     /// limit; 256 bytes each assumed), 32 setup commands of 4 KiB. Everything else — name,
     /// plan, up to 16 repositories, the network policy's 2×64 entries, numbers, whitespace —
-X
+    /// gets 1 MiB: 14,516,224 bytes, ≈ 13.8 MiB (a flat 2 MiB refused the seed's own maximum).
     public static let maxRequestBodyBytes =
         jsonEscapeFactor * (maxEnvKeys * (maxEnvValueBytes + assumedEnvKeyBytes) + maxSetupCommands * maxSetupCommandBytes)
         + (1 << 20)
