@@ -18,6 +18,11 @@ struct CreateCommand: AsyncParsableCommand {
             Claude and Codex tokens are never taken from arguments: --claude injects \
             ANTHROPIC_API_KEY and --codex injects OPENAI_API_KEY from your environment.
 
+            Egress: --deny-all lets nothing out but the --allow entries (an allow-list); \
+            without it everything goes out but the --deny entries. Entries are CIDRs, \
+            addresses or domain names (*.example.org: the names under example.org). With \
+            none of these the server's default applies. Change it later with devbox network.
+
             \(CLIExit.help)
             """)
 
@@ -36,6 +41,12 @@ struct CreateCommand: AsyncParsableCommand {
     var setup: [String] = []
     @Option(name: .customLong("setup-timeout"), help: ArgumentHelp("Ceiling for all setup commands (30-3600 s).", valueName: "s"))
     var setupTimeout: Int?
+    @Option(help: ArgumentHelp("Let the devbox reach this CIDR or domain under --deny-all (repeatable).", valueName: "cidr|domain"))
+    var allow: [String] = []
+    @Option(help: ArgumentHelp("Keep the devbox from reaching this CIDR or domain (repeatable).", valueName: "cidr|domain"))
+    var deny: [String] = []
+    @Flag(name: .customLong("deny-all"), help: "Egress deny_all: nothing goes out but the --allow entries.")
+    var denyAll = false
     @Flag(help: "Inject ANTHROPIC_API_KEY from your environment into the devbox.") var claude = false
     @Flag(help: "Inject OPENAI_API_KEY from your environment into the devbox.") var codex = false
     @Flag(help: "Wait until the devbox is ready, showing the provisioning steps.") var wait = false
@@ -61,7 +72,10 @@ struct CreateCommand: AsyncParsableCommand {
                 tokens.codexToken = t
             }
             let client = try connection.makeClient(environment: environment)
-            let devbox = try await client.devboxes.create(request, tokens: tokens)
+            if let network = request.network { warnIneffectiveAllow(network) }
+            let devbox = try await withPolicyFlagErrors(request.network ?? .allowAll) {
+                try await client.devboxes.create(request, tokens: tokens)
+            }
             guard wait else {
                 if json {
                     try printJSON(devbox)
@@ -98,7 +112,14 @@ struct CreateCommand: AsyncParsableCommand {
         return CreateDevboxRequest(
             name: name, plan: plan, repositories: repos.isEmpty ? nil : try repos.map(Self.parseRepo),
             credentialProfile: (claude || codex) ? CredentialProfile(injectClaudeToken: claude, injectCodexToken: codex) : nil,
-            env: vars.isEmpty ? nil : vars, setupCommands: setup.isEmpty ? nil : setup, setupTimeoutSeconds: setupTimeout)
+            env: vars.isEmpty ? nil : vars, setupCommands: setup.isEmpty ? nil : setup, setupTimeoutSeconds: setupTimeout,
+            network: network)
+    }
+
+    /// The egress policy of the flags; nil (the server's default) when none is given.
+    var network: DevboxNetwork? {
+        guard denyAll || !allow.isEmpty || !deny.isEmpty else { return nil }
+        return DevboxNetwork(egress: denyAll ? "deny_all" : "allow_all", allow: allow, deny: deny)
     }
 
     /// `OWNER/NAME[@REF][:PATH]` (a git ref cannot contain ':', so the first ':' starts the path).
@@ -242,6 +263,7 @@ struct GetCommand: AsyncParsableCommand {
             if d.credentialProfile.injectCodexToken { inject.append("codex") }
             if !inject.isEmpty { rows.append(("credentials", inject.joined(separator: ", "))) }
             if let x = d.expiresAt { rows.append(("expires", relative(x))) }
+            rows.append(("network", networkSummary(d.network)))
             let w = rows.map(\.0.count).max() ?? 0
             for (k, v) in rows { print(k.isEmpty ? String(repeating: " ", count: w + 2) + v : "\(k):".padding(toLength: w + 2, withPad: " ", startingAt: 0) + v) }
         }

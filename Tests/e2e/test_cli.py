@@ -220,6 +220,75 @@ def test_validation_errors_name_the_field(server):
     assert r.returncode == 1 and "not found" in one_error_line(r)
 
 
+# -- egress policy: create --allow/--deny/--deny-all, devbox network ------------------------
+
+def test_egress_policy_on_create_get_and_network(server):
+    r = devbox(server, "create", "cli-net", "--allow", "API.example.com", "--allow", "*.example.org",
+               "--deny", "198.51.100.0/24", "--deny-all", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    want = {"egress": "deny_all", "allow": ["api.example.com", "*.example.org"], "deny": ["198.51.100.0/24"]}
+    assert d["network"] == want
+    assert server.request("GET", f"/api/v1/devboxes/{d['id']}/network").json() == want
+
+    # get: one line; network: three, as stored; --json: the API's.
+    r = devbox(server, "get", d["id"])
+    assert r.returncode == 0, r.stderr
+    line = next(l for l in r.stdout.splitlines() if l.startswith("network:"))
+    assert line.split(None, 1)[1] == "deny_all, allow: api.example.com, *.example.org; deny: 198.51.100.0/24", line
+    r = devbox(server, "network", d["id"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("egress: deny_all\nallow:  api.example.com, *.example.org\n"
+                        "deny:   198.51.100.0/24\n"), r.stdout
+    r = devbox(server, "network", d["id"], "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == want, r.stderr
+
+    # Replacing: the whole policy (the allow-list not repeated is gone), applied to the live box.
+    r = devbox(server, "network", d["id"], "--allow-all", "--deny", "Evil.Example.com", "--deny", "198.51.100.9")
+    assert r.returncode == 0, r.stderr
+    replaced = {"egress": "allow_all", "allow": [], "deny": ["evil.example.com", "198.51.100.9/32"]}
+    assert r.stdout == "egress: allow_all\nallow:  (none)\ndeny:   evil.example.com, 198.51.100.9/32\n", r.stdout
+    assert server.request("GET", f"/api/v1/devboxes/{d['id']}/network").json() == replaced
+    r = devbox(server, "get", d["id"])
+    line = next(l for l in r.stdout.splitlines() if l.startswith("network:"))
+    assert line.split(None, 1)[1] == "allow_all, deny: evil.example.com, 198.51.100.9/32", line
+    r = devbox(server, "network", d["id"], "--deny-all", "--allow", "pypi.org", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"egress": "deny_all", "allow": ["pypi.org"], "deny": []}
+    assert server.get(d["id"])["network"] == {"egress": "deny_all", "allow": ["pypi.org"], "deny": []}
+
+    # A bad entry: exit 1, one line naming the flag, its value and the field; nothing changed.
+    r = devbox(server, "network", d["id"], "--deny-all", "--allow", "ok.example.com", "--allow", "10.0.0.0/8")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    line = one_error_line(r)
+    assert "--allow '10.0.0.0/8'" in line and "(field: network.allow[1])" in line, line
+    assert server.get(d["id"])["network"]["allow"] == ["pypi.org"]
+    r = devbox(server, "create", "cli-bad-net", "--deny", "example.org", "--deny", "169.254.169.254")
+    assert r.returncode == 1
+    line = one_error_line(r)
+    assert "--deny '169.254.169.254'" in line and "(field: network.deny[1])" in line, line
+    assert "cli-bad-net" not in [b["name"] for b in server.request("GET", "/api/v1/devboxes").json()["devboxes"]]
+
+    # Without any of the flags: the server's default.
+    r = devbox(server, "create", "cli-default-net", "--json")
+    assert r.returncode == 0, r.stderr
+    plain = json.loads(r.stdout)
+    assert plain["network"] == {"egress": "allow_all", "allow": [], "deny": []}
+
+    # Usage: a change needs its mode (the policy is replaced as a whole); not both modes.
+    r = devbox(server, "network", d["id"], "--allow", "pypi.org")
+    assert r.returncode == 64 and "--deny-all" in r.stderr, r.stderr
+    r = devbox(server, "network", d["id"], "--deny-all", "--allow-all")
+    assert r.returncode == 64, r.stderr
+    assert server.get(d["id"])["network"]["allow"] == ["pypi.org"]
+    r = devbox(server, "network", "--help")
+    assert r.returncode == 0 and "replaces the whole policy" in " ".join(r.stdout.split()), r.stdout
+    r = devbox(server, "network", "dbx_doesnotexist")
+    assert r.returncode == 1 and "not found" in one_error_line(r)
+    for x in (d, plain):
+        server.request("DELETE", f"/api/v1/devboxes/{x['id']}")
+
+
 def test_usage_errors_are_exit_64(server):
     r = devbox(server, "list", env={"DEVBOX_PROVIDER_TOKEN": ""})
     assert r.returncode == 64 and "DEVBOX_PROVIDER_TOKEN" in one_error_line(r)
