@@ -230,19 +230,22 @@ struct JobRunner: Sendable {
             }
             if Pipeline.isInstant(kind) {
                 // Nothing to interrupt: its start is written with its result.
-                unwritten.append(OperationUpdate(kind: kind, status: .running))
+                unwritten.append(OperationUpdate(kind: kind, status: .running, at: Date()))
             } else if started != kind {
                 try await core.db.updateOperations(devboxId: id, unwritten + [OperationUpdate(kind: kind, status: .running)])
                 unwritten = []
             }
             started = nil
             let outcome = try await pipeline.run(kind)
+            // The step's end, not the end of the next step's start commit that records it.
+            let ended = Date()
             try Task.checkCancellation()
             switch outcome {
             case .succeeded(let output):
-                unwritten.append(OperationUpdate(kind: kind, status: .succeeded, output: output.text, truncated: output.truncated))
+                unwritten.append(OperationUpdate(
+                    kind: kind, status: .succeeded, output: output.text, truncated: output.truncated, at: ended))
             case .skipped(let why):
-                unwritten.append(OperationUpdate(kind: kind, status: .skipped, output: why))
+                unwritten.append(OperationUpdate(kind: kind, status: .skipped, output: why, at: ended))
             case .failed(let message, let output):
                 try await core.db.updateOperations(devboxId: id, unwritten + [
                     OperationUpdate(kind: kind, status: .running, output: output.text, truncated: output.truncated)

@@ -17,6 +17,10 @@ struct OperationUpdate: Sendable {
     var output: String? = nil
     var truncated: Bool? = nil
     var error: String? = nil
+    /// When the step reached `status`. Updates are batched (a step's result goes in the
+    /// commit of the next step's start), so the write happens later: without this the
+    /// step's times would be the commit's. nil: the time of the write.
+    var at: Date? = nil
 }
 
 /// A claimed provisioning job: the devbox and its operations at claim time.
@@ -300,7 +304,9 @@ extension AppDatabase {
         var fields = "output = COALESCE(?3, output), output_truncated = COALESCE(?4, output_truncated), error = COALESCE(?5, error)"
         let times: String
         switch u.status {
-        case .running: times = "started_at = ?1, finished_at = NULL"
+        // Running again (the worker stores a failed step's output before it marks it failed)
+        // keeps the start: the step began when it was first marked running.
+        case .running: times = "started_at = CASE status WHEN 'running' THEN started_at ELSE ?1 END, finished_at = NULL"
         case .pending:
             times = "started_at = NULL, finished_at = NULL"
             fields = "output = COALESCE(?3, ''), output_truncated = COALESCE(?4, 0), error = ?5"
@@ -310,7 +316,7 @@ extension AppDatabase {
         try db.cachedStatement(sql: """
             UPDATE operations SET status = ?2, \(times), \(fields)
             WHERE devbox_id = ?6 AND name = ?7 AND status IN (\(from.map { "'\($0.rawValue)'" }.joined(separator: ",")))
-            """).execute(arguments: [SQLDate.value(Date()), u.status, u.output, u.truncated, u.error, devboxId, u.kind])
+            """).execute(arguments: [SQLDate.value(u.at ?? Date()), u.status, u.output, u.truncated, u.error, devboxId, u.kind])
         if db.changesCount == 1 { return }
         guard let status = try String.fetchOne(
             db.cachedStatement(sql: "SELECT status FROM operations WHERE devbox_id = ? AND name = ?"),
