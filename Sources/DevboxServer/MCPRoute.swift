@@ -55,10 +55,13 @@ struct MCPController {
 
     @Sendable func handle(_ request: Request, context: AppRequestContext) async throws -> Response {
         let principal = try context.requirePrincipal()
+        var request = request
         var body = ByteBuffer()
         if request.method == .post {
             do {
-                body = try await request.body.collect(upTo: Self.maxBodyBytes)
+                // Collected into the request (not only read from it), so an SSE answer can still
+                // watch the connection for the client going away.
+                body = try await request.collectBody(upTo: Self.maxBodyBytes)
             } catch is NIOTooManyBytesError {
                 return Self.tooLarge()
             } catch let e as HTTPError where e.status == .contentTooLarge {
@@ -81,8 +84,13 @@ struct MCPController {
                 body: bytes.map { .init(byteBuffer: ByteBuffer(bytes: $0)) } ?? .init())
         case .sse(let status, let headers, let sse):
             let handler = self.handler
+            let inbound = request.body
+            var fields = Self.fields(headers)
+            // Watching for the client to go away (below) consumes the connection's input, so the
+            // connection closes after this stream.
+            fields[.connection] = "close"
             return Response(
-                status: .init(code: status), headers: Self.fields(headers),
+                status: .init(code: status), headers: fields,
                 body: ResponseBody { writer in
                     // A failed write means the client is gone: cancel its request.
                     defer { sse.cancel() }
@@ -90,8 +98,16 @@ struct MCPController {
                     // it for its whole timeout. End the MCP requests instead (handshake-era ones
                     // through their sessions, this one directly).
                     try await withGracefulShutdownHandler {
-                        for await frame in sse.stream {
-                            try await writer.write(ByteBuffer(bytes: frame))
+                        // A 2026-07-28 client cancels by closing its stream: notice the close the
+                        // moment it happens (Hummingbird does not cancel handlers on disconnect,
+                        // and the next keep-alive write is seconds away), so a cancelled
+                        // run_command is killed before it does more.
+                        try await inbound.consumeWithInboundCloseHandler { _ in
+                            for await frame in sse.stream {
+                                try await writer.write(ByteBuffer(bytes: frame))
+                            }
+                        } onInboundClosed: {
+                            sse.cancel()
                         }
                     } onGracefulShutdown: {
                         handler.shutdown()

@@ -60,18 +60,20 @@ struct ClientToolBackend: DevboxBackend {
     func exec(devboxId: String, _ request: ExecRequest, onOutput: (@Sendable (ExecChunk) -> Void)?) async throws
         -> ExecResult
     {
-        guard let onOutput else { return try await sdk { try await client.devboxes.exec(devboxId, request) } }
-        // Streamed, so the tool can report output as progress; the result keeps each stream's tail.
+        // Always streamed, even without a progress token: the server watches a streamed exec's
+        // connection and kills the command the moment the client goes away (the tool call was
+        // cancelled, or `devbox mcp` is exiting); a plain JSON exec would run on to the end.
+        // The stream also lets the tool report output as progress; the result keeps each tail.
         return try await sdk {
             var out = OutputTail(), err = OutputTail()
             for try await event in client.devboxes.execStream(devboxId, request) {
                 switch event {
                 case .stdout(let t):
                     out.append(t)
-                    onOutput(ExecChunk(stream: .stdout, bytes: Array(t.utf8)))
+                    onOutput?(ExecChunk(stream: .stdout, bytes: Array(t.utf8)))
                 case .stderr(let t):
                     err.append(t)
-                    onOutput(ExecChunk(stream: .stderr, bytes: Array(t.utf8)))
+                    onOutput?(ExecChunk(stream: .stderr, bytes: Array(t.utf8)))
                 case .exit(var r):
                     r.stdout = out.text
                     r.stderr = err.text

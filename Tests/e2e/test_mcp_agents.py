@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import anyio
 import pytest
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from test_mcp import MODES, run, structured
+from devbox_harness import BIN
+from test_mcp import MODES, mcp_env, run, stdio, structured
 
 
 @contextlib.asynccontextmanager
@@ -61,4 +64,54 @@ def test_list_devboxes_pages_live_boxes_as_compact_items(fresh_server, mode):
 
             bad = await c.call_tool("list_devboxes", {"cursor": "garbage"})
             assert bad.is_error and "next_cursor" in bad.content[0].text
+    run(go)
+
+
+# -- cancellation kills the command ----------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def client(server, transport: str, mode: str, tmp_path):
+    """An SDK client of `server` over `transport`: http (/mcp), stdio (`devbox mcp` on the
+    serve's data dir) or remote (`devbox mcp --server`)."""
+    if transport == "http":
+        async with http(server, mode) as c:
+            yield c
+    elif transport == "stdio":
+        async with stdio(server.data_dir, mode) as c:
+            yield c
+    else:
+        params = StdioServerParameters(
+            command=BIN, args=["mcp", "--server", server.base, "--data-dir", str(tmp_path / "unused")],
+            env=mcp_env({"DEVBOX_PROVIDER_TOKEN": server.token}))
+        with open(os.devnull, "w") as log:
+            async with Client(stdio_client(params, errlog=log), mode=mode, read_timeout_seconds=180) as c:
+                yield c
+
+
+async def ready_box(c, name: str) -> str:
+    box = structured(await c.call_tool("create_devbox", {"name": name, "wait": True}), "create_devbox")["devbox"]
+    assert box["state"] == "ready", box
+    return box["id"]
+
+
+TRANSPORTS = ["http", "stdio", "remote"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_cancelled_run_command_is_killed(server, transport, mode, tmp_path):
+    """Cancelling run_command kills the command on every transport: the marker it would write
+    after a sleep never appears (stdio: notifications/cancelled; HTTP: that, or in 2026-07-28
+    the client closing its stream)."""
+    async def go():
+        async with client(server, transport, MODES[mode], tmp_path) as c:
+            box = await ready_box(c, f"cancel-{transport}-{mode}")
+            t0 = time.monotonic()
+            with anyio.move_on_after(1.0):
+                await c.call_tool("run_command", {"devbox_id": box, "command": "sleep 3; touch /workspace/marker"})
+            assert time.monotonic() - t0 < 2.5
+            await anyio.sleep(4)
+            r = structured(await c.call_tool("run_command", {"devbox_id": box, "command": "ls /workspace"}), "run_command")
+            assert "marker" not in r["stdout"], "the cancelled command ran on"
+            await c.call_tool("delete_devbox", {"devbox_id": box})
     run(go)

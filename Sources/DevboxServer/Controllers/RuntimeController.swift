@@ -28,7 +28,18 @@ struct RuntimeController {
     @Sendable func exec(_ request: Request, context: AppRequestContext) async throws -> Response {
         let principal = try context.requirePrincipal()
         let id = try context.parameters.require("id")
-        let body = try await JSONIO.decode(ExecRequest.self, from: request, limit: 16 * 1024 * 1024)
+        let limit = 16 * 1024 * 1024
+        var request = request
+        do {
+            // Collected into the request (not only read from it): the streamed answer below can
+            // then still watch the connection for the client going away.
+            _ = try await request.collectBody(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw ServiceError.payloadTooLarge("request body is larger than \(JSONIO.describeSize(limit))")
+        } catch let e as HTTPError where e.status == .contentTooLarge {
+            throw ServiceError.payloadTooLarge("request body is larger than \(JSONIO.describeSize(limit))")
+        }
+        let body = try await JSONIO.decode(ExecRequest.self, from: request, limit: limit)
         let wantsStream = request.headers[.accept].map { $0.contains("text/event-stream") } ?? false
         guard wantsStream else {
             return try JSONIO.response(try await core.exec(principal, id: id, body))
@@ -36,9 +47,12 @@ struct RuntimeController {
         // Refusals (bad input, unknown id, wrong state) still get a plain JSON error.
         try await core.checkExec(principal, id: id, body)
         let core = self.core
+        let inbound = request.body
+        // Watching for the client to go away consumes the connection's input, so the connection
+        // closes after this response (as the /wait long-poll does).
         return Response(
             status: .ok,
-            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", .connection: "close"],
             body: ResponseBody { writer in
                 let (stream, continuation) = AsyncStream.makeStream(of: ExecChunk.self, bufferingPolicy: .bufferingOldest(4096))
                 let dropped = DroppedFlag()
@@ -54,30 +68,37 @@ struct RuntimeController {
                     }
                 }
                 var decoders = [ExecChunk.Stream.stdout: UTF8Carry(), .stderr: UTF8Carry()]
-                do {
-                    for await chunk in stream {
-                        let text = decoders[chunk.stream, default: UTF8Carry()].take(chunk.bytes)
-                        if text.isEmpty { continue }
-                        try await writer.write(SSE.frame(event: chunk.stream.rawValue, ["data": text]))
+                // A client that goes away (an MCP tool call cancelled through the SDK) ends the
+                // run at once, killing the command's process group; a failed write would notice
+                // only when the command prints, and a silent one never does.
+                try await inbound.consumeWithInboundCloseHandler { _ in
+                    do {
+                        for await chunk in stream {
+                            let text = decoders[chunk.stream, default: UTF8Carry()].take(chunk.bytes)
+                            if text.isEmpty { continue }
+                            try await writer.write(SSE.frame(event: chunk.stream.rawValue, ["data": text]))
+                        }
+                        for s in [ExecChunk.Stream.stdout, .stderr] {
+                            let rest = decoders[s, default: UTF8Carry()].flush()
+                            if !rest.isEmpty { try await writer.write(SSE.frame(event: s.rawValue, ["data": rest])) }
+                        }
+                        switch await run.value {
+                        case .success(let r):
+                            let exit = ExecExitEvent(
+                                exitCode: r.exitCode, signal: r.signal, truncated: r.truncated || dropped.isSet,
+                                timedOut: r.timedOut, durationMs: r.durationMs)
+                            try await writer.write(SSE.frame(event: "exit", exit))
+                        case .failure(let e):
+                            try await writer.write(SSE.frame(event: "error", APIErrorBody(code: e.code, message: e.message, field: e.field)))
+                        }
+                        try await writer.finish(nil)
+                    } catch {
+                        // The client went away: cancelling the run kills the command's process group.
+                        run.cancel()
+                        throw error
                     }
-                    for s in [ExecChunk.Stream.stdout, .stderr] {
-                        let rest = decoders[s, default: UTF8Carry()].flush()
-                        if !rest.isEmpty { try await writer.write(SSE.frame(event: s.rawValue, ["data": rest])) }
-                    }
-                    switch await run.value {
-                    case .success(let r):
-                        let exit = ExecExitEvent(
-                            exitCode: r.exitCode, signal: r.signal, truncated: r.truncated || dropped.isSet,
-                            timedOut: r.timedOut, durationMs: r.durationMs)
-                        try await writer.write(SSE.frame(event: "exit", exit))
-                    case .failure(let e):
-                        try await writer.write(SSE.frame(event: "error", APIErrorBody(code: e.code, message: e.message, field: e.field)))
-                    }
-                    try await writer.finish(nil)
-                } catch {
-                    // The client went away: cancelling the run kills the command's process group.
+                } onInboundClosed: {
                     run.cancel()
-                    throw error
                 }
             })
     }
