@@ -35,6 +35,9 @@ public final class CrunRuntime: Sendable {
     private let maskRescanning = Atomic<Bool>(false)
     /// Host scans for the mask plan so far (tests).
     let maskScans = Atomic<Int>(0)
+    /// Serializes mounting and unmounting the mask tmpfs: checked and mounted without it, a
+    /// burst of creates on a fresh data dir stacked several tmpfs mounts on `.mask`.
+    private let maskMount = Mutex<Void>(())
     /// How long a mask plan is used before the host is scanned again.
     static let maskMaxAgeNanos: UInt64 = 30_000_000_000
     /// Open setup shells (SetupShell.swift) of boxes this process created, until setup ends.
@@ -190,10 +193,12 @@ public final class CrunRuntime: Sendable {
         }
         maskScans.add(1, ordering: .relaxed)
         let plan = MaskPlan.forHostRoot(hiddenPaths: configuration.hiddenHostPaths + [configuration.stateDirectory])
-        if !HostState.isMountPoint(maskRoot) {
-            try makeDirectories(maskRoot, mode: 0o700)
-            if dbx_mount("tmpfs", maskRoot, "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=0700,size=16m") != 0 {
-                throw sysError("mount mask tmpfs")
+        try maskMount.withLock { _ in
+            if !HostState.isMountPoint(maskRoot) {
+                try makeDirectories(maskRoot, mode: 0o700)
+                if dbx_mount("tmpfs", maskRoot, "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=0700,size=16m") != 0 {
+                    throw sysError("mount mask tmpfs")
+                }
             }
         }
         var hash: UInt64 = 0xcbf29ce484222325
@@ -220,9 +225,14 @@ public final class CrunRuntime: Sendable {
     func releaseMaskIfUnused() {
         let base = configuration.stateDirectory + "/"
         let inUse = HostState.mounts().contains { $0.mountPoint.hasPrefix(base) && $0.fsType == "overlay" }
-        if !inUse && HostState.isMountPoint(maskRoot) {
-            if dbx_umount(maskRoot, 0) != 0 { _ = dbx_umount(maskRoot, Int32(MNT_DETACH)) }
-            _ = rmdir(maskRoot)
+        if !inUse {
+            maskMount.withLock { _ in
+                // Every mount stacked there (an older service could leave more than one).
+                for _ in 0..<16 where HostState.isMountPoint(maskRoot) {
+                    if dbx_umount(maskRoot, 0) != 0 { _ = dbx_umount(maskRoot, Int32(MNT_DETACH)) }
+                }
+                _ = rmdir(maskRoot)
+            }
             maskCache.withLock { $0 = nil }
         }
         if !inUse {

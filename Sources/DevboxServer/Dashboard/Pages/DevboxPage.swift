@@ -2,7 +2,8 @@ import DevboxModel
 import Foundation
 
 /// One devbox: state timeline with each operation's live output tail, repositories with
-/// clone status, SSH sessions (create, copy the command, revoke), destroy with confirmation.
+/// clone status, egress policy (shown and editable), SSH sessions (create, copy the
+/// command, revoke), destroy with confirmation.
 enum DevboxPage {
     struct Model: Sendable {
         var devbox: Devbox
@@ -11,6 +12,25 @@ enum DevboxPage {
         var hasSSHKey: Bool
         var newSession: String?
         var errors: [String: String] = [:]
+        /// The network form as submitted, shown again after an error (nil: the stored policy).
+        var networkDraft: NetworkDraft?
+    }
+
+    /// The egress form's fields as typed: entries one per line.
+    struct NetworkDraft: Sendable, Equatable {
+        var egress: String
+        var allow: String
+        var deny: String
+
+        init(egress: String, allow: String, deny: String) {
+            self.egress = egress
+            self.allow = allow
+            self.deny = deny
+        }
+
+        init(_ n: DevboxNetwork) {
+            self.init(egress: n.egress, allow: n.allow.joined(separator: "\n"), deny: n.deny.joined(separator: "\n"))
+        }
     }
 
     static let liveStates: Set<DevboxState> = [.requested, .provisioning]
@@ -42,6 +62,10 @@ enum DevboxPage {
             <section aria-labelledby="repos-h">
               <h2 id="repos-h">Repositories</h2>
               \(repositories(d.repositories))
+            </section>
+            <section aria-labelledby="network-h" id="network">
+              <h2 id="network-h">Network</h2>
+              \(network(m, csrf: csrf))
             </section>
             <section aria-labelledby="sessions-h" id="sessions">
               <h2 id="sessions-h">SSH sessions</h2>
@@ -121,9 +145,87 @@ enum DevboxPage {
             """
     }
 
+    /// The egress policy as stored, and (unless destroyed) the form that replaces it.
+    static func network(_ m: Model, csrf: String) -> HTML {
+        let d = m.devbox
+        let n = d.network
+        func list(_ entries: [String], _ id: String) -> HTML {
+            guard !entries.isEmpty else { return "<dd id=\"\(id)\">none</dd>" }
+            let items: [HTML] = entries.map { "<li><code>\($0)</code></li>" }
+            return "<dd id=\"\(id)\"><ul class=\"entries\">\(items)</ul></dd>"
+        }
+        let facts: HTML = """
+            <dl class="facts" id="network-policy">
+              <div><dt>Egress</dt><dd id="network-egress-shown">\(n.egress == "deny_all" ? "deny all (allow-list)" : "allow all (deny-list)")</dd></div>
+              <div><dt>Allowed</dt>\(list(n.allow, "network-allow-shown"))</div>
+              <div><dt>Denied</dt>\(list(n.deny, "network-deny-shown"))</div>
+            </dl>
+            """
+        guard d.state != .destroyed else { return facts }
+        let f = m.networkDraft ?? NetworkDraft(n)
+        func option(_ value: String, _ label: String) -> HTML {
+            "<option value=\"\(value)\"\(HTML.flag(f.egress == value, "selected"))>\(label)</option>"
+        }
+        return """
+            \(facts)
+            <form method="post" action="/devboxes/\(d.id)/network" id="network-form" class="stack" novalidate>
+              \(Layout.csrfField(csrf))
+              <p class="hint">Saving replaces the whole policy; new connections from the devbox follow it within a second.
+                Entries are CIDRs (<code>198.51.100.0/24</code>), addresses or domain names; <code>*.example.org</code>
+                matches the names under example.org. Private, loopback and link-local addresses and the host stay unreachable.</p>
+              <div class="field">
+                <label for="network_egress">Egress</label>
+                <select id="network_egress" name="egress"\(Layout.invalid("network_egress", m.errors))>
+                  \(option("allow_all", "Allow all, except the deny list"))
+                  \(option("deny_all", "Deny all, except the allow list"))
+                </select>
+                \(Layout.fieldError("network_egress", m.errors))
+              </div>
+              <div class="row">
+                <div class="field">
+                  <label for="network_allow">Allow <span class="hint">(one per line, at most \(maxEntries))</span></label>
+                  <textarea id="network_allow" name="allow" rows="4" spellcheck="false" autocapitalize="off"\(Layout.invalid("network_allow", m.errors))>\(f.allow)</textarea>
+                  \(Layout.fieldError("network_allow", m.errors))
+                </div>
+                <div class="field">
+                  <label for="network_deny">Deny <span class="hint">(one per line, at most \(maxEntries))</span></label>
+                  <textarea id="network_deny" name="deny" rows="4" spellcheck="false" autocapitalize="off"\(Layout.invalid("network_deny", m.errors))>\(f.deny)</textarea>
+                  \(Layout.fieldError("network_deny", m.errors))
+                </div>
+              </div>
+              \(Layout.fieldError("network", m.errors))
+              <button type="submit" class="primary" id="save-network">Save network policy</button>
+            </form>
+            """
+    }
+
+    /// Entries per list (the API's limit, shown in the form).
+    static let maxEntries = 64
+
     static func command(_ s: AccessSessionInfo) -> String {
         let host = s.ssh.host.contains(":") ? "[\(s.ssh.host)]" : s.ssh.host
         return "ssh -p \(s.ssh.port) -o StrictHostKeyChecking=accept-new \(s.ssh.username)@\(host)"
+    }
+
+    static func command(_ s: AccessSessionInfo) -> String {
+        let host = s.ssh.host.contains(":") ? "[\(s.ssh.host)]" : s.ssh.host
+        return "ssh -p \(s.ssh.port) -o StrictHostKeyChecking=accept-new \(s.ssh.username)@\(host)"
+    }
+
+    /// "Open port N": a GET form to the port proxy's redirect (`/api/v1/devboxes/:id/ports?port=N`),
+    /// which signs in with this page's cookie. The page opens in a new tab, sandboxed.
+    static func ports(_ d: Devbox) -> HTML {
+        guard d.state == .ready else { return "<p class=\"hint\">Ports can be opened once the devbox is ready.</p>" }
+        return """
+            <form method="get" action="/api/v1/devboxes/\(d.id)/ports" class="row" id="open-port-form" target="_blank" rel="noopener noreferrer">
+              <div class="field small">
+                <label for="port">Port</label>
+                <input id="port" name="port" type="number" min="1" max="65535" required inputmode="numeric" placeholder="8000">
+              </div>
+              <button type="submit" class="secondary" id="open-port">Open port</button>
+            </form>
+            <p class="hint">An HTTP server in the devbox (on its 127.0.0.1 or any address) at <code>/api/v1/devboxes/\(d.id)/ports/&lt;port&gt;/</code>. The page runs sandboxed: it cannot use this dashboard's session for its own scripts, styles or links.</p>
+            """
     }
 
     static func sessions(_ m: Model, csrf: String) -> HTML {
