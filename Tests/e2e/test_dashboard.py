@@ -17,6 +17,7 @@ import pytest
 import requests
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select
 
 from dashboard_browser import Browser, form_token, sign_in_requests
 from devbox_harness import Server
@@ -382,6 +383,87 @@ def test_another_users_devbox_is_404(dash, browser):
     assert s.get(bobs["id"], bearer=bearer("bob"))["state"] != "destroyed"
     assert bobs["id"] not in http.get(s.base + "/", timeout=10).text
     s.request("DELETE", f"/api/v1/devboxes/{bobs['id']}", bearer=bearer("bob"))
+
+
+def test_network_policy_is_shown_and_changed_through_the_form(dash, browser):
+    s, b = dash, browser
+    dora = bearer("dora")
+    d = s.create({"name": "dash-net", "network": {"egress": "deny_all", "allow": ["pypi.org"]}}, bearer=dora)
+    path = f"/api/v1/devboxes/{d['id']}/network"
+    try:
+        assert s.wait_state(d["id"], bearer=dora)["state"] == "ready"
+        sign_in(b, s, s.token, dora)
+        b.get(s.base + f"/devboxes/{d['id']}")
+        # Shown as stored, and the form starts from it.
+        assert b.find("#network-egress-shown").text.startswith("deny all")
+        assert b.find("#network-allow-shown").text == "pypi.org"
+        assert b.find("#network-deny-shown").text == "none"
+        assert b.find("#network_egress").get_attribute("value") == "deny_all"
+        assert b.find("#network_allow").get_attribute("value") == "pypi.org"
+        assert b.find('label[for="network_allow"]').text.startswith("Allow")
+
+        # Change it: a deny-list; blank lines and surrounding spaces do not count.
+        Select(b.find("#network_egress")).select_by_value("allow_all")
+        b.type("#network_allow", "")
+        b.type("#network_deny", "198.51.100.0/24\n\n  *.Example.org  \nevil.example.com")
+        b.submit("#save-network")
+        assert b.path() == f"/devboxes/{d['id']}?notice=network_saved#network", b.path()
+        want = {"egress": "allow_all", "allow": [], "deny": ["198.51.100.0/24", "*.example.org", "evil.example.com"]}
+        assert s.request("GET", path, bearer=dora).json() == want
+        assert b.find("#network-egress-shown").text.startswith("allow all")
+        assert b.find("#network-deny-shown").text.split("\n") == want["deny"]
+        assert b.find("#network_deny").get_attribute("value") == "\n".join(want["deny"])
+        b.shot("11-devbox-network")
+
+        # A bad entry: the error sits next to its textarea naming the line; the draft is kept;
+        # nothing changed.
+        Select(b.find("#network_egress")).select_by_value("deny_all")
+        b.type("#network_allow", "api.example.com\n\n10.0.0.0/8")
+        b.submit("#save-network")
+        err = b.find("#err-network_allow")
+        assert err.text.startswith("Line 3: ") and "10.0.0.0/8" in err.text, err.text
+        assert b.find("#network_allow").get_attribute("aria-invalid") == "true"
+        assert b.find("#network_allow").get_attribute("aria-describedby") == "err-network_allow"
+        assert b.find("#network_allow").get_attribute("value") == "api.example.com\n\n10.0.0.0/8"
+        assert b.find("#network_egress").get_attribute("value") == "deny_all"
+        assert not b.find_all("#err-network_deny")
+        assert s.request("GET", path, bearer=dora).json() == want
+        b.shot("12-devbox-network-error")
+        # One in the deny list: its own textarea.
+        b.type("#network_allow", "")
+        b.type("#network_deny", "169.254.169.254")
+        b.submit("#save-network")
+        assert b.find("#err-network_deny").text.startswith("Line 1: ")
+        assert not b.find_all("#err-network_allow")
+        assert s.request("GET", path, bearer=dora).json() == want
+
+        # The form is protected like the others: no CSRF token, another origin, no Origin:
+        # refused and nothing changed; another user's devbox is a 404.
+        http = sign_in_requests(s.base, s.token, dora)
+        token = form_token(http.get(s.base + f"/devboxes/{d['id']}", timeout=10).text)
+        body = {"csrf_token": token, "egress": "deny_all", "allow": "pypi.org", "deny": ""}
+        url = s.base + f"/devboxes/{d['id']}/network"
+        r = http.post(url, data={**body, "csrf_token": ""}, headers={"Origin": s.base}, allow_redirects=False)
+        assert r.status_code == 403
+        r = http.post(url, data=body, headers={"Origin": "http://evil.example"}, allow_redirects=False)
+        assert r.status_code == 403
+        r = http.post(url, data=body, allow_redirects=False)
+        assert r.status_code == 403
+        alice = sign_in_requests(s.base, s.token, bearer("alice"))
+        r = alice.post(url, data={**body, "csrf_token": form_token(alice.get(s.base + "/", timeout=10).text)},
+                       headers={"Origin": s.base}, allow_redirects=False)
+        assert r.status_code == 404
+        assert s.request("GET", path, bearer=dora).json() == want
+        # control: with the token and our Origin it is accepted
+        r = http.post(url, data=body, headers={"Origin": s.base}, allow_redirects=False)
+        assert r.status_code == 303, r.text
+        assert s.request("GET", path, bearer=dora).json() == {"egress": "deny_all", "allow": ["pypi.org"], "deny": []}
+    finally:
+        s.request("DELETE", f"/api/v1/devboxes/{d['id']}", bearer=dora)
+    # A destroyed devbox shows its last policy and no form.
+    b.get(s.base + f"/devboxes/{d['id']}")
+    assert b.find("#network-allow-shown").text == "pypi.org"
+    assert not b.find_all("#network-form")
 
 
 def session_rows(s: Server) -> list[tuple]:

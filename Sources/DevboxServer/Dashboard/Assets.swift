@@ -73,6 +73,7 @@ enum Assets {
         pre.output { background:var(--card); border:1px solid var(--line); border-radius:6px; padding:.5rem; max-height:20rem; overflow:auto; white-space:pre-wrap; overflow-wrap:anywhere; margin:.25rem 0; }
         ul.sessions { list-style:none; padding:0; } ul.sessions li { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:.75rem; margin:.5rem 0; }
         ul.sessions li.new { border-color: var(--ok); }
+        ul.entries { list-style:none; padding:0; margin:0; } #network-form { margin-top:.75rem; }
         .cmd { display:flex; flex-wrap:wrap; gap:.5rem; align-items:center; } .cmd code { overflow-wrap:anywhere; flex:1 1 16rem; }
         @media (max-width: 40rem) {
           table.devboxes thead, table.repos thead { display:none; }

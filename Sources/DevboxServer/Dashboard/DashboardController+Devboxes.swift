@@ -217,6 +217,82 @@ extension DashboardController {
         }
     }
 
+    // MARK: Network
+
+    /// A parsed network form: the policy for the core, the form as typed, and for each
+    /// list entry the textarea line it came from (1-based).
+    struct ParsedNetwork {
+        var policy: DevboxNetwork
+        var draft: DevboxPage.NetworkDraft
+        var allowLines: [Int]
+        var denyLines: [Int]
+    }
+
+    static func parseNetwork(_ form: Form) -> ParsedNetwork {
+        let draft = DevboxPage.NetworkDraft(
+            egress: form["egress"] ?? "", allow: form["allow"] ?? "", deny: form["deny"] ?? "")
+        /// Non-blank lines, trimmed, with their line numbers.
+        func entries(_ text: String) -> ([String], [Int]) {
+            var out: [String] = [], lines: [Int] = []
+            let all = text.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false)
+            for (i, line) in all.enumerated() {
+                let t = line.trimmingCharacters(in: .whitespaces)
+                if t.isEmpty { continue }
+                out.append(t)
+                lines.append(i + 1)
+            }
+            return (out, lines)
+        }
+        let (allow, allowLines) = entries(draft.allow)
+        let (deny, denyLines) = entries(draft.deny)
+        return ParsedNetwork(
+            policy: DevboxNetwork(egress: draft.egress, allow: allow, deny: deny), draft: draft,
+            allowLines: allowLines, denyLines: denyLines)
+    }
+
+    /// The form field and message for a core error: `network.allow[2]` → the allow
+    /// textarea, "Line N: …" where N is the line the entry was typed on.
+    static func networkError(field: String, message: String, _ p: ParsedNetwork) -> (String, String) {
+        if field == "network.egress" { return ("network_egress", message) }
+        for (name, lines) in [("allow", p.allowLines), ("deny", p.denyLines)] {
+            let prefix = "network.\(name)"
+            guard field.hasPrefix(prefix) else { continue }
+            let rest = field.dropFirst(prefix.count)
+            if rest.hasPrefix("["), rest.hasSuffix("]"), let i = Int(rest.dropFirst().dropLast()), lines.indices.contains(i) {
+                return ("network_\(name)", "Line \(lines[i]): \(message)")
+            }
+            return ("network_\(name)", message)
+        }
+        return ("network", message)
+    }
+
+    @Sendable func setNetwork(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await page(nil) {
+            let (s, form): (DashboardSession, Form)
+            switch try await post(request) {
+            case .refused(let r): return r
+            case .ok(let a, let b): (s, form) = (a, b)
+            }
+            let id = Self.param(context, "id")
+            let parsed = Self.parseNetwork(form)
+            func again(_ errors: [String: String], _ status: HTTPResponse.Status) async throws -> Response {
+                var m = try await devboxModel(s, id: id)
+                m.errors = errors
+                m.networkDraft = parsed.draft
+                return Web.html(DevboxPage.render(m, csrf: s.csrfToken, notice: nil), status: status)
+            }
+            do {
+                _ = try await core.setNetwork(s.principal, id: id, parsed.policy)
+                return Web.redirect("/devboxes/\(id)?notice=network_saved#network")
+            } catch ServiceError.validation(let field, let message) {
+                let (control, shown) = Self.networkError(field: field, message: message, parsed)
+                return try await again([control: shown], .unprocessableContent)
+            } catch let error as ServiceError where error.statusCode == 409 || error.statusCode == 503 {
+                return try await again(["network": error.message], HTTPResponse.Status(code: error.statusCode))
+            }
+        }
+    }
+
     @Sendable func destroy(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await page(nil) {
             let (s, form): (DashboardSession, Form)

@@ -24,6 +24,7 @@ struct DashboardController: Sendable {
         router.dashboardRoute(table, .post, "/devboxes/:id/destroy", use: destroy)
         router.dashboardRoute(table, .post, "/devboxes/:id/sessions", use: createSession)
         router.dashboardRoute(table, .post, "/devboxes/:id/sessions/:session/revoke", use: revokeSession)
+        router.dashboardRoute(table, .post, "/devboxes/:id/network", use: setNetwork)
         router.dashboardRoute(table, .get, "/account", use: account)
         router.dashboardRoute(table, .post, "/account/ssh-key", use: setSSHKey)
         router.dashboardRoute(table, .post, "/account/ssh-key/delete", use: deleteSSHKey)
@@ -93,6 +94,7 @@ struct DashboardController: Sendable {
         "destroyed": "Devbox destroyed.",
         "session_created": "SSH session created.",
         "session_revoked": "SSH session revoked.",
+        "network_saved": "Network policy saved. New connections follow it within a second.",
         "key_saved": "SSH key saved.",
         "key_removed": "SSH key removed.",
         "github_disconnected": "GitHub disconnected.",
