@@ -95,6 +95,7 @@ extension DevboxCore {
         } catch {
             logger.critical("box networks could not be started; creates will fail: \(error)")
         }
+        await reviveLostBoxes()
         if configuration.warmPoolSize > 0, let plan = configuration.plans.first(where: { $0.name == configuration.defaultPlan }) {
             await sandbox.startWarmPool(size: configuration.warmPoolSize, limits: plan.limits)
         }
