@@ -1,0 +1,59 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@testable import DevboxServer
+@testable import DevboxService
+
+/// Every record a logger is given, by level (the pipeline's log, captured for a check).
+final class LogRecords: Sendable {
+    private let records = Mutex<[(level: Logger.Level, message: String)]>([])
+    func append(_ level: Logger.Level, _ message: String) { records.withLock { $0.append((level, message)) } }
+    var all: [(level: Logger.Level, message: String)] { records.withLock { $0 } }
+}
+
+struct CapturingLogHandler: LogHandler {
+    let records: LogRecords
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) { records.append(event.level, "\(event.message)") }
+}
+
+/// A DELETE that lands while the worker records a failed step: the devbox ends destroyed,
+/// which is what was asked, so nothing is logged as an error.
+@Suite struct FailureRaceTests {
+    @Test func aDeleteRacingAFailureIsNotAnError() async throws {
+        try await withTestSystem("fail-race") { system, _ in
+            let core = system.core
+            try await PipelineCommitTests.insert(core.db, id: "dbx_race")
+            let owner = "w1@1"
+            _ = try #require(try await core.db.claimJob(owner: owner, lease: 15))
+            try await core.db.updateOperations(devboxId: "dbx_race", [
+                OperationUpdate(kind: .provision, status: .succeeded, output: "ok\n"),
+                OperationUpdate(kind: .injectCredentials, status: .skipped, output: "none\n"),
+                OperationUpdate(kind: .cloneRepositories, status: .skipped, output: "none\n"),
+                OperationUpdate(kind: .runSetupCommands, status: .running),
+            ])
+            // The setup command has just failed; before the worker records it, the DELETE wins:
+            // destroyed, lease taken away, the running step marked failed by its teardown.
+            try await core.deleteDevbox(Principal(providerId: "p1", providerTokenId: "t1", userId: "u1"), id: "dbx_race")
+
+            let records = LogRecords()
+            let log = Logger(label: "race") { _ in CapturingLogHandler(records: records) }
+            let runner = JobRunner(core: core, owner: owner, stopping: StopFlag())
+            await runner.fail("dbx_race", op: .runSetupCommands, message: "exit 3", log: log)
+
+            #expect(try await core.db.devboxRecord(id: "dbx_race")?.state == .destroyed)
+            let errors = records.all.filter { $0.level >= .error }
+            #expect(errors.isEmpty, "logged as errors: \(errors)")
+            #expect(records.all.contains { $0.level == .info && $0.message.contains("destroyed while its failure") })
+        }
+    }
+}
