@@ -54,4 +54,16 @@ struct ProgressTests {
             #expect(feed.used == FakeFeed.Counts(made: 1, waits: 4, cancelled: 1))
         }
     }
+
+    @Test("run_command progress holds back only a UTF-8 sequence cut at the end")
+    func utf8TailIsHeldBack() {
+        let e = Array("é".utf8), euro = Array("€".utf8), emoji = Array("🙂".utf8)
+        #expect(ProgressForwarder.incompleteTail(Array("ab".utf8)) == 0)
+        #expect(ProgressForwarder.incompleteTail(Array("a".utf8) + e) == 0)
+        #expect(ProgressForwarder.incompleteTail(Array("a".utf8) + e.prefix(1)) == 1)
+        #expect(ProgressForwarder.incompleteTail(euro.prefix(2) + []) == 2)
+        #expect(ProgressForwarder.incompleteTail(emoji.prefix(3) + []) == 3)
+        #expect(ProgressForwarder.incompleteTail(emoji) == 0)
+        #expect(ProgressForwarder.incompleteTail([]) == 0)
+    }
 }

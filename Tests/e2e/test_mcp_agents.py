@@ -115,3 +115,31 @@ def test_cancelled_run_command_is_killed(server, transport, mode, tmp_path):
             assert "marker" not in r["stdout"], "the cancelled command ran on"
             await c.call_tool("delete_devbox", {"devbox_id": box})
     run(go)
+
+
+# -- live output -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_run_command_progress_arrives_while_it_runs(server, transport, tmp_path):
+    """Output is sent as progress within ~100 ms of arriving, not held until the next chunk:
+    "start" arrives long before the command (and its "end") finishes."""
+    async def go():
+        async with client(server, transport, "auto", tmp_path) as c:
+            box = await ready_box(c, f"progress-{transport}")
+            seen = []
+            t0 = time.monotonic()
+
+            async def on_progress(p, total, message):
+                seen.append((time.monotonic() - t0, message or ""))
+
+            r = await c.call_tool("run_command", {"devbox_id": box, "command": "echo start; sleep 4; echo end"},
+                                  progress_callback=on_progress)
+            done = time.monotonic() - t0
+            out = structured(r, "run_command")
+            assert out["stdout"] == "start\nend\n"
+            first = next((t for t, m in seen if "start" in m), None)
+            assert first is not None, seen
+            assert first < done - 3, f"'start' came {first:.2f}s in, the call ended at {done:.2f}s: {seen}"
+            assert all("end" not in m for t, m in seen if t < done - 1), seen
+            await c.call_tool("delete_devbox", {"devbox_id": box})
+    run(go)

@@ -61,25 +61,21 @@ struct RunCommandTool: DevboxTool {
             command: input.command, env: input.env, cwd: input.cwd, timeoutSeconds: input.timeoutSeconds ?? 120,
             stdin: input.stdin)
         var onOutput: (@Sendable (ExecChunk) -> Void)? = nil
-        var pump: Task<Void, Never>? = nil
-        var finish: (() -> Void)? = nil
+        var forwarder: ProgressForwarder? = nil
         if call.request.progressToken != nil {
-            let (stream, continuation) = AsyncStream.makeStream(of: ExecChunk.self, bufferingPolicy: .bufferingNewest(256))
-            onOutput = { continuation.yield($0) }
-            finish = { continuation.finish() }
-            let context = call.request
-            pump = Task { await Self.forward(stream, to: context) }
+            let f = ProgressForwarder(context: call.request)
+            onOutput = { f.append($0.bytes) }
+            forwarder = f
         }
         let result: ExecResult
         do {
             result = try await call.backend.exec(devboxId: input.devboxId, request, onOutput: onOutput)
         } catch {
-            finish?()
-            await pump?.value
+            await forwarder?.finish()
             throw error
         }
-        finish?()
-        await pump?.value
+        // Output still buffered goes out before the response (notifications must precede it).
+        await forwarder?.finish()
         let out = OperationView.tail(result.stdout, bytes: Self.resultTailBytes)
         let err = OperationView.tail(result.stderr, bytes: Self.resultTailBytes)
         return .structured([
@@ -92,25 +88,90 @@ struct RunCommandTool: DevboxTool {
             "duration_ms": .int(result.durationMs),
         ])
     }
+}
 
-    /// Sends output as progress messages: batched (at most ~4 per second, 4 KiB each),
-    /// progress = bytes of output so far.
-    static func forward(_ stream: AsyncStream<ExecChunk>, to context: MCPRequestContext) async {
+/// Sends a command's output as progress messages while it runs: output is sent within
+/// `interval` of arriving — at once after a quiet spell, batched while it streams (at most one
+/// message per interval, each with the last 4 KiB of what arrived since the previous one);
+/// progress = bytes of output so far. A message waited for the next chunk before, so a line
+/// printed before a long pause arrived only after the pause.
+final class ProgressForwarder: Sendable {
+    static let interval: Duration = .milliseconds(100)
+    static let maxMessageBytes = 4096
+
+    private struct State {
         var pending: [UInt8] = []
-        var total = 0
-        var last = ContinuousClock.now
-        func flush() async {
-            guard !pending.isEmpty else { return }
-            let text = String(decoding: pending.suffix(4096), as: UTF8.self)
-            total += pending.count
-            pending = []
-            last = .now
-            await context.reportProgress(progress: Double(total), message: text)
+        var finished = false
+    }
+    /// Shared by the producer (`append`) and the flusher task.
+    private final class Buffer: Sendable {
+        let state = Mutex(State())
+    }
+    private let buffer: Buffer
+    /// One tick per burst: the flusher wakes when the first bytes arrive into an empty buffer.
+    private let ticks: AsyncStream<Void>.Continuation
+    private let flusher: Task<Void, Never>
+
+    init(context: MCPRequestContext) {
+        let (stream, ticks) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.ticks = ticks
+        let buffer = Buffer()
+        self.buffer = buffer
+        flusher = Task {
+            var total = 0
+            var last: ContinuousClock.Instant? = nil
+            func flush(final: Bool) async {
+                let bytes = buffer.state.withLock { s -> [UInt8] in
+                    // Hold back a UTF-8 sequence cut at the end until the rest arrives.
+                    let keep = final ? 0 : ProgressForwarder.incompleteTail(s.pending)
+                    let out = Array(s.pending.dropLast(keep))
+                    s.pending.removeFirst(out.count)
+                    return out
+                }
+                guard !bytes.isEmpty else { return }
+                total += bytes.count
+                last = .now
+                let text = String(decoding: bytes.suffix(ProgressForwarder.maxMessageBytes), as: UTF8.self)
+                await context.reportProgress(progress: Double(total), message: text)
+            }
+            for await _ in stream {
+                if let last, case let wait = ProgressForwarder.interval - (ContinuousClock.now - last), wait > .zero {
+                    try? await Task.sleep(for: wait)
+                }
+                await flush(final: false)
+            }
+            await flush(final: true)
         }
-        for await chunk in stream {
-            pending += chunk.bytes
-            if ContinuousClock.now - last >= .milliseconds(250) || pending.count >= 4096 { await flush() }
+    }
+
+    func append(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        let wake = buffer.state.withLock { s -> Bool in
+            if s.finished { return false }
+            s.pending += bytes
+            return true
         }
-        await flush()
+        if wake { ticks.yield(()) }
+    }
+
+    /// Sends what is left and waits until every message is out.
+    func finish() async {
+        buffer.state.withLock { $0.finished = true }
+        ticks.finish()
+        await flusher.value
+    }
+
+    /// Bytes at the end of `b` that start a UTF-8 sequence not yet complete (0 when none).
+    static func incompleteTail(_ b: [UInt8]) -> Int {
+        var i = b.count - 1
+        var back = 0
+        while i >= 0 && back < 3 && b[i] & 0xC0 == 0x80 {
+            i -= 1
+            back += 1
+        }
+        guard i >= 0 else { return 0 }
+        let lead = b[i]
+        let need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
+        return need > back + 1 ? back + 1 : 0
     }
 }
