@@ -56,7 +56,12 @@ struct CrunSandboxDriver: SandboxDriver {
 
     func finishSetup(box: String) async { await runtime.finishSetup(id: box) }
 
-    func writeEnv(box: String, env: [String: String]) async throws { try await runtime.writeEnv(id: box, env: env) }
+    // writeEnv and spawn are synchronous in the runtime (a rootfs mount and file writes; a
+    // `crun exec` that waits up to 30 s for the PTY): each runs on a thread of its own rather
+    // than holding one of the cooperative pool's threads (two on this machine).
+    func writeEnv(box: String, env: [String: String]) async throws {
+        try await offCooperativePool { [runtime] in try runtime.writeEnv(id: box, env: env) }
+    }
 
     func exec(
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
@@ -71,7 +76,7 @@ struct CrunSandboxDriver: SandboxDriver {
     }
 
     func spawn(box: String, _ spec: SandboxProcessSpec) async throws -> SandboxProcess {
-        try await runtime.spawn(id: box, spec)
+        try await offCooperativePool { [runtime] in try runtime.spawn(id: box, spec) }
     }
 
     func stop(box: String) async throws { try await runtime.stop(id: box) }
@@ -106,4 +111,19 @@ struct CrunSandboxDriver: SandboxDriver {
     func deletePath(box: String, path: String, recursive: Bool) async throws {
         try await runtime.deletePath(id: box, path: path, recursive: recursive)
     }
+}
+
+/// Runs blocking work on a new thread and resumes the caller with its result (as the
+/// runtime's own `prepareHostOffPool` does): a thread costs ~20 µs, far less than what these
+/// calls take, and a dedicated one cannot be starved by other blocking calls the way a
+/// small shared pool can.
+private func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    let result: Result<T, any Error> = await withCheckedContinuation { continuation in
+        let thread = Thread {
+            continuation.resume(returning: Result { try body() })
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+    return try result.get()
 }
