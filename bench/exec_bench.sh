@@ -5,10 +5,13 @@
 #   bench/exec_bench.sh            # release build (built if missing), N=300
 #   N=1000 bench/exec_bench.sh --json
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# Any failure names itself: set -e alone ends the script without a word (a failed command
+# substitution prints nothing), which once made this benchmark exit silently.
+trap 'echo "exec_bench.sh: failed (status $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
+die() { echo "exec_bench.sh: $*" >&2; exit 1; }
+cd "$(dirname "$0")/.."   # this checkout, wherever it is
 BIN=${DEVBOX_BIN:-.build/release/devbox}
 PY=${PY:-.venv/bin/python}
-[ -x "$PY" ] || PY=/work/main/.venv/bin/python
 [ -x "$PY" ] || PY=python3
 N=${N:-300}
 [ -x "$BIN" ] || swift build -c release --product devbox
@@ -29,13 +32,17 @@ DEVBOX_LOG_LEVEL=warning "$BIN" serve --data-dir "$dir/data" --http 127.0.0.1:$p
   2>"$dir/serve.log" &
 pid=$!
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.05; done
+curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || die "serve did not start: $(tail -5 "$dir/serve.log")"
 id=$(curl -sf -X POST "http://127.0.0.1:$port/api/v1/devboxes" -H "X-Provider-Token: $token" \
   -H 'Content-Type: application/json' -d '{"name":"exec-bench"}' | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 for _ in $(seq 600); do
   state=$(curl -sf "http://127.0.0.1:$port/api/v1/devboxes/$id" -H "X-Provider-Token: $token" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["state"])')
   [ "$state" = ready ] && break
-  [ "$state" = failed ] && { echo "devbox failed" >&2; exit 1; }
+  [ "$state" = failed ] && die "devbox $id failed"
   sleep 0.1
 done
-container=$(crun list -q | grep -- "$id\$")
+[ "$state" = ready ] || die "devbox $id not ready after 60 s (state: $state)"
+# The box may come from the warm pool, named wp_… rather than after the devbox: resolve it
+# through its <data>/boxes alias (bench/box_container.py fails with a message if it can't).
+container=$("$PY" bench/box_container.py "$dir/data" "$id")
 "$PY" bench/exec_bench.py --base "http://127.0.0.1:$port" --token "$token" --box "$id" --container "$container" --n "$N" "$@"
