@@ -60,7 +60,13 @@ struct MCPCommand: AsyncParsableCommand {
         options.logger = logger
         let mcp = try DevboxMCPServer.make(
             environment: { _ in DevboxToolEnvironment(backend: backend, credentials: credentials) }, options: options)
-        await MCPStdioTransport.run(server: mcp)
+        var stdio = MCPStdioTransport.Options()
+        // stdin closing means the agent is gone (it exited, or was killed mid-call): cancel what
+        // is still running — a run_command's command is killed, a wait ends — and exit, rather
+        // than live on as an orphan for up to a tool's whole timeout. The moment of grace lets
+        // a client that only closed its end of stdin still read quick answers.
+        stdio.eofGracePeriod = .milliseconds(500)
+        await MCPStdioTransport.run(server: mcp, options: stdio)
     }
 }
 

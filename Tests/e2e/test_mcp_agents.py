@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import time
 
 import anyio
@@ -143,3 +145,90 @@ def test_run_command_progress_arrives_while_it_runs(server, transport, tmp_path)
             assert all("end" not in m for t, m in seen if t < done - 1), seen
             await c.call_tool("delete_devbox", {"devbox_id": box})
     run(go)
+
+
+# -- devbox mcp dies with its client ---------------------------------------------------------------
+
+CLIENT = r'''
+import os, sys, anyio
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+async def main():
+    bin_, args, env, marker = sys.argv[1], sys.argv[2].split("\x1f"), dict(os.environ), sys.argv[3]
+    params = StdioServerParameters(command=bin_, args=args, env=env)
+    async with Client(stdio_client(params), mode="auto", read_timeout_seconds=180) as c:
+        r = await c.call_tool("create_devbox", {"name": "orphan", "wait": True})
+        box = r.structured_content["devbox"]["id"]
+        print("box", box, flush=True)
+        print("calling", flush=True)
+        await c.call_tool("run_command", {"devbox_id": box, "command": f"sleep 6; touch {marker}"})
+
+anyio.run(main)
+'''
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("transport", ["stdio", "remote"])
+def test_devbox_mcp_exits_when_its_client_is_killed_mid_call(server, transport, tmp_path):
+    """SIGKILL the agent while run_command runs: `devbox mcp` sees stdin close, cancels the call
+    (the command is killed: its marker never appears) and is gone within 5 s."""
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT)
+    if transport == "stdio":
+        args, env = ["mcp", "--data-dir", server.data_dir], mcp_env()
+    else:
+        args = ["mcp", "--server", server.base, "--data-dir", str(tmp_path / "unused")]
+        env = mcp_env({"DEVBOX_PROVIDER_TOKEN": server.token})
+    proc = subprocess.Popen([sys.executable, str(script), BIN, "\x1f".join(args), "/workspace/orphan-marker"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+    try:
+        box = None
+        for line in proc.stdout:
+            if line.startswith("box "):
+                box = line.split()[1]
+            if line.startswith("calling"):
+                break
+        assert box, "the client did not get a box"
+        time.sleep(1.0)
+        mcp = [p for p in children(proc.pid) if alive(p)]
+        assert len(mcp) == 1, mcp
+        proc.kill()
+        proc.wait()
+        t0 = time.monotonic()
+        while alive(mcp[0]) and time.monotonic() - t0 < 10:
+            time.sleep(0.05)
+        gone = time.monotonic() - t0
+        assert not alive(mcp[0]), "devbox mcp outlived its client by 10 s"
+        assert gone < 5, f"devbox mcp took {gone:.1f}s to exit"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(7)
+
+    async def check():
+        async with client(server, "http", "auto", tmp_path) as c:
+            r = structured(await c.call_tool("run_command", {"devbox_id": box, "command": "ls /workspace"}), "run_command")
+            assert "orphan-marker" not in r["stdout"], "the command of the killed client ran on"
+            await c.call_tool("delete_devbox", {"devbox_id": box})
+    run(check)
