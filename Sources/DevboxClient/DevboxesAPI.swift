@@ -21,6 +21,32 @@ public struct DevboxesAPI: Sendable {
         try await http.json(DevboxList.self, "GET", "/api/v1/devboxes").devboxes
     }
 
+    /// One page of `GET /api/v1/devboxes` (newest first): only `states` (empty: all), at most
+    /// `limit` (1–500), after `cursor` (the previous page's `nextCursor`).
+    public func list(states: [DevboxState], limit: Int = 100, cursor: String? = nil) async throws -> DevboxPage {
+        var query = states.map { "state=\($0.rawValue)" } + ["limit=\(limit)"]
+        if let cursor {
+            // Cursors are base64url: nothing to escape, but never trust that blindly.
+            guard cursor.utf8.allSatisfy({ $0 < 0x80 && (isalnum(Int32($0)) != 0 || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")) }) else {
+                throw DevboxClientError.invalidArgument("cursor is not one the server gave out")
+            }
+            query.append("cursor=\(cursor)")
+        }
+        return try await http.json(DevboxPage.self, "GET", "/api/v1/devboxes?" + query.joined(separator: "&"))
+    }
+
+    /// Every devbox in `states`, page by page.
+    public func listAll(states: [DevboxState]) async throws -> [Devbox] {
+        var out: [Devbox] = []
+        var cursor: String?
+        repeat {
+            let page = try await list(states: states, limit: 500, cursor: cursor)
+            out += page.devboxes
+            cursor = page.nextCursor
+        } while cursor != nil
+        return out
+    }
+
     /// `GET /api/v1/devboxes/:id`.
     public func get(_ id: String) async throws -> Devbox {
         try await http.json(Devbox.self, "GET", "/api/v1/devboxes/\(try HTTPCore.segment(id))")

@@ -377,6 +377,17 @@ public struct DevboxOperation: Codable, Sendable, Equatable {
 }
 
 /// `GET /api/v1/devboxes` body.
+/// `GET /api/v1/devboxes?state=…&limit=…&cursor=…` body: a page and the next page's cursor.
+public struct DevboxPage: Codable, Sendable {
+    public var devboxes: [Devbox]
+    public var nextCursor: String?
+    public init(devboxes: [Devbox], nextCursor: String?) {
+        self.devboxes = devboxes
+        self.nextCursor = nextCursor
+    }
+    enum CodingKeys: String, CodingKey { case devboxes, nextCursor = "next_cursor" }
+}
+
 public struct DevboxList: Codable, Sendable {
     public var devboxes: [Devbox]
     public init(devboxes: [Devbox]) { self.devboxes = devboxes }

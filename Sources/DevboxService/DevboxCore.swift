@@ -204,6 +204,19 @@ public final class DevboxCore: Sendable {
         do { return try await db.devboxes(userId: principal.userId) } catch { throw storageFailure(error) }
     }
 
+    /// A page of the list (newest first) and the cursor of the next one (nil: last page).
+    public func listDevboxes(_ principal: Principal, page: DevboxPageRequest) async throws(ServiceError) -> (devboxes: [Devbox], next: String?) {
+        if let limit = page.limit, !(1...500).contains(limit) {
+            throw .validation(field: "limit", message: "limit must be between 1 and 500")
+        }
+        do {
+            let r = try await db.devboxPage(userId: principal.userId, page)
+            return (r.devboxes, r.next?.encoded)
+        } catch {
+            throw storageFailure(error)
+        }
+    }
+
     /// Another user's devbox answers exactly like an unknown one.
     public func devbox(_ principal: Principal, id: String) async throws(ServiceError) -> Devbox {
         let found: Devbox?

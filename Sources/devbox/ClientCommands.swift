@@ -211,15 +211,21 @@ struct ProgressWaiter {
 
 struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "list", abstract: "List your devboxes.", discussion: CLIExit.help)
+        commandName: "list", abstract: "List your devboxes (destroyed ones only with --all).", discussion: CLIExit.help)
     @OptionGroup var connection: ConnectionOptions
     @Flag(help: "Print the API's JSON.") var json = false
+    @Flag(help: "Also show destroyed devboxes (the server keeps them for DEVBOX_DESTROYED_RETENTION).") var all = false
+
+    static let live: [DevboxState] = DevboxState.allCases.filter { $0 != .destroyed }
 
     func run() async throws {
         try await runClient {
             let client = try connection.makeClient()
-            if json { return printJSON(try await client.rawRequest("GET", path: "/api/v1/devboxes")) }
-            let boxes = try await client.devboxes.list()
+            if json {
+                let path = all ? "/api/v1/devboxes" : "/api/v1/devboxes?" + Self.live.map { "state=\($0.rawValue)" }.joined(separator: "&")
+                return printJSON(try await client.rawRequest("GET", path: path))
+            }
+            let boxes = all ? try await client.devboxes.list() : try await client.devboxes.listAll(states: Self.live)
             guard !boxes.isEmpty else { return print("no devboxes") }
             print(
                 table(

@@ -114,6 +114,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let v = try number("DEVBOX_LIFETIME_MIN_SECONDS", min: 1) { core.lifetimes.minimumSeconds = v }
         if let v = try number("DEVBOX_LIFETIME_CHECK_SECONDS", min: 1) { core.lifetimes.checkInterval = .seconds(v) }
+        if let v = try number("DEVBOX_DESTROYED_RETENTION", min: 0) { core.lifetimes.destroyedRetentionSeconds = v == 0 ? nil : v }
         if let v = try number("DEVBOX_DEFAULT_IDLE_TIMEOUT", min: 0) {
             guard v == 0 || v >= core.lifetimes.minimumSeconds else {
                 throw ConfigurationError("DEVBOX_DEFAULT_IDLE_TIMEOUT must be 0 (off) or at least \(core.lifetimes.minimumSeconds)")

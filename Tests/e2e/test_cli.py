@@ -404,3 +404,19 @@ def test_github_status(server):
     else:  # the integration is not built in yet: still one clear line
         assert r.returncode == 1
         one_error_line(r)
+
+
+def test_list_hides_destroyed_devboxes_unless_all(server):
+    gone = server.create({"name": "cli-gone"})
+    server.wait_state(gone["id"])
+    server.request("DELETE", f"/api/v1/devboxes/{gone['id']}")
+    live = server.create({"name": "cli-live"})
+    for args in (("list",), ("list", "--json")):
+        r = devbox(server, *args)
+        assert r.returncode == 0, r.stderr
+        assert live["id"] in r.stdout and gone["id"] not in r.stdout, args
+    for args in (("list", "--all"), ("list", "--all", "--json")):
+        r = devbox(server, *args)
+        assert r.returncode == 0, r.stderr
+        assert live["id"] in r.stdout and gone["id"] in r.stdout, args
+    server.request("DELETE", f"/api/v1/devboxes/{live['id']}")

@@ -31,8 +31,43 @@ struct DevboxesController {
         return try JSONIO.response(devbox, status: .accepted)
     }
 
+    /// Every devbox (the seed's answer), or with `state` (repeatable), `limit` (1–500) or
+    /// `cursor` a page, newest first, with `next_cursor` (null on the last page).
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
-        JSONIO.rawJSON(DevboxWireJSON.devboxList(try await core.listDevboxes(try context.requirePrincipal())))
+        let principal = try context.requirePrincipal()
+        let q = request.uri.queryParameters
+        let stateValues: [String] = q.getAll("state")
+        let limitText = q.get("limit")
+        let cursorText = q.get("cursor")
+        if stateValues.isEmpty && limitText == nil && cursorText == nil {
+            return JSONIO.rawJSON(DevboxWireJSON.devboxList(try await core.listDevboxes(principal)))
+        }
+        var page = DevboxPageRequest()
+        if !stateValues.isEmpty {
+            var states = Set<DevboxState>()
+            for v in stateValues.flatMap({ $0.split(separator: ",").map(String.init) }) {
+                guard let s = DevboxState(rawValue: v) else {
+                    throw ServiceError.validation(
+                        field: "state", message: "unknown state '\(v)'; states: \(DevboxState.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                states.insert(s)
+            }
+            page.states = states
+        }
+        if let limitText {
+            guard let n = Int(limitText) else {
+                throw ServiceError.validation(field: "limit", message: "limit must be a whole number between 1 and 500")
+            }
+            page.limit = n
+        }
+        if let cursorText {
+            guard let c = DevboxCursor(encoded: cursorText) else {
+                throw ServiceError.validation(field: "cursor", message: "cursor is not one this server gave out (next_cursor)")
+            }
+            page.after = c
+        }
+        let r = try await core.listDevboxes(principal, page: page)
+        return JSONIO.rawJSON(DevboxWireJSON.devboxPage(r.devboxes, next: r.next))
     }
 
     @Sendable func get(_ request: Request, context: AppRequestContext) async throws -> Response {

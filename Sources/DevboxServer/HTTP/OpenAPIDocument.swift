@@ -115,7 +115,12 @@ enum OpenAPIDocument {
         "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateDevboxRequest"}}}},
         "responses": {"202": {"description": "Accepted", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Devbox"}}}},
           "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}},
-      "get": {"summary": "List the caller's devboxes", "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"devboxes": {"type": "array", "items": {"$ref": "#/components/schemas/Devbox"}}}}}}}, "401": {"$ref": "#/components/responses/Error"}}}
+      "get": {"summary": "List the caller's devboxes, newest first: every one (destroyed ones for DEVBOX_DESTROYED_RETENTION), or with state/limit/cursor a page with next_cursor",
+        "parameters": [
+          {"name": "state", "in": "query", "required": false, "style": "form", "explode": true, "description": "Only these states (repeatable, or comma-separated)", "schema": {"type": "array", "items": {"type": "string", "enum": ["requested", "provisioning", "ready", "stopped", "destroyed", "failed"]}}},
+          {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+          {"name": "cursor", "in": "query", "required": false, "description": "next_cursor of the previous page", "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"devboxes": {"type": "array", "items": {"$ref": "#/components/schemas/Devbox"}}, "next_cursor": {"type": ["string", "null"], "description": "Present when state, limit or cursor was given; null on the last page"}}}}}}, "401": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}}
     },
     "/api/v1/devboxes/{id}": {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],

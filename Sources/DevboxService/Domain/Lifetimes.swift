@@ -20,6 +20,9 @@ public struct LifetimeSettings: Sendable, Equatable {
     public var checkInterval: Duration = .seconds(10)
     /// Activity is written to the database at most this often per devbox.
     public var activityWriteInterval: TimeInterval = 2
+    /// A destroyed devbox stays visible (GET, list, operations) this long, then it is purged
+    /// with its operations (`DEVBOX_DESTROYED_RETENTION`; nil keeps them forever).
+    public var destroyedRetentionSeconds: Int? = 24 * 3600
 
     public init() {}
 

@@ -48,6 +48,19 @@ extension DevboxCore {
                 await expire(id)
             }
         }
+        await purgeDestroyed(now: now)
+    }
+
+    /// Deletes destroyed devboxes past the retention period, with their operations,
+    /// repositories and sessions (the schema cascades); GET by id answers 404 afterwards.
+    func purgeDestroyed(now: Date = Date()) async {
+        guard let retention = configuration.lifetimes.destroyedRetentionSeconds else { return }
+        do {
+            let purged = try await db.purgeDestroyed(before: now.addingTimeInterval(-TimeInterval(retention)))
+            if purged > 0 { logger.info("purged destroyed devboxes", metadata: ["count": "\(purged)"]) }
+        } catch {
+            logger.error("purging destroyed devboxes failed: \(error)")
+        }
     }
 
     /// Destroys a devbox whose lifetime ended (as DELETE does, without a caller).

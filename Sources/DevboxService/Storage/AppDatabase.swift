@@ -232,6 +232,13 @@ public final class AppDatabase: Sendable {
             // The egress policy as JSON ({"egress", "allow", "deny"}); NULL is allow_all.
             try db.execute(sql: "ALTER TABLE devboxes ADD COLUMN network TEXT")
         }
+        m.registerMigration("v6-list-pages") { db in
+            // Pages of a user's list (newest first) and the purge of destroyed devboxes.
+            try db.execute(sql: """
+                CREATE INDEX devboxes_user_created ON devboxes(user_id, created_at, id);
+                CREATE INDEX devboxes_destroyed ON devboxes(state, destroyed_at);
+                """)
+        }
         return m
     }
 }

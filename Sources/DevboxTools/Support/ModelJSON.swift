@@ -74,4 +74,10 @@ public enum DevboxWireJSON {
     public static func devboxList(_ list: [Devbox]) -> [UInt8] {
         JSONValue.object(["devboxes": .array(list.map(ToolJSON.devbox))]).serialized()
     }
+
+    /// `{"devboxes": [...], "next_cursor": "…" | null}`: a page of the list.
+    public static func devboxPage(_ list: [Devbox], next: String?) -> [UInt8] {
+        JSONValue.object(["devboxes": .array(list.map(ToolJSON.devbox)), "next_cursor": next.map { .string($0) } ?? .null])
+            .serialized()
+    }
 }
