@@ -49,6 +49,7 @@ private struct NoSandbox: SandboxDriver {
     func startNetworks(policies: [String: EgressPolicy]) async throws { throw Refused() }
     func setEgressPolicy(box: String, _ policy: EgressPolicy) async throws { throw Refused() }
     func networkInfo(box: String) -> BoxNetworkInfo? { nil }
+    var isolatesNetworks: Bool { false }
     func connectInBox(box: String, port: UInt16) async throws -> Int32? { throw Refused() }
     func runSetupCommand(box: String, command: String, timeout: Duration, outputLimit: Int) async throws -> BoxExecResult? {
         throw Refused()

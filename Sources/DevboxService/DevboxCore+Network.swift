@@ -18,6 +18,15 @@ extension DevboxCore {
         DevboxNetwork(egress: p.egress.rawValue, allow: p.allow, deny: p.deny)
     }
 
+    /// A policy other than allow_all needs boxes on networks of their own: stored but not
+    /// enforced would be worse than refused.
+    func requireEnforceable(_ n: DevboxNetwork) throws(ServiceError) {
+        guard n != .allowAll, !sandbox.isolatesNetworks else { return }
+        throw .validation(
+            field: "network",
+            message: "this server runs boxes on the host's network (DEVBOX_NETWORK=host), so an egress policy cannot be enforced; only allow_all is accepted")
+    }
+
     public func network(_ principal: Principal, id: String) async throws(ServiceError) -> DevboxNetwork {
         try await devbox(principal, id: id).network
     }
@@ -27,6 +36,7 @@ extension DevboxCore {
     /// follow it at once; connections already open are kept.
     public func setNetwork(_ principal: Principal, id: String, _ n: DevboxNetwork) async throws(ServiceError) -> DevboxNetwork {
         let policy = try Self.egressPolicy(n)
+        try requireEnforceable(Self.normalized(policy))
         let current = try await devbox(principal, id: id)
         guard current.state != .destroyed else { throw .conflict("devbox \(id) is destroyed; create a new devbox") }
         let normalized = Self.normalized(policy)

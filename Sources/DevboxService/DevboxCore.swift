@@ -153,6 +153,7 @@ public final class DevboxCore: Sendable {
     ) async throws(ServiceError) -> Devbox {
         let v = try CreateValidation.validate(
             request, plans: configuration.plans, defaultPlan: configuration.defaultPlan, lifetimes: configuration.lifetimes)
+        try requireEnforceable(v.network)
         if v.credentialProfile.injectClaudeToken && (tokens.claudeToken ?? "").isEmpty {
             throw .validation(
                 field: "X-Claude-Token",

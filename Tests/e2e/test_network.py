@@ -306,3 +306,14 @@ def test_a_clash_with_a_host_route_is_refused_at_start(fresh_server):
     s.start(wait=False)
     assert s.proc.wait(timeout=30) != 0
     assert "DEVBOX_NETWORK_CIDR 192.0.2.0/24 overlaps" in s.log()
+
+
+def test_policies_are_refused_where_boxes_share_the_host_network(fresh_server):
+    s = fresh_server(env={"DEVBOX_NETWORK": "host", "DEVBOX_WARM_POOL": "0"}).start()
+    r = s.request("POST", "/api/v1/devboxes", json_body={"name": "h", "network": {"egress": "deny_all"}})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "network", r.text
+    d = ready(s, {"name": "h"})
+    assert d["network"]["egress"] == "allow_all"
+    r = s.request("PATCH", f"/api/v1/devboxes/{d['id']}/network", json_body={"egress": "deny_all"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "network", r.text
+    assert s.network_leftovers() == {}

@@ -49,6 +49,8 @@ public protocol SandboxDriver: Sendable {
     func startNetworks(policies: [String: EgressPolicy]) async throws
     /// Replaces the egress policy of a running or stopped box.
     func setEgressPolicy(box: String, _ policy: EgressPolicy) async throws
+    /// True when every box has a network of its own (egress policies can be enforced).
+    var isolatesNetworks: Bool { get }
     /// The box's address and gateway; nil when boxes share the host's network.
     func networkInfo(box: String) -> BoxNetworkInfo?
     /// A TCP connection made from inside the box's network (its 127.0.0.1:`port`); nil when
