@@ -54,6 +54,8 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     SessionsController(core: system.core).register(on: api, table: system.routes)
     GitHubController(core: system.core).register(on: api, table: system.routes)
     MCPController(core: system.core, logger: system.logger).register(on: api, table: system.routes)
+    // Exposed ports: the API's credentials or the dashboard's cookie (checked in the controller).
+    PortsController(core: system.core).register(on: router, table: system.routes)
     // The dashboard authenticates with its own session cookie (not behind AuthMiddleware).
     DashboardController(core: system.core, logger: system.logger).register(on: router, table: system.routes)
     return router

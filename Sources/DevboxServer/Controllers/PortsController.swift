@@ -1,0 +1,270 @@
+import DevboxModel
+import DevboxService
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import NIOHTTP1
+
+/// `/api/v1/devboxes/:id/ports/:port[/<path>]`: HTTP to a port inside a devbox (issue 17,
+/// "Exposed ports"). The connection is made from inside the box's network namespace
+/// (`DevboxCore.connectPort`), so an app bound to the box's 127.0.0.1 answers and nothing
+/// of the host's is reachable.
+///
+/// Authentication: the API's (`X-Provider-Token`, optional user bearer) or the dashboard's
+/// session cookie, so the dashboard can link here. Not behind `AuthMiddleware` for that
+/// reason; `authenticate` does the same checks.
+///
+/// What the app in the box sees: the path after the prefix, the query, the caller's headers
+/// without its credentials (`Authorization`, `X-Provider-Token`, `Cookie`, the AI-token and
+/// CSRF headers) and without hop-by-hop headers; `Host: 127.0.0.1:<port>` and
+/// `X-Forwarded-Prefix: /api/v1/devboxes/<id>/ports/<port>`.
+///
+/// What the caller gets: the app's status, headers (hop-by-hop removed) and body, streamed
+/// both ways. The app is hostile by assumption and its pages are served from the
+/// dashboard's origin, so every response carries `Content-Security-Policy: sandbox …`
+/// without `allow-same-origin`: in a browser the page runs in an opaque origin, its scripts
+/// cannot read the dashboard or the API, and the dashboard's SameSite=Strict cookie is not
+/// sent with its own requests. Its `Set-Cookie` headers are dropped (its cookies would
+/// land on the dashboard's origin, and none reach it anyway: `Cookie` is stripped).
+///
+/// WebSocket (any `Upgrade`) is answered 501: Hummingbird 2 gives a route no way to take
+/// over its connection after a 101 (hummingbird-websocket does it with its own server
+/// channel), so upgrades are not proxied yet.
+struct PortsController {
+    let core: DevboxCore
+
+    static let methods: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete, .head, .options]
+
+    func register(on router: some RouterMethods<AppRequestContext>, table: RouteTable) {
+        for method in Self.methods {
+            // openapi.json (and its test) describe get/post/put/patch/delete; HEAD and
+            // OPTIONS are routed the same way and named in the path's description.
+            if ![.head, .options].contains(method) {
+                table.record(method, "/api/v1/devboxes/:id/ports/:port")
+                table.record(method, "/api/v1/devboxes/:id/ports/:port/:path")
+            }
+            router.on(RouterPath("/api/v1/devboxes/:id/ports/:port"), method: method, use: proxy)
+            router.on(RouterPath("/api/v1/devboxes/:id/ports/:port/**"), method: method, use: proxy)
+        }
+        // The dashboard's "open port" form (GET with ?port=N) lands here.
+        table.record(.get, "/api/v1/devboxes/:id/ports")
+        router.on(RouterPath("/api/v1/devboxes/:id/ports"), method: .get, use: redirectToPort)
+    }
+
+    // MARK: Authentication
+
+    /// The API's credentials when the request carries any; else the dashboard's session cookie.
+    /// With the cookie, a state-changing method must come from this service's own origin, as
+    /// the dashboard's forms must (`Web.originAllowed`): another site on this host (same
+    /// site, so the SameSite=Strict cookie goes along) cannot post to a box's app as the user.
+    func authenticate(_ request: Request) async throws -> Principal {
+        let apiCredentials =
+            request.headers[HTTPField.Name("X-Provider-Token")!] != nil || request.headers[.authorization] != nil
+        if !apiCredentials, let cookie = Web.cookie(request, Web.sessionCookie) {
+            guard let session = try await core.dashboardSession(cookie: cookie) else {
+                throw ServiceError.unauthorized("the dashboard session has expired; sign in again")
+            }
+            if ![.get, .head, .options].contains(request.method), !Web.originAllowed(request, publicURL: core.publicURL) {
+                throw CrossOrigin()
+            }
+            return session.principal
+        }
+        if !apiCredentials {
+            throw ServiceError.unauthorized("missing X-Provider-Token header (or a dashboard session cookie)")
+        }
+        return try await AuthMiddleware.authenticate(request, core: core)
+    }
+
+    static func port(_ raw: String?) throws(ServiceError) -> UInt16 {
+        guard let raw, raw.utf8.count <= 5, raw.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int(raw),
+            (1...65535).contains(n)
+        else {
+            throw .validation(field: "port", message: "port must be a number from 1 to 65535")
+        }
+        return UInt16(n)
+    }
+
+    // MARK: Routes
+
+    @Sendable func redirectToPort(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let principal = try await authenticate(request)
+        let id = try context.parameters.require("id")
+        let port = try Self.port(request.uri.queryParameters["port"].map(String.init))
+        _ = try await core.devbox(principal, id: id)
+        return Response(status: .seeOther, headers: [.location: "/api/v1/devboxes/\(id)/ports/\(port)/"])
+    }
+
+    struct CrossOrigin: Error {}
+
+    @Sendable func proxy(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let principal: Principal
+        do {
+            principal = try await authenticate(request)
+        } catch is CrossOrigin {
+            return try JSONIO.response(
+                APIErrorBody(
+                    code: "forbidden",
+                    message: "a \(request.method) with the dashboard's cookie must come from this service's own pages (Origin check)"),
+                status: .forbidden)
+        }
+        let id = try context.parameters.require("id")
+        let rawPort = context.parameters.get("port")
+        let port = try Self.port(rawPort)
+        let prefix = "/api/v1/devboxes/\(id)/ports/\(rawPort ?? "\(port)")"
+
+        if PortHeaders.isUpgrade(request.headers) {
+            try await core.checkPortAccess(principal, id: id)
+            return try JSONIO.response(
+                APIErrorBody(
+                    code: "not_implemented",
+                    message: "WebSocket and other protocol upgrades are not proxied; reach port \(port) with ssh -L through the gateway"),
+                status: .notImplemented)
+        }
+
+        let fd: Int32?
+        do {
+            fd = try await core.connectPort(principal, id: id, port: port)
+        } catch let e as PortUnreachable {
+            return try Self.badGateway(port: port, "nothing answers on port \(port) in devbox \(id) (\(e.reason))")
+        }
+
+        let upstream: PortProxy.Upstream
+        do {
+            upstream = try await PortProxy.connect(fd: fd, port: Int(port))
+        } catch {
+            return try Self.badGateway(port: port, "nothing answers on port \(port) in devbox \(id)")
+        }
+
+        let (head, hasBody) = PortHeaders.requestHead(request, port: port, prefix: prefix)
+        let answer: PortProxy.Answer
+        do {
+            answer = try await PortProxy.exchange(on: upstream, head: head, body: hasBody ? request.body : nil)
+        } catch let e as PortProxy.Failure {
+            return try Self.badGateway(port: port, "the app on port \(port) in devbox \(id) \(e)")
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            return try Self.badGateway(port: port, "the connection to port \(port) in devbox \(id) failed before a response")
+        }
+
+        let (headers, contentLength) = PortHeaders.responseFields(answer.head.headers)
+        let status = HTTPResponse.Status(code: Int(answer.head.status.code), reasonPhrase: answer.head.status.reasonPhrase)
+        return Response(status: status, headers: headers, body: PortProxy.responseBody(answer, contentLength: contentLength))
+    }
+
+    static func badGateway(port: UInt16, _ message: String) throws -> Response {
+        try JSONIO.response(APIErrorBody(code: "bad_gateway", message: message, field: "port"), status: .badGateway)
+    }
+}
+
+/// Header rules of the port proxy.
+enum PortHeaders {
+    /// Never forwarded to the app: the caller's credentials.
+    static let credentials: Set<String> = [
+        "authorization", "proxy-authorization", "x-provider-token", "cookie", "x-claude-token", "x-codex-token", "x-csrf-token",
+    ]
+    /// Hop-by-hop (RFC 9110 §7.6.1), plus framing NIO sets itself and `Expect` (the body is
+    /// streamed up at once; an interim 100 from the app is dropped).
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+        "proxy-authenticate", "http2-settings",
+    ]
+    /// Dropped from the app's response (see `PortsController`): cookies for the dashboard's
+    /// origin, and headers that would bind the whole host (HSTS) or wipe the dashboard's data.
+    static let refusedResponse: Set<String> = [
+        "set-cookie", "set-cookie2", "strict-transport-security", "clear-site-data", "content-security-policy-report-only",
+    ]
+    static let sandboxPolicy = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
+
+    static func isUpgrade(_ headers: HTTPFields) -> Bool {
+        headers[.upgrade] != nil
+            || headers[values: .connection].contains { $0.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" } }
+    }
+
+    /// Names listed in `Connection` (hop-by-hop by declaration).
+    static func connectionTokens(_ values: [String]) -> Set<String> {
+        var out = Set<String>()
+        for v in values {
+            for t in v.split(separator: ",") { out.insert(t.trimmingCharacters(in: .whitespaces).lowercased()) }
+        }
+        return out
+    }
+
+    /// The request as the app gets it, and whether it has a body to stream up.
+    static func requestHead(_ request: Request, port: UInt16, prefix: String) -> (HTTPRequestHead, Bool) {
+        let drop = connectionTokens(request.headers[values: .connection])
+        var headers = HTTPHeaders()
+        var contentLength: String?
+        var chunked = false
+        for field in request.headers {
+            let name = field.name.canonicalName
+            switch name {
+            case "content-length": contentLength = field.value
+            case "transfer-encoding": chunked = chunked || field.value.lowercased().contains("chunked")
+            case "host", "expect", "x-forwarded-prefix": continue
+            default:
+                if credentials.contains(name) || hopByHop.contains(name) || drop.contains(name) { continue }
+                headers.add(name: field.name.rawName, value: field.value)
+            }
+        }
+        headers.add(name: "Host", value: "127.0.0.1:\(port)")
+        headers.add(name: "X-Forwarded-Prefix", value: prefix)
+        headers.add(name: "Connection", value: "close")
+        let method = HTTPMethod(rawValue: request.method.rawValue)
+        var hasBody = false
+        if let contentLength {
+            headers.add(name: "Content-Length", value: contentLength)
+            hasBody = contentLength != "0"
+        } else if chunked {
+            headers.add(name: "Transfer-Encoding", value: "chunked")
+            hasBody = true
+        } else if [.POST, .PUT, .PATCH].contains(method) {
+            headers.add(name: "Content-Length", value: "0")
+        }
+        let head = HTTPRequestHead(version: .http1_1, method: method, uri: path(request, prefixSegments: 7), headers: headers)
+        return (head, hasBody)
+    }
+
+    /// The target without `/api/v1/devboxes/<id>/ports/<port>`, as the caller wrote it
+    /// (still percent-encoded, query kept); "/" when nothing follows the prefix.
+    static func path(_ request: Request, prefixSegments: Int) -> String {
+        var raw = request.head.path ?? "/"
+        if !raw.hasPrefix("/") {  // absolute-form target: the parsed path and query
+            raw = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
+        }
+        let queryStart = raw.firstIndex(of: "?") ?? raw.endIndex
+        let segments = raw[..<queryStart].split(separator: "/", omittingEmptySubsequences: false)
+        let rest = segments.dropFirst(prefixSegments).joined(separator: "/")
+        return "/" + rest + raw[queryStart...]
+    }
+
+    /// The app's response headers as the caller gets them, and its Content-Length if any.
+    static func responseFields(_ headers: HTTPHeaders) -> (HTTPFields, Int?) {
+        let drop = connectionTokens(headers[canonicalForm: "connection"].map(String.init))
+        var out = HTTPFields()
+        var contentLength: Int?
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            if lower == "content-length" {
+                contentLength = Int(value)
+                continue
+            }
+            if hopByHop.contains(lower) || drop.contains(lower) || refusedResponse.contains(lower) { continue }
+            guard let n = HTTPField.Name(name) else { continue }
+            out.append(HTTPField(name: n, value: value))
+        }
+        out.append(HTTPField(name: HTTPField.Name("Content-Security-Policy")!, value: sandboxPolicy))
+        return (out, contentLength)
+    }
+
+    /// Trailers as HTTPFields (names NIO accepted but HTTPTypes refuses are dropped).
+    static func fields(_ headers: HTTPHeaders) -> HTTPFields {
+        var out = HTTPFields()
+        for (name, value) in headers {
+            guard let n = HTTPField.Name(name) else { continue }
+            out.append(HTTPField(name: n, value: value))
+        }
+        return out
+    }
+}
