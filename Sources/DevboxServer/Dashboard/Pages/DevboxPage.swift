@@ -211,27 +211,6 @@ enum DevboxPage {
         return "ssh -p \(s.ssh.port) -o StrictHostKeyChecking=accept-new \(s.ssh.username)@\(host)"
     }
 
-    static func command(_ s: AccessSessionInfo) -> String {
-        let host = s.ssh.host.contains(":") ? "[\(s.ssh.host)]" : s.ssh.host
-        return "ssh -p \(s.ssh.port) -o StrictHostKeyChecking=accept-new \(s.ssh.username)@\(host)"
-    }
-
-    /// "Open port N": a GET form to the port proxy's redirect (`/api/v1/devboxes/:id/ports?port=N`),
-    /// which signs in with this page's cookie. The page opens in a new tab, sandboxed.
-    static func ports(_ d: Devbox) -> HTML {
-        guard d.state == .ready else { return "<p class=\"hint\">Ports can be opened once the devbox is ready.</p>" }
-        return """
-            <form method="get" action="/api/v1/devboxes/\(d.id)/ports" class="row" id="open-port-form" target="_blank" rel="noopener noreferrer">
-              <div class="field small">
-                <label for="port">Port</label>
-                <input id="port" name="port" type="number" min="1" max="65535" required inputmode="numeric" placeholder="8000">
-              </div>
-              <button type="submit" class="secondary" id="open-port">Open port</button>
-            </form>
-            <p class="hint">An HTTP server in the devbox (on its 127.0.0.1 or any address) at <code>/api/v1/devboxes/\(d.id)/ports/&lt;port&gt;/</code>. The page runs sandboxed: it cannot use this dashboard's session for its own scripts, styles or links.</p>
-            """
-    }
-
     /// "Open port N": a GET form to the port proxy's redirect (`/api/v1/devboxes/:id/ports?port=N`),
     /// which signs in with this page's cookie. The page opens in a new tab, sandboxed.
     static func ports(_ d: Devbox) -> HTML {
