@@ -18,12 +18,19 @@ struct ImageCommand: AsyncParsableCommand {
                 """)
         @OptionGroup var data: DataDirOptions
         @Option(help: "Debian suite.") var suite = "bookworm"
-        @Option(help: "Debian mirror (default: the first one in the host's apt sources).") var mirror: String?
+        @Option(help: "Debian mirror URL (default: the host's apt sources' mirror for the suite; required without one).")
+        var mirror: String?
         @Option(help: "Extra packages, comma-separated.") var include: String?
 
         func run() async throws {
             guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/debootstrap") else {
                 fail("debootstrap is not installed (apt-get install debootstrap)")
+            }
+            let source: String
+            do {
+                source = try BaseImage.resolveMirror(explicit: mirror, suite: suite)
+            } catch let e as BaseImage.MirrorError {
+                fail(e.description)
             }
             let images = data.resolved + "/images"
             try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -32,7 +39,6 @@ struct ImageCommand: AsyncParsableCommand {
             try? FileManager.default.removeItem(atPath: building)
             var packages = BaseImage.packages
             if let include { packages += include.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
-            let source = mirror ?? BaseImage.hostMirror() ?? "http://deb.debian.org/debian"
             let status = try run(
                 "/usr/sbin/debootstrap",
                 ["--variant=minbase", "--include=\(packages.joined(separator: ","))", suite, building, source])
