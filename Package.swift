@@ -53,13 +53,17 @@ let package = Package(
             swiftSettings: strict),
         // Request/response types shared by the server, the client SDK and the MCP tools.
         .target(name: "DevboxModel", swiftSettings: strict),
-        // Fernet, key ring, token hashing, JWT verification.
+        // Fernet, key ring, token hashing, JWT verification (static keys or an OpenID provider's).
         .target(
             name: "DevboxSecurity",
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                "HTTPClientSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
         // The service layer: storage, provisioning pipeline, sandboxes, secrets, auth.
@@ -133,6 +137,7 @@ let package = Package(
             name: "DevboxSecurityTests",
             dependencies: [
                 "DevboxSecurity",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "JWTKit", package: "jwt-kit"),

@@ -120,13 +120,28 @@ public struct UserTokenVerifier: Sendable {
             self.hmacKeys = nil
         }
         if let jwksJSON {
-            self.jwksEntries = try await Self.parseJWKS(jwksJSON)
+            self.jwksEntries = try await Self.parseJWKS(jwksJSON, skippingUnusableKeys: false)
         } else {
             self.jwksEntries = []
         }
         self.issuer = issuer
         self.audience = audience
     }
+
+    /// A verifier for a key set fetched from an OpenID provider (`OIDCUserTokenVerifier`): RS256
+    /// and ES256 only, `iss` and `aud` always checked. Keys this verifier cannot use (a short RSA
+    /// key, private material, a repeated `kid`, an EC key without coordinates…) are skipped
+    /// rather than failing the whole set, so one odd key at the issuer does not lock every user
+    /// out; a set with no usable key at all is still refused.
+    init(remoteJWKS jwksJSON: String, issuer: String, audience: String) async throws {
+        self.hmacKeys = nil
+        self.jwksEntries = try await Self.parseJWKS(jwksJSON, skippingUnusableKeys: true)
+        self.issuer = issuer
+        self.audience = audience
+    }
+
+    /// The `kid`s of the usable keys (for logs).
+    var keyIdentifiers: [String] { jwksEntries.map { $0.kid ?? "(no kid)" } }
 
     /// Verifies a bearer token (a leading `Bearer ` is tolerated) and returns its subject.
     /// - Throws: `UserTokenError`, whose descriptions never include the token.
@@ -248,7 +263,7 @@ public struct UserTokenVerifier: Sendable {
         let k: String?
     }
 
-    private static func parseJWKS(_ json: String) async throws -> [JWKSEntry] {
+    private static func parseJWKS(_ json: String, skippingUnusableKeys lenient: Bool) async throws -> [JWKSEntry] {
         let raw: RawJWKS
         do {
             raw = try JSONDecoder().decode(RawJWKS.self, from: Data(json.utf8))
@@ -258,13 +273,18 @@ public struct UserTokenVerifier: Sendable {
         var entries: [JWKSEntry] = []
         for (index, jwk) in raw.keys.enumerated() {
             let name = "key \(index + 1)" + (jwk.kid.map { " (kid \"\($0)\")" } ?? "")
+            // A key that cannot be used fails a configured set, and is skipped in a fetched one.
+            func unusable(_ reason: String) throws {
+                if !lenient { throw UserTokenVerifierConfigurationError.invalidJWKS(reason: reason) }
+            }
             guard jwk.d == nil, jwk.p == nil, jwk.q == nil, jwk.k == nil else {
-                throw UserTokenVerifierConfigurationError.invalidJWKS(
-                    reason: "\(name) contains private or symmetric key material; publish public keys only")
+                try unusable("\(name) contains private or symmetric key material; publish public keys only")
+                continue
             }
             guard jwk.use == nil || jwk.use == "sig" else { continue }
             if let kid = jwk.kid, entries.contains(where: { $0.kid == kid }) {
-                throw UserTokenVerifierConfigurationError.invalidJWKS(reason: "\(name) repeats a kid")
+                try unusable("\(name) repeats a kid")
+                continue
             }
             // A kid is needed by jwt-kit; key-less entries get one that no header can name,
             // and are only used for tokens without `kid`.
@@ -274,19 +294,21 @@ public struct UserTokenVerifier: Sendable {
             switch (jwk.kty, jwk.alg) {
             case ("RSA", nil), ("RSA", "RS256"):
                 guard let n = jwk.n, let e = jwk.e else {
-                    throw UserTokenVerifierConfigurationError.invalidJWKS(reason: "\(name) is an RSA key without n or e")
+                    try unusable("\(name) is an RSA key without n or e")
+                    continue
                 }
                 let bits = modulusBits(n)
                 guard bits >= 2048 else {
-                    throw UserTokenVerifierConfigurationError.invalidJWKS(
-                        reason: "\(name) is a \(bits)-bit RSA key; at least 2048 bits are required")
+                    try unusable("\(name) is a \(bits)-bit RSA key; at least 2048 bits are required")
+                    continue
                 }
                 algorithm = "RS256"
                 publicKey = .rsa(.rs256, identifier: identifier, modulus: n, exponent: e)
             case ("EC", nil), ("EC", "ES256"):
                 guard jwk.crv == "P-256" else { continue }
                 guard let x = jwk.x, let y = jwk.y else {
-                    throw UserTokenVerifierConfigurationError.invalidJWKS(reason: "\(name) is an EC key without x or y")
+                    try unusable("\(name) is an EC key without x or y")
+                    continue
                 }
                 algorithm = "ES256"
                 publicKey = .ecdsa(.es256, identifier: identifier, x: x, y: y, curve: .p256)
@@ -297,7 +319,8 @@ public struct UserTokenVerifier: Sendable {
             do {
                 try await keys.add(jwk: publicKey)
             } catch {
-                throw UserTokenVerifierConfigurationError.invalidJWKS(reason: "\(name) is not a valid \(algorithm) public key")
+                try unusable("\(name) is not a valid \(algorithm) public key")
+                continue
             }
             entries.append(JWKSEntry(kid: jwk.kid, algorithm: algorithm, keys: keys))
         }

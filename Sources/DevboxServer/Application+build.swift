@@ -29,7 +29,7 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
     let sandbox = try CrunSandboxDriver(
         dataDirectory: configuration.dataDirectory, baseImage: baseImage, network: configuration.network, logger: logger)
     try await sandbox.prepareHost()
-    let verifier = try await JWTUserVerifier.make(secret: configuration.userJWTSecret, jwksFile: configuration.userJWKSFile)
+    let verifier = try await makeUserVerifier(configuration: configuration, logger: logger)
     let core = DevboxCore(
         database: database, cipher: cipher, sandbox: sandbox, configuration: configuration.core,
         userVerifier: verifier,

@@ -1,6 +1,7 @@
 import DevboxSecurity
 import DevboxService
 import Foundation
+import Logging
 
 /// Fernet key ring as the service's secret cipher.
 struct FernetCipher: SecretCipher {
@@ -19,6 +20,37 @@ struct FernetCipher: SecretCipher {
 
     func seal(_ plaintext: String) throws -> String { ring.encrypt(Array(plaintext.utf8)) }
     func open(_ token: String) throws -> String { String(decoding: try ring.decrypt(token), as: UTF8.self) }
+}
+
+/// The user token verifier the configuration asks for: an OpenID provider's keys
+/// (`DEVBOX_USER_OIDC_ISSUER`, discovery started in the background at once), or a static
+/// secret and/or JWKS file, or none.
+func makeUserVerifier(configuration: ServerConfiguration, logger: Logger) async throws -> (any UserTokenVerifying)? {
+    if let oidc = configuration.userOIDC {
+        let verifier = OIDCUserTokenVerifier(settings: oidc, fetcher: OIDCHTTPFetcher(timeout: oidc.requestTimeout), logger: logger)
+        logger.notice("user tokens: verified with the keys of OpenID provider \(oidc.issuer) (audience \(oidc.audience))")
+        verifier.start()
+        return OIDCUserVerifier(verifier: verifier)
+    }
+    return try await JWTUserVerifier.make(secret: configuration.userJWTSecret, jwksFile: configuration.userJWKSFile)
+}
+
+/// User bearer tokens verified against an OpenID provider's published keys.
+struct OIDCUserVerifier: UserTokenVerifying {
+    let verifier: OIDCUserTokenVerifier
+
+    func subject(ofBearer token: String) async throws -> String {
+        try await verify(bearer: token).subject
+    }
+
+    func verify(bearer token: String) async throws -> (subject: String, expiresAt: Date?) {
+        do {
+            let v = try await verifier.verify(token)
+            return (v.subject, v.expiresAt)
+        } catch is OIDCUnavailableError {
+            throw UserVerifierUnavailable()
+        }
+    }
 }
 
 /// jwt-kit verification of user bearer tokens.

@@ -1,3 +1,4 @@
+import DevboxSecurity
 import DevboxService
 import Foundation
 import Logging
@@ -14,6 +15,9 @@ public struct ServerConfiguration: Sendable {
     public var encryptionKeys: String?
     public var userJWTSecret: String?
     public var userJWKSFile: String?
+    /// User tokens verified with an OpenID provider's keys (`DEVBOX_USER_OIDC_*`); exclusive
+    /// with `userJWTSecret` / `userJWKSFile`.
+    public var userOIDC: OIDCSettings?
     public var core: CoreConfiguration
     public var baseImage: String?
     public var logLevel: Logger.Level
@@ -39,6 +43,16 @@ public struct ServerConfiguration: Sendable {
         self.core = core
         self.baseImage = baseImage
         self.logLevel = logLevel
+    }
+
+    /// `DEVBOX_USER_OIDC_ISSUER`, `DEVBOX_USER_OIDC_AUDIENCE`, `DEVBOX_USER_OIDC_MIN_REFRESH_SECONDS`
+    /// (see `OIDCSettings.fromEnvironment`); nil without an issuer.
+    public static func userOIDC(environment: [String: String]) throws -> OIDCSettings? {
+        do {
+            return try OIDCSettings.fromEnvironment(environment)
+        } catch {
+            throw ConfigurationError(error.description)
+        }
     }
 
     /// The default data directory: `$XDG_DATA_HOME/devbox`, else `~/.local/share/devbox`.

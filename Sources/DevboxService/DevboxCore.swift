@@ -49,6 +49,12 @@ public protocol UserTokenVerifying: Sendable {
     func verify(bearer token: String) async throws -> (subject: String, expiresAt: Date?)
 }
 
+/// Thrown by a verifier that cannot judge tokens right now (its OpenID provider has not
+/// answered): the request is answered 503, not 401, since the token may well be good.
+public struct UserVerifierUnavailable: Error, Sendable {
+    public init() {}
+}
+
 extension UserTokenVerifying {
     public func verify(bearer token: String) async throws -> (subject: String, expiresAt: Date?) {
         (try await subject(ofBearer: token), nil)
@@ -124,10 +130,13 @@ public final class DevboxCore: Sendable {
         var bearerExpiresAt: Date?
         if let bearer {
             guard let userVerifier else {
-                throw .unauthorized("user bearer tokens are not accepted: no DEVBOX_USER_JWT_SECRET or DEVBOX_USER_JWKS_FILE configured")
+                throw .unauthorized(
+                    "user bearer tokens are not accepted: no DEVBOX_USER_JWT_SECRET, DEVBOX_USER_JWKS_FILE or DEVBOX_USER_OIDC_ISSUER configured")
             }
             do {
                 (subject, bearerExpiresAt) = try await userVerifier.verify(bearer: bearer)
+            } catch is UserVerifierUnavailable {
+                throw .unavailable("user authentication is unavailable (the identity provider's keys could not be fetched), try again")
             } catch {
                 throw .unauthorized("invalid user bearer token")
             }

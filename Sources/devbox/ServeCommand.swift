@@ -97,6 +97,7 @@ struct ServeCommand: AsyncParsableCommand {
             baseImage: env["DEVBOX_BASE_IMAGE"].flatMap { $0.isEmpty ? nil : $0 },
             logLevel: Logger.Level(rawValue: env["DEVBOX_LOG_LEVEL"] ?? "info") ?? .info)
         configuration.network = try NetworkConfiguration.fromEnvironment(env)
+        configuration.userOIDC = try ServerConfiguration.userOIDC(environment: env)
         return configuration
     }
 
