@@ -2,6 +2,7 @@ import DevboxClient
 import DevboxModel
 import DevboxTools
 import Foundation
+import Synchronization
 
 /// The MCP tools' backend over the client SDK: a devbox server reached over HTTP (the
 /// local `devbox serve`, or a remote deployment with `devbox mcp --server`).
@@ -85,6 +86,13 @@ struct ClientToolBackend: DevboxBackend {
         }
     }
 
+    /// `wait_for_ready` wakes on the server's long-poll instead of finding "ready" at its next
+    /// poll, up to a second late; the steps' progress is still read every `pollInterval`.
+    func changeFeed(devboxId: String) -> (any DevboxChangeFeed)? {
+        let client = self.client
+        return LongPollFeed(tick: pollInterval) { seconds in try await client.devboxes.wait(devboxId, timeoutSeconds: seconds) }
+    }
+
     func stopDevbox(id: String) async throws -> Devbox { try await sdk { try await client.devboxes.stop(id) } }
     func startDevbox(id: String) async throws -> Devbox { try await sdk { try await client.devboxes.start(id) } }
 
@@ -138,4 +146,91 @@ struct OutputTail {
             cut = true
         }
     }
+}
+
+/// A `wait_for_ready` change feed over the REST long-poll `GET …/wait`: the wait wakes the
+/// moment the server sees the devbox settle (ready, failed, …), and otherwise every `tick`, so
+/// the steps' progress is still reported as it was when the wait polled. One long-poll runs
+/// for the whole wait (renewed each minute); it ends when the feed is cancelled.
+///
+/// If the long-poll fails (an older server without `/wait`, a lost connection), the feed ends
+/// and the wait falls back to polling.
+final class LongPollFeed: DevboxChangeFeed {
+    private struct State {
+        var settled = false
+        var ended = false
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextID = 0
+    }
+    private final class Shared: Sendable {
+        let state = Mutex(State())
+
+        /// Marks the feed settled or ended and wakes every waiter.
+        func fire(ended: Bool) {
+            let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                if ended { s.ended = true } else { s.settled = true }
+                defer { s.waiters.removeAll() }
+                return Array(s.waiters.values)
+            }
+            for w in waiters { w.resume() }
+        }
+
+        /// Returns when the feed fired, or when the calling task is cancelled.
+        func fired() async {
+            let id = state.withLock { s -> Int in
+                s.nextID += 1
+                return s.nextID
+            }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    let now = state.withLock { s -> Bool in
+                        if s.settled || s.ended { return true }
+                        s.waiters[id] = c
+                        return false
+                    }
+                    if now { c.resume() }
+                }
+            } onCancel: {
+                state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+            }
+        }
+    }
+
+    private let shared = Shared()
+    private let tick: Duration
+    private let poll: Task<Void, Never>
+
+    /// `wait(seconds)`: the server's long-poll for this devbox, answering when it settles or after `seconds`.
+    init(tick: Duration, wait: @escaping @Sendable (Int) async throws -> Devbox) {
+        self.tick = tick
+        let shared = shared
+        poll = Task {
+            while !Task.isCancelled {
+                do {
+                    let box = try await wait(60)
+                    if box.state != .requested && box.state != .provisioning {
+                        shared.fire(ended: false)
+                        return
+                    }
+                } catch {
+                    shared.fire(ended: true)
+                    return
+                }
+            }
+        }
+    }
+
+    func next(timeout: Duration) async -> Bool {
+        let tick = self.tick
+        let shared = self.shared
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: min(timeout, tick)) }
+            group.addTask { await shared.fired() }
+            await group.next()
+            group.cancelAll()
+        }
+        return !shared.state.withLock { $0.ended }
+    }
+
+    func cancel() { poll.cancel() }
 }

@@ -120,6 +120,16 @@ struct LocalBackend: DevboxBackend {
     /// Reads are local database queries: poll often so progress is prompt.
     var pollInterval: Duration { .milliseconds(250) }
 
+    /// The serve's change notifications do not reach this process, but its long-poll does:
+    /// `wait_for_ready` wakes the moment the devbox settles, as it does over `/mcp`, instead of
+    /// at the next poll; the steps' progress is still read every `pollInterval`.
+    func changeFeed(devboxId: String) -> (any DevboxChangeFeed)? {
+        let service = self.service
+        return LongPollFeed(tick: pollInterval) { seconds in
+            try await service.connect().serve.client.devboxes.wait(devboxId, timeoutSeconds: seconds)
+        }
+    }
+
     private func local<T>(retry: Bool = true, _ body: (LocalService.Connection) async throws -> T) async throws -> T {
         var reconnected = false
         var tokenReplaced = false

@@ -232,3 +232,34 @@ def test_devbox_mcp_exits_when_its_client_is_killed_mid_call(server, transport, 
             assert "orphan-marker" not in r["stdout"], "the command of the killed client ran on"
             await c.call_tool("delete_devbox", {"devbox_id": box})
     run(check)
+
+
+# -- waits over stdio are as quick as over HTTP ----------------------------------------------------
+
+@pytest.mark.parametrize("transport", ["stdio", "remote"])
+def test_wait_for_ready_over_stdio_returns_as_the_box_becomes_ready(server, transport, tmp_path):
+    """wait_for_ready over stdio wakes on the serve's long-poll (`GET …/wait`), not at its next
+    poll (every 250 ms in data-dir mode, every 1 s with --server): each of four waits returns
+    within 150 ms of the box's ready_at."""
+    from datetime import datetime
+
+    async def go():
+        async with client(server, transport, "auto", tmp_path) as c:
+            lags = []
+            for i in range(4):
+                box = structured(await c.call_tool("create_devbox", {"name": f"quick-{i}", "setup_commands": ["sleep 1"]}),
+                                 "create_devbox")["devbox"]
+                progress = []
+
+                async def on_progress(p, total, message):
+                    progress.append(p)
+
+                r = await c.call_tool("wait_for_ready", {"devbox_id": box["id"]}, progress_callback=on_progress)
+                now = time.time()
+                ready = structured(r, "wait_for_ready")["devbox"]
+                assert ready["state"] == "ready"
+                lags.append(now - datetime.fromisoformat(ready["ready_at"].replace("Z", "+00:00")).timestamp())
+                assert len(progress) >= 2, progress  # the steps are still reported on the way
+                await c.call_tool("delete_devbox", {"devbox_id": box["id"]})
+            assert max(lags) < 0.15, f"wait_for_ready returned {[round(x, 3) for x in lags]} s after ready_at"
+    run(go)
