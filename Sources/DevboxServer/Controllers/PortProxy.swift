@@ -2,6 +2,7 @@ import Hummingbird
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// One HTTP/1.1 exchange with an app in a devbox, over a connection already made (in the
 /// box's network namespace) or made here to the host's loopback. The request body streams
@@ -21,10 +22,13 @@ enum PortProxy {
         case noResponse
         /// The app's response was not well-formed HTTP/1.1.
         case malformed(String)
+        /// No response head within `headTimeout`.
+        case timedOut(TimeAmount)
 
         var description: String {
             switch self {
             case .noResponse: "closed the connection without answering"
+            case .timedOut(let t): "did not answer within \(t.nanoseconds / 1_000_000_000) s"
             case .malformed(let m): "answered with malformed HTTP (\(m))"
             }
         }
@@ -70,9 +74,26 @@ enum PortProxy {
         return try await bootstrap.connect(host: "127.0.0.1", port: port, channelInitializer: initializer)
     }
 
+    /// Longest wait for a response head. Hummingbird does not cancel a route whose caller went
+    /// away, so an app that never answers would otherwise hold the route (and two sockets)
+    /// for good. Long polls answer well within it; a stream, once its head is sent, is not limited.
+    static let headTimeout: TimeAmount = .minutes(5)
+
+    final class TimeoutFlag: Sendable {
+        let fired = Atomic<Bool>(false)
+    }
+
     /// Sends `head` and `body` (nil: none) and waits for the response head. A cancelled
     /// caller closes the connection.
-    static func exchange(on upstream: Upstream, head: HTTPRequestHead, body: RequestBody?) async throws -> Answer {
+    static func exchange(
+        on upstream: Upstream, head: HTTPRequestHead, body: RequestBody?, headTimeout: TimeAmount = headTimeout
+    ) async throws -> Answer {
+        let flag = TimeoutFlag()
+        let timeout = upstream.channel.eventLoop.scheduleTask(in: headTimeout) {
+            flag.fired.store(true, ordering: .relaxed)
+            upstream.channel.close(mode: .all, promise: nil)
+        }
+        defer { timeout.cancel() }
         let (streams, handOver) = AsyncThrowingStream<NIOAsyncChannelInboundStream<HTTPClientResponsePart>, any Error>.makeStream()
         let (done, doneSignal) = AsyncStream<Never>.makeStream()
         let exchange = Exchange(done: doneSignal)
@@ -108,7 +129,15 @@ enum PortProxy {
                 throw Failure.noResponse
             }
             var iterator = inbound.makeAsyncIterator()
-            guard let first = try await iterator.next() else { throw Failure.noResponse }
+            let first: HTTPClientResponsePart?
+            do {
+                first = try await iterator.next()
+            } catch where flag.fired.load(ordering: .relaxed) {
+                throw Failure.timedOut(headTimeout)
+            }
+            guard let first else {
+                throw flag.fired.load(ordering: .relaxed) ? Failure.timedOut(headTimeout) : Failure.noResponse
+            }
             guard case .head(let h) = first else { throw Failure.malformed("body before a status line") }
             return Answer(head: h, body: InboundBox(iterator), exchange: exchange)
         } onCancel: {

@@ -141,6 +141,11 @@ struct PortsController {
         do {
             answer = try await PortProxy.exchange(on: upstream, head: head, body: hasBody ? request.body : nil)
         } catch let e as PortProxy.Failure {
+            if case .timedOut = e {
+                return try JSONIO.response(
+                    APIErrorBody(code: "gateway_timeout", message: "the app on port \(port) in devbox \(id) \(e)", field: "port"),
+                    status: .gatewayTimeout)
+            }
             return try Self.badGateway(port: port, "the app on port \(port) in devbox \(id) \(e)")
         } catch is CancellationError {
             throw CancellationError()
