@@ -184,3 +184,29 @@ def test_sigterm_during_start_up_ends_serve_within_seconds(fresh_server, delay):
     # nothing of it is left, and the lock is free for the next serve
     assert s.service_leftovers() == {"containers": [], "mounts": [], "dirs": [], "cgroups": []}, s.log()
     s.start()
+
+
+def test_sigterm_while_a_setup_command_runs_ends_serve_within_seconds(fresh_server):
+    """Draining waits for the step in flight, but not for ever: past the grace period the
+    rest is cancelled. The next serve fails the devbox clearly (setup commands are not
+    idempotent, so they are not run again)."""
+    s = fresh_server(env=NO_POOL).start()
+    d = s.create({"name": "long-setup", "setup_commands": ["sleep 120"]})
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        ops = {o["name"]: o["status"] for o in s.operations(d["id"])}
+        if ops["run_setup_commands"] == "running":
+            break
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        s.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"serve still draining 20 s after SIGTERM:\n{s.log()[-3000:]}")
+    took = time.monotonic() - t0
+    assert took < 15, f"serve took {took:.1f}s to end"
+    s.start()
+    failed = s.wait_state(d["id"])
+    assert failed["state"] == "failed", failed
+    assert "setup commands" in failed["error"]["message"], failed

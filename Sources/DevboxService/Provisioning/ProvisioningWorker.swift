@@ -131,9 +131,18 @@ struct JobRunner: Sendable {
                 }
             }
         }
-        let result = await work.result
+        // `work` is a task of its own (a DELETE cancels it alone), so the worker's cancellation
+        // (a shutdown past its grace period) is passed on by hand: the step in flight ends (a
+        // running setup command is killed) instead of holding the serve open until it is done.
+        let result = await withTaskCancellationHandler { await work.result } onCancel: { work.cancel() }
         heartbeat.cancel()
         core.jobs.unregister(devboxId: id)
+        // The bookkeeping (lease, failure, teardown) must happen even then, and a cancelled
+        // task's database calls would throw at once: it runs in a task that is not cancelled.
+        await Task { await settle(id, result, log: log) }.value
+    }
+
+    private func settle(_ id: String, _ result: Result<Void, any Error>, log: Logger) async {
         switch result {
         case .success:
             break
