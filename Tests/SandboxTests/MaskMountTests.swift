@@ -13,7 +13,7 @@ import Glibc
     }
 
     @Test func aBurstOfCreatesMountsTheMaskOnce() async throws {
-        try await withHarness("mask") { h in
+        try await withHarness("maskburst") { h in
             // As after a start on a fresh data dir: no mask mounted, no plan cached.
             await h.runtime.releaseIdleResources()
             #expect(maskMounts(h) == 0)
