@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from dashboard_browser import sign_in_requests
+from dashboard_browser import Browser, sign_in_requests
 from devbox_harness import Server
 
 # Runs in the box: answers every method with JSON {method, path, headers, body_sha256, body_len}.
@@ -74,6 +74,21 @@ threading.Thread(target=serve, args=(8004, firehose)).start()
 """
 
 BIG = 64 * 1024 * 1024
+
+# Served from the box on 8005: a hostile page that tries to use the dashboard's session.
+ATTACK_PAGE = """<!doctype html><title>box app</title><pre id="out">running</pre>
+<script>
+(async () => {
+  const out = ["origin=" + self.origin];
+  try {
+    const r = await fetch("/dashboard/api/devboxes", {credentials: "include"});
+    out.push("dashboard=" + r.status + " " + (await r.text()).slice(0, 60));
+  } catch (e) { out.push("dashboard=blocked"); }
+  try { out.push("cookie=" + document.cookie); } catch (e) { out.push("cookie=blocked"); }
+  document.getElementById("out").textContent = out.join("\\n");
+})();
+</script>
+"""
 
 
 def exec_box(server: Server, devbox_id: str, argv, timeout: int = 60, env: dict | None = None) -> dict:
@@ -148,11 +163,16 @@ def served():
                                 " && printf '%s' \"$ECHO\" > /tmp/echo.py"
                                 " && (nohup python3 /tmp/echo.py >/dev/null 2>&1 &)"
                                 " && printf '%s' \"$RAW\" > /tmp/raw.py"
-                                " && (nohup python3 /tmp/raw.py >/dev/null 2>&1 &)"], env={"ECHO": ECHO, "RAW": RAW})
+                                " && (nohup python3 /tmp/raw.py >/dev/null 2>&1 &)"
+                                " && mkdir -p /workspace/app && printf '%s' \"$PAGE\" > /workspace/app/index.html"
+                                " && (nohup python3 -m http.server 8005 --bind 127.0.0.1 --directory /workspace/app"
+                                " >/dev/null 2>&1 &)"],
+                      env={"ECHO": ECHO, "RAW": RAW, "PAGE": ATTACK_PAGE})
         assert out["exit_code"] == 0, out
         big_sha = out["stdout"].split()[0]
         wait_answering(s, box, 8000)
         wait_answering(s, box, 8001)
+        wait_answering(s, box, 8005)
         yield s, box, big_sha
     finally:
         s.close()
@@ -364,6 +384,34 @@ def test_dashboard_cookie_opens_the_port(served):
     # Signed out: the cookie no longer opens anything.
     stale = requests.get(port_url(s, box, 8000, "/hello.txt"), cookies={"devbox_session": "dbs_" + "x" * 40}, timeout=30)
     assert stale.status_code == 401, stale.text
+
+
+def test_browser_opens_the_port_from_the_dashboard_and_the_page_is_sandboxed(served):
+    """Real Chromium: the devbox page's form opens the port in a new tab with the session
+    cookie; the box's page runs in an opaque origin and cannot use the dashboard's session."""
+    s, box, _ = served
+    b = Browser()
+    try:
+        b.get(s.base + "/login")
+        b.type("#provider_token", s.token)
+        b.submit("#sign-in")
+        b.get(f"{s.base}/devboxes/{box}")
+        b.type("#port", "8005")
+        dashboard_tab = b.driver.current_window_handle
+        b.find("#open-port").click()
+        b.wait(30).until(lambda d: len(d.window_handles) == 2)
+        b.driver.switch_to.window(next(h for h in b.driver.window_handles if h != dashboard_tab))
+        b.wait(30).until(lambda d: "/ports/8005/" in d.current_url)
+        b.wait_text("#out", "cookie=", timeout=30)
+        out = b.find("#out").text
+        print("box page in the browser:", out.replace("\n", " | "))
+        assert b.path() == f"/api/v1/devboxes/{box}/ports/8005/"
+        assert "origin=null" in out, out            # an opaque origin, not the dashboard's
+        assert "dashboard=blocked" in out, out      # cannot read the dashboard's answers
+        assert "cookie=blocked" in out, out         # nor see any cookie
+        assert box not in out
+    finally:
+        b.close()
 
 
 def test_a_devbox_that_is_not_ready_answers_409(served):
