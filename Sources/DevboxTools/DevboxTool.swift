@@ -122,11 +122,18 @@ extension DevboxTool {
 /// Turns the service's refusals into messages an agent can act on.
 enum ToolErrors {
     static func message(for e: DevboxAPIError, tool: String, nextStep: String?) -> String {
-        var what = e.message
+        var what = forAgents(e.message)
         if let f = e.field, !what.contains(f) { what += " (field: \(f))" }
         if !what.hasSuffix(".") { what += "." }
         let next: String
-        if let nextStep {
+        if e.status == 409, let end = e.message.firstMatch(of: #/devbox \S+ is (destroyed|failed)/#) {
+            // Whatever the tool, nothing will make this devbox usable again: say so instead of
+            // sending the agent to wait or retry.
+            next =
+                end.1 == "destroyed"
+                ? "Create a new devbox with create_devbox."
+                : "Read why with list_operations, then create a new devbox with create_devbox."
+        } else if let nextStep {
             next = nextStep
         } else {
             switch e.status {
@@ -134,11 +141,31 @@ enum ToolErrors {
             case 401, 403:
                 next = "The devbox server rejected this MCP server's credentials; the user must fix the provider token configured for it."
             case 404: next = "Check the id: list_devboxes shows your devboxes."
-            case 409: next = "Check the devbox's state with get_devbox and try again when it allows this."
+            case 409: next = "Check the devbox's state with get_devbox: the call needs another state."
             case 429, 503: next = "The service is busy or unavailable; try \(tool) again in a moment."
             default: next = "Try \(tool) again; if it keeps failing, report the message above."
             }
         }
         return "\(what) \(next)"
+    }
+
+    /// The service's messages are written for REST clients and point at routes; an agent can
+    /// only call tools (or ask its user), so a route becomes the tool or the user's step that
+    /// does the same, and any other route mention is dropped.
+    static func forAgents(_ message: String) -> String {
+        var m = message
+        m.replace(#/set one first with PUT /api/v1/users/me/ssh-key/#, with: "call set_ssh_key first")
+        m.replace(#/start it \(POST /api/v1/devboxes/[^/)\s]+/start\)/#, with: "call start_devbox")
+        // list_github_repos says how to connect in its next step.
+        m.replace(#/; connect it with POST /api/v1/integrations/github/connect/#, with: "")
+        m.replace(
+            #/connect GitHub first \(POST /api/v1/integrations/github/connect\)/#,
+            with: "the user must connect GitHub first (devbox dashboard or `devbox github connect`)")
+        m.replace(#/grant (it|the organisation '[^']*') with PUT /api/v1/integrations/github/org-grants/#) { match in
+            "the user must grant \(match.1) to devbox on GitHub"
+        }
+        m.replace(#/ ?\((?:GET|POST|PUT|PATCH|DELETE) /api/v1/[^)]*\)/#, with: "")
+        m.replace(#/ (?:with|via|using) (?:GET|POST|PUT|PATCH|DELETE) /api/v1/\S+/#, with: "")
+        return m
     }
 }

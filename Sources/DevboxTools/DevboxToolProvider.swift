@@ -108,7 +108,8 @@ public enum DevboxMCPServer {
         Typical flow:
         1. create_devbox with a name, the repositories to clone and setup_commands (e.g. install dependencies, build). \
         It returns at once with state "requested" (or pass wait: true to block until ready).
-        2. wait_for_ready with the devbox_id: returns when the devbox is ready; progress is reported while it provisions.
+        2. wait_for_ready with the devbox_id: returns when the devbox is ready (timed_out: true if its timeout passed \
+        first: call it again); progress is reported while it provisions.
         3. If it failed: the result names the failed step, its error and output tail; call list_operations for the full \
         setup output, fix the commands and create a new devbox (delete_devbox the failed one).
         4. To work inside it: run_command runs a command and returns its output; read_file, write_file and list_files \

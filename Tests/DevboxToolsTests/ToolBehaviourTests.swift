@@ -231,14 +231,32 @@ struct ToolBehaviourTests {
         #expect(SchemaValidator.check(r.structuredContent!, against: schema) == nil)
     }
 
-    @Test("wait_for_ready gives up after timeout_seconds with a way to continue")
+    @Test("wait_for_ready gives up after timeout_seconds with timed_out and a way to continue, not an error")
     func waitTimeout() async throws {
         let backend = FakeBackend(script: [
             .init(state: .provisioning, operations: [(.provision, .running, "")])
         ])
-        let r = try await Harness(backend: backend).call("wait_for_ready", ["devbox_id": "dbx_fake", "timeout_seconds": 1])
-        #expect(r.isError && r.text.contains("Timed out") && r.text.contains("wait_for_ready"))
+        let h = Harness(backend: backend)
+        let r = try await h.call("wait_for_ready", ["devbox_id": "dbx_fake", "timeout_seconds": 1])
+        try expectConforming(r, "wait_for_ready", h)
+        #expect(r.structuredContent?["timed_out"] == true)
+        #expect(r.structuredContent?["next_step"]?.stringValue?.contains("wait_for_ready") == true)
         #expect(r.structuredContent?["devbox"]?["state"] == "provisioning")
+    }
+
+    @Test("the service's route hints become tools", arguments: [
+        ("no SSH key is set for this user; set one first with PUT /api/v1/users/me/ssh-key (ssh-keygen -t ed25519)",
+         "no SSH key is set for this user; call set_ssh_key first (ssh-keygen -t ed25519)"),
+        ("devbox dbx_1 is stopped; start it (POST /api/v1/devboxes/dbx_1/start) to run commands",
+         "devbox dbx_1 is stopped; call start_devbox to run commands"),
+        ("GitHub is not connected for this user; connect it with POST /api/v1/integrations/github/connect",
+         "GitHub is not connected for this user"),
+        ("a/b belongs to the organisation 'a', which is not granted; grant it with PUT /api/v1/integrations/github/org-grants",
+         "a/b belongs to the organisation 'a', which is not granted; the user must grant it to devbox on GitHub"),
+        ("something else (PATCH /api/v1/devboxes/x/network) happened", "something else happened"),
+    ])
+    func routeHints(service: String, agent: String) {
+        #expect(ToolErrors.forAgents(service) == agent)
     }
 
     @Test("wait_for_ready re-reads when the change feed wakes it (polling would take an hour)", .timeLimit(.minutes(1)))

@@ -129,7 +129,7 @@ async def flow(c: Client, expect_version: str, ssh_port: int, tag: str) -> dict:
                           progress_callback=on_progress)
     ready = structured(r, "wait_for_ready")
     assert ready["devbox"]["state"] == "ready" and ready["failed_operation"] is None
-    assert "create_session" in ready["next_step"]
+    assert "run_command" in ready["next_step"]
     assert len(progress) >= 2, progress
     values = [p for p, _, _ in progress]
     assert values == sorted(values) and len(set(values)) == len(values)

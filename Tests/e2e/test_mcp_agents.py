@@ -263,3 +263,44 @@ def test_wait_for_ready_over_stdio_returns_as_the_box_becomes_ready(server, tran
                 await c.call_tool("delete_devbox", {"devbox_id": box["id"]})
             assert max(lags) < 0.15, f"wait_for_ready returned {[round(x, 3) for x in lags]} s after ready_at"
     run(go)
+
+
+# -- guidance in results ---------------------------------------------------------------------------
+
+def test_results_guide_an_agent_with_tools(server, tmp_path):
+    """Next steps and errors name tools an agent can call (never REST routes), a timed-out wait
+    is a result with timed_out, a destroyed box points at create_devbox, a missing file is named."""
+    async def go():
+        async with client(server, "stdio", "auto", tmp_path) as c:
+            slow = structured(await c.call_tool("create_devbox", {"name": "slow", "setup_commands": ["sleep 30"]}),
+                              "create_devbox")["devbox"]
+            r = await c.call_tool("wait_for_ready", {"devbox_id": slow["id"], "timeout_seconds": 1})
+            waited = structured(r, "wait_for_ready")  # not an error
+            assert waited["timed_out"] is True and "wait_for_ready" in waited["next_step"], waited
+            await c.call_tool("delete_devbox", {"devbox_id": slow["id"]})
+
+            r = await c.call_tool("create_devbox", {"name": "guided", "wait": True})
+            done = structured(r, "create_devbox")
+            box, step = done["devbox"]["id"], done["next_step"]
+            assert done["timed_out"] is False
+            assert "run_command" in step and "read_file" in step
+            assert step.index("run_command") < step.index("create_session"), step
+
+            def text(result) -> str:
+                assert result.is_error
+                t = result.content[0].text
+                assert "/api/v1" not in t, t
+                return t
+
+            assert "set_ssh_key" in text(await c.call_tool("create_session", {"devbox_id": box}))
+            missing = text(await c.call_tool("read_file", {"devbox_id": box, "path": "/workspace/nope.txt"}))
+            assert "/workspace/nope.txt" in missing, missing
+            gh = text(await c.call_tool("list_github_repos", {}))
+            assert gh.count("not connected") <= 1, gh
+
+            structured(await c.call_tool("stop_devbox", {"devbox_id": box}), "stop_devbox")
+            assert "start_devbox" in text(await c.call_tool("run_command", {"devbox_id": box, "command": "true"}))
+            structured(await c.call_tool("delete_devbox", {"devbox_id": box}), "delete_devbox")
+            gone = text(await c.call_tool("run_command", {"devbox_id": box, "command": "true"}))
+            assert "create a new devbox" in gone.lower() and "try again" not in gone, gone
+    run(go)

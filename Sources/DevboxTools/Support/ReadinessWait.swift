@@ -94,6 +94,7 @@ extension ReadinessWait {
                 "devbox": Schema.devboxRef,
                 "failed_operation": Schema.typed(["object", "null"], "The failed step, as list_operations shows it; else null."),
                 "waited_seconds": Schema.typed("number"),
+                "timed_out": Schema.typed("boolean", "The wait ran out first; the devbox goes on provisioning."),
                 "next_step": Schema.nextStep,
             ], description: note)
     }
@@ -113,15 +114,15 @@ extension ReadinessWait.Outcome {
         return ((Double(c.seconds) + Double(c.attoseconds) / 1e18) * 1000).rounded() / 1000
     }
 
-    /// The tool result: structured `{devbox, failed_operation, waited_seconds, next_step}`;
-    /// `isError` unless the devbox is ready.
+    /// The tool result: structured `{devbox, failed_operation, waited_seconds, timed_out,
+    /// next_step}`; `isError` only when the devbox failed (or will not become ready).
     func result(tool: String) throws -> MCPToolResult {
         let failed = ending == .failed ? failedOperation : nil
         let next: String
         switch ending {
         case .ready:
             next =
-                "The devbox is ready. To work in it: set_ssh_key (once) with your public key, then create_session with devbox_id \"\(devbox.id)\" and run the returned ssh command."
+                "The devbox is ready: run commands in it with run_command, and read and change its files with read_file, write_file and list_files (devbox_id \"\(devbox.id)\"). For a human's interactive shell: set_ssh_key, then create_session."
         case .failed where devbox.state == .failed:
             next =
                 "Read the full setup output with list_operations (devbox_id \"\(devbox.id)\"), fix the cause (usually setup_commands), delete_devbox this one and create_devbox again."
@@ -129,16 +130,19 @@ extension ReadinessWait.Outcome {
             next = "The devbox is \(devbox.state.rawValue) and will not become ready; create a new one with create_devbox."
         case .timedOut:
             next =
-                "It is still provisioning. Call wait_for_ready with devbox_id \"\(devbox.id)\" to keep waiting, or list_operations to see the output so far."
+                "Stopped waiting after \(Int(waitedSeconds.rounded())) s; \(ReadinessWait.message(devbox, operations)). Call wait_for_ready with devbox_id \"\(devbox.id)\" to keep waiting, or list_operations to see the output so far."
         }
         let value: JSONValue = [
             "devbox": ToolJSON.devbox(devbox),
             "failed_operation": failed.map { OperationView.json($0, tailBytes: Self.failureTailBytes) } ?? .null,
             "waited_seconds": .double(waitedSeconds),
+            "timed_out": .bool(ending == .timedOut),
             "next_step": .string(next),
         ]
         switch ending {
-        case .ready:
+        case .ready, .timedOut:
+            // A wait that ran out is not a failure of the call: the devbox is still on its way and
+            // the agent decides whether to wait on (timed_out says so).
             return .structured(value)
         case .failed:
             var text = "Devbox \(devbox.id) is \(devbox.state.rawValue)"
@@ -151,10 +155,6 @@ extension ReadinessWait.Outcome {
                 text += ": \(e.operation): \(e.message)"
             }
             return ToolFailure(text + "\nNext: " + next, structured: value).result
-        case .timedOut:
-            let text =
-                "Timed out after \(Int(waitedSeconds.rounded())) s: \(ReadinessWait.message(devbox, operations)). " + next
-            return ToolFailure(text, structured: value).result
         }
     }
 }

@@ -26,7 +26,7 @@ struct ReadFileTool: DevboxTool {
     func nextStep(after error: DevboxAPIError) -> String? { FileSchemas.nextStep(error, tool: "read_file") }
 
     func run(_ input: Input, _ call: ToolCall) async throws -> MCPToolResult {
-        switch try await call.backend.readPath(devboxId: input.devboxId, path: input.path) {
+        switch try await FileSchemas.naming(input.path, tool: "read_file", await call.backend.readPath(devboxId: input.devboxId, path: input.path)) {
         case .directory:
             throw ToolFailure("\(input.path) is a directory. Call list_files with this path to see its entries.")
         case .file(let bytes, let mode):
@@ -125,7 +125,7 @@ struct ListFilesTool: DevboxTool {
 
     func run(_ input: Input, _ call: ToolCall) async throws -> MCPToolResult {
         let path = input.path ?? "/workspace"
-        switch try await call.backend.readPath(devboxId: input.devboxId, path: path) {
+        switch try await FileSchemas.naming(path, tool: "list_files", await call.backend.readPath(devboxId: input.devboxId, path: path)) {
         case .file:
             throw ToolFailure("\(path) is a file, not a directory. Call read_file with this path to read it.")
         case .directory(let listing):
@@ -136,6 +136,17 @@ struct ListFilesTool: DevboxTool {
 
 enum FileSchemas {
     static let pathInput = Schema.string("Absolute path, e.g. /workspace/README.md.")
+
+    /// A missing path named in the message (the service's says only "no such file or
+    /// directory in devbox …", as a REST client knows the path it asked for).
+    static func naming<T>(_ path: String, tool: String, _ body: @autoclosure () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let e as DevboxAPIError where e.status == 404 && e.message.contains("no such file") {
+            throw ToolFailure(
+                "\(path) does not exist in the devbox. Check the path with list_files (e.g. on its parent directory) and call \(tool) again.")
+        }
+    }
 
     static func nextStep(_ error: DevboxAPIError, tool: String) -> String? {
         switch error.status {

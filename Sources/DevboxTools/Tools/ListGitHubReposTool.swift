@@ -18,7 +18,7 @@ struct ListGitHubReposTool: DevboxTool {
     func nextStep(after error: DevboxAPIError) -> String? {
         switch error.status {
         case 404, 409, 412:
-            "GitHub is not connected for this user: ask the user to connect it in the devbox dashboard (or `devbox github connect`). Public repositories can still be passed to create_devbox by full_name."
+            "Ask the user to connect GitHub in the devbox dashboard (or `devbox github connect`); public repositories can be passed to create_devbox by full_name without it."
         default: nil
         }
     }

@@ -15,7 +15,7 @@ struct WaitForReadyTool: DevboxTool {
         description: """
             Wait until a devbox has finished provisioning (after create_devbox, or to resume a wait). Reports progress \
             at each step when given a progress token. If provisioning failed, the result is an error naming the failed \
-            step with its error and output tail.
+            step with its error and output tail; if timeout_seconds pass first, timed_out is true.
             """,
         inputSchema: Schema.object(
             [
