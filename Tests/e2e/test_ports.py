@@ -34,6 +34,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("X-Echo", "yes")
         self.send_header("Set-Cookie", "devbox_session=planted; Path=/")
+        self.send_header("WWW-Authenticate", 'Basic realm="phish"')
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)
@@ -231,7 +232,7 @@ def test_request_body_and_headers_reach_the_app_without_credentials(served):
     assert headers["content-type"] == "application/octet-stream"
     # Response: the app's status and headers, but none of its cookies reach the dashboard's origin.
     assert r.headers["X-Echo"] == "yes"
-    assert "Set-Cookie" not in r.headers
+    assert "Set-Cookie" not in r.headers and "WWW-Authenticate" not in r.headers
 
     # A chunked upload (no Content-Length) streams through too; the app sees it chunked.
     def chunks():

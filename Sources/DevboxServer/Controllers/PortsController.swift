@@ -176,9 +176,12 @@ enum PortHeaders {
         "proxy-authenticate", "http2-settings",
     ]
     /// Dropped from the app's response (see `PortsController`): cookies for the dashboard's
-    /// origin, and headers that would bind the whole host (HSTS) or wipe the dashboard's data.
+    /// origin, headers that would bind the whole host (HSTS) or wipe the dashboard's data, and
+    /// auth challenges (a browser would ask for a password on the dashboard's origin, and
+    /// `Authorization` never reaches the app anyway).
     static let refusedResponse: Set<String> = [
         "set-cookie", "set-cookie2", "strict-transport-security", "clear-site-data", "content-security-policy-report-only",
+        "www-authenticate",
     ]
     static let sandboxPolicy = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 
