@@ -79,6 +79,7 @@ public func buildApplication(
     do {
         try await gateway.listen()
     } catch {
+        await system.core.releaseHostBeforeStartUp()
         throw ListenFailure(listener: "SSH", host: configuration.sshHost, port: configuration.sshPort, error: error)
     }
     return Application(

@@ -121,6 +121,8 @@ def test_a_taken_port_ends_serve_at_once_with_one_line_and_frees_the_lock(fresh_
     lines = [l for l in err.splitlines() if l.startswith("devbox: error") or re.match(r"\S+ (error|critical) ", l)]
     assert lines == [f"devbox: error: cannot listen on 127.0.0.1:{port} ({which.upper()}): Address already in use"], err
     assert "claiming jobs failed" not in err
+    # what preparing the host took (the mask layer's tmpfs) is given back
+    assert s.service_leftovers() == {"containers": [], "mounts": [], "dirs": [], "cgroups": []}
     # serve.lock is free: a serve on the same data dir starts (the port is free again now)
     s.start()
     assert s.request("GET", "/api/v1/users/me").status_code == 200

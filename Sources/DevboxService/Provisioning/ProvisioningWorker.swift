@@ -78,6 +78,14 @@ extension DevboxCore {
         startup.open()
     }
 
+    /// The serve stops before start-up (a port already taken): gives back what preparing the
+    /// host took — the mask layer's mount, the box networks' plumbing — unless running boxes
+    /// still use it. No box is touched.
+    public func releaseHostBeforeStartUp() async {
+        startup.abandonIfNotBegun()
+        await sandbox.releaseIdleResources()
+    }
+
     /// Start-up: removes sandboxes, mounts and cgroups that no live devbox owns (left by a
     /// crash), then starts the warm pool. Runs before the service accepts requests.
     public func recoverOnStartup() async {
