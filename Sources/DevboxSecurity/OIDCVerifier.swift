@@ -329,7 +329,10 @@ actor OIDCKeyStore {
         let settings = self.settings
         let fetcher = self.fetcher
         let task = Task {
-            let result = await Self.fetchKeys(settings: settings, fetcher: fetcher)
+            // The whole refresh (discovery and JWKS) is bounded: requests wait for it.
+            let result = await Self.withDeadline(settings.requestTimeout * 2) {
+                await Self.fetchKeys(settings: settings, fetcher: fetcher)
+            }
             self.finish(result)
         }
         inFlight = task
@@ -352,7 +355,7 @@ actor OIDCKeyStore {
         case .failure(let error):
             consecutiveFailures += 1
             let retry = nextAllowed.map { $0 - now() } ?? .zero
-            let wait = max(0, Int(retry.components.seconds))
+            let wait = max(0, Int((retry / .seconds(1)).rounded(.up)))
             if let keys {
                 let age = Int((now() - keys.fetchedAt).components.seconds)
                 logger.warning(
@@ -361,6 +364,23 @@ actor OIDCKeyStore {
                 logger.warning(
                     "OIDC discovery for issuer \(settings.issuer) failed: \(error); user bearer tokens are answered 503 until it succeeds (next try allowed in \(wait) s, on the next token)")
             }
+        }
+    }
+
+    /// `body`'s result, or "timed out" once `limit` has passed (`body` is then cancelled), so a
+    /// provider that trickles its answer cannot hold the requests waiting for the refresh.
+    static func withDeadline<T: Sendable>(
+        _ limit: Duration, _ body: @escaping @Sendable () async -> Result<T, OIDCFetchError>
+    ) async -> Result<T, OIDCFetchError> {
+        await withTaskGroup(of: Result<T, OIDCFetchError>?.self) { group in
+            group.addTask { await body() }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? .failure(OIDCFetchError("timed out after \(limit.components.seconds) s"))
         }
     }
 

@@ -78,9 +78,10 @@ import Testing
     }
 
     static func make(
-        _ provider: FakeProvider, clock: TestClock, refresh: Duration = .seconds(30)
+        _ provider: FakeProvider, clock: TestClock, refresh: Duration = .seconds(30), timeout: Duration = .seconds(5)
     ) throws -> OIDCUserTokenVerifier {
-        let settings = try OIDCSettings(issuer: issuer, audience: audience, minimumRefreshInterval: refresh)
+        var settings = try OIDCSettings(issuer: issuer, audience: audience, minimumRefreshInterval: refresh)
+        settings.requestTimeout = timeout
         return OIDCUserTokenVerifier(
             settings: settings, fetcher: provider, logger: Logger(label: "oidc-test", factory: { _ in SwiftLogNoOpLogHandler() }), now: clock.now)
     }
@@ -353,6 +354,17 @@ import Testing
         clock.advance(.seconds(1))
         #expect(try await verifier.verify(good).subject == "alice")
         #expect(provider.discoveryFetches == 3)
+    }
+
+    /// A provider that answers too slowly fails the refresh within twice the request timeout,
+    /// whatever the fetcher does, so the requests waiting for it are not held.
+    @Test func aSlowProviderTimesOut() async throws {
+        let provider = FakeProvider(keys: [Self.jwk(Self.keyA, kid: "a")])
+        provider.update { $0.delay = .seconds(30) }
+        let verifier = try Self.make(provider, clock: TestClock(), timeout: .milliseconds(100))
+        let started = ContinuousClock.now
+        await Self.expectUnavailable(verifier, try Self.token(kid: "a", key: Self.keyA))
+        #expect(ContinuousClock.now - started < .seconds(5))
     }
 
     @Test func oldKeysAreRefreshedInTheBackground() async throws {

@@ -276,8 +276,9 @@ def test_a_burst_of_unknown_kids_fetches_the_jwks_a_bounded_number_of_times(issu
 
 def test_provider_down_at_start_then_broken_then_fixed(fresh_server):
     """Serve starts while the provider is down (a warning, tokens answered 503, retried on use);
-    a document naming another issuer, an http jwks_uri off loopback, and a redirect are refused
-    (503 and one log line each) until the provider is fixed — then tokens work, no restart."""
+    a document naming another issuer, an http jwks_uri off loopback, one over the size cap, and
+    a redirect are refused (503 and one log line each) until the provider is fixed — then
+    tokens work, no restart."""
     issuer = Issuer()  # not started: nothing listens on its port yet
     s = fresh_server(env=oidc_env(issuer))
     s.start()
@@ -307,6 +308,8 @@ def test_provider_down_at_start_then_broken_then_fixed(fresh_server):
         wait_for(r"names issuer '.*/realms/e2e/', not the configured .* \(they must be equal exactly\)")
         issuer.discovery_override = {"jwks_uri": "http://192.0.2.1/certs"}
         wait_for(r"jwks_uri is not https \(plain http only on loopback\)")
+        issuer.discovery_override = {"padding": "x" * (300 * 1024)}
+        wait_for(r"discovery document: the answer is larger than 256 KiB")
         issuer.discovery_override = {}
         issuer.redirect = {"/realms/e2e/.well-known/openid-configuration": f"http://127.0.0.1:{issuer.port}/moved"}
         wait_for(r"discovery document: answered 302 \(redirects are not followed\)")
