@@ -87,16 +87,16 @@ enum ReadinessWait {
 }
 
 extension ReadinessWait {
-    /// The result schema of `wait_for_ready` and `create_devbox` (whose wait: true returns the same).
-    static func outputSchema(note: String? = nil) -> JSONValue {
+    /// The result schema of `wait_for_ready` (`create_devbox` with wait: true returns the same).
+    static func outputSchema() -> JSONValue {
         Schema.output(
             [
                 "devbox": Schema.devboxRef,
-                "failed_operation": Schema.typed(["object", "null"], "The failed step, as list_operations shows it; else null."),
+                "failed_operation": Schema.typed(["object", "null"], "The failed step (as in list_operations) or null."),
                 "waited_seconds": Schema.typed("number"),
-                "timed_out": Schema.typed("boolean", "The wait ran out first; the devbox goes on provisioning."),
+                "timed_out": Schema.typed("boolean", "The wait ran out; provisioning goes on."),
                 "next_step": Schema.nextStep,
-            ], description: note)
+            ])
     }
 }
 

@@ -80,29 +80,28 @@ struct CreateDevboxTool: DevboxTool {
                             "full_name": Schema.string("owner/name on GitHub."),
                             "repo_id": Schema.integer("GitHub id, from list_github_repos."),
                             "ref": Schema.string("Branch, tag or commit (default main)."),
-                            "target_path": Schema.string("Clone into (default /workspace/<name>)."),
+                            "target_path": Schema.string("Default /workspace/<name>."),
                         ], required: ["full_name"]),
                     "Repositories to clone.", maxItems: 16),
                 "repository": Schema.string("Legacy; use repositories."),
                 "branch": Schema.string("Legacy; use repositories."),
                 "env": [
                     "type": "object", "additionalProperties": ["type": "string"],
-                    "description": "Environment variables (names like FOO_BAR); only names are ever returned.",
+                    "description": "Environment variables (names like FOO_BAR).",
                 ],
                 "setup_commands": Schema.array(
                     ["type": "string", "maxLength": 4096],
-                    "Shell lines run in order; their output: list_operations.", maxItems: 32),
-                "setup_timeout_seconds": Schema.integer(
-                    "Limit for all setup commands together.", minimum: 30, maximum: 3600, default: 900),
+                    "Shell lines run in order (output: list_operations).", maxItems: 32),
+                "setup_timeout_seconds": Schema.integer("For all setup commands.", minimum: 30, maximum: 3600, default: 900),
                 "idle_timeout_seconds": Schema.integer("Stop after this long idle (default never).", minimum: 60, maximum: 2_592_000),
                 "ttl_seconds": Schema.integer("Destroy this long after creation (default never).", minimum: 60, maximum: 31_536_000),
-                "inject_claude_token": Schema.boolean("Set ANTHROPIC_API_KEY to the server's Claude token.", default: false),
-                "inject_codex_token": Schema.boolean("Set OPENAI_API_KEY to the server's Codex token.", default: false),
-                "wait": Schema.boolean("Return when ready or failed, with progress.", default: false),
-                "wait_timeout_seconds": Schema.integer(
-                    "With wait: stop waiting after this long (provisioning goes on).", minimum: 1, maximum: 3600, default: 120),
+                "inject_claude_token": Schema.boolean("Set ANTHROPIC_API_KEY to the server's Claude token."),
+                "inject_codex_token": Schema.boolean("Set OPENAI_API_KEY to the server's Codex token."),
+                "wait": Schema.boolean("Return when ready or failed, with progress."),
+                "wait_timeout_seconds": Schema.integer("With wait: longest wait.", minimum: 1, maximum: 3600, default: 120),
             ], required: ["name"]),
-        outputSchema: ReadinessWait.outputSchema(note: "With wait: true, as wait_for_ready returns; else devbox and next_step."),
+        outputSchema: Schema.output(
+            ["devbox": Schema.devboxRef, "next_step": Schema.nextStep], description: "With wait: true, as wait_for_ready returns."),
         annotations: .init(readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true))
 
     func nextStep(after error: DevboxAPIError) -> String? {

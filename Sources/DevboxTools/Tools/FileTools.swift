@@ -78,9 +78,7 @@ struct WriteFileTool: DevboxTool {
                 "devbox_id": Schema.devboxIDInput,
                 "path": FileSchemas.pathInput,
                 "content": Schema.string("The whole new content."),
-                "encoding": [
-                    "type": "string", "enum": ["utf-8", "base64"], "default": "utf-8", "description": "base64 for binary content.",
-                ],
+                "encoding": ["type": "string", "enum": ["utf-8", "base64"], "description": "base64 for binary content."],
                 "mode": ["type": "string", "pattern": "^[0-7]{3,4}$", "description": "Octal permission bits, e.g. \"755\"."],
             ], required: ["devbox_id", "path", "content"]),
         annotations: .init(readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false))

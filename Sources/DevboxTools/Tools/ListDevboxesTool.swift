@@ -31,8 +31,8 @@ struct ListDevboxesTool: DevboxTool {
         name: "list_devboxes",
         title: "List devboxes",
         description: """
-            List your devboxes, newest first, as id, name, state, plan and created_at (get_devbox has the rest). By \
-            default only live ones (not destroyed); pass next_cursor back as cursor for the next page.
+            Your devboxes, newest first: id, name, state, plan, created_at. Only live ones (not destroyed) unless \
+            state says otherwise; pass next_cursor back as cursor for the next page.
             """,
         inputSchema: Schema.object([
             "state": [

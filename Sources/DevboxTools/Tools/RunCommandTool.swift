@@ -24,10 +24,10 @@ struct RunCommandTool: DevboxTool {
         name: "run_command",
         title: "Run a command in a devbox",
         description: """
-            Run a command in a ready devbox and wait for it: a string runs with /bin/sh -c, an array is the argv. Runs \
-            as root in /workspace with the devbox's env. Returns exit_code (null and `signal` if killed), the last 32 \
-            KiB of stdout and stderr; a non-zero exit is not a tool error. On timeout the command and its children are \
-            killed. With a progress token, output streams as progress.
+            Run a command in a ready devbox and wait for it: a string runs with /bin/sh -c, an array is the argv; as \
+            root in /workspace with the devbox's env. Returns exit_code (null and `signal` if killed) and the last 32 \
+            KiB of stdout and stderr; a non-zero exit is not a tool error. With a progress token, output streams as \
+            progress.
             """,
         inputSchema: Schema.object(
             [

@@ -12,8 +12,8 @@ struct StopDevboxTool: DevboxTool {
         name: "stop_devbox",
         title: "Stop devbox",
         description: """
-            Stop a ready devbox to free its memory: every process in it ends and /tmp is emptied; files, packages and \
-            env stay. start_devbox brings it back. Devboxes also stop after their idle timeout. Returns {devbox}.
+            Stop a ready devbox to free its memory: its processes end and /tmp is emptied; files, packages and env \
+            stay until start_devbox. Returns {devbox}.
             """,
         inputSchema: Schema.devboxOnly,
         annotations: .init(readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false))
@@ -36,8 +36,8 @@ struct StartDevboxTool: DevboxTool {
         name: "start_devbox",
         title: "Start devbox",
         description: """
-            Start a stopped devbox again on its kept files; nothing is cloned or set up again and earlier processes \
-            are not restarted. Returns {devbox} when it is ready (a second or two).
+            Start a stopped devbox on its kept files (nothing is set up again, no process restarted). Returns {devbox} \
+            when it is ready, in a second or two.
             """,
         inputSchema: Schema.devboxOnly,
         annotations: .init(readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false))

@@ -13,9 +13,8 @@ struct WaitForReadyTool: DevboxTool {
         name: "wait_for_ready",
         title: "Wait until a devbox is ready",
         description: """
-            Wait until a devbox has finished provisioning (after create_devbox, or to resume a wait). Reports progress \
-            at each step when given a progress token. If provisioning failed, the result is an error naming the failed \
-            step with its error and output tail; if timeout_seconds pass first, timed_out is true.
+            Wait until a devbox has finished provisioning, with progress at each step. If it failed, the result is an \
+            error naming the failed step, its error and output tail; if timeout_seconds pass first, timed_out is true.
             """,
         inputSchema: Schema.object(
             [
