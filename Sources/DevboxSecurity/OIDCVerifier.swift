@@ -3,6 +3,7 @@ import Foundation
 import HTTPClientSupport
 import Logging
 import NIOCore
+import NIOSSL
 
 // MARK: - Settings
 
@@ -21,6 +22,9 @@ public struct OIDCSettings: Sendable, Equatable {
     public var maximumKeyAge: Duration = .seconds(3600)
     /// Connect and read timeout of each fetch, and twice it for the whole exchange.
     public var requestTimeout: Duration = .seconds(5)
+    /// A PEM file of CA certificates trusted for the provider's https endpoints instead of the
+    /// system's roots (`DEVBOX_USER_OIDC_CA_FILE`); nil: the system's roots.
+    public var caFile: String?
 
     public static let defaultMinimumRefreshSeconds = 30
     /// Largest discovery document or JWKS read.
@@ -39,18 +43,20 @@ public struct OIDCSettings: Sendable, Equatable {
         self.minimumRefreshInterval = minimumRefreshInterval
     }
 
-    /// Reads `DEVBOX_USER_OIDC_ISSUER`, `DEVBOX_USER_OIDC_AUDIENCE` and
-    /// `DEVBOX_USER_OIDC_MIN_REFRESH_SECONDS`; nil when no issuer is set. Refuses an issuer
+    /// Reads `DEVBOX_USER_OIDC_ISSUER`, `DEVBOX_USER_OIDC_AUDIENCE`,
+    /// `DEVBOX_USER_OIDC_MIN_REFRESH_SECONDS` and `DEVBOX_USER_OIDC_CA_FILE` (read and parsed
+    /// here, so a bad file stops the start); nil when no issuer is set. Refuses an issuer
     /// combined with `DEVBOX_USER_JWT_SECRET` or `DEVBOX_USER_JWKS_FILE` (one source of user
-    /// identity), and an audience or refresh setting without an issuer.
+    /// identity), and any other of these settings without an issuer.
     public static func fromEnvironment(_ env: [String: String]) throws(OIDCConfigurationError) -> OIDCSettings? {
         func value(_ name: String) -> String? {
             guard let v = env[name]?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
             return v
         }
         let refresh = value("DEVBOX_USER_OIDC_MIN_REFRESH_SECONDS")
+        let caFile = value("DEVBOX_USER_OIDC_CA_FILE")
         guard let issuer = value("DEVBOX_USER_OIDC_ISSUER") else {
-            if value("DEVBOX_USER_OIDC_AUDIENCE") != nil || refresh != nil { throw .issuerMissing }
+            if value("DEVBOX_USER_OIDC_AUDIENCE") != nil || refresh != nil || caFile != nil { throw .issuerMissing }
             return nil
         }
         let conflicting = ["DEVBOX_USER_JWT_SECRET", "DEVBOX_USER_JWKS_FILE"].filter { value($0) != nil }
@@ -61,7 +67,24 @@ public struct OIDCSettings: Sendable, Equatable {
             guard let seconds = Int(refresh), (1...86_400).contains(seconds) else { throw .invalidRefreshInterval(refresh) }
             interval = .seconds(seconds)
         }
-        return try OIDCSettings(issuer: issuer, audience: audience, minimumRefreshInterval: interval)
+        var settings = try OIDCSettings(issuer: issuer, audience: audience, minimumRefreshInterval: interval)
+        if let caFile {
+            _ = try loadCertificates(caFile)
+            settings.caFile = caFile
+        }
+        return settings
+    }
+
+    /// The certificates of a PEM file (at least one).
+    static func loadCertificates(_ path: String) throws(OIDCConfigurationError) -> [NIOSSLCertificate] {
+        let certificates: [NIOSSLCertificate]
+        do {
+            certificates = try NIOSSLCertificate.fromPEMFile(path)
+        } catch {
+            throw .invalidCAFile(path)
+        }
+        guard !certificates.isEmpty else { throw .invalidCAFile(path) }
+        return certificates
     }
 
     /// The discovery document's address: the issuer, less any trailing `/`, then
@@ -123,11 +146,14 @@ public enum OIDCConfigurationError: Error, Equatable, Sendable, CustomStringConv
     case conflictsWithStaticKeys([String])
     case invalidIssuer(String, String)
     case invalidRefreshInterval(String)
+    case invalidCAFile(String)
 
     public var description: String {
         switch self {
         case .issuerMissing:
-            "DEVBOX_USER_OIDC_AUDIENCE and DEVBOX_USER_OIDC_MIN_REFRESH_SECONDS need DEVBOX_USER_OIDC_ISSUER"
+            "DEVBOX_USER_OIDC_AUDIENCE, DEVBOX_USER_OIDC_MIN_REFRESH_SECONDS and DEVBOX_USER_OIDC_CA_FILE need DEVBOX_USER_OIDC_ISSUER"
+        case .invalidCAFile(let path):
+            "DEVBOX_USER_OIDC_CA_FILE '\(path)' is not a readable PEM file of CA certificates"
         case .missingAudience:
             "DEVBOX_USER_OIDC_ISSUER needs DEVBOX_USER_OIDC_AUDIENCE (the client id or API audience devbox's tokens carry in aud)"
         case .conflictsWithStaticKeys(let names):
@@ -163,10 +189,18 @@ public final class OIDCHTTPFetcher: OIDCFetching {
     private let http: OwnedHTTPClient
     private let timeout: Duration
 
-    public init(timeout: Duration = .seconds(5)) {
+    /// - Parameter caFile: a PEM file of CA certificates trusted instead of the system's roots.
+    public init(timeout: Duration = .seconds(5), caFile: String? = nil) throws(OIDCConfigurationError) {
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
         self.timeout = timeout
-        http = OwnedHTTPClient(configuration: .devbox(connectTimeout: seconds, readTimeout: seconds, followRedirects: false))
+        var c = HTTPClient.Configuration.devbox(connectTimeout: seconds, readTimeout: seconds, followRedirects: false)
+        if let caFile {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .certificates(try OIDCSettings.loadCertificates(caFile))
+            c.tlsConfiguration = tls
+        }
+        let configuration = c
+        http = OwnedHTTPClient(configuration: configuration)
     }
 
     public func get(_ url: String, limit: Int) async throws -> (status: Int, body: [UInt8]) {

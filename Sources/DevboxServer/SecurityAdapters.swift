@@ -27,7 +27,13 @@ struct FernetCipher: SecretCipher {
 /// secret and/or JWKS file, or none.
 func makeUserVerifier(configuration: ServerConfiguration, logger: Logger) async throws -> (any UserTokenVerifying)? {
     if let oidc = configuration.userOIDC {
-        let verifier = OIDCUserTokenVerifier(settings: oidc, fetcher: OIDCHTTPFetcher(timeout: oidc.requestTimeout), logger: logger)
+        let fetcher: OIDCHTTPFetcher
+        do {
+            fetcher = try OIDCHTTPFetcher(timeout: oidc.requestTimeout, caFile: oidc.caFile)
+        } catch {
+            throw ConfigurationError(error.description)
+        }
+        let verifier = OIDCUserTokenVerifier(settings: oidc, fetcher: fetcher, logger: logger)
         logger.notice("user tokens: verified with the keys of OpenID provider \(oidc.issuer) (audience \(oidc.audience))")
         verifier.start()
         return OIDCUserVerifier(verifier: verifier)

@@ -154,6 +154,13 @@ import Testing
         let iss = "https://id.example"
         refused(["DEVBOX_USER_OIDC_ISSUER": iss], .missingAudience)
         refused(["DEVBOX_USER_OIDC_AUDIENCE": "devbox"], .issuerMissing)
+        refused(["DEVBOX_USER_OIDC_CA_FILE": "/etc/hostname"], .issuerMissing)
+        refused(
+            ["DEVBOX_USER_OIDC_ISSUER": iss, "DEVBOX_USER_OIDC_AUDIENCE": "a", "DEVBOX_USER_OIDC_CA_FILE": "/nonexistent/ca.pem"],
+            .invalidCAFile("/nonexistent/ca.pem"))
+        refused(
+            ["DEVBOX_USER_OIDC_ISSUER": iss, "DEVBOX_USER_OIDC_AUDIENCE": "a", "DEVBOX_USER_OIDC_CA_FILE": "/etc/hostname"],
+            .invalidCAFile("/etc/hostname"))
         refused(
             ["DEVBOX_USER_OIDC_ISSUER": iss, "DEVBOX_USER_OIDC_AUDIENCE": "a", "DEVBOX_USER_JWT_SECRET": "s"],
             .conflictsWithStaticKeys(["DEVBOX_USER_JWT_SECRET"]))

@@ -8,7 +8,10 @@ ES256), rotates them, counts fetches, and can be broken in the ways a real one b
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
+import ipaddress
+import ssl
 import hmac
 import json
 import re
@@ -21,7 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
@@ -51,9 +56,10 @@ class Key:
 class Issuer:
     """A minimal OpenID provider on 127.0.0.1."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, tls: tuple[str, str] | None = None):
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}/realms/e2e"
+        self.tls = tls  # (certificate chain file, key file): https
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/realms/e2e"
         self.keys = [Key("rsa"), Key("ec")]
         self.fetches: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -111,6 +117,10 @@ class Issuer:
                 self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -325,6 +335,61 @@ def test_provider_down_at_start_then_broken_then_fixed(fresh_server):
         issuer.close()
 
 
+def make_pki(directory) -> tuple[str, tuple[str, str]]:
+    """A test CA and a certificate for 127.0.0.1 it signed: (CA file, (chain file, key file))."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devbox e2e test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                       key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])).issuer_name(ca_name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    ca_file, chain_file, key_file = (str(directory / n) for n in ("ca.pem", "chain.pem", "key.pem"))
+    with open(ca_file, "wb") as f:
+        f.write(ca.public_bytes(serialization.Encoding.PEM))
+    with open(chain_file, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM))
+    with open(key_file, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return ca_file, (chain_file, key_file)
+
+
+def test_https_provider_is_verified_against_the_configured_ca(fresh_server, tmp_path):
+    """The production path: discovery and JWKS over https with certificate verification. Trusted
+    through DEVBOX_USER_OIDC_CA_FILE; without it the system's roots do not know the test CA, so
+    the keys are never fetched (503, one warning naming the TLS failure)."""
+    ca_file, tls = make_pki(tmp_path)
+    issuer = Issuer(tls=tls).start()
+    try:
+        s = fresh_server(env=oidc_env(issuer, DEVBOX_USER_OIDC_CA_FILE=ca_file))
+        s.start()
+        r = me(s, issuer.token("gina"))
+        assert r.status_code == 200, s.log()[-2000:]
+        assert r.json()["external_id"] == "gina"
+        assert issuer.jwks_fetches == 1
+        untrusting = fresh_server(env=oidc_env(issuer))
+        untrusting.start()
+        assert me(untrusting, issuer.token("gina")).status_code == 503
+        assert re.search(r"OIDC discovery for issuer https://127\.0\.0\.1:\d+/realms/e2e failed: discovery document: TLS failure",
+                         untrusting.log()), untrusting.log()[-2000:]
+        assert issuer.jwks_fetches == 1
+    finally:
+        issuer.close()
+
+
 def serve_config_error(env: dict) -> tuple[int, str]:
     s = Server(env={**NO_POOL, **env})
     try:
@@ -349,7 +414,10 @@ def serve_config_error(env: dict) -> tuple[int, str]:
      "DEVBOX_USER_OIDC_ISSUER 'http://id.example' is not usable: it must be https (plain http only on a loopback address)"),
     ({"DEVBOX_USER_OIDC_AUDIENCE": "a"},
      "need DEVBOX_USER_OIDC_ISSUER"),
-], ids=["with-secret", "with-jwks-file", "no-audience", "http-off-loopback", "audience-alone"])
+    ({"DEVBOX_USER_OIDC_ISSUER": "https://id.example", "DEVBOX_USER_OIDC_AUDIENCE": "a",
+      "DEVBOX_USER_OIDC_CA_FILE": "/nonexistent/ca.pem"},
+     "DEVBOX_USER_OIDC_CA_FILE '/nonexistent/ca.pem' is not a readable PEM file of CA certificates"),
+], ids=["with-secret", "with-jwks-file", "no-audience", "http-off-loopback", "audience-alone", "bad-ca-file"])
 def test_configuration_errors_end_serve_with_one_line(env, message):
     code, err = serve_config_error(env)
     assert code != 0
