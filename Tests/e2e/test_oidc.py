@@ -228,13 +228,16 @@ def bad_tokens(issuer: Issuer) -> dict:
 
 
 def test_bad_tokens_are_401(issuer, oidc_server):
-    for name, token in bad_tokens(issuer).items():
+    tokens = bad_tokens(issuer)
+    for name, token in tokens.items():
         r = me(oidc_server, token)
         assert r.status_code == 401, f"{name}: {r.status_code} {r.text}"
         assert r.json()["error"]["code"] == "unauthorized", name
+    # Bearer tokens are never logged, not even refused ones.
     log = oidc_server.log()
-    for token in bad_tokens(issuer).values():
-        assert token.split(".")[-1] not in log or len(token.split(".")[-1]) < 8
+    for name, token in tokens.items():
+        for part in token.split("."):
+            assert len(part) < 16 or part not in log, name
 
 
 def test_key_rotation_is_picked_up_without_restart(issuer, oidc_server):
