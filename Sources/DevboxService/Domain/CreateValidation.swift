@@ -45,7 +45,9 @@ public enum CreateValidation {
         _ r: CreateDevboxRequest, plans: [Plan], defaultPlan: String, lifetimes: LifetimeSettings = LifetimeSettings()
     ) throws(ServiceError) -> ValidatedCreate {
         let name = r.name
-        guard !name.isEmpty, name.count <= 64 else {
+        // Counted in code points, as the database's CHECK (length(name) <= 64) counts: a name of
+        // 64 letters with combining accents is 128 of them, and was refused by the insert (503).
+        guard !name.isEmpty, name.unicodeScalars.count <= 64 else {
             throw .validation(field: "name", message: "name must be 1 to 64 characters")
         }
         guard name.unicodeScalars.allSatisfy({ $0.properties.generalCategory != .control && $0.properties.generalCategory != .format && $0.properties.generalCategory != .lineSeparator && $0.properties.generalCategory != .paragraphSeparator }) else {
