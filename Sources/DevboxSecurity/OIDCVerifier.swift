@@ -322,8 +322,6 @@ actor OIDCKeyStore {
     private var inFlight: Task<Void, Never>?
     private var lastAttempt: ContinuousClock.Instant?
     private var consecutiveFailures = 0
-    /// Fetches started (discovery + JWKS each), for tests.
-    private(set) var fetchCount = 0
 
     init(
         settings: OIDCSettings, fetcher: any OIDCFetching, logger: Logger,
@@ -359,7 +357,6 @@ actor OIDCKeyStore {
         }
         if let nextAllowed, now() < nextAllowed { return keys }
         lastAttempt = now()
-        fetchCount += 1
         let settings = self.settings
         let fetcher = self.fetcher
         let task = Task {
