@@ -10,6 +10,9 @@ struct CoreToolBackend: DevboxBackend {
     /// Whether this process makes the writes, so the core's change notifications see them
     /// (`devbox serve`); false for a reader of another process's database (`LocalReadBackend`).
     var notifies = true
+    /// Where this caller reaches the service (`DEVBOX_PUBLIC_URL`, else the `/mcp` request's
+    /// Host): the base of port URLs.
+    var baseURL: String? = nil
 
     /// Without notifications: in-process reads are cheap; poll often so progress is prompt.
     var pollInterval: Duration { .milliseconds(200) }
@@ -84,6 +87,20 @@ struct CoreToolBackend: DevboxBackend {
 
     func startDevbox(id: String) async throws -> Devbox {
         try await api { () async throws(ServiceError) in try await core.startDevbox(principal, id: id) }
+    }
+
+    func network(devboxId: String) async throws -> DevboxNetwork {
+        try await api { () async throws(ServiceError) in try await core.network(principal, id: devboxId) }
+    }
+
+    func setNetwork(devboxId: String, _ network: DevboxNetwork) async throws -> DevboxNetwork {
+        try await api { () async throws(ServiceError) in try await core.setNetwork(principal, id: devboxId, network) }
+    }
+
+    func portURL(devboxId: String, port: Int) async throws -> String {
+        let box = try await devbox(id: devboxId)
+        guard let baseURL else { throw DevboxBackendUnavailable("This server does not know the address it is reached at; set DEVBOX_PUBLIC_URL.") }
+        return PortURL.make(base: baseURL, devboxId: box.id, port: port)
     }
 
     func readPath(devboxId: String, path: String) async throws -> FileContent {

@@ -29,7 +29,10 @@ struct MCPController {
                         throw DevboxBackendUnavailable("This request is not authenticated; send X-Provider-Token.")
                     }
                     return DevboxToolEnvironment(
-                        backend: CoreToolBackend(core: core, principal: principal),
+                        backend: CoreToolBackend(
+                            core: core, principal: principal,
+                            baseURL: core.publicURL.map { $0.absoluteString }
+                                ?? context.headers["host"].map { "http://" + $0 }),
                         credentials: InjectionTokens(
                             claudeToken: context.headers["x-claude-token"].flatMap { $0.isEmpty ? nil : $0 },
                             codexToken: context.headers["x-codex-token"].flatMap { $0.isEmpty ? nil : $0 }))

@@ -33,6 +33,14 @@ public protocol DevboxBackend: Sendable {
     /// `PUT …/files`.
     func writeFile(devboxId: String, path: String, bytes: [UInt8], mode: String?) async throws -> FileWriteResult
 
+    /// `GET …/network`: the devbox's egress policy.
+    func network(devboxId: String) async throws -> DevboxNetwork
+    /// `PATCH …/network`: replaces the egress policy; the policy now in force.
+    func setNetwork(devboxId: String, _ network: DevboxNetwork) async throws -> DevboxNetwork
+    /// The URL of `port` of a ready devbox (`/api/v1/devboxes/:id/ports/:port/`), on the
+    /// address this backend reaches the service at.
+    func portURL(devboxId: String, port: Int) async throws -> String
+
     /// How often `wait_for_ready` polls this backend when it offers no change feed.
     var pollInterval: Duration { get }
 
@@ -72,6 +80,15 @@ extension DevboxBackend {
     }
     public func writeFile(devboxId: String, path: String, bytes: [UInt8], mode: String?) async throws -> FileWriteResult {
         throw DevboxBackendUnavailable("This devbox backend cannot write files.")
+    }
+    public func network(devboxId: String) async throws -> DevboxNetwork {
+        throw DevboxBackendUnavailable("This devbox backend cannot read network policies.")
+    }
+    public func setNetwork(devboxId: String, _ network: DevboxNetwork) async throws -> DevboxNetwork {
+        throw DevboxBackendUnavailable("This devbox backend cannot change network policies.")
+    }
+    public func portURL(devboxId: String, port: Int) async throws -> String {
+        throw DevboxBackendUnavailable("This devbox backend cannot expose ports.")
     }
 }
 

@@ -13,6 +13,8 @@ public enum DevboxToolRegistry {
         ReadFileTool(),
         WriteFileTool(),
         ListFilesTool(),
+        SetNetworkTool(),
+        PortURLTool(),
         StopDevboxTool(),
         StartDevboxTool(),
         DeleteDevboxTool(),

@@ -94,6 +94,14 @@ struct ClientToolBackend: DevboxBackend {
     }
 
     func stopDevbox(id: String) async throws -> Devbox { try await sdk { try await client.devboxes.stop(id) } }
+    func network(devboxId: String) async throws -> DevboxNetwork { try await sdk { try await client.devboxes.network(id: devboxId) } }
+    func setNetwork(devboxId: String, _ network: DevboxNetwork) async throws -> DevboxNetwork {
+        try await sdk { try await client.devboxes.setNetwork(id: devboxId, network) }
+    }
+    func portURL(devboxId: String, port: Int) async throws -> String {
+        let box = try await devbox(id: devboxId)
+        return PortURL.make(base: client.baseURL.absoluteString, devboxId: box.id, port: port)
+    }
     func startDevbox(id: String) async throws -> Devbox { try await sdk { try await client.devboxes.start(id) } }
 
     func readPath(devboxId: String, path: String) async throws -> FileContent {

@@ -98,6 +98,13 @@ struct LocalBackend: DevboxBackend {
         try await local(retry: false) { try await $0.serve.exec(devboxId: devboxId, request, onOutput: onOutput) }
     }
     func stopDevbox(id: String) async throws -> Devbox { try await local { try await $0.serve.stopDevbox(id: id) } }
+    func network(devboxId: String) async throws -> DevboxNetwork { try await local { try await $0.reader.network(devboxId: devboxId) } }
+    func setNetwork(devboxId: String, _ network: DevboxNetwork) async throws -> DevboxNetwork {
+        try await local(retry: false) { try await $0.serve.setNetwork(devboxId: devboxId, network) }
+    }
+    func portURL(devboxId: String, port: Int) async throws -> String {
+        try await local { try await $0.serve.portURL(devboxId: devboxId, port: port) }
+    }
     func startDevbox(id: String) async throws -> Devbox { try await local { try await $0.serve.startDevbox(id: id) } }
     func readPath(devboxId: String, path: String) async throws -> FileContent {
         try await local { try await $0.serve.readPath(devboxId: devboxId, path: path) }

@@ -94,6 +94,19 @@ final class FakeBackend: DevboxBackend {
         return box(id, Self.readyStep)
     }
 
+    let networkSet = Mutex<DevboxNetwork?>(nil)
+
+    func setNetwork(devboxId: String, _ network: DevboxNetwork) async throws -> DevboxNetwork {
+        try maybeFail()
+        networkSet.withLock { $0 = network }
+        return network
+    }
+
+    func portURL(devboxId: String, port: Int) async throws -> String {
+        try maybeFail()
+        return PortURL.make(base: "http://127.0.0.1:8080/", devboxId: devboxId, port: port)
+    }
+
     func readPath(devboxId: String, path: String) async throws -> FileContent {
         try maybeFail()
         if path == "/workspace" {

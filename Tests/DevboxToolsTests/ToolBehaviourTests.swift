@@ -48,6 +48,8 @@ struct ToolBehaviourTests {
             ("list_files", ["devbox_id": "dbx_fake"]),
             ("stop_devbox", ["devbox_id": "dbx_fake"]),
             ("start_devbox", ["devbox_id": "dbx_fake"]),
+            ("set_network", ["devbox_id": "dbx_fake", "egress": "deny_all", "allow": ["api.example.com"]]),
+            ("port_url", ["devbox_id": "dbx_fake", "port": 8000]),
         ]
         for (name, args) in calls {
             try expectConforming(try await h.call(name, args), name, h)
@@ -363,5 +365,20 @@ struct ModelJSONTests {
         }
         let list = try JSONValue(parsing: DevboxWireJSON.devboxList([full, bare]))
         #expect(list == (try JSONValue(encoding: DevboxList(devboxes: [full, bare]), encoder: DevboxJSON.encoder())))
+    }
+}
+
+@Suite("Network tools against a fake backend")
+struct NetworkToolTests {
+    @Test("set_network passes the whole policy; port_url is the port's path on the service; create_devbox carries network")
+    func networkTools() async throws {
+        let h = Harness()
+        let r = try await h.call("set_network", ["devbox_id": "dbx_fake", "egress": "deny_all", "allow": ["api.example.com"]])
+        #expect(!r.isError, "\(r.text)")
+        #expect(h.backend.networkSet.withLock { $0 } == DevboxNetwork(egress: "deny_all", allow: ["api.example.com"], deny: []))
+        let u = try await h.call("port_url", ["devbox_id": "dbx_fake", "port": 8000])
+        #expect(u.structuredContent == ["url": "http://127.0.0.1:8080/api/v1/devboxes/dbx_fake/ports/8000/"])
+        let bad = try await h.call("port_url", ["devbox_id": "dbx_fake", "port": 70000])
+        #expect(bad.isError)
     }
 }

@@ -27,9 +27,16 @@ struct CreateDevboxTool: DevboxTool {
         var injectCodexToken: Bool?
         var wait: Bool?
         var waitTimeoutSeconds: Int?
+        var network: Network?
+
+        struct Network: Decodable, Sendable {
+            var egress: String?
+            var allow: [String]?
+            var deny: [String]?
+        }
 
         enum CodingKeys: String, CodingKey {
-            case name, plan, repositories, repository, branch, env, wait
+            case name, plan, repositories, repository, branch, env, wait, network
             case setupCommands = "setup_commands"
             case setupTimeoutSeconds = "setup_timeout_seconds"
             case idleTimeoutSeconds = "idle_timeout_seconds"
@@ -57,7 +64,8 @@ struct CreateDevboxTool: DevboxTool {
                     DevboxRepositoryRequest(repoId: $0.repoId, fullName: $0.fullName, ref: $0.ref, targetPath: $0.targetPath)
                 },
                 credentialProfile: profile, env: env, setupCommands: setupCommands, setupTimeoutSeconds: setupTimeoutSeconds,
-                idleTimeoutSeconds: idleTimeoutSeconds, ttlSeconds: ttlSeconds)
+                idleTimeoutSeconds: idleTimeoutSeconds, ttlSeconds: ttlSeconds,
+                network: network.map { DevboxNetwork(egress: $0.egress ?? "allow_all", allow: $0.allow ?? [], deny: $0.deny ?? []) })
         }
     }
 
@@ -97,6 +105,7 @@ struct CreateDevboxTool: DevboxTool {
                 "ttl_seconds": Schema.integer("Destroy this long after creation (default never).", minimum: 60, maximum: 31_536_000),
                 "inject_claude_token": Schema.boolean("Set ANTHROPIC_API_KEY to the server's Claude token."),
                 "inject_codex_token": Schema.boolean("Set OPENAI_API_KEY to the server's Codex token."),
+                "network": Schema.object(NetworkSchema.properties, description: "Egress policy (default allow_all)."),
                 "wait": Schema.boolean("Return when ready or failed, with progress."),
                 "wait_timeout_seconds": Schema.integer("With wait: longest wait.", minimum: 1, maximum: 3600, default: 120),
             ], required: ["name"]),
