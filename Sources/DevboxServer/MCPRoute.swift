@@ -73,7 +73,11 @@ struct MCPController {
         }
         let answer = await handler.handle(
             MCPHTTPRequest(
-                method: request.method.rawValue, headerPairs: request.headers.map { ($0.name.canonicalName, $0.value) },
+                // The authority (HTTP/1.1 Host) is a pseudo-header here: handed on as `host`, the
+                // base of port_url's answer.
+                method: request.method.rawValue,
+                headerPairs: request.headers.map { ($0.name.canonicalName, $0.value) }
+                    + (request.head.authority.map { [("host", $0)] } ?? []),
                 body: Array(buffer: body), auth: principal))
         switch answer {
         case .json(let status, let headers, let bytes):

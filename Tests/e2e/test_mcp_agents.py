@@ -304,3 +304,34 @@ def test_results_guide_an_agent_with_tools(server, tmp_path):
             gone = text(await c.call_tool("run_command", {"devbox_id": box, "command": "true"}))
             assert "create a new devbox" in gone.lower() and "try again" not in gone, gone
     run(go)
+
+
+# -- network tools (issue 17) ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_network_policy_and_port_url_tools(server, transport, tmp_path):
+    """create_devbox takes an egress policy, set_network replaces it live, port_url gives a URL that
+    answers with the app in the box (the same provider token)."""
+    import requests
+
+    async def go():
+        async with client(server, transport, MODES["default"], tmp_path) as c:
+            r = await c.call_tool("create_devbox", {"name": f"net-{transport}", "wait": True,
+                                                     "network": {"egress": "deny_all", "allow": ["Example.ORG"]}})
+            box = structured(r, "create_devbox")["devbox"]
+            assert box["state"] == "ready" and box["network"] == {"egress": "deny_all", "allow": ["example.org"], "deny": []}
+            bad = await c.call_tool("set_network", {"devbox_id": box["id"], "allow": ["10.0.0.0/8"]})
+            assert bad.is_error and "network.allow[0]" in bad.content[0].text, bad
+            ok = structured(await c.call_tool("set_network", {"devbox_id": box["id"], "egress": "allow_all",
+                                                               "deny": ["198.51.100.0/24"]}), "set_network")
+            assert ok["network"] == {"egress": "allow_all", "allow": [], "deny": ["198.51.100.0/24"]}
+            assert server.get(box["id"])["network"] == ok["network"]
+            await c.call_tool("run_command", {"devbox_id": box["id"], "command":
+                "cd /workspace && echo hi-from-port > index.html && (nohup python3 -m http.server 8123 --bind 127.0.0.1 >/dev/null 2>&1 &) && sleep 0.5"})
+            url = structured(await c.call_tool("port_url", {"devbox_id": box["id"], "port": 8123}), "port_url")["url"]
+            assert url.endswith(f"/api/v1/devboxes/{box['id']}/ports/8123/"), url
+            got = await anyio.to_thread.run_sync(
+                lambda: requests.get(url + "index.html", headers={"X-Provider-Token": server.token}, timeout=10))
+            assert got.status_code == 200 and got.text == "hi-from-port\n", got.text
+            await c.call_tool("delete_devbox", {"devbox_id": box["id"]})
+    run(go)
