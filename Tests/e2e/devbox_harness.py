@@ -153,6 +153,19 @@ class Server:
                 out["claim"] = cidr
         return out
 
+    def remove_network_leftovers(self) -> None:
+        """After a serve that was killed and not restarted (a graceful stop removes its own):
+        its links, nft table and range claim, so the machine is left as it was."""
+        if self.proc and self.proc.poll() is None:
+            return
+        left = self.network_leftovers()
+        for link in left.get("links", []):
+            subprocess.run(["ip", "link", "del", link], capture_output=True)
+        if "table" in left:
+            subprocess.run(["nft", "delete", "table", "inet", left["table"]], capture_output=True)
+        if "claim" in left:
+            subprocess.run(["ip", "route", "del", "unreachable", left["claim"], "proto", "219"], capture_output=True)
+
     def cgroup_parents(self) -> list[str]:
         """The service's parent cgroups, in every hierarchy."""
         name = self.cgroup_parent_name()
@@ -203,6 +216,7 @@ class Server:
                 os.rmdir(p)
             except OSError:
                 pass
+        self.remove_network_leftovers()
         if self.tmp:
             mounted = [l.split()[4] for l in open("/proc/self/mountinfo").read().splitlines()
                        if l.split()[4].startswith(self.tmp + "/")]
