@@ -317,3 +317,37 @@ def test_policies_are_refused_where_boxes_share_the_host_network(fresh_server):
     r = s.request("PATCH", f"/api/v1/devboxes/{d['id']}/network", json_body={"egress": "deny_all"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "network", r.text
     assert s.network_leftovers() == {}
+
+
+SQUAT = r"""
+import socket, sys, time
+ports = [int(p) for p in sys.argv[1:]]
+held = []
+while True:
+    for p in ports:
+        for host in ("0.0.0.0", "127.0.0.1"):
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, p)); s.listen(1); held.append(s)
+                open("/workspace/squat.log", "a").write(f"bound {host}:{p}\n")
+            except OSError:
+                s.close()
+    time.sleep(0.01)
+"""
+
+
+def test_a_box_squatting_the_service_ports_cannot_take_them_across_a_restart(fresh_server):
+    """Issue 21: a box that keeps trying to bind the service's HTTP and SSH ports while the
+    service restarts gets only its own network's ports; the restarted serve binds the host's."""
+    s = fresh_server(env={"DEVBOX_WARM_POOL": "0"}).start()
+    d = ready(s, {"name": "squatter"})
+    out = exec_box(s, d["id"], ["sh", "-c", f"nohup python3 -c '{SQUAT}' {s.http_port} {s.ssh_port} >/dev/null 2>&1 & echo started"])
+    assert out["stdout"].strip() == "started"
+    assert s.stop() == 0
+    s.start()                                   # raises if the ports were taken
+    assert requests.get(s.base + "/healthz", timeout=5).json()["status"] == "ok"
+    with socket.create_connection(("127.0.0.1", s.ssh_port), timeout=5) as c:
+        assert c.recv(64).startswith(b"SSH-2.0-")   # the gateway, not the box's listener
+    log = exec_box(s, d["id"], ["cat", "/workspace/squat.log"])["stdout"]
+    assert f"bound 0.0.0.0:{s.http_port}" in log and f"bound 0.0.0.0:{s.ssh_port}" in log   # inside its own netns
+    assert s.get(d["id"])["state"] == "ready"
