@@ -103,6 +103,18 @@ def ready(server: Server, body: dict) -> dict:
     return d
 
 
+def dyn_elements(server: Server) -> list[tuple[str, str]]:
+    """(box address, admitted address) pairs in the serve's nft set of resolver admissions."""
+    out = subprocess.run(["nft", "-j", "list", "set", "inet", server.cgroup_parent_name(), "dyn4"],
+                         capture_output=True, text=True, check=True).stdout
+    pairs = []
+    for item in json.loads(out)["nftables"]:
+        for e in item.get("set", {}).get("elem", []):
+            val = e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e
+            pairs.append(tuple(val["concat"]))
+    return pairs
+
+
 def gateway_of(server: Server, devbox_id: str) -> str:
     out = exec_box(server, devbox_id, ["sh", "-c", "awk '/^nameserver/{print $2}' /etc/resolv.conf"])
     return out["stdout"].strip()
@@ -206,9 +218,14 @@ def test_deny_all_with_an_allow_list_and_live_changes(net_server, dns):
     r = probe(s, d["id"], "198.51.100.20:80")["198.51.100.20:80"]      # its raw address
     assert r["result"] == "refused" and r["ms"] < 1000, r
 
+    # The resolver admitted allowed.test's address for this box only, for the record's TTL.
+    admitted = dyn_elements(s)
+    assert len(admitted) == 1 and admitted[0][1] == "198.51.100.10", admitted
+
     # PATCH flips it live: new connections follow within a second.
     p = s.request("PATCH", f"/api/v1/devboxes/{d['id']}/network", json_body={"egress": "allow_all"})
     assert p.status_code == 200, p.text
+    assert dyn_elements(s) == []            # leaving deny_all drops what was admitted
     assert p.json() == {"egress": "allow_all", "allow": [], "deny": []}
     assert fetch(s, d["id"], "http://198.51.100.20/") == "hello from 198.51.100.20"
     assert s.get(d["id"])["network"]["egress"] == "allow_all"
