@@ -258,6 +258,7 @@ extension DevboxCore {
             case .notFound: return .notFound("no such file or directory in devbox \(id)")
             case .tooLarge: return .payloadTooLarge(e.description)
             case .noSpace: return .payloadTooLarge(e.description)
+            case .mountPoint: return .conflict(e.description)
             case .system:
                 logger.error("file \(what) failed", metadata: ["devbox": "\(id)", "error": "\(e)"])
                 return .unavailable("the file operation failed; try again")

@@ -35,6 +35,9 @@ public enum BoxFileError: Error, Sendable, Equatable, CustomStringConvertible {
     case tooLarge(limit: Int, size: Int64)
     case readOnly
     case noSpace
+    /// The path is a mount point of the box (/proc, /sys, /dev/pts, /workspace, /.devbox/init…)
+    /// or, for a delete, holds one: replacing or removing it would break the box.
+    case mountPoint(String)
     case system(String, errno: Int32)
 
     public var description: String {
@@ -49,6 +52,7 @@ public enum BoxFileError: Error, Sendable, Equatable, CustomStringConvertible {
         case .tooLarge(let limit, let size): return "the file has \(size) bytes; the limit is \(limit)"
         case .readOnly: return "read-only file system"
         case .noSpace: return "no space left in the devbox"
+        case .mountPoint(let p): return "\(p) is a mount point of the devbox (or holds one) and cannot be replaced or deleted"
         case .system(let what, let e): return "\(what): \(String(cString: strerror(e)))"
         }
     }
@@ -176,6 +180,8 @@ extension CrunRuntime {
         if let mode, mode > 0o7777 { throw BoxFileError.invalidPath("mode must be at most 7777 (octal)") }
         return try await onDedicatedThread { [self] () throws -> Bool in
             try withBoxRoot(id) { root in
+                let target = "/" + comps.joined(separator: "/")
+                if boxMountPoints(id).contains(target) { throw BoxFileError.mountPoint(target) }
                 let dir = try ensureParent(root, Array(comps.dropLast()))
                 defer { closeFD(dir) }
                 try refusePseudo(dir)
@@ -220,6 +226,10 @@ extension CrunRuntime {
         guard let name = comps.last else { throw BoxFileError.invalidPath("the root directory cannot be deleted") }
         try await onDedicatedThread { [self] () throws in
             try withBoxRoot(id) { root in
+                let target = "/" + comps.joined(separator: "/")
+                if boxMountPoints(id).contains(where: { $0 == target || $0.hasPrefix(target + "/") }) {
+                    throw BoxFileError.mountPoint(target)
+                }
                 let dir = dbx_open_inside(root, BoxPath.relative(Array(comps.dropLast())), oPath | O_DIRECTORY, 0)
                 if dir < 0 { throw BoxFileError.from(lastErrno(), "open") }
                 defer { closeFD(dir) }
@@ -252,6 +262,18 @@ extension CrunRuntime {
             defer { closeFD(root) }
             return try body(root)
         }
+    }
+
+    /// The mount points of the box as its init sees them (`/proc/<pid>/mountinfo`: paths
+    /// relative to the box's root). Empty if the box is not running (the root open fails then).
+    func boxMountPoints(_ id: String) -> Set<String> {
+        guard let pid = knownInitPid(id) ?? initPid(id), let text = readSmallFile("/proc/\(pid)/mountinfo") else { return [] }
+        var out = Set<String>()
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count > 4 { out.insert(HostState.unescape(String(f[4]))) }
+        }
+        return out
     }
 
     /// The box init's root directory. The init's pid comes from `crun state`; it is

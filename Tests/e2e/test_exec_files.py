@@ -252,3 +252,20 @@ def test_files_size_limits_are_413(fresh_server):
     s.exec_in_box(b, "head -c 5000 /dev/zero > /workspace/large")
     r = files(s, b, "GET", "/workspace/large")
     assert r.status_code == 413 and err(r)["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("method,path,recursive", [
+    ("DELETE", "/proc", True), ("DELETE", "/proc", False), ("DELETE", "/sys", True), ("DELETE", "/dev", True),
+    ("DELETE", "/dev/pts", True), ("DELETE", "/workspace", True), ("DELETE", "/.devbox", True),
+    ("DELETE", "/tmp", True), ("PUT", "/.devbox/init", False),
+])
+def test_mount_points_of_the_box_are_refused(server, box, method, path, recursive):
+    """Issue 18: the files API never removes or replaces a mount point of the box (nor a
+    directory holding one): 409 naming the path, and the box keeps working."""
+    kw = {"data": b"#!/bin/sh\necho owned\n"} if method == "PUT" else {}
+    query = "&recursive=true" if recursive else ""
+    r = files(server, box, method, path, query=query, **kw)
+    assert r.status_code == 409, r.text
+    assert path in r.json()["error"]["message"], r.text
+    out = server.request("POST", f"/api/v1/devboxes/{box}/exec", json_body={"command": "ls /proc/self >/dev/null && echo ok"}).json()
+    assert out["stdout"] == "ok\n", out
