@@ -20,6 +20,8 @@ public struct DevboxSystem: Sendable {
 public func buildSystem(configuration: ServerConfiguration, logger: Logger) async throws -> DevboxSystem {
     let fm = FileManager.default
     try fm.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    // 0700 whatever the umask or whoever made it: it holds the key file and the database.
+    try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: configuration.dataDirectory)
     try DataDirectoryLock.acquire(dataDirectory: configuration.dataDirectory)
     let database = try AppDatabase(path: configuration.dataDirectory + "/devbox.sqlite", cachesDevboxes: true)
     let cipher = try FernetCipher.load(environmentKeys: configuration.encryptionKeys, dataDirectory: configuration.dataDirectory)

@@ -160,3 +160,29 @@ def test_keys_rotate_reencrypts_with_the_first_key(fresh_server):
     s2 = fresh_server(data_dir=s.data_dir, token=s.token, env={"DEVBOX_ENCRYPTION_KEY": new}).start()
     d2 = s2.create({"name": "after", "env": {"BAR": "x"}, "setup_commands": ["test \"$BAR\" = x"]})
     assert s2.wait_state(d2["id"])["state"] == "ready"
+
+
+def test_data_dir_and_database_are_private_whatever_the_umask(tmp_path):
+    """Issue 18: the data dir is 0700, the database and its -wal/-shm 0600, under umask 000
+    and for a data dir made world-readable beforehand."""
+    import stat
+    from devbox_harness import BIN, Server
+    data = tmp_path / "data"
+    data.mkdir(mode=0o777)
+    os.chmod(data, 0o777)
+    s = Server(data_dir=str(data))
+    token = s.create_token()
+    s.token = token
+    old = os.umask(0)
+    try:
+        s.start()
+    finally:
+        os.umask(old)
+    try:
+        s.create({"name": "perm"})
+        mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
+        assert mode(data) == 0o700
+        for f in ("devbox.sqlite", "devbox.sqlite-wal", "devbox.sqlite-shm"):
+            assert mode(data / f) == 0o600, f
+    finally:
+        s.close()

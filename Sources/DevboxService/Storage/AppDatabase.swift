@@ -33,6 +33,7 @@ public final class AppDatabase: Sendable {
             try db.execute(sql: "PRAGMA secure_delete = ON")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
+        try Self.restrictFiles(path)
         pool = try DatabasePool(path: path, configuration: config)
         // GRDB leaves a WAL pool's writer at synchronous = NORMAL: a commit survives a crash of
         // the service but not of the machine. Every write the API acknowledges must survive
@@ -43,6 +44,17 @@ public final class AppDatabase: Sendable {
         createBatcher = CreateBatcher(pool: pool)
         pool.add(
             transactionObserver: DevboxChangeObserver(changes: changes, readCache: readCache), extent: .databaseLifetime)
+    }
+
+    /// The database and its `-wal`/`-shm` are 0600 whatever the umask: they hold every
+    /// encrypted secret and the token hashes. SQLite creates its journal files with the
+    /// database file's mode, so the database is made 0600 before SQLite opens it.
+    static func restrictFiles(_ path: String) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if fd < 0 { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path]) }
+        _ = fchmod(fd, 0o600)
+        _ = close(fd)
+        for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
     }
 
     /// SQLite's `PRAGMA data_version` on a connection that never writes: it changes whenever
