@@ -86,6 +86,9 @@ public func buildApplication(
     }
     return Application(
         router: router,
+        // HTTP/1.1 as `.http1()`; an upgrade request's connection can be taken over by the
+        // ports route (WebSocket to an app in a box, `PortUpgrade`).
+        server: .http1WithPortUpgrades(),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "devbox"),
         services: [worker, lifetimes, gateway],
         onServerRunning: { channel in

@@ -5,11 +5,13 @@ Real serve, real boxes: servers the test starts in a box on the box's own 127.0.
 through the proxy (a file server, and an echo server that reports what it received); a
 listener on the host's 127.0.0.1 is not reachable through it.
 """
+import base64
 import hashlib
 import http.server
 import json
 import os
 import socket
+import struct
 import threading
 import time
 
@@ -74,6 +76,94 @@ threading.Thread(target=serve, args=(8003, silent)).start()
 threading.Thread(target=serve, args=(8004, firehose)).start()
 """
 
+# Runs in the box on 8006: a minimal RFC 6455 echo server (stdlib only). Right after its 101
+# (in the same write) it sends a text frame with what it received: path and headers. Then it
+# echoes text and binary frames, answers pings, and answers a close with a close. "/reject"
+# answers 403 instead of 101; `Upgrade: x-echo` (any upgrade, not only WebSocket) echoes raw
+# bytes until the caller half-closes, then sends "bye" and closes; `Upgrade: x-flood` sends
+# 128 MiB as fast as it can; a plain GET gets 200.
+WS_ECHO = r"""
+import base64, hashlib, json, socket, struct, threading
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+def recv_exact(c, n):
+    b = b""
+    while len(b) < n:
+        d = c.recv(n - len(b))
+        if not d: raise EOFError
+        b += d
+    return b
+def frame(op, payload):
+    n = len(payload)
+    if n < 126: h = struct.pack("!BB", 0x80 | op, n)
+    elif n < 65536: h = struct.pack("!BBH", 0x80 | op, 126, n)
+    else: h = struct.pack("!BBQ", 0x80 | op, 127, n)
+    return h + payload
+def unmask(data, mask):
+    n = len(data)
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+def read_frame(c):
+    b0, b1 = recv_exact(c, 2)
+    n = b1 & 0x7F
+    if n == 126: n = struct.unpack("!H", recv_exact(c, 2))[0]
+    elif n == 127: n = struct.unpack("!Q", recv_exact(c, 8))[0]
+    mask = recv_exact(c, 4) if b1 & 0x80 else None
+    data = recv_exact(c, n)
+    return b0 & 0x0F, unmask(data, mask) if mask else data, mask is not None
+def serve(c):
+    try:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = c.recv(65536)
+            if not d: return
+            head += d
+        lines = head.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+        path = lines[0].split(" ")[1]
+        headers = [[p.strip() for p in l.split(":", 1)] for l in lines[1:]]
+        h = {k.lower(): v for k, v in headers}
+        if h.get("upgrade", "").lower() == "x-echo":
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-echo\r\nConnection: Upgrade\r\n\r\n")
+            while True:
+                d = c.recv(65536)
+                if not d: break
+                c.sendall(d)
+            c.sendall(b"bye"); c.close(); return
+        if h.get("upgrade", "").lower() == "x-flood":
+            # 128 MiB as fast as the caller takes it; /tmp/ws_sent says how much has left so far.
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-flood\r\nConnection: Upgrade\r\n\r\n")
+            block, sent = b"y" * (1 << 20), 0
+            for i in range(128):
+                c.sendall(block); sent += len(block)
+                with open("/tmp/ws_sent", "w") as f: f.write(str(sent))
+            c.close(); return
+        if h.get("upgrade", "").lower() != "websocket":
+            body = json.dumps({"plain": True, "path": path, "headers": headers}).encode()
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                      % len(body) + body)
+            c.close(); return
+        if path.startswith("/reject"):
+            c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
+                      b"Set-Cookie: devbox_session=planted\r\n\r\nnot for you\r\n")
+            c.close(); return
+        accept = base64.b64encode(hashlib.sha1(h["sec-websocket-key"].encode() + GUID).digest())
+        hello = json.dumps({"path": path, "headers": headers}).encode()
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Accept: " + accept + b"\r\nSet-Cookie: devbox_session=planted\r\n\r\n" + frame(1, hello))
+        while True:
+            op, data, masked = read_frame(c)
+            if not masked: c.close(); return   # a client's frames must be masked
+            if op in (1, 2): c.sendall(frame(op, data))
+            elif op == 9: c.sendall(frame(10, data))
+            elif op == 8:
+                c.sendall(frame(8, data[:2])); c.close(); return
+    except (EOFError, OSError):
+        c.close()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 8006)); s.listen(128)
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
 BIG = 64 * 1024 * 1024
 
 # Served from the box on 8005: a hostile page that tries to use the dashboard's session.
@@ -117,6 +207,13 @@ def wait_answering(server: Server, devbox_id: str, port: int, timeout: float = 2
             return
         time.sleep(0.1)
     raise TimeoutError(f"nothing answers on port {port} in {devbox_id}")
+
+
+def other_token(server: Server) -> str:
+    """Another user's token, one per serve (made once, shared by the tests that need it)."""
+    if not hasattr(server, "other_token"):
+        server.other_token = server.create_token("other")
+    return server.other_token
 
 
 def rss_anon_kib(pid: int) -> int:
@@ -167,13 +264,16 @@ def served():
                                 " && (nohup python3 /tmp/raw.py >/dev/null 2>&1 &)"
                                 " && mkdir -p /workspace/app && printf '%s' \"$PAGE\" > /workspace/app/index.html"
                                 " && (nohup python3 -m http.server 8005 --bind 127.0.0.1 --directory /workspace/app"
-                                " >/dev/null 2>&1 &)"],
-                      env={"ECHO": ECHO, "RAW": RAW, "PAGE": ATTACK_PAGE})
+                                " >/dev/null 2>&1 &)"
+                                " && printf '%s' \"$WS_ECHO\" > /tmp/ws_echo.py"
+                                " && (nohup python3 /tmp/ws_echo.py >/dev/null 2>&1 &)"],
+                      env={"ECHO": ECHO, "RAW": RAW, "PAGE": ATTACK_PAGE, "WS_ECHO": WS_ECHO})
         assert out["exit_code"] == 0, out
         big_sha = out["stdout"].split()[0]
         wait_answering(s, box, 8000)
         wait_answering(s, box, 8001)
         wait_answering(s, box, 8005)
+        wait_answering(s, box, 8006)
         yield s, box, big_sha
     finally:
         s.close()
@@ -307,7 +407,7 @@ def test_refusals_name_their_cause(served):
         assert r.status_code == 422, (bad, r.status_code, r.text)
         assert r.json()["error"]["field"] == "port"
     # Another user's devbox is unknown; so is an unknown one.
-    other = s.create_token("other")
+    other = other_token(s)
     r = requests.get(port_url(s, box, 8000, "/hello.txt"), headers=s.headers(token=other), timeout=30)
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
     assert "hello" not in r.text
@@ -318,11 +418,6 @@ def test_refusals_name_their_cause(served):
     assert r.status_code == 401, r.text
     r = requests.get(port_url(s, box, 8000, "/hello.txt"), headers={"X-Provider-Token": "dbx_wrong"}, timeout=30)
     assert r.status_code == 401, r.text
-    # WebSocket upgrades are refused clearly (not proxied yet).
-    r = requests.get(port_url(s, box, 8000, "/ws"), timeout=30,
-                     headers=s.headers({"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-                                        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}))
-    assert r.status_code == 501 and r.json()["error"]["code"] == "not_implemented", r.text
 
 
 def test_host_loopback_listener_is_not_reachable_through_the_proxy(served):
@@ -423,3 +518,315 @@ def test_a_devbox_that_is_not_ready_answers_409(served):
     r = requests.get(port_url(s, other["id"], 8000, "/"), headers=s.headers(), timeout=30)
     assert r.status_code == 409, r.text
     assert r.json()["error"]["code"] == "conflict"
+
+
+# --- WebSocket (any HTTP/1.1 upgrade) through the port -------------------------------------
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class WS:
+    """A minimal RFC 6455 client over a raw socket (stdlib only): masked frames out."""
+
+    def __init__(self, sock: socket.socket, rest: bytes):
+        self.sock, self.buf = sock, rest
+
+    def recv_exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            d = self.sock.recv(1 << 20)
+            if not d:
+                raise EOFError(f"closed with {len(self.buf)} of {n} bytes")
+            self.buf += d
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def send(self, op: int, payload: bytes) -> None:
+        n = len(payload)
+        if n < 126:
+            head = struct.pack("!BB", 0x80 | op, 0x80 | n)
+        elif n < 65536:
+            head = struct.pack("!BBH", 0x80 | op, 0x80 | 126, n)
+        else:
+            head = struct.pack("!BBQ", 0x80 | op, 0x80 | 127, n)
+        mask = os.urandom(4)
+        masked = _mask_fast(payload, mask)
+        self.sock.sendall(head + mask + masked)
+
+    def recv(self) -> tuple[int, bytes]:
+        b0, b1 = self.recv_exact(2)
+        assert b1 & 0x80 == 0, "a server's frames are not masked"
+        assert b0 & 0x80, "no fragments expected"
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self.recv_exact(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self.recv_exact(8))[0]
+        return b0 & 0x0F, self.recv_exact(n)
+
+    def close(self) -> None:
+        """Clean close: our close frame, the server's answer, then the end of the stream."""
+        self.send(8, struct.pack("!H", 1000))
+        op, data = self.recv()
+        assert op == 8 and struct.unpack("!H", data[:2])[0] == 1000, (op, data)
+        assert self.sock.recv(1) == b""  # the server closed; the proxy closed the caller's side too
+        self.sock.close()
+
+
+def _mask_fast(payload: bytes, mask: bytes) -> bytes:
+    n = len(payload)
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def upgrade_request(server: Server, devbox_id: str, port, path: str = "/", headers: dict | None = None,
+                    upgrade: str = "websocket") -> tuple[socket.socket, int, dict, bytes]:
+    """Sends an upgrade request through the proxy; returns the socket, the status, the response
+    headers (lowercased) and what came after them."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    h = {"Host": f"127.0.0.1:{server.http_port}", "Connection": "Upgrade", "Upgrade": upgrade}
+    if upgrade == "websocket":
+        h |= {"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": key}
+    h |= headers if headers is not None else {"X-Provider-Token": server.token}
+    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=30)
+    req = f"GET /api/v1/devboxes/{devbox_id}/ports/{port}{path} HTTP/1.1\r\n"
+    req += "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n"
+    sock.sendall(req.encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = sock.recv(65536)
+        assert d, f"closed before a response head: {data!r}"
+        data += d
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    fields = {}
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        fields[k.strip().lower()] = v.strip()
+    if status == 101 and upgrade == "websocket":
+        want = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+        assert fields["sec-websocket-accept"] == want, fields
+    return sock, status, fields, rest
+
+
+def read_body(sock: socket.socket, fields: dict, rest: bytes) -> bytes:
+    """The rest of a non-101 answer; the proxy closes the connection after it."""
+    n = int(fields.get("content-length", "-1"))
+    body = rest
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            break
+        body += d
+    sock.close()
+    return body if n < 0 else body[:n]
+
+
+def ws_connect(server: Server, devbox_id: str, path: str = "/", headers: dict | None = None) -> tuple[WS, dict]:
+    sock, status, fields, rest = upgrade_request(server, devbox_id, 8006, path, headers)
+    assert status == 101, (status, fields, rest)
+    ws = WS(sock, rest)
+    op, hello = ws.recv()  # sent by the app right after its 101
+    assert op == 1
+    return ws, json.loads(hello)
+
+
+def test_websocket_echoes_through_the_port(served):
+    s, box, _ = served
+    sock, status, fields, rest = upgrade_request(
+        s, box, 8006, "/chat?room=1",
+        {"X-Provider-Token": s.token, "Cookie": "devbox_session=dbs_secret; other=1", "Origin": "http://elsewhere.example",
+         "Sec-WebSocket-Protocol": "chat", "X-Custom": "kept"})
+    assert status == 101, (status, fields, rest)
+    assert fields["upgrade"] == "websocket" and fields["connection"].lower() == "upgrade", fields
+    assert "set-cookie" not in fields, fields  # the app's cookies never reach the dashboard's origin
+    ws = WS(sock, rest)
+    op, hello = ws.recv()
+    assert op == 1
+    seen = json.loads(hello)
+    assert seen["path"] == "/chat?room=1"
+    headers = {k.lower(): v for k, v in seen["headers"]}
+    for secret in ("x-provider-token", "authorization", "cookie"):
+        assert secret not in headers, (secret, headers)
+    assert s.token not in hello.decode()
+    assert headers["host"] == "127.0.0.1:8006"
+    assert headers["x-forwarded-prefix"] == f"/api/v1/devboxes/{box}/ports/8006"
+    assert headers["upgrade"] == "websocket" and headers["connection"].lower() == "upgrade"
+    assert headers["sec-websocket-protocol"] == "chat" and headers["x-custom"] == "kept"
+    assert headers["origin"] == "http://elsewhere.example"  # with a token, Origin is the app's business
+    # Messages both ways, among them 1 MiB (64-bit length) and binary.
+    big = os.urandom(1 << 20)
+    for op, payload in ((1, b"hello"), (1, "h\u00e9llo \u2603".encode()), (2, big), (2, b""), (1, b"x" * 70000), (1, b"last")):
+        ws.send(op, payload)
+        got_op, got = ws.recv()
+        assert got_op == op and got == payload, (op, len(payload), got_op, len(got))
+    ws.send(9, b"ping?")
+    assert ws.recv() == (10, b"ping?")
+    ws.close()
+    # Several at once, interleaved.
+    conns = [ws_connect(s, box)[0] for _ in range(5)]
+    for i, ws in enumerate(conns):
+        ws.send(1, f"m{i}".encode())
+    for i, ws in enumerate(reversed(conns)):
+        assert ws.recv() == (1, f"m{len(conns) - 1 - i}".encode())
+    for ws in conns:
+        ws.close()
+    # Plain HTTP to the same port and to another still goes through (regression).
+    r = requests.get(port_url(s, box, 8006, "/plain"), headers=s.headers(), timeout=30)
+    assert r.status_code == 200 and r.json()["plain"] is True, r.text
+    r = requests.post(port_url(s, box, 8001, "/after-ws"), data=b"abc", headers=s.headers(), timeout=30)
+    assert r.status_code == 201 and r.json()["body_len"] == 3, r.text
+    # Only one of the two upgrade headers: plain HTTP, and neither reaches the app.
+    r = requests.get(port_url(s, box, 8001, "/half"), headers=s.headers({"Upgrade": "websocket"}), timeout=30)
+    assert r.status_code == 200, r.text
+    assert "upgrade" not in {k.lower() for k, _ in r.json()["headers"]}
+
+
+def test_any_upgrade_is_a_byte_relay_with_half_close(served):
+    """`Upgrade: x-echo`: raw bytes both ways; the caller's half-close reaches the app, whose
+    answer still comes back before both connections close."""
+    s, box, _ = served
+    sock, status, fields, rest = upgrade_request(s, box, 8006, "/raw", upgrade="x-echo")
+    assert status == 101 and fields["upgrade"] == "x-echo", (status, fields)
+    payload = os.urandom(3 * 1024 * 1024)
+    t = threading.Thread(target=lambda: (sock.sendall(payload), sock.shutdown(socket.SHUT_WR)))
+    t.start()
+    got = rest
+    while True:
+        d = sock.recv(1 << 20)
+        if not d:
+            break
+        got += d
+    t.join()
+    sock.close()
+    assert len(got) == len(payload) + 3 and got[:-3] == payload and got[-3:] == b"bye"
+
+
+def test_upgraded_connection_is_not_held_in_memory(served):
+    """Back-pressure through the relay: while the caller reads nothing, the app cannot send
+    more than the sockets' buffers hold."""
+    s, box, _ = served
+    exec_box(s, box, ["rm", "-f", "/tmp/ws_sent"])
+    with PeakSampler(s.proc.pid) as sampler:
+        sock, status, fields, rest = upgrade_request(s, box, 8006, "/", upgrade="x-flood")
+        assert status == 101, (status, fields)
+        got = len(rest)
+        while got < 1 << 20:
+            got += len(sock.recv(1 << 20))
+        time.sleep(2)
+        sent = int(exec_box(s, box, ["cat", "/tmp/ws_sent"])["stdout"] or 0)
+        assert sent < 48 << 20, f"the app sent {sent >> 20} MiB while the caller had read {got >> 20} MiB"
+        while True:
+            d = sock.recv(1 << 20)
+            if not d:
+                break
+            got += len(d)
+        sock.close()
+    assert got == 128 << 20
+    print(f"app sent {sent >> 20} MiB ahead of a stalled reader; serve's RssAnon peak +{(sampler.peak - sampler.start) >> 10} MiB")
+
+
+def test_websocket_refusals_come_before_the_upgrade(served):
+    s, box, _ = served
+    # Another user's devbox: 404 as JSON, no upgrade, the connection closed after it.
+    other = other_token(s)
+    sock, status, fields, rest = upgrade_request(s, box, 8006, "/", {"X-Provider-Token": other})
+    body = read_body(sock, fields, rest)
+    assert status == 404 and json.loads(body)["error"]["code"] == "not_found", (status, body)
+    # No credentials; a wrong token.
+    for headers in ({}, {"X-Provider-Token": "dbx_wrong"}):
+        sock, status, fields, rest = upgrade_request(s, box, 8006, "/", headers)
+        body = read_body(sock, fields, rest)
+        assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized", (status, body)
+    # Nothing listens on the port: 502 naming it.
+    sock, status, fields, rest = upgrade_request(s, box, 8998, "/")
+    err = json.loads(read_body(sock, fields, rest))["error"]
+    assert status == 502 and err["field"] == "port" and "8998" in err["message"], (status, err)
+    # Not a port: 422.
+    sock, status, fields, rest = upgrade_request(s, box, "0", "/")
+    assert status == 422 and json.loads(read_body(sock, fields, rest))["error"]["field"] == "port"
+    # The app declines: its answer as it is (without its cookie), then the connection closes.
+    sock, status, fields, rest = upgrade_request(s, box, 8006, "/reject")
+    assert status == 403 and "set-cookie" not in fields, (status, fields)
+    assert read_body(sock, fields, rest) == b"not for you\r\n"
+
+
+def test_websocket_with_the_dashboard_cookie_needs_the_dashboards_origin(served):
+    """Cross-site WebSocket hijacking: the SameSite=Strict cookie goes along from any page on
+    this host, so an upgrade with the cookie must carry this service's own Origin."""
+    s, box, _ = served
+    http = sign_in_requests(s.base, s.token)
+    cookie = f"devbox_session={http.cookies['devbox_session']}"
+    for origin in ("http://127.0.0.1:1", "null", None):
+        headers = {"Cookie": cookie} | ({"Origin": origin} if origin else {})
+        sock, status, fields, rest = upgrade_request(s, box, 8006, "/", headers)
+        body = read_body(sock, fields, rest)
+        assert status == 403 and json.loads(body)["error"]["code"] == "forbidden", (origin, status, body)
+    ws, seen = ws_connect(s, box, "/", {"Cookie": cookie, "Origin": s.base})
+    assert "cookie" not in {k.lower() for k, _ in seen["headers"]}
+    ws.send(1, b"from the dashboard")
+    assert ws.recv() == (1, b"from the dashboard")
+    ws.close()
+
+
+def test_upgraded_connections_are_limited_per_user(served):
+    """At most 64 upgraded connections per user: the next is refused with 503 before
+    upgrading, and a closed one frees its place."""
+    s, box, _ = served
+    time.sleep(0.5)  # the other tests' connections are closed; their places freed
+    conns = []
+    try:
+        while len(conns) <= 64:
+            sock, status, fields, rest = upgrade_request(s, box, 8006, "/")
+            if status != 101:
+                body = read_body(sock, fields, rest)
+                break
+            conns.append(WS(sock, rest))
+            conns[-1].recv()
+        assert len(conns) == 64 and status == 503, (len(conns), status)
+        assert json.loads(body)["error"]["code"] == "too_many_connections", body
+        # Every one of them still works.
+        for i, ws in enumerate(conns):
+            ws.send(1, b"%d" % i)
+        for i, ws in enumerate(conns):
+            assert ws.recv() == (1, b"%d" % i)
+        conns.pop().close()
+        deadline = time.time() + 10
+        while True:
+            sock, status, fields, rest = upgrade_request(s, box, 8006, "/")
+            if status == 101 or time.time() > deadline:
+                break
+            read_body(sock, fields, rest)
+            time.sleep(0.1)
+        assert status == 101
+        conns.append(WS(sock, rest))
+        conns[-1].recv()
+    finally:
+        for ws in conns:
+            ws.close()
+
+
+def test_idle_upgraded_connections_are_closed():
+    """No byte either way for DEVBOX_PORT_IDLE_TIMEOUT (10 minutes by default): both
+    connections close; one that keeps talking stays open."""
+    s = Server(env={"DEVBOX_WARM_POOL": "0", "DEVBOX_PORT_IDLE_TIMEOUT": "2"}).start()
+    try:
+        box = ready(s, {"name": "idle"})["id"]
+        out = exec_box(s, box, ["sh", "-c", "printf '%s' \"$WS_ECHO\" > /tmp/ws_echo.py"
+                                            " && (nohup python3 /tmp/ws_echo.py >/dev/null 2>&1 &)"],
+                       env={"WS_ECHO": WS_ECHO})
+        assert out["exit_code"] == 0, out
+        wait_answering(s, box, 8006)
+        quiet, _ = ws_connect(s, box)
+        busy, _ = ws_connect(s, box)
+        t0 = time.monotonic()
+        for i in range(5):
+            busy.send(1, b"%d" % i)
+            assert busy.recv() == (1, b"%d" % i)
+            time.sleep(1)
+        quiet.sock.settimeout(10)
+        assert quiet.sock.recv(1) == b"", "the idle connection was not closed"
+        assert time.monotonic() - t0 < 8
+        busy.close()  # still open after 5 s of traffic
+    finally:
+        s.close()

@@ -58,13 +58,23 @@ enum PortProxy {
     }
 
     /// Wraps a connected socket (`fd`, ours from now on) or, when nil, connects to the host's
-    /// 127.0.0.1:`port`.
-    static func connect(fd: Int32?, port: Int) async throws -> Upstream {
-        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    /// 127.0.0.1:`port`. With `upgrade`, for an upgrade request: the connection is made on the
+    /// relay's event loop (the caller's), half-closes are reported, and a 101 hands it over to
+    /// the relay (`PortUpgradeSplitter`).
+    static func connect(fd: Int32?, port: Int, upgrade: PortRelay? = nil) async throws -> Upstream {
+        var bootstrap = (upgrade.map { ClientBootstrap(group: $0.eventLoop) } ?? ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton))
             .connectTimeout(.seconds(5))
+        if upgrade != nil {
+            bootstrap = bootstrap.channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+        }
         let initializer: @Sendable (any Channel) -> EventLoopFuture<Upstream> = { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                if let upgrade {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
+                    try channel.pipeline.syncOperations.addHandler(PortUpgradeSplitter(end: upgrade.app))
+                } else {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                }
                 return try Upstream(wrappingChannelSynchronously: channel)
             }
         }

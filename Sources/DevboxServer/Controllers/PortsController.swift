@@ -28,9 +28,13 @@ import NIOHTTP1
 /// sent with its own requests. Its `Set-Cookie` headers are dropped (its cookies would
 /// land on the dashboard's origin, and none reach it anyway: `Cookie` is stripped).
 ///
-/// WebSocket (any `Upgrade`) is answered 501: Hummingbird 2 gives a route no way to take
-/// over its connection after a 101 (hummingbird-websocket does it with its own server
-/// channel), so upgrades are not proxied yet.
+/// WebSocket (any HTTP/1.1 `Upgrade`: `Connection: upgrade` and `Upgrade`) goes the same way:
+/// same authentication, and with the cookie the same Origin check as a state-changing method
+/// (a browser sends `Origin` on a WebSocket handshake; another site's page cannot open one
+/// as the user), same header rules (`Upgrade` and `Connection: Upgrade` kept, `Host`
+/// rewritten); the app's answer comes back as it is unless it is a 101, which switches the
+/// caller's connection to a byte relay with the app's (`PortRelay`). A refusal before the
+/// upgrade is the usual JSON error, and the connection closes after any answer but a 101.
 struct PortsController {
     let core: DevboxCore
 
@@ -65,7 +69,9 @@ struct PortsController {
             guard let session = try await core.dashboardSession(cookie: cookie) else {
                 throw ServiceError.unauthorized("the dashboard session has expired; sign in again")
             }
-            if ![.get, .head, .options].contains(request.method), !Web.originAllowed(request, publicURL: core.publicURL) {
+            if ![.get, .head, .options].contains(request.method) || PortHeaders.isUpgrade(request.headers),
+                !Web.originAllowed(request, publicURL: core.publicURL)
+            {
                 throw CrossOrigin()
             }
             return session.principal
@@ -98,14 +104,21 @@ struct PortsController {
     struct CrossOrigin: Error {}
 
     @Sendable func proxy(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let upgrading = PortHeaders.isUpgrade(request.headers)
+        if upgrading {
+            // The HTTP decoder stops at an upgrade request, so nothing more can be read as
+            // HTTP: the connection closes after the answer (a 101 is never finished).
+            PortUpgrade.clientChannel?.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
         let principal: Principal
         do {
             principal = try await authenticate(request)
         } catch is CrossOrigin {
+            let what = upgrading ? "an upgrade (WebSocket)" : "a \(request.method)"
             return try JSONIO.response(
                 APIErrorBody(
                     code: "forbidden",
-                    message: "a \(request.method) with the dashboard's cookie must come from this service's own pages (Origin check)"),
+                    message: "\(what) with the dashboard's cookie must come from this service's own pages (Origin check)"),
                 status: .forbidden)
         }
         let id = try context.parameters.require("id")
@@ -113,13 +126,8 @@ struct PortsController {
         let port = try Self.port(rawPort)
         let prefix = "/api/v1/devboxes/\(id)/ports/\(rawPort ?? "\(port)")"
 
-        if PortHeaders.isUpgrade(request.headers) {
-            try await core.checkPortAccess(principal, id: id)
-            return try JSONIO.response(
-                APIErrorBody(
-                    code: "not_implemented",
-                    message: "WebSocket and other protocol upgrades are not proxied; reach port \(port) with ssh -L through the gateway"),
-                status: .notImplemented)
+        if upgrading {
+            return try await upgrade(request, principal: principal, id: id, port: port, prefix: prefix)
         }
 
         let fd: Int32?
@@ -153,9 +161,100 @@ struct PortsController {
             return try Self.badGateway(port: port, "the connection to port \(port) in devbox \(id) failed before a response")
         }
 
+        if answer.head.status == .switchingProtocols {
+            answer.exchange.finish()
+            return try Self.badGateway(port: port, "the app on port \(port) in devbox \(id) switched protocols without being asked")
+        }
+        return Self.relayed(answer)
+    }
+
+    /// The app's answer as the caller gets it (not a 101).
+    static func relayed(_ answer: PortProxy.Answer) -> Response {
         let (headers, contentLength) = PortHeaders.responseFields(answer.head.headers)
         let status = HTTPResponse.Status(code: Int(answer.head.status.code), reasonPhrase: answer.head.status.reasonPhrase)
         return Response(status: status, headers: headers, body: PortProxy.responseBody(answer, contentLength: contentLength))
+    }
+
+    /// An upgrade request (see the type's comment): checks and limits, the handshake with the
+    /// app, then either its answer or, on 101, the relay as the response's body.
+    func upgrade(_ request: Request, principal: Principal, id: String, port: UInt16, prefix: String) async throws -> Response {
+        guard let clientChannel = PortUpgrade.clientChannel else {
+            // Only when the server was built without `http1WithPortUpgrades` (never in serve).
+            try await core.checkPortAccess(principal, id: id)
+            return try JSONIO.response(
+                APIErrorBody(code: "not_implemented", message: "protocol upgrades are not proxied by this server"),
+                status: .notImplemented)
+        }
+        try await core.checkPortAccess(principal, id: id)
+        guard let slot = PortRelaySlots.shared.acquire(user: principal.userId) else {
+            return try JSONIO.response(
+                APIErrorBody(
+                    code: "too_many_connections",
+                    message:
+                        "too many WebSocket (upgraded) connections open: at most \(PortUpgrade.maxOpenPerUser) per user and \(PortUpgrade.maxOpen) in all; close some and retry"
+                ),
+                status: .serviceUnavailable)
+        }
+        let fd: Int32?
+        do {
+            fd = try await core.connectPort(principal, id: id, port: port)
+        } catch let e as PortUnreachable {
+            return try Self.badGateway(port: port, "nothing answers on port \(port) in devbox \(id) (\(e.reason))")
+        }
+        let relay = PortRelay(eventLoop: clientChannel.eventLoop)
+        let upstream: PortProxy.Upstream
+        do {
+            upstream = try await PortProxy.connect(fd: fd, port: Int(port), upgrade: relay)
+        } catch {
+            return try Self.badGateway(port: port, "nothing answers on port \(port) in devbox \(id)")
+        }
+        let (head, hasBody) = PortHeaders.requestHead(request, port: port, prefix: prefix, upgrade: true)
+        let answer: PortProxy.Answer
+        do {
+            answer = try await PortProxy.exchange(on: upstream, head: head, body: hasBody ? request.body : nil)
+        } catch let e as PortProxy.Failure {
+            if case .timedOut = e {
+                return try JSONIO.response(
+                    APIErrorBody(code: "gateway_timeout", message: "the app on port \(port) in devbox \(id) \(e)", field: "port"),
+                    status: .gatewayTimeout)
+            }
+            return try Self.badGateway(port: port, "the app on port \(port) in devbox \(id) \(e)")
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            return try Self.badGateway(port: port, "the connection to port \(port) in devbox \(id) failed before a response")
+        }
+        guard answer.head.status == .switchingProtocols else {
+            return Self.relayed(answer)  // the app declined (or wants something else): its answer
+        }
+        guard let upgradeTo = answer.head.headers.first(name: "upgrade"), !upgradeTo.isEmpty else {
+            answer.exchange.finish()
+            return try Self.badGateway(port: port, "the app on port \(port) in devbox \(id) answered 101 without an Upgrade header")
+        }
+        do {
+            try await relay.attachClient(clientChannel)
+        } catch {
+            answer.exchange.finish()
+            throw CancellationError()  // the caller went away
+        }
+        var (headers, _) = PortHeaders.responseFields(answer.head.headers)
+        headers[HTTPField.Name("Content-Security-Policy")!] = nil
+        headers[.connection] = "Upgrade"
+        headers[.upgrade] = upgradeTo
+        let appChannel = upstream.channel
+        let exchange = answer.exchange
+        // Held until the relay ends: a dropped inbound stream would stop reads on the app's
+        // connection for good (NIOAsyncChannel's handler holds them once its consumer is gone).
+        let inbound = answer.body
+        return Response(
+            status: .switchingProtocols, headers: headers,
+            body: ResponseBody { _ in
+                defer {
+                    withExtendedLifetime(inbound) { exchange.finish() }
+                    slot.release()
+                }
+                try await relay.run(client: clientChannel, app: appChannel)
+            })
     }
 
     static func badGateway(port: UInt16, _ message: String) throws -> Response {
@@ -185,9 +284,11 @@ enum PortHeaders {
     ]
     static let sandboxPolicy = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 
+    /// An HTTP/1.1 upgrade request: `Upgrade` and the `upgrade` option in `Connection` (as
+    /// the HTTP parser decides; with only one of them the request is plain HTTP, and both are
+    /// hop-by-hop).
     static func isUpgrade(_ headers: HTTPFields) -> Bool {
-        headers[.upgrade] != nil
-            || headers[values: .connection].contains { $0.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" } }
+        headers[.upgrade] != nil && connectionTokens(headers[values: .connection]).contains("upgrade")
     }
 
     /// Names listed in `Connection` (hop-by-hop by declaration).
@@ -199,8 +300,9 @@ enum PortHeaders {
         return out
     }
 
-    /// The request as the app gets it, and whether it has a body to stream up.
-    static func requestHead(_ request: Request, port: UInt16, prefix: String) -> (HTTPRequestHead, Bool) {
+    /// The request as the app gets it, and whether it has a body to stream up. An upgrade
+    /// keeps its `Upgrade` and asks for it (`Connection: Upgrade`) instead of `close`.
+    static func requestHead(_ request: Request, port: UInt16, prefix: String, upgrade: Bool = false) -> (HTTPRequestHead, Bool) {
         let drop = connectionTokens(request.headers[values: .connection])
         var headers = HTTPHeaders()
         var contentLength: String?
@@ -218,7 +320,12 @@ enum PortHeaders {
         }
         headers.add(name: "Host", value: "127.0.0.1:\(port)")
         headers.add(name: "X-Forwarded-Prefix", value: prefix)
-        headers.add(name: "Connection", value: "close")
+        if upgrade, let to = request.headers[.upgrade] {
+            headers.add(name: "Connection", value: "Upgrade")
+            headers.add(name: "Upgrade", value: to)
+        } else {
+            headers.add(name: "Connection", value: "close")
+        }
         let method = HTTPMethod(rawValue: request.method.rawValue)
         var hasBody = false
         if let contentLength {
