@@ -83,6 +83,17 @@ public struct DevboxAPIError: Error, Sendable, Equatable, CustomStringConvertibl
 }
 
 extension KeyedDecodingContainer {
+    /// Decodes an optional value that may be absent but not `null`: an explicit null is a
+    /// `valueNotFound` naming this key (the API answers 422 with the field).
+    public func decodeNonNullIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
+        guard contains(key) else { return nil }
+        if try decodeNil(forKey: key) {
+            throw DecodingError.valueNotFound(
+                T.self, DecodingError.Context(codingPath: codingPath + [key], debugDescription: "null is not allowed"))
+        }
+        return try decode(T.self, forKey: key)
+    }
+
     /// Decodes an optional integer; a fractional or out-of-range number is a type mismatch
     /// naming this key (Foundation reports those without the key's path).
     public func decodeStrictIntIfPresent(forKey key: Key) throws -> Int? {

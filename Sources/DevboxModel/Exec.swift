@@ -65,10 +65,15 @@ public struct ExecRequest: Codable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         command = try c.decode(ExecCommand.self, forKey: .command)
-        env = try c.decodeIfPresent([String: String].self, forKey: .env)
-        cwd = try c.decodeIfPresent(String.self, forKey: .cwd)
+        // Absent means the default; null is refused (422 naming the field), as the schema says.
+        env = try c.decodeNonNullIfPresent([String: String].self, forKey: .env)
+        cwd = try c.decodeNonNullIfPresent(String.self, forKey: .cwd)
+        if c.contains(.timeoutSeconds), try c.decodeNil(forKey: .timeoutSeconds) {
+            throw DecodingError.valueNotFound(
+                Int.self, DecodingError.Context(codingPath: c.codingPath + [CodingKeys.timeoutSeconds], debugDescription: "null is not allowed"))
+        }
         timeoutSeconds = try c.decodeStrictIntIfPresent(forKey: .timeoutSeconds)
-        stdin = try c.decodeIfPresent(String.self, forKey: .stdin)
+        stdin = try c.decodeNonNullIfPresent(String.self, forKey: .stdin)
     }
 }
 

@@ -46,7 +46,7 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
 public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: RequestLogMiddleware(logger: system.logger))
-    router.add(middleware: JSONErrorMiddleware(logger: system.logger))
+    router.add(middleware: JSONErrorMiddleware(logger: system.logger, routes: system.routes))
     HealthController(core: system.core).register(on: router)
     GitHubController(core: system.core).registerCallback(on: router, table: system.routes)
     let api = router.group().add(middleware: AuthMiddleware(core: system.core))

@@ -35,5 +35,40 @@ struct OpenAPITests {
         #expect(dashboard.isDisjoint(with: documented), "dashboard routes in openapi.json: \(dashboard.intersection(documented).sorted())")
         #expect(dashboard.isDisjoint(with: registered))
         #expect(!system.routes.dashboardEntries.contains { $0.path.hasPrefix("/api/") || $0.path.hasPrefix("/mcp") })
+
+        // The answers every operation of a kind gives are documented (schemathesis checks the
+        // rest against a running server: Tests/e2e/test_openapi_fuzz.py).
+        let defaultSecurity = (doc?["security"] as? [Any]) ?? []
+        var missing: [String] = []
+        for (path, item) in paths {
+            for (method, value) in item where ["get", "post", "put", "delete", "patch", "head", "options"].contains(method) {
+                guard let op = value as? [String: Any], let responses = op["responses"] as? [String: Any] else {
+                    missing.append("\(method) \(path): responses"); continue
+                }
+                let security = (op["security"] as? [Any]) ?? defaultSecurity
+                if !security.isEmpty, responses["401"] == nil { missing.append("\(method) \(path): 401") }
+                if path.contains("{id}"), responses["404"] == nil { missing.append("\(method) \(path): 404") }
+                let body = (op["requestBody"] as? [String: Any])?["content"] as? [String: Any]
+                if body?["application/json"] != nil, path != "/mcp" {
+                    if responses["400"] == nil { missing.append("\(method) \(path): 400") }
+                    if responses["422"] == nil { missing.append("\(method) \(path): 422") }
+                }
+            }
+        }
+        #expect(missing.isEmpty, "undocumented answers: \(missing.sorted())")
+    }
+
+    @Test("an unknown method on a known path is 405 with Allow; an unknown path stays 404")
+    func methodNotAllowed() async throws {
+        try await withTestSystem("openapi-405") { system, _ in
+            _ = buildRouter(system: system)
+            #expect(system.routes.methods(forPath: "/healthz") == ["GET"])
+            #expect(system.routes.methods(forPath: "/api/v1/devboxes") == ["GET", "POST"])
+            #expect(system.routes.methods(forPath: "/api/v1/devboxes/dbx_1") == ["DELETE", "GET"])
+            #expect(system.routes.methods(forPath: "/api/v1/devboxes/dbx_1/network/") == ["GET", "PATCH"])
+            #expect(system.routes.methods(forPath: "/api/v1/devboxes/dbx_1/ports/80/a/b").contains("POST"))
+            #expect(system.routes.methods(forPath: "/api/v1/nothing").isEmpty)
+            #expect(system.routes.methods(forPath: "/api/v1/devboxes/dbx_1/nothing").isEmpty)
+        }
     }
 }

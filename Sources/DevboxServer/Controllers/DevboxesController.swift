@@ -45,7 +45,7 @@ struct DevboxesController {
         var page = DevboxPageRequest()
         if !stateValues.isEmpty {
             var states = Set<DevboxState>()
-            for v in stateValues.flatMap({ $0.split(separator: ",").map(String.init) }) {
+            for v in stateValues.flatMap({ $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }) {
                 guard let s = DevboxState(rawValue: v) else {
                     throw ServiceError.validation(
                         field: "state", message: "unknown state '\(v)'; states: \(DevboxState.allCases.map(\.rawValue).joined(separator: ", "))")

@@ -6,10 +6,13 @@ import Hummingbird
 import Logging
 
 /// Turns every error into the API's one JSON error shape.
-/// Produces: the status of a `ServiceError`; 404/405/413 from the router; 500 (with no
-/// internal detail) for anything unexpected.
+/// Produces: the status of a `ServiceError`; 404/405/413 from the router; 405 with `Allow`
+/// for a method no route of a known path takes (TRACE included); 500 (with no internal
+/// detail) for anything unexpected.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
+    /// The registered routes, to tell "no such path" (404) from "not this method" (405).
+    var routes: RouteTable? = nil
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -17,6 +20,18 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let e as ServiceError {
             return try e.response(from: request, context: context)
         } catch let e as HTTPError {
+            if e.status == .notFound, e.body == nil, let routes,
+                case let allowed = routes.methods(forPath: request.uri.path), !allowed.isEmpty,
+                !allowed.contains(request.method.rawValue)
+            {
+                var response = try JSONIO.response(
+                    APIErrorBody(
+                        code: "method_not_allowed",
+                        message: "\(request.method) is not allowed on \(request.uri.path); allowed: \(allowed.joined(separator: ", "))"),
+                    status: .methodNotAllowed)
+                response.headers[.allow] = allowed.joined(separator: ", ")
+                return response
+            }
             let code: String
             switch e.status.code {
             case 404: code = "not_found"

@@ -18,6 +18,31 @@ public final class RouteTable: @unchecked Sendable {
         dashboardEntries.append(entries.removeLast())
     }
 
+    /// Registered outside the table (`HealthController`): known here so an unknown method on
+    /// them answers 405 too.
+    static let unrecorded: [Entry] = [Entry(method: "get", path: "/healthz"), Entry(method: "get", path: "/openapi.json")]
+
+    /// The methods registered for a concrete request path (upper case, sorted), or none when
+    /// no route has that path. `{name}` matches one segment; a trailing `{path}` (the port
+    /// proxy's catch-all) matches one or more.
+    public func methods(forPath requestPath: String) -> [String] {
+        let segs = requestPath.split(separator: "/", omittingEmptySubsequences: true)
+        var found = Set<String>()
+        for e in entries + dashboardEntries + Self.unrecorded where Self.matches(e.path, segs) {
+            found.insert(e.method.uppercased())
+        }
+        return found.sorted()
+    }
+
+    static func matches(_ pattern: String, _ segs: [Substring]) -> Bool {
+        let pat = pattern.split(separator: "/", omittingEmptySubsequences: true)
+        if let last = pat.last, last == "{path}", pat.count >= 1, segs.count >= pat.count {
+            return zip(pat.dropLast(), segs).allSatisfy { p, s in p.hasPrefix("{") || p == s }
+        }
+        guard pat.count == segs.count else { return false }
+        return zip(pat, segs).allSatisfy { p, s in p.hasPrefix("{") || p == s }
+    }
+
     func record(_ method: HTTPRequest.Method, _ path: String) {
         let openAPIPath = path.split(separator: "/").map { seg -> String in
             seg.hasPrefix(":") ? "{\(seg.dropFirst())}" : String(seg)
