@@ -98,14 +98,19 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
     public var idleTimeoutSeconds: Int?
     public var ttlSeconds: Int?
     public var network: DevboxNetwork?
+    /// `env` (the real key in the box's environment) or `proxy` (the service's broker adds
+    /// it on the way out); nil: the service's default.
+    public var credentialMode: String?
 
     public init(
         name: String, plan: String? = nil, repository: String? = nil, branch: String? = nil,
         repositories: [DevboxRepositoryRequest]? = nil, credentialProfile: CredentialProfile? = nil,
         env: [String: String]? = nil, setupCommands: [String]? = nil, setupTimeoutSeconds: Int? = nil,
-        idleTimeoutSeconds: Int? = nil, ttlSeconds: Int? = nil, network: DevboxNetwork? = nil
+        idleTimeoutSeconds: Int? = nil, ttlSeconds: Int? = nil, network: DevboxNetwork? = nil,
+        credentialMode: String? = nil
     ) {
         self.network = network
+        self.credentialMode = credentialMode
         self.name = name
         self.plan = plan
         self.repository = repository
@@ -126,6 +131,7 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
         case setupTimeoutSeconds = "setup_timeout_seconds"
         case idleTimeoutSeconds = "idle_timeout_seconds"
         case ttlSeconds = "ttl_seconds"
+        case credentialMode = "credential_mode"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -142,6 +148,7 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
         idleTimeoutSeconds = try c.decodeStrictIntIfPresent(forKey: .idleTimeoutSeconds)
         ttlSeconds = try c.decodeStrictIntIfPresent(forKey: .ttlSeconds)
         network = try c.decodeIfPresent(DevboxNetwork.self, forKey: .network)
+        credentialMode = try c.decodeIfPresent(String.self, forKey: .credentialMode)
     }
 }
 
@@ -222,15 +229,18 @@ public struct Devbox: Codable, Sendable, Equatable {
     public var expiresAt: Date?
     public var lastActivityAt: Date?
     public var network: DevboxNetwork
+    /// `env` or `proxy` (see `CreateDevboxRequest.credentialMode`).
+    public var credentialMode: String
 
     public init(
         id: String, name: String, plan: String, state: DevboxState, repositories: [DevboxRepository],
         envKeys: [String], setupCommands: [String], setupTimeoutSeconds: Int, credentialProfile: CredentialProfile,
         createdAt: Date, updatedAt: Date, readyAt: Date?, error: DevboxError?,
         idleTimeoutSeconds: Int? = nil, ttlSeconds: Int? = nil, expiresAt: Date? = nil, lastActivityAt: Date? = nil,
-        network: DevboxNetwork = .allowAll
+        network: DevboxNetwork = .allowAll, credentialMode: String = "env"
     ) {
         self.network = network
+        self.credentialMode = credentialMode
         self.id = id
         self.name = name
         self.plan = plan
@@ -264,6 +274,7 @@ public struct Devbox: Codable, Sendable, Equatable {
         case expiresAt = "expires_at"
         case lastActivityAt = "last_activity_at"
         case network
+        case credentialMode = "credential_mode"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -287,6 +298,8 @@ public struct Devbox: Codable, Sendable, Equatable {
         lastActivityAt = try c.decodeIfPresent(Date.self, forKey: .lastActivityAt)
         // A server from before per-box networks sends none: its boxes reach everything.
         network = try c.decodeIfPresent(DevboxNetwork.self, forKey: .network) ?? .allowAll
+        // A server from before issue 19 sends none: its tokens went into the box.
+        credentialMode = try c.decodeIfPresent(String.self, forKey: .credentialMode) ?? "env"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -310,6 +323,7 @@ public struct Devbox: Codable, Sendable, Equatable {
         try c.encode(expiresAt, forKey: .expiresAt)
         try c.encode(lastActivityAt, forKey: .lastActivityAt)
         try c.encode(network, forKey: .network)
+        try c.encode(credentialMode, forKey: .credentialMode)
     }
 }
 

@@ -51,6 +51,7 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     GitHubController(core: system.core).registerCallback(on: router, table: system.routes)
     let api = router.group().add(middleware: AuthMiddleware(core: system.core))
     DevboxesController(core: system.core).register(on: api, table: system.routes)
+    CredentialsController(core: system.core).register(on: api, table: system.routes)
     RuntimeController(core: system.core).register(on: api, table: system.routes)
     UsersController(core: system.core).register(on: api, table: system.routes)
     SessionsController(core: system.core).register(on: api, table: system.routes)
@@ -75,6 +76,9 @@ public func buildApplication(
     let worker = ProvisioningWorker(core: system.core)
     let lifetimes = LifetimeWorker(core: system.core)
     let gateway = try buildSSHGateway(system: system, configuration: configuration, logger: logger)
+    // The AI-API broker (issue 19): its port is known before start-up offers it to boxes.
+    let broker = BrokerServer.make(
+        core: system.core, settings: configuration.core.broker, dataDirectory: configuration.dataDirectory, logger: logger)
     // The ports are bound before anything of a box runs: SSH here, HTTP when the application
     // starts; the start-up sweep, the warm pool and the workers wait for both (`startUp`).
     // A port already taken thus ends the serve with every box as it was.
@@ -90,7 +94,7 @@ public func buildApplication(
         // ports route (WebSocket to an app in a box, `PortUpgrade`).
         server: .http1WithPortUpgrades(),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "devbox"),
-        services: [worker, lifetimes, gateway],
+        services: [worker, lifetimes, gateway, broker],
         onServerRunning: { channel in
             logger.notice("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
             // Hummingbird accepts connections only once this returns: no request is served

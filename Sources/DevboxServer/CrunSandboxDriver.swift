@@ -41,6 +41,8 @@ struct CrunSandboxDriver: SandboxDriver {
     func startNetworks(policies: [String: EgressPolicy]) async throws { try await runtime.startNetworks(policies: policies) }
     func setEgressPolicy(box: String, _ policy: EgressPolicy) async throws { try await runtime.setEgressPolicy(id: box, policy) }
     func networkInfo(box: String) -> BoxNetworkInfo? { runtime.networkInfo(id: box) }
+    func offerPorts(_ ports: [UInt16]) { runtime.offerPorts(ports) }
+    func isBoxAddress(_ address: String) -> Bool { runtime.isBoxAddress(address) }
     var isolatesNetworks: Bool { runtime.configuration.network == .isolated }
     func connectInBox(box: String, port: UInt16) async throws -> Int32? {
         guard runtime.networkInfo(id: box) != nil else { return nil }

@@ -21,6 +21,8 @@ public struct CoreConfiguration: Sendable {
     public var fileSizeLimit: Int
     /// Boxes of the default plan kept started ahead of demand (0: none); see Sandbox/WarmPool.swift.
     public var warmPoolSize: Int = 20
+    /// The AI-API broker (issue 19): default credential mode, port, upstreams.
+    public var broker = BrokerSettings()
 
     public init(
         plans: [Plan] = Plan.defaults, defaultPlan: String = "small", workerConcurrency: Int = 32,
@@ -75,6 +77,8 @@ public final class DevboxCore: Sendable {
     public let startup = StartupGate()
     /// The SSH gateway, attached once it exists.
     public let gateway = GatewayBox()
+    /// The AI-API broker's port and usage counters (`DevboxCore+Credentials.swift`).
+    public let broker = BrokerState()
     let sshEndpoint: SSHEndpoint
     let sessionPolicy: SessionPolicy
     let githubClient: GitHubClient
@@ -163,6 +167,7 @@ public final class DevboxCore: Sendable {
         let v = try CreateValidation.validate(
             request, plans: configuration.plans, defaultPlan: configuration.defaultPlan, lifetimes: configuration.lifetimes)
         try requireEnforceable(v.network)
+        let credentialMode = try credentialMode(of: request)
         if v.credentialProfile.injectClaudeToken && (tokens.claudeToken ?? "").isEmpty {
             throw .validation(
                 field: "X-Claude-Token",
@@ -198,7 +203,7 @@ public final class DevboxCore: Sendable {
                 injectCodexToken: v.credentialProfile.injectCodexToken, createdAt: now, updatedAt: now,
                 idleTimeoutSeconds: v.idleTimeoutSeconds, ttlSeconds: v.ttlSeconds,
                 expiresAt: v.ttlSeconds.map { now.addingTimeInterval(TimeInterval($0)) }, lastActivityAt: now,
-                network: DevboxRecord.encodeNetwork(v.network))
+                network: DevboxRecord.encodeNetwork(v.network), credentialMode: credentialMode.rawValue)
             let devbox = try await db.insertDevbox(
                 NewDevbox(record: record, env: env, secrets: secrets, repositories: repos))
             jobs.signal()

@@ -49,6 +49,8 @@ public final class CrunRuntime: Sendable {
     let pool = WarmPool()
     /// Per-box networks (`SandboxNetwork.isolated`), nil otherwise.
     let networks: BoxNetworks?
+    /// Ports of the host boxes may connect to besides the resolver's (`offerPorts`).
+    let offered = OfferedPorts()
     func counterNext() -> UInt64 { counter.wrappingAdd(1, ordering: .relaxed).newValue }
 
     public init(configuration: SandboxConfiguration, logger: Logger) {
@@ -60,7 +62,7 @@ public final class CrunRuntime: Sendable {
             networks = BoxNetworks(
                 stateDirectory: configuration.stateDirectory, cgroupParent: trimmed.isEmpty ? "devbox" : trimmed,
                 requestedRange: configuration.networkRange, upstreams: configuration.dnsUpstreams,
-                offeredPorts: { [] }, logger: logger)
+                offeredPorts: { [offered] in offered.ports }, logger: logger)
         } else {
             networks = nil
         }

@@ -49,6 +49,10 @@ struct CreateCommand: AsyncParsableCommand {
     var denyAll = false
     @Flag(help: "Inject ANTHROPIC_API_KEY from your environment into the devbox.") var claude = false
     @Flag(help: "Inject OPENAI_API_KEY from your environment into the devbox.") var codex = false
+    @Option(
+        name: .customLong("credential-mode"),
+        help: ArgumentHelp("env: the tokens go into the box's environment; proxy: the box gets a placeholder and the server's broker adds the token (server default: env).", valueName: "env|proxy"))
+    var credentialMode: String?
     @Flag(help: "Wait until the devbox is ready, showing the provisioning steps.") var wait = false
     @Option(name: .customLong("wait-timeout"), help: ArgumentHelp("Give up waiting after this long (default: setup timeout + 5 min).", valueName: "s"))
     var waitTimeout: Int?
@@ -113,7 +117,7 @@ struct CreateCommand: AsyncParsableCommand {
             name: name, plan: plan, repositories: repos.isEmpty ? nil : try repos.map(Self.parseRepo),
             credentialProfile: (claude || codex) ? CredentialProfile(injectClaudeToken: claude, injectCodexToken: codex) : nil,
             env: vars.isEmpty ? nil : vars, setupCommands: setup.isEmpty ? nil : setup, setupTimeoutSeconds: setupTimeout,
-            network: network)
+            network: network, credentialMode: credentialMode)
     }
 
     /// The egress policy of the flags; nil (the server's default) when none is given.
@@ -267,7 +271,7 @@ struct GetCommand: AsyncParsableCommand {
             var inject: [String] = []
             if d.credentialProfile.injectClaudeToken { inject.append("claude") }
             if d.credentialProfile.injectCodexToken { inject.append("codex") }
-            if !inject.isEmpty { rows.append(("credentials", inject.joined(separator: ", "))) }
+            if !inject.isEmpty { rows.append(("credentials", inject.joined(separator: ", ") + (d.credentialMode == "proxy" ? " (proxy)" : ""))) }
             if let x = d.expiresAt { rows.append(("expires", relative(x))) }
             rows.append(("network", networkSummary(d.network)))
             let w = rows.map(\.0.count).max() ?? 0

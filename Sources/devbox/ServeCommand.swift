@@ -134,6 +134,7 @@ struct ServeCommand: AsyncParsableCommand {
             guard v <= 256 else { throw ConfigurationError("DEVBOX_WARM_POOL must be 0-256, got '\(v)'") }
             core.warmPoolSize = v
         }
+        do { core.broker = try BrokerSettings(environment: env) } catch { throw ConfigurationError(error.description) }
     }
 
     /// On the very first start there is no token: create one and print it once.

@@ -41,6 +41,7 @@ enum OpenAPIDocument {
         "repositories": {"type": ["array", "null"], "items": {"$ref": "#/components/schemas/DevboxRepositoryRequest"}},
         "network": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/DevboxNetwork"}]},
         "credential_profile": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/CredentialProfile"}]},
+        "credential_mode": {"type": ["string", "null"], "enum": ["env", "proxy", null], "description": "env: the AI keys go into the box's environment (deleted from the server once ready). proxy: the box gets ANTHROPIC_BASE_URL / OPENAI_BASE_URL pointing at the server's broker and a placeholder key; the broker adds the real key, kept encrypted on the server until the devbox is destroyed. Absent: the server's default (DEVBOX_DEFAULT_CREDENTIAL_MODE, else env)"},
         "env": {"type": ["object", "null"], "maxProperties": 64, "propertyNames": {"pattern": "^[A-Z_][A-Z0-9_]*$"}, "additionalProperties": {"type": "string", "maxLength": 32768}},
         "setup_commands": {"type": ["array", "null"], "maxItems": 32, "items": {"type": "string", "maxLength": 4096}},
         "setup_timeout_seconds": {"type": ["integer", "null"], "minimum": 30, "maximum": 3600, "default": 900},
@@ -66,7 +67,14 @@ enum OpenAPIDocument {
         "error": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {"operation": {"type": "string"}, "message": {"type": "string"}}}]},
         "idle_timeout_seconds": {"type": ["integer", "null"]}, "ttl_seconds": {"type": ["integer", "null"]},
         "expires_at": {"type": ["string", "null"], "format": "date-time"}, "last_activity_at": {"type": ["string", "null"], "format": "date-time"},
-        "network": {"$ref": "#/components/schemas/DevboxNetwork"}}},
+        "network": {"$ref": "#/components/schemas/DevboxNetwork"},
+        "credential_mode": {"type": "string", "enum": ["env", "proxy"]}}},
+      "BrokerUsage": {"type": "object", "required": ["devbox_id", "credential_mode", "requests", "input_tokens", "output_tokens", "apis"], "properties": {
+        "devbox_id": {"type": "string"}, "credential_mode": {"type": "string", "enum": ["env", "proxy"]},
+        "requests": {"type": "integer"}, "input_tokens": {"type": "integer"}, "output_tokens": {"type": "integer"},
+        "apis": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+          "requests": {"type": "integer"}, "status_codes": {"type": "object", "additionalProperties": {"type": "integer"}},
+          "input_tokens": {"type": "integer"}, "output_tokens": {"type": "integer"}}}}}},
       "Operation": {"type": "object", "properties": {
         "id": {"type": "string"}, "devbox_id": {"type": "string"},
         "name": {"type": "string", "enum": ["provision", "inject_credentials", "clone_repositories", "run_setup_commands", "publish_access"]},
@@ -161,6 +169,16 @@ enum OpenAPIDocument {
     "/api/v1/devboxes/{id}/repositories": {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
       "get": {"summary": "Repositories of a devbox with their clone status, resolved commit and error", "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"repositories": {"type": "array", "items": {"$ref": "#/components/schemas/DevboxRepository"}}}}}}}, "404": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/devboxes/{id}/usage": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "get": {"summary": "What the AI-API broker forwarded for a proxy-mode devbox since the server started: requests, status codes, token usage the upstream reported", "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BrokerUsage"}}}}, "404": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/devboxes/{id}/credentials": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "patch": {"summary": "Replace (a value) or remove (an empty value) the AI keys of a live proxy-mode devbox: headers X-Claude-Token, X-Codex-Token. The box keeps its placeholder; the broker uses the new key at once",
+        "parameters": [{"name": "X-Claude-Token", "in": "header", "required": false, "schema": {"type": "string"}}, {"name": "X-Codex-Token", "in": "header", "required": false, "schema": {"type": "string"}}],
+        "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "The devbox", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Devbox"}}}}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}}
     },
     "/api/v1/devboxes/{id}/network": {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],

@@ -64,7 +64,8 @@ struct Pipeline: Sendable {
     /// (A step can still find at run time that it has nothing to do and report skipped.)
     func nothingToDo(_ kind: OperationKind) -> String? {
         switch kind {
-        case .injectCredentials where !job.devbox.injectClaudeToken && !job.devbox.injectCodexToken:
+        case .injectCredentials where !job.devbox.injectClaudeToken && !job.devbox.injectCodexToken
+            && job.devbox.credentialMode != CredentialMode.proxy.rawValue:
             "no credentials to inject\n"
         case .cloneRepositories where job.repositories.isEmpty: "no repositories to clone\n"
         case .runSetupCommands where job.devbox.setupCommands.isEmpty: "no setup commands\n"
@@ -104,6 +105,7 @@ struct Pipeline: Sendable {
     }
 
     private func injectCredentials() async throws -> StepOutcome {
+        if job.devbox.credentialMode == CredentialMode.proxy.rawValue { return try await injectBrokerEnv() }
         let secrets = try await core.db.pendingSecrets(devboxId: id)
         guard !secrets.isEmpty else { return .skipped("no credentials to inject\n") }
         var env = try await userEnv()
@@ -126,6 +128,21 @@ struct Pipeline: Sendable {
             return .failed("writing the credentials into the devbox failed", StepOutput())
         }
         return .succeeded(StepOutput(text: "injected \(injected.sorted().joined(separator: ", "))\n"))
+    }
+
+    /// Proxy mode (issue 19): the box gets the broker's base URLs and its placeholder key;
+    /// the real keys stay in the database for the broker.
+    private func injectBrokerEnv() async throws -> StepOutcome {
+        var env = try await userEnv()
+        do {
+            env.merge(try await core.brokerEnv(devboxId: id)) { _, broker in broker }
+            try await core.sandbox.writeEnv(box: id, env: env)
+        } catch {
+            return .failed("writing the broker's settings into the devbox failed: \(error)", StepOutput())
+        }
+        let kinds = [job.devbox.injectClaudeToken ? "Anthropic" : nil, job.devbox.injectCodexToken ? "OpenAI" : nil].compactMap { $0 }
+        return .succeeded(StepOutput(
+            text: "proxy mode: ANTHROPIC_BASE_URL, OPENAI_BASE_URL and a placeholder ANTHROPIC_API_KEY / OPENAI_API_KEY set; keys kept by the broker: \(kinds.isEmpty ? "none" : kinds.joined(separator: ", "))\n"))
     }
 
     /// Clones each repository from the host side into the box's workspace, before any

@@ -98,6 +98,8 @@ extension DevboxCore {
         } catch {
             logger.error("start-up sweep failed: \(error)")
         }
+        // The AI-API broker's port (bound before start-up) is offered to boxes by the table.
+        sandbox.offerPorts(broker.port.map { [$0] } ?? [])
         do {
             try await sandbox.startNetworks(policies: await storedEgressPolicies())
         } catch {
@@ -278,7 +280,8 @@ struct JobRunner: Sendable {
         }
         // The AI tokens now live only inside the box: delete them (and checkpoint the WAL)
         // before anyone can see `ready`. (Tokens are stored only with their flag.)
-        if job.devbox.injectClaudeToken || job.devbox.injectCodexToken {
+        // A proxy-mode devbox keeps them (encrypted) for the broker until it is destroyed.
+        if (job.devbox.injectClaudeToken || job.devbox.injectCodexToken) && job.devbox.credentialMode != CredentialMode.proxy.rawValue {
             try await core.db.deletePendingSecrets(devboxId: id)
         }
         try await core.db.finishPipeline(devboxId: id, owner: owner, last: unwritten)

@@ -47,6 +47,10 @@ public protocol SandboxDriver: Sendable {
     /// Starts the boxes' resolver and network policy with the egress policies of the
     /// devboxes that outlived the last run (devbox id → policy). After the sweep, before creates.
     func startNetworks(policies: [String: EgressPolicy]) async throws
+    /// Ports of the host boxes may connect to besides the resolver's; before `startNetworks`.
+    func offerPorts(_ ports: [UInt16])
+    /// True when `address` is the own address of one of this driver's boxes.
+    func isBoxAddress(_ address: String) -> Bool
     /// Replaces the egress policy of a running or stopped box.
     func setEgressPolicy(box: String, _ policy: EgressPolicy) async throws
     /// True when every box has a network of its own (egress policies can be enforced).
@@ -87,6 +91,12 @@ public protocol SandboxDriver: Sendable {
 }
 
 extension SandboxDriver {
+    /// Ports of the host boxes may connect to besides the resolver's (the AI-API broker's);
+    /// called before `startNetworks`. Default: none.
+    public func offerPorts(_ ports: [UInt16]) {}
+    /// True when `address` is the own address of one of this driver's boxes. Default: none is.
+    public func isBoxAddress(_ address: String) -> Bool { false }
+
     func exec(
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
         outputLimit: Int, mergeStderr: Bool

@@ -152,7 +152,9 @@ extension AppDatabase {
     /// main file). The env keys stay on the devbox row: the API shows names, never values.
     func deleteSecrets(devboxId: String) async throws {
         let deleted = try await pool.write { db in
-            try PendingSecretRecord.filter(Column("devbox_id") == devboxId).deleteAll(db)
+            // A proxy-mode devbox's placeholder goes too (worth nothing outside its box; no WAL truncation for it).
+            try db.execute(sql: "DELETE FROM devbox_broker WHERE devbox_id = ?", arguments: [devboxId])
+            return try PendingSecretRecord.filter(Column("devbox_id") == devboxId).deleteAll(db)
                 + EnvRecord.filter(Column("devbox_id") == devboxId).deleteAll(db)
         }
         if deleted > 0 { await truncateWAL() }

@@ -251,6 +251,7 @@ public final class AppDatabase: Sendable {
                 CREATE INDEX devboxes_destroyed ON devboxes(state, destroyed_at);
                 """)
         }
+        m.registerMigration("v7-credential-mode", migrate: migrateCredentialMode)
         return m
     }
 }

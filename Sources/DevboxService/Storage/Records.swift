@@ -66,6 +66,8 @@ struct DevboxRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, 
     var lastActivityAt: Date?
     /// The egress policy, JSON (`DevboxNetwork`); nil: allow_all.
     var network: String? = nil
+    /// `env` or `proxy` (issue 19's broker).
+    var credentialMode: String = "env"
     var leaseOwner: String?
     var leaseExpiresAt: Date?
 
@@ -79,6 +81,7 @@ struct DevboxRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, 
         case idleTimeoutSeconds = "idle_timeout_seconds", ttlSeconds = "ttl_seconds", expiresAt = "expires_at"
         case lastActivityAt = "last_activity_at", leaseOwner = "lease_owner", leaseExpiresAt = "lease_expires_at"
         case network
+        case credentialMode = "credential_mode"
     }
 
     enum Columns {
@@ -168,6 +171,6 @@ extension DevboxRecord {
             createdAt: createdAt, updatedAt: updatedAt, readyAt: readyAt,
             error: errorOperation.map { DevboxError(operation: $0, message: errorMessage ?? "") },
             idleTimeoutSeconds: idleTimeoutSeconds, ttlSeconds: ttlSeconds, expiresAt: expiresAt,
-            lastActivityAt: lastActivityAt, network: DevboxRecord.decodeNetwork(network))
+            lastActivityAt: lastActivityAt, network: DevboxRecord.decodeNetwork(network), credentialMode: credentialMode)
     }
 }

@@ -34,6 +34,7 @@ extension ToolJSON {
                 "allow": .array(d.network.allow.map { .string($0) }),
                 "deny": .array(d.network.deny.map { .string($0) }),
             ],
+            "credential_mode": .string(d.credentialMode),
         ])
     }
 

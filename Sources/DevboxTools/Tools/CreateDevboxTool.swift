@@ -28,6 +28,7 @@ struct CreateDevboxTool: DevboxTool {
         var wait: Bool?
         var waitTimeoutSeconds: Int?
         var network: Network?
+        var credentialMode: String?
 
         struct Network: Decodable, Sendable {
             var egress: String?
@@ -44,6 +45,7 @@ struct CreateDevboxTool: DevboxTool {
             case injectClaudeToken = "inject_claude_token"
             case injectCodexToken = "inject_codex_token"
             case waitTimeoutSeconds = "wait_timeout_seconds"
+            case credentialMode = "credential_mode"
         }
 
         func validate() throws(ToolFailure) {
@@ -65,7 +67,8 @@ struct CreateDevboxTool: DevboxTool {
                 },
                 credentialProfile: profile, env: env, setupCommands: setupCommands, setupTimeoutSeconds: setupTimeoutSeconds,
                 idleTimeoutSeconds: idleTimeoutSeconds, ttlSeconds: ttlSeconds,
-                network: network.map { DevboxNetwork(egress: $0.egress ?? "allow_all", allow: $0.allow ?? [], deny: $0.deny ?? []) })
+                network: network.map { DevboxNetwork(egress: $0.egress ?? "allow_all", allow: $0.allow ?? [], deny: $0.deny ?? []) },
+                credentialMode: credentialMode)
         }
     }
 
@@ -75,7 +78,7 @@ struct CreateDevboxTool: DevboxTool {
         description: """
             Create a disposable Linux devbox: repositories are cloned into /workspace, then setup_commands run there in \
             order (the first non-zero exit fails it). Returns at once in state "requested": call wait_for_ready next \
-            (or pass wait: true). AI tokens are never arguments: use inject_claude_token / inject_codex_token. \
+            (or pass wait: true). AI tokens are never arguments: use the inject_* flags. \
             delete_devbox it when done.
             """,
         inputSchema: Schema.object(
@@ -103,8 +106,9 @@ struct CreateDevboxTool: DevboxTool {
                 "setup_timeout_seconds": Schema.integer("For all setup commands.", minimum: 30, maximum: 3600, default: 900),
                 "idle_timeout_seconds": Schema.integer("Stop after this long idle (default never).", minimum: 60, maximum: 2_592_000),
                 "ttl_seconds": Schema.integer("Destroy this long after creation (default never).", minimum: 60, maximum: 31_536_000),
-                "inject_claude_token": Schema.boolean("Set ANTHROPIC_API_KEY to the server's Claude token."),
-                "inject_codex_token": Schema.boolean("Set OPENAI_API_KEY to the server's Codex token."),
+                "inject_claude_token": Schema.boolean("ANTHROPIC_API_KEY: the server's Claude token."),
+                "inject_codex_token": Schema.boolean("OPENAI_API_KEY: the server's Codex token."),
+                "credential_mode": ["type": "string", "enum": ["env", "proxy"], "description": "proxy: tokens stay out of the box."],
                 "network": Schema.object(NetworkSchema.properties, description: "Egress policy (default allow_all)."),
                 "wait": Schema.boolean("Return when ready or failed, with progress."),
                 "wait_timeout_seconds": Schema.integer("With wait: longest wait.", minimum: 1, maximum: 3600, default: 120),

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -57,6 +58,17 @@ extension CrunRuntime {
         return BoxNetworkInfo(address: ipv4String(l.box), gateway: ipv4String(l.gateway), hostInterface: l.hostName)
     }
 
+    /// Ports of the host's that boxes may connect to (on their gateway address) besides the
+    /// resolver's, e.g. the AI-API broker's. Set before `startNetworks`, which writes them
+    /// into the nftables `input` chain.
+    public func offerPorts(_ ports: [UInt16]) { offered.set(ports) }
+
+    /// True when `address` is a box's own address (eth0) of this runtime's range.
+    public func isBoxAddress(_ address: String) -> Bool {
+        guard let networks, let a = parseIPv4(address) else { return false }
+        return networks.policy(forSource: IPv4Address(a)) != nil
+    }
+
     /// The range box addresses come from, once prepared.
     public var networkRange: IPv4Range? { networks?.range }
 
@@ -93,4 +105,12 @@ extension CrunRuntime {
             return fd
         }
     }
+}
+
+
+/// The ports offered to boxes, set once at start-up (read when the ruleset is built).
+final class OfferedPorts: Sendable {
+    private let value = Mutex<[UInt16]>([])
+    var ports: [UInt16] { value.withLock { $0 } }
+    func set(_ ports: [UInt16]) { value.withLock { $0 = ports } }
 }

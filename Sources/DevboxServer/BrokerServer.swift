@@ -1,0 +1,271 @@
+import AsyncHTTPClient
+import DevboxService
+import Foundation
+import HTTPClientSupport
+import HTTPTypes
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import NIOCore
+import NIOHTTP1
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 19's AI-API broker: an HTTP listener of its own (0.0.0.0:<port>; nftables lets boxes
+/// reach only this port and the resolver's on the host, and the broker answers box addresses
+/// only). `/anthropic/…` and `/openai/…` are forwarded to the configured upstreams with the
+/// devbox's real key in place of its placeholder; responses (SSE included) are streamed back
+/// chunk by chunk. Bodies, keys and auth headers are never logged.
+enum BrokerServer {
+    /// The broker's port: `DEVBOX_BROKER_PORT`, else the one kept in `<data>/broker-port`
+    /// (chosen once: a box's env names it, so a restart must keep it), else a free one.
+    static func choosePort(settings: BrokerSettings, dataDirectory: String, logger: Logger) -> Int {
+        if let p = settings.port { return p }
+        let file = dataDirectory + "/broker-port"
+        if let text = try? String(contentsOfFile: file, encoding: .utf8), let p = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+           (1...65535).contains(p) {
+            if probeBind(p) != nil { return p }
+            logger.warning("the broker's port is taken; choosing another (proxy-mode boxes made before must be recreated)",
+                           metadata: ["port": "\(p)"])
+        }
+        let p = probeBind(0) ?? 0
+        try? "\(p)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        return p
+    }
+
+    /// Binds 0.0.0.0:`port` (0: any) and closes again; the port that was free, or nil.
+    private static func probeBind(_ port: Int) -> Int? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = UInt16(port).bigEndian
+        a.sin_addr.s_addr = 0
+        let ok = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0 else { return nil }
+        var got = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &got) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        return Int(UInt16(bigEndian: got.sin_port))
+    }
+
+    /// The broker's application (a service of the main one); records its port in the core
+    /// first, so start-up offers it to boxes and proxy-mode boxes are told it.
+    static func make(core: DevboxCore, settings: BrokerSettings, dataDirectory: String, logger: Logger) -> any Service {
+        let port = choosePort(settings: settings, dataDirectory: dataDirectory, logger: logger)
+        core.broker.setPort(UInt16(port))
+        let forwarder = BrokerForwarder(core: core, settings: settings, logger: logger)
+        var quiet = logger
+        quiet.logLevel = max(logger.logLevel, .notice)
+        return Application(
+            responder: CallbackResponder<BrokerRequestContext> { request, context in
+                await forwarder.respond(request, peer: context.peer)
+            },
+            configuration: .init(address: .hostname("0.0.0.0", port: port), serverName: nil),
+            onServerRunning: { channel in
+                logger.notice("AI-API broker listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
+            },
+            logger: quiet)
+    }
+}
+
+/// The broker's request context: the connection's source address.
+struct BrokerRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let peer: String?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        peer = source.channel.remoteAddress?.ipAddress
+    }
+}
+
+/// Forwards one admitted request and streams the answer back.
+struct BrokerForwarder: Sendable {
+    let core: DevboxCore
+    let settings: BrokerSettings
+    let logger: Logger
+    let http = OwnedHTTPClient(configuration: {
+        var c = HTTPClient.Configuration.devbox(connectTimeout: 10, readTimeout: 600, followRedirects: false)
+        c.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+        return c
+    }())
+
+    /// Hop-by-hop headers (RFC 9110 7.6.1) and those the broker sets itself.
+    static let dropped: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
+        "transfer-encoding", "upgrade", "host", "content-length", "x-api-key", "authorization",
+    ]
+
+    func respond(_ request: Request, peer: String?) async -> Response {
+        let path = request.uri.path
+        let api: BrokerAPI
+        let rest: Substring
+        if path.hasPrefix("/anthropic/") {
+            (api, rest) = (.anthropic, path.dropFirst("/anthropic".count))
+        } else if path.hasPrefix("/openai/") {
+            (api, rest) = (.openai, path.dropFirst("/openai".count))
+        } else {
+            return refusal(404, "the broker serves /anthropic/… and /openai/… only")
+        }
+        let presented: String?
+        switch api {
+        case .anthropic:
+            presented = request.headers[HTTPField.Name("x-api-key")!]
+        case .openai:
+            let auth = request.headers[.authorization] ?? ""
+            presented = auth.lowercased().hasPrefix("bearer ") ? String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces) : nil
+        }
+        let devboxId: String
+        let key: String
+        switch await core.admitBrokerRequest(api: api, peer: peer, presented: presented) {
+        case .refuse(let status, let message):
+            logger.notice("broker refused a request", metadata: ["api": "\(api.rawValue)", "peer": "\(peer ?? "?")", "status": "\(status)"])
+            return refusal(status, message)
+        case .forward(let id, let k):
+            (devboxId, key) = (id, k)
+        }
+
+        var upstream = HTTPClientRequest(url: settings.upstream(api) + rest + (request.uri.query.map { "?" + $0 } ?? ""))
+        upstream.method = HTTPMethod(rawValue: request.method.rawValue)
+        for field in request.headers where !Self.dropped.contains(field.name.canonicalName) {
+            upstream.headers.add(name: field.name.rawName, value: field.value)
+        }
+        switch api {
+        case .anthropic: upstream.headers.replaceOrAdd(name: "x-api-key", value: key)
+        case .openai: upstream.headers.replaceOrAdd(name: "authorization", value: "Bearer " + key)
+        }
+        if request.method != .get && request.method != .head {
+            let length = request.headers[.contentLength].flatMap { Int64($0) }
+            upstream.body = .stream(request.body, length: length.map { .known($0) } ?? .unknown)
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await http.client.execute(upstream, timeout: .hours(1))
+        } catch {
+            core.recordBrokerUsage(devboxId: devboxId, api: api, status: 502)
+            logger.warning("broker upstream failed", metadata: ["devbox": "\(devboxId)", "api": "\(api.rawValue)", "error": "\(HTTPFailure.reason(error))"])
+            return refusal(502, "the upstream API could not be reached: \(HTTPFailure.reason(error))")
+        }
+        let status = Int(response.status.code)
+        core.recordBrokerUsage(devboxId: devboxId, api: api, status: status)
+        logger.info("brokered", metadata: [
+            "devbox": "\(devboxId)", "api": "\(api.rawValue)", "method": "\(request.method.rawValue)",
+            "path": "\(rest)", "status": "\(status)",
+        ])
+        var headers = HTTPFields()
+        var contentLength: Int?
+        var contentType = ""
+        for h in response.headers {
+            let name = h.name.lowercased()
+            if name == "content-length" { contentLength = Int(h.value); continue }
+            if name == "content-type" { contentType = h.value.lowercased() }
+            if Self.dropped.contains(name) { continue }
+            if let n = HTTPField.Name(h.name) { headers.append(HTTPField(name: n, value: h.value)) }
+        }
+        let body = response.body
+        let core = self.core
+        let encoded = response.headers.contains(name: "content-encoding")
+        let type = contentType
+        return Response(
+            status: HTTPResponse.Status(code: status),
+            headers: headers,
+            body: ResponseBody(contentLength: contentLength) { writer in
+                var meter = encoded ? nil : UsageMeter(contentType: type)
+                for try await chunk in body {
+                    try await writer.write(chunk)
+                    meter?.feed(chunk)
+                }
+                try await writer.finish(nil)
+                if let tokens = meter?.finish(), tokens.input > 0 || tokens.output > 0 {
+                    core.recordBrokerUsage(devboxId: devboxId, api: api, status: nil, inputTokens: tokens.input, outputTokens: tokens.output)
+                }
+            })
+    }
+
+    func refusal(_ status: Int, _ message: String) -> Response {
+        let quoted = (try? JSONSerialization.data(withJSONObject: [message], options: []))
+            .map { String(decoding: $0.dropFirst().dropLast(), as: UTF8.self) } ?? "\"\""
+        let json = Array("{\"type\":\"error\",\"error\":{\"type\":\"devbox_broker\",\"message\":\(quoted)}}".utf8)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(
+            status: HTTPResponse.Status(code: status), headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: json)))
+    }
+}
+
+/// Reads token usage out of an answer as it passes, without holding the stream up: a JSON
+/// answer's `usage` (kept up to 8 MiB), or in server-sent events the `usage` objects of
+/// `data:` lines (Anthropic's message_start / message_delta, OpenAI's last chunk or
+/// response.completed), the largest value of each count.
+struct UsageMeter {
+    enum Kind { case json, sse }
+    let kind: Kind?
+    var buffer: [UInt8] = []
+    var input = 0
+    var output = 0
+    static let jsonLimit = 8 << 20
+
+    init(contentType: String) {
+        kind = contentType.contains("text/event-stream") ? .sse : contentType.contains("json") ? .json : nil
+    }
+
+    mutating func feed(_ chunk: ByteBuffer) {
+        switch kind {
+        case .json:
+            if buffer.count + chunk.readableBytes <= Self.jsonLimit { buffer.append(contentsOf: chunk.readableBytesView) }
+        case .sse:
+            for b in chunk.readableBytesView {
+                if b == UInt8(ascii: "\n") {
+                    line()
+                    buffer.removeAll(keepingCapacity: true)
+                } else if buffer.count < Self.jsonLimit {
+                    buffer.append(b)
+                }
+            }
+        case nil: break
+        }
+    }
+
+    private mutating func line() {
+        guard buffer.starts(with: Array("data:".utf8)) else { return }
+        let payload = buffer.dropFirst(5)
+        guard payload.count > 8, String(decoding: payload, as: UTF8.self).contains("\"usage\"") else { return }
+        take(Data(payload), keepMax: true)
+    }
+
+    private mutating func take(_ data: Data, keepMax: Bool) {
+        guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }
+        var usages: [[String: Any]] = []
+        if let u = obj["usage"] as? [String: Any] { usages.append(u) }
+        for nested in ["message", "response"] {
+            if let m = obj[nested] as? [String: Any], let u = m["usage"] as? [String: Any] { usages.append(u) }
+        }
+        for u in usages {
+            let i = (u["input_tokens"] as? Int) ?? (u["prompt_tokens"] as? Int) ?? 0
+            let o = (u["output_tokens"] as? Int) ?? (u["completion_tokens"] as? Int) ?? 0
+            if keepMax {
+                input = max(input, i)
+                output = max(output, o)
+            } else {
+                input += i
+                output += o
+            }
+        }
+    }
+
+    mutating func finish() -> (input: Int, output: Int) {
+        if kind == .json, !buffer.isEmpty { take(Data(buffer), keepMax: false) }
+        if kind == .sse, !buffer.isEmpty { line() }
+        return (input, output)
+    }
+}
