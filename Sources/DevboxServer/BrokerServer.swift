@@ -219,29 +219,67 @@ struct UsageMeter {
         kind = contentType.contains("text/event-stream") ? .sse : contentType.contains("json") ? .json : nil
     }
 
+    /// A line longer than this (no usage event is) is skipped, not kept.
+    static let lineLimit = 1 << 20
+    var skippingLine = false
+
     mutating func feed(_ chunk: ByteBuffer) {
         switch kind {
         case .json:
             if buffer.count + chunk.readableBytes <= Self.jsonLimit { buffer.append(contentsOf: chunk.readableBytesView) }
         case .sse:
-            for b in chunk.readableBytesView {
-                if b == UInt8(ascii: "\n") {
-                    line()
-                    buffer.removeAll(keepingCapacity: true)
-                } else if buffer.count < Self.jsonLimit {
-                    buffer.append(b)
+            // memchr for line ends and bulk copies: a 10 MiB stream costs a few memcpys, not a loop per byte.
+            chunk.withUnsafeReadableBytes { raw in
+                guard let base = raw.baseAddress else { return }
+                var start = 0
+                while start < raw.count {
+                    if let nl = memchr(base + start, 0x0A, raw.count - start) {
+                        let end = base.distance(to: UnsafeRawPointer(nl))
+                        keep(UnsafeRawBufferPointer(rebasing: raw[start..<end]))
+                        line()
+                        buffer.removeAll(keepingCapacity: true)
+                        skippingLine = false
+                        start = end + 1
+                    } else {
+                        keep(UnsafeRawBufferPointer(rebasing: raw[start...]))
+                        break
+                    }
                 }
             }
         case nil: break
         }
     }
 
-    private mutating func line() {
-        guard buffer.starts(with: Array("data:".utf8)) else { return }
-        let payload = buffer.dropFirst(5)
-        guard payload.count > 8, String(decoding: payload, as: UTF8.self).contains("\"usage\"") else { return }
-        take(Data(payload), keepMax: true)
+    private mutating func keep(_ bytes: UnsafeRawBufferPointer) {
+        guard !skippingLine else { return }
+        if buffer.count + bytes.count > Self.lineLimit {
+            skippingLine = true
+            buffer.removeAll(keepingCapacity: true)
+            return
+        }
+        buffer.append(contentsOf: bytes)
     }
+
+    private mutating func line() {
+        guard !skippingLine, buffer.count > 13, buffer.starts(with: Self.dataPrefix) else { return }
+        let key = Self.usageKey
+        let hasUsage = buffer.withUnsafeBytes { b -> Bool in
+            // memchr to each quote, then compare: no loop per byte in Swift.
+            guard let base = b.baseAddress else { return false }
+            var at = 0
+            while at + key.count <= b.count, let q = memchr(base + at, 0x22, b.count - at) {
+                let i = base.distance(to: UnsafeRawPointer(q))
+                if i + key.count <= b.count, memcmp(base + i, key, key.count) == 0 { return true }
+                at = i + 1
+            }
+            return false
+        }
+        guard hasUsage else { return }
+        take(Data(buffer.dropFirst(5)), keepMax: true)
+    }
+
+    static let dataPrefix = Array("data:".utf8)
+    static let usageKey = Array("\"usage\"".utf8)
 
     private mutating func take(_ data: Data, keepMax: Bool) {
         guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }
