@@ -49,12 +49,20 @@ public final class AppDatabase: Sendable {
     /// The database and its `-wal`/`-shm` are 0600 whatever the umask: they hold every
     /// encrypted secret and the token hashes. SQLite creates its journal files with the
     /// database file's mode, so the database is made 0600 before SQLite opens it.
+    ///
+    /// Never opens an existing database: closing any descriptor of a file drops every POSIX
+    /// lock this process holds on it, SQLite's included (another `AppDatabase` of the same file
+    /// in this process, e.g. the serve's first-token check), which corrupts the database.
+    /// A new file is made with O_EXCL, so no connection can hold it yet.
     static func restrictFiles(_ path: String) throws {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        if fd < 0 { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path]) }
-        _ = fchmod(fd, 0o600)
-        _ = close(fd)
-        for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            _ = fchmod(fd, 0o600)
+            _ = close(fd)
+        } else if errno != EEXIST {
+            throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path])
+        }
+        for suffix in ["", "-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
     }
 
     /// SQLite's `PRAGMA data_version` on a connection that never writes: it changes whenever
