@@ -63,8 +63,12 @@ enum BrokerServer {
         let port = choosePort(settings: settings, dataDirectory: dataDirectory, logger: logger)
         core.broker.setPort(UInt16(port))
         let forwarder = BrokerForwarder(core: core, settings: settings, logger: logger)
+        // Hummingbird's own logging of this listener: only what is critical. When serve stops
+        // before it ever ran (the API's port is taken) the group cancels this server, which
+        // then logs "Server shutdown error" at error level: noise next to the one line that
+        // says why serve stopped. The broker's own events go through `logger`.
         var quiet = logger
-        quiet.logLevel = max(logger.logLevel, .notice)
+        quiet.logLevel = .critical
         return Application(
             responder: CallbackResponder<BrokerRequestContext> { request, context in
                 await forwarder.respond(request, peer: context.peer)
