@@ -2,6 +2,7 @@ import ArgumentParser
 import DevboxServer
 import DevboxService
 import Foundation
+import Synchronization
 import Hummingbird
 import Logging
 
@@ -40,6 +41,11 @@ struct ServeCommand: AsyncParsableCommand {
         } catch let e as ConfigurationError {
             fail(e.description)
         }
+        // A SIGTERM before the service group has its handlers (while the host is being
+        // prepared: mask layer, box networks) is remembered instead of killing the process
+        // halfway, and delivered again once the group can shut down gracefully (which gives
+        // back what preparing the host took).
+        EarlyTermination.install()
         do {
             let dataDirectory = configuration.dataDirectory
             // The first token is made once the HTTP port is bound: its curl example then names
@@ -57,6 +63,7 @@ struct ServeCommand: AsyncParsableCommand {
                 ssh: "\(configuration.sshHost):\(configuration.sshPort)", startedAt: Date())
             do { try state.write(dir) } catch { logger.warning("could not write \(ServeState.path(dir)): \(error)") }
             defer { ServeState.remove(dir, ifPid: state.pid) }
+            EarlyTermination.redeliverSoon()
             try await runApplication(app, configuration: configuration, logger: logger)
         } catch let e as ConfigurationError {
             fail(e.description)
@@ -195,4 +202,24 @@ func makeLogger(_ env: [String: String]) -> Logger {
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("devbox: error: \(message)\n".utf8))
     exit(1)
+}
+
+/// SIGTERM/SIGINT that arrive before ServiceLifecycle handles them (see `ServeCommand.run`).
+enum EarlyTermination {
+    static let received = Atomic<Int32>(0)
+
+    static func install() {
+        // Storing to an atomic is async-signal-safe; nothing else happens in the handler.
+        _ = signal(SIGTERM) { sig in EarlyTermination.received.store(sig, ordering: .relaxed) }
+        _ = signal(SIGINT) { sig in EarlyTermination.received.store(sig, ordering: .relaxed) }
+    }
+
+    /// Once the service group runs (its handlers replace ours), sends a remembered signal again.
+    static func redeliverSoon() {
+        Task.detached {
+            try? await Task.sleep(for: .milliseconds(200))
+            let sig = received.load(ordering: .relaxed)
+            if sig != 0 { _ = kill(getpid(), sig) }
+        }
+    }
 }
