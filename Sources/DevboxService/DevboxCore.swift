@@ -270,16 +270,18 @@ public final class DevboxCore: Sendable {
     /// Removes the sandbox and every secret (AI tokens and env values) of a devbox that has
     /// left the live states: destroyed, or failed (which only leads to destroyed).
     func teardown(_ id: String, reason: String, destroySandbox: Bool = true) async {
-        do {
-            if destroySandbox { try await sandbox.destroy(box: id) }
-        } catch {
-            logger.error("sandbox teardown failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
-        }
+        // Secrets first: they leave the disk as soon as the devbox has left the live states,
+        // not after the sandbox's teardown (a crun delete and its network's, tens of ms).
         do {
             try await db.finishRemainingOperations(devboxId: id, reason: reason)
             try await db.deleteSecrets(devboxId: id)
         } catch {
             logger.error("teardown bookkeeping failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
+        }
+        do {
+            if destroySandbox { try await sandbox.destroy(box: id) }
+        } catch {
+            logger.error("sandbox teardown failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
         }
         logger.info("devbox torn down", metadata: ["devbox": "\(id)", "reason": "\(reason)"])
     }

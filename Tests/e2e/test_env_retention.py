@@ -1,6 +1,7 @@
 """Env values are Fernet-encrypted at rest while a devbox may still need them, and gone from
 the database files (main, -wal, -shm) once it never can: destroyed, or failed."""
 import os
+import time
 import sqlite3
 
 import pytest
@@ -44,6 +45,13 @@ def test_env_values_leave_the_database_files(server, how):
         assert found(server, value), "the scanner should find the stored value"
         assert server.request("DELETE", f"/api/v1/devboxes/{d['id']}").status_code in (202, 204)
         assert server.get(d["id"])["state"] == "destroyed"  # DELETE answers once torn down
+    # A failed devbox's teardown runs just after its state is written: give it a moment.
+    deadline = time.time() + 10
+    while env_rows(server, d["id"]) and time.time() < deadline:
+        time.sleep(0.05)
     assert env_rows(server, d["id"]) == 0
+    deadline = time.time() + 10
+    while found(server, value) and time.time() < deadline:  # the WAL is truncated right after
+        time.sleep(0.05)
     assert found(server, value) == {}
     assert sorted(server.get(d["id"])["env_keys"]) == ["DB_PASSWORD", "OTHER"]  # names stay, values go
