@@ -561,11 +561,12 @@ def test_clone_works_under_deny_all(gh, fake, cloner):
     """Clones run host-side, so a box whose egress is deny_all still gets its repositories; the
     box itself reaches nothing, the fake GitHub on the host's loopback included."""
     user, _ = cloner
+    # (A public repository: earlier tests of this module disconnect the user's GitHub.)
     d = create(gh, user, {"name": "sealed", "network": {"egress": "deny_all"},
-                          "repositories": [{"full_name": "alice/private-app", "ref": "feature"}]})
+                          "repositories": [{"full_name": "alice/public-lib"}]})
     assert d["state"] == "ready", clone_op(gh, d["id"], user)
     assert d["network"]["egress"] == "deny_all"
-    assert in_box(gh, d["id"], "cat /workspace/private-app/feature.txt") == "feature work"
+    assert in_box(gh, d["id"], "git -C /workspace/public-lib rev-parse HEAD") == fake.public_sha
     out = in_box(gh, d["id"], f"python3 -c \"import socket; s=socket.socket(); s.settimeout(3); "
                               f"print(s.connect_ex(('127.0.0.1', {fake.port})))\"")
     assert out == "111", out   # ECONNREFUSED: the box's own loopback, not the host's
