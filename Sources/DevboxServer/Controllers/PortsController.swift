@@ -146,19 +146,9 @@ struct PortsController {
 
         let (head, hasBody) = PortHeaders.requestHead(request, port: port, prefix: prefix)
         let answer: PortProxy.Answer
-        do {
-            answer = try await PortProxy.exchange(on: upstream, head: head, body: hasBody ? request.body : nil)
-        } catch let e as PortProxy.Failure {
-            if case .timedOut = e {
-                return try JSONIO.response(
-                    APIErrorBody(code: "gateway_timeout", message: "the app on port \(port) in devbox \(id) \(e)", field: "port"),
-                    status: .gatewayTimeout)
-            }
-            return try Self.badGateway(port: port, "the app on port \(port) in devbox \(id) \(e)")
-        } catch is CancellationError {
-            throw CancellationError()
-        } catch {
-            return try Self.badGateway(port: port, "the connection to port \(port) in devbox \(id) failed before a response")
+        switch try await Self.exchange(upstream, head: head, body: hasBody ? request.body : nil, port: port, id: id) {
+        case .answer(let a): answer = a
+        case .refused(let response): return response
         }
 
         if answer.head.status == .switchingProtocols {
@@ -210,19 +200,9 @@ struct PortsController {
         }
         let (head, hasBody) = PortHeaders.requestHead(request, port: port, prefix: prefix, upgrade: true)
         let answer: PortProxy.Answer
-        do {
-            answer = try await PortProxy.exchange(on: upstream, head: head, body: hasBody ? request.body : nil)
-        } catch let e as PortProxy.Failure {
-            if case .timedOut = e {
-                return try JSONIO.response(
-                    APIErrorBody(code: "gateway_timeout", message: "the app on port \(port) in devbox \(id) \(e)", field: "port"),
-                    status: .gatewayTimeout)
-            }
-            return try Self.badGateway(port: port, "the app on port \(port) in devbox \(id) \(e)")
-        } catch is CancellationError {
-            throw CancellationError()
-        } catch {
-            return try Self.badGateway(port: port, "the connection to port \(port) in devbox \(id) failed before a response")
+        switch try await Self.exchange(upstream, head: head, body: hasBody ? request.body : nil, port: port, id: id) {
+        case .answer(let a): answer = a
+        case .refused(let response): return response
         }
         guard answer.head.status == .switchingProtocols else {
             return Self.relayed(answer)  // the app declined (or wants something else): its answer
@@ -255,6 +235,32 @@ struct PortsController {
                 }
                 try await relay.run(client: clientChannel, app: appChannel)
             })
+    }
+
+    enum Exchanged {
+        case answer(PortProxy.Answer)
+        /// What the caller gets instead: 504 when the app sent no response head in time, else 502.
+        case refused(Response)
+    }
+
+    /// Sends the request to the app and waits for its response head.
+    static func exchange(
+        _ upstream: PortProxy.Upstream, head: HTTPRequestHead, body: RequestBody?, port: UInt16, id: String
+    ) async throws -> Exchanged {
+        do {
+            return .answer(try await PortProxy.exchange(on: upstream, head: head, body: body))
+        } catch let e as PortProxy.Failure {
+            if case .timedOut = e {
+                return .refused(try JSONIO.response(
+                    APIErrorBody(code: "gateway_timeout", message: "the app on port \(port) in devbox \(id) \(e)", field: "port"),
+                    status: .gatewayTimeout))
+            }
+            return .refused(try Self.badGateway(port: port, "the app on port \(port) in devbox \(id) \(e)"))
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            return .refused(try Self.badGateway(port: port, "the connection to port \(port) in devbox \(id) failed before a response"))
+        }
     }
 
     static func badGateway(port: UInt16, _ message: String) throws -> Response {
