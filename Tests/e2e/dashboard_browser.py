@@ -60,7 +60,11 @@ class Browser:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def wait(self, timeout: float = 30) -> WebDriverWait:
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.25)
+        # The page replaces nodes while it polls: a lookup that raced a replacement ("stale
+        # element", or Chromium's "Node with given id does not belong to the document") is
+        # tried again at the next poll, within the same timeout.
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.25,
+                             ignored_exceptions=(StaleElementReferenceException, WebDriverException))
 
     def wait_for(self, css: str, timeout: float = 30):
         return self.wait(timeout).until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
