@@ -2,7 +2,7 @@
 # MCP latency (issue 7): 1000 sequential `get_devbox` calls to our server, over stdio
 # (`devbox mcp` on a data dir whose `devbox serve` runs) and over HTTP (`/mcp` of that serve),
 # versus the official Python SDK's reference server answering its trivial `echo` tool — the
-# same raw JSON-RPC client (shared/bench/mcp/mcp_raw_bench.py), one run, both protocol eras.
+# same raw JSON-RPC client (bench/mcp_reference/mcp_raw_bench.py, the reference copied into the repo), one run, both protocol eras.
 # Goal: our median at most half of theirs.
 #
 #   bench/mcp_bench.sh                 # release build, .venv with mcp==2.3.0
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${DEVBOX_BIN:-.build/release/devbox}
 PY=${PY:-.venv/bin/python}
-REF=${MCP_BENCH_DIR:-/work/shared/bench/mcp}
+REF=${MCP_BENCH_DIR:-bench/mcp_reference}
 N=${N:-1000}
 ERAS=${ERAS:-"legacy modern"}
 [ -x "$BIN" ] || swift build -c release --product devbox
