@@ -487,9 +487,8 @@ final class BoxNetworks: Sendable {
     }
 }
 
-func ipv4String(_ a: UInt32) -> String {
-    "\(a >> 24).\((a >> 16) & 0xff).\((a >> 8) & 0xff).\(a & 0xff)"
-}
+/// Dotted quad of a host-order address (IPAddress.swift's formatting).
+func ipv4String(_ a: UInt32) -> String { IPv4Address(a).description }
 
 func writeSysctl(_ path: String, _ value: String) -> Bool {
     let fd = open(path, O_WRONLY | O_CLOEXEC)
@@ -535,11 +534,8 @@ public struct IPv4Range: Sendable, Equatable, CustomStringConvertible {
     static let defaultCandidates: [IPv4Range] = (200...253).map { IPv4Range(network: (10 << 24) | (UInt32($0) << 16), prefixLength: 16) }
 }
 
-func parseIPv4(_ s: String) -> UInt32? {
-    var a = in_addr()
-    guard inet_pton(AF_INET, s, &a) == 1 else { return nil }
-    return UInt32(bigEndian: a.s_addr)
-}
+/// A strict dotted quad in host order (IPAddress.swift's parser).
+func parseIPv4(_ s: String) -> UInt32? { IPv4Address(s)?.value }
 
 /// The host's IPv4 routes (main table, /proc/net/route) and addresses.
 enum HostRoutes {
