@@ -50,7 +50,12 @@ extension DevboxCore {
             throw storageFailure(error)
         }
         if sandbox.networkInfo(box: id) != nil {
-            do { try await sandbox.setEgressPolicy(box: id, policy) } catch {
+            do {
+                try await sandbox.setEgressPolicy(box: id, policy)
+            } catch SandboxError.notFound {
+                // The box went in between (a failed setup's teardown, a DELETE): nothing to
+                // apply it to; the stored policy is what a box made later would get.
+            } catch {
                 logger.error("applying an egress policy failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
                 throw .unavailable("the policy was stored but could not be applied to the running devbox; try again")
             }

@@ -184,7 +184,7 @@ enum OpenAPIDocument {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
       "get": {"summary": "The devbox's egress policy", "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DevboxNetwork"}}}}, "404": {"$ref": "#/components/responses/Error"}}},
       "patch": {"summary": "Replace the egress policy of a devbox; new connections follow it at once", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DevboxNetwork"}}}},
-        "responses": {"400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "The policy now in force", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DevboxNetwork"}}}}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}}
+        "responses": {"400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "The policy now in force", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DevboxNetwork"}}}}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}}
     },
     "/api/v1/devboxes/{id}/ports": {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
