@@ -45,6 +45,7 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
 /// Builds the HTTP router: health, OpenAPI, the REST API and `/mcp` behind auth, the dashboard.
 public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
+    router.add(middleware: RequestIdMiddleware())
     router.add(middleware: RequestLogMiddleware(logger: system.logger))
     router.add(middleware: JSONErrorMiddleware(logger: system.logger, routes: system.routes))
     HealthController(core: system.core).register(on: router)
