@@ -186,12 +186,29 @@ func writeUnbuffered(_ text: String) {
     }
 }
 
+/// `DEVBOX_LOG_LEVEL` (default info) and `DEVBOX_LOG_FORMAT`: `text` (default, swift-log's
+/// stream lines) or `json` (`JSONLogHandler`: one object per line). Both add the request id
+/// (and devbox id) of the request a line is logged for.
 func makeLogger(_ env: [String: String]) -> Logger {
     let level = Logger.Level(rawValue: env["DEVBOX_LOG_LEVEL"] ?? "info") ?? .info
-    LoggingSystem.bootstrap { label in
-        var h = StreamLogHandler.standardError(label: label)
-        h.logLevel = level
-        return h
+    let format = env["DEVBOX_LOG_FORMAT"] ?? "text"
+    guard format == "text" || format == "json" || format.isEmpty else {
+        fail("DEVBOX_LOG_FORMAT must be 'text' or 'json', got '\(format)'")
+    }
+    if format == "json" {
+        LoggingSystem.bootstrap(
+            { label, provider in
+                var h = JSONLogHandler(label: label, metadataProvider: provider)
+                h.logLevel = level
+                return h
+            }, metadataProvider: requestMetadataProvider)
+    } else {
+        LoggingSystem.bootstrap(
+            { label, provider in
+                var h = StreamLogHandler.standardError(label: label, metadataProvider: provider)
+                h.logLevel = level
+                return h
+            }, metadataProvider: requestMetadataProvider)
     }
     var logger = Logger(label: "devbox")
     logger.logLevel = level
