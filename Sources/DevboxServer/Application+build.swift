@@ -55,6 +55,7 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     CredentialsController(core: system.core).register(on: api, table: system.routes)
     RuntimeController(core: system.core).register(on: api, table: system.routes)
     UsersController(core: system.core).register(on: api, table: system.routes)
+    AuditController(core: system.core).register(on: api, table: system.routes)
     SessionsController(core: system.core).register(on: api, table: system.routes)
     GitHubController(core: system.core).register(on: api, table: system.routes)
     MCPController(core: system.core, logger: system.logger).register(on: api, table: system.routes)

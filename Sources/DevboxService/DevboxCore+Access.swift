@@ -56,14 +56,14 @@ public struct SSHGrant: Sendable, Equatable {
 extension DevboxCore {
     // MARK: SSH keys
 
-    public func setSSHKey(_ principal: Principal, publicKey: String) async throws(ServiceError) {
+    func setSSHKeyUnaudited(_ principal: Principal, publicKey: String) async throws(ServiceError) {
         let key = try SSHPublicKey.parse(publicKey)
         do {
             try await db.setSSHKey(userId: principal.userId, type: key.type, fingerprint: key.fingerprint, publicKey: key.line)
         } catch { throw storageFailure(error) }
     }
 
-    public func deleteSSHKey(_ principal: Principal) async throws(ServiceError) {
+    func deleteSSHKeyUnaudited(_ principal: Principal) async throws(ServiceError) {
         do {
             try await db.setSSHKey(userId: principal.userId, type: nil, fingerprint: nil, publicKey: nil)
         } catch { throw storageFailure(error) }
@@ -81,7 +81,7 @@ extension DevboxCore {
     }
 
     /// Creates an SSH session: the devbox must be ready and the user must have a key.
-    public func createSession(_ principal: Principal, devboxId: String, ttlSeconds: Int?) async throws(ServiceError) -> AccessSession {
+    func createSessionUnaudited(_ principal: Principal, devboxId: String, ttlSeconds: Int?) async throws(ServiceError) -> AccessSession {
         let box = try await devbox(principal, id: devboxId)
         guard box.state == .ready else {
             throw .conflict("devbox \(devboxId) is \(box.state.rawValue); sessions can only be created for a ready devbox")
@@ -116,7 +116,7 @@ extension DevboxCore {
     }
 
     /// Revokes a session and closes its live connections.
-    public func revokeSession(_ principal: Principal, devboxId: String, sessionId: String) async throws(ServiceError) {
+    func revokeSessionUnaudited(_ principal: Principal, devboxId: String, sessionId: String) async throws(ServiceError) {
         _ = try await devbox(principal, id: devboxId)
         let done: Bool
         do { done = try await db.revokeSession(devboxId: devboxId, sessionId: sessionId) } catch { throw storageFailure(error) }

@@ -109,7 +109,7 @@ extension DevboxCore {
 
     /// `PATCH /api/v1/devboxes/:id/credentials`: replaces (a value) or removes (empty) the
     /// keys named by non-nil arguments, for a live proxy-mode devbox.
-    public func replaceCredentials(
+    func replaceCredentialsUnaudited(
         _ principal: Principal, id: String, claudeToken: String?, codexToken: String?
     ) async throws(ServiceError) -> Devbox {
         let box = try await devbox(principal, id: id)

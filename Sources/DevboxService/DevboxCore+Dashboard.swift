@@ -34,7 +34,7 @@ extension DevboxCore {
     /// as the REST API checks `X-Provider-Token` and `Authorization: Bearer`; then a random
     /// session id is made. The answer's `cookie` is the only copy of that id: the database
     /// keeps its SHA-256, the principal and the expiry, never a token.
-    public func signInDashboard(
+    func signInDashboardUnaudited(
         providerToken: String, userToken: String?
     ) async throws(ServiceError) -> (cookie: String, session: DashboardSession) {
         let provider = providerToken.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -22,7 +22,7 @@ extension DevboxCore {
 
     /// Starts the OAuth web flow: stores a single-use state (its hash) bound to the user
     /// and the allow-listed `redirect_url`, valid for `stateLifetime`.
-    public func startGitHubOAuth(_ principal: Principal, redirectURL: String) async throws(ServiceError) -> GitHubOAuthStart {
+    func startGitHubOAuthUnaudited(_ principal: Principal, redirectURL: String) async throws(ServiceError) -> GitHubOAuthStart {
         let s = configuration.github
         guard s.oauthConfigured, s.publicURL != nil else {
             throw .unavailable(
@@ -124,7 +124,7 @@ extension DevboxCore {
 
     /// Deletes the stored token (and the org grants), then revokes the grant at GitHub,
     /// best effort: the token is gone from here whatever GitHub answers. Idempotent.
-    public func disconnectGitHub(_ principal: Principal) async throws(ServiceError) {
+    func disconnectGitHubUnaudited(_ principal: Principal) async throws(ServiceError) {
         let deleted: GitHubConnectionRecord?
         do { deleted = try await db.deleteGitHubConnection(userId: principal.userId) } catch { throw storageFailure(error) }
         guard let deleted else { return }
@@ -169,7 +169,7 @@ extension DevboxCore {
     static let maxOrgGrants = 100
 
     /// Replaces the set of granted organisations (logins, case-insensitive).
-    public func setGitHubOrgGrants(_ principal: Principal, orgs: [String]) async throws(ServiceError) {
+    func setGitHubOrgGrantsUnaudited(_ principal: Principal, orgs: [String]) async throws(ServiceError) {
         guard orgs.count <= Self.maxOrgGrants else {
             throw .validation(field: "orgs", message: "at most \(Self.maxOrgGrants) organisations")
         }

@@ -34,7 +34,7 @@ extension DevboxCore {
     /// Replaces a live devbox's policy: stored first, then applied to its box (if it has one
     /// yet; a devbox still being provisioned gets it when its box is made). New connections
     /// follow it at once; connections already open are kept.
-    public func setNetwork(_ principal: Principal, id: String, _ n: DevboxNetwork) async throws(ServiceError) -> DevboxNetwork {
+    func setNetworkUnaudited(_ principal: Principal, id: String, _ n: DevboxNetwork) async throws(ServiceError) -> DevboxNetwork {
         let policy = try Self.egressPolicy(n)
         try requireEnforceable(Self.normalized(policy))
         let current = try await devbox(principal, id: id)

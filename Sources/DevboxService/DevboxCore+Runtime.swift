@@ -48,7 +48,7 @@ extension DevboxCore {
     /// Runs a command in a ready devbox with the devbox's environment (plus `env`).
     /// `onOutput` sees the output as it comes (streaming); the result keeps the tail of
     /// each stream. Never logs the command's input, output or env values.
-    public func exec(
+    func execUnaudited(
         _ principal: Principal, id: String, _ request: ExecRequest,
         onOutput: (@Sendable (ExecChunk) -> Void)? = nil
     ) async throws(ServiceError) -> ExecResult {
@@ -109,7 +109,7 @@ extension DevboxCore {
     }
 
     /// Writes a file (parents created). Returns whether it was created.
-    public func writeFile(
+    func writeFileUnaudited(
         _ principal: Principal, id: String, path: String, bytes: [UInt8], mode: String?
     ) async throws(ServiceError) -> FileWriteResult {
         let normalized = try Self.checkPath(path, allowRoot: false)
@@ -134,7 +134,7 @@ extension DevboxCore {
         }
     }
 
-    public func deletePath(_ principal: Principal, id: String, path: String, recursive: Bool) async throws(ServiceError) {
+    func deletePathUnaudited(_ principal: Principal, id: String, path: String, recursive: Bool) async throws(ServiceError) {
         let normalized = try Self.checkPath(path, allowRoot: false)
         try await requireReady(principal, id: id, for: "delete files")
         await noteActivity(devboxId: id)
@@ -166,7 +166,7 @@ extension DevboxCore {
 
     /// ready → stopped: SSH connections close, every process ends, memory is freed; the
     /// files (upper layer, /workspace, /root, /home) and the env file stay.
-    public func stopDevbox(_ principal: Principal, id: String) async throws(ServiceError) -> Devbox {
+    func stopDevboxUnaudited(_ principal: Principal, id: String) async throws(ServiceError) -> Devbox {
         let box = try await devbox(principal, id: id)
         guard box.state == .ready else {
             throw .conflict("devbox \(id) is \(box.state.rawValue); only a ready devbox can be stopped")
@@ -198,7 +198,7 @@ extension DevboxCore {
 
     /// stopped → ready: runs the sandbox again on its kept filesystem (nothing is cloned
     /// or set up again). Returns once it is ready.
-    public func startDevbox(_ principal: Principal, id: String) async throws(ServiceError) -> Devbox {
+    func startDevboxUnaudited(_ principal: Principal, id: String) async throws(ServiceError) -> Devbox {
         let box = try await devbox(principal, id: id)
         if box.state == .ready { return box }
         guard box.state == .stopped else {

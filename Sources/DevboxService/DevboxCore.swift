@@ -23,6 +23,8 @@ public struct CoreConfiguration: Sendable {
     public var warmPoolSize: Int = 20
     /// The AI-API broker (issue 19): default credential mode, port, upstreams.
     public var broker = BrokerSettings()
+    /// The audit log's stderr copy and retention (Audit/DevboxCore+Audit.swift).
+    public var audit = AuditSettings()
 
     public init(
         plans: [Plan] = Plan.defaults, defaultPlan: String = "small", workerConcurrency: Int = 32,
@@ -72,6 +74,8 @@ public final class DevboxCore: Sendable {
     let userVerifier: (any UserTokenVerifying)?
     let logger: Logger
     let tokenCache = TokenCache()
+    /// Audit events waiting to be stored (Audit/AuditLog.swift).
+    let audit = AuditLog()
     let jobs: JobSignal
     /// Opened by the server once its listeners are bound and start-up has run (see `startUp`).
     public let startup = StartupGate()
@@ -161,7 +165,7 @@ public final class DevboxCore: Sendable {
     // MARK: Devboxes
 
     /// Validates and stores a new devbox with its five pending operations, then wakes a worker.
-    public func createDevbox(
+    func createDevboxUnaudited(
         _ principal: Principal, _ request: CreateDevboxRequest, tokens: InjectionTokens
     ) async throws(ServiceError) -> Devbox {
         let v = try CreateValidation.validate(
@@ -247,7 +251,7 @@ public final class DevboxCore: Sendable {
 
     /// Destroys a devbox from any state: cancels in-flight work, tears down the sandbox,
     /// deletes pending secrets. Idempotent.
-    public func deleteDevbox(_ principal: Principal, id: String) async throws(ServiceError) {
+    func deleteDevboxUnaudited(_ principal: Principal, id: String) async throws(ServiceError) {
         let box = try await devbox(principal, id: id)
         if box.state == .destroyed { return }
         do {

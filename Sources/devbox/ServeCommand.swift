@@ -65,6 +65,7 @@ struct ServeCommand: AsyncParsableCommand {
             defer { ServeState.remove(dir, ifPid: state.pid) }
             EarlyTermination.redeliverSoon()
             try await runApplication(app, configuration: configuration, logger: logger)
+            await AuditLog.flushAll()
         } catch let e as ConfigurationError {
             fail(e.description)
         } catch let e as ListenFailure {
@@ -123,6 +124,13 @@ struct ServeCommand: AsyncParsableCommand {
         if let v = try number("DEVBOX_LIFETIME_MIN_SECONDS", min: 1) { core.lifetimes.minimumSeconds = v }
         if let v = try number("DEVBOX_LIFETIME_CHECK_SECONDS", min: 1) { core.lifetimes.checkInterval = .seconds(v) }
         if let v = try number("DEVBOX_DESTROYED_RETENTION", min: 0) { core.lifetimes.destroyedRetentionSeconds = v == 0 ? nil : v }
+        if let v = try number("DEVBOX_AUDIT_RETENTION", min: 0) { core.audit.retentionSeconds = v == 0 ? nil : v }
+        if let v = env["DEVBOX_AUDIT_LOG"], !v.isEmpty {
+            guard v == "stderr" || v == "off" else {
+                throw ConfigurationError("DEVBOX_AUDIT_LOG must be 'stderr' or 'off', got '\(v)'")
+            }
+            core.audit.toStderr = v == "stderr"
+        }
         if let v = try number("DEVBOX_DEFAULT_IDLE_TIMEOUT", min: 0) {
             guard v == 0 || v >= core.lifetimes.minimumSeconds else {
                 throw ConfigurationError("DEVBOX_DEFAULT_IDLE_TIMEOUT must be 0 (off) or at least \(core.lifetimes.minimumSeconds)")

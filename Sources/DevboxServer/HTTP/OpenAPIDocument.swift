@@ -114,6 +114,15 @@ enum OpenAPIDocument {
         "size": {"type": "integer"}, "mode": {"type": "string", "description": "Octal permission bits, e.g. 0644"},
         "modified_at": {"type": "string", "format": "date-time"}, "link_target": {"type": ["string", "null"]}}},
       "FileListing": {"type": "object", "properties": {"path": {"type": "string"}, "entries": {"type": "array", "items": {"$ref": "#/components/schemas/FileEntry"}}, "truncated": {"type": "boolean"}}},
+      "AuditEvent": {"type": "object", "required": ["id", "time", "provider_id", "provider_token_id", "user_id", "face", "action", "devbox_id", "target", "result", "source", "request_id", "detail"], "properties": {
+        "id": {"type": "integer", "description": "Increasing sequence number"}, "time": {"type": "string", "format": "date-time"},
+        "provider_id": {"type": ["string", "null"]}, "provider_token_id": {"type": ["string", "null"], "description": "The provider token that authenticated the action (null for the service's own: idle stops, expiries)"},
+        "user_id": {"type": ["string", "null"]}, "face": {"type": "string", "enum": ["api", "mcp", "dashboard", "ssh", "system"]},
+        "action": {"type": "string", "description": "devbox.create, devbox.delete, devbox.stop, devbox.start, devbox.exec, devbox.network.set, devbox.credentials.replace, file.write, file.delete, session.create, session.revoke, user.ssh_key.set, user.ssh_key.delete, github.connect, github.disconnect, github.org_grants.set, dashboard.sign_in"},
+        "devbox_id": {"type": ["string", "null"]}, "target": {"type": ["string", "null"], "description": "The other object acted on: a session id, a file path"},
+        "result": {"type": "string", "description": "ok, or the API error code (not_found, conflict, validation_failed, ...)"},
+        "source": {"type": ["string", "null"], "description": "The client's IP address"}, "request_id": {"type": ["string", "null"], "description": "The request's X-Request-Id"},
+        "detail": {"type": "object", "description": "Non-secret facts: names of the fields a request set, exit codes, counts; never values of env, tokens, commands or bodies"}}},
       "UserProfile": {"type": "object", "properties": {
         "id": {"type": "string"}, "external_id": {"type": ["string", "null"]}, "provider_token_id": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
@@ -272,6 +281,18 @@ enum OpenAPIDocument {
       "put": {"summary": "Replace the organisations whose repositories may be listed and cloned (204)",
         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["orgs"], "properties": {"orgs": {"type": "array", "maxItems": 100, "items": {"type": "string", "minLength": 1, "maxLength": 39, "pattern": "^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$", "description": "An organisation login"}}}}}}},
         "responses": {"400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"}, "204": {"description": "Replaced"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/audit": {
+      "get": {"summary": "The audit log, newest first: every state-changing action of the REST API, MCP and the dashboard (who, what, which devbox, result, when, from where). A provider token alone reads its provider's events; with a user bearer token, only that user's. Kept for DEVBOX_AUDIT_RETENTION (default 90 days), also after the devbox is purged",
+        "parameters": [
+          {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
+          {"name": "cursor", "in": "query", "required": false, "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}, "description": "next_cursor of the previous page"},
+          {"name": "devbox_id", "in": "query", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 64}},
+          {"name": "action", "in": "query", "required": false, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._]{1,64}$"}, "description": "An action (devbox.create) or a family (devbox: every devbox.* action)"},
+          {"name": "since", "in": "query", "required": false, "schema": {"type": "string", "format": "date-time"}, "description": "Only events at or after this time (RFC 3339)"}],
+        "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "422": {"$ref": "#/components/responses/Error"},
+          "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "required": ["events", "next_cursor"], "properties": {
+            "events": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}, "next_cursor": {"type": ["string", "null"], "description": "null on the last page"}}}}}}}}
     },
     "/api/v1/users/me": {
       "get": {"summary": "The caller's profile", "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UserProfile"}}}}}}

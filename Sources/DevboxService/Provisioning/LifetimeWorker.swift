@@ -49,6 +49,7 @@ extension DevboxCore {
             }
         }
         await purgeDestroyed(now: now)
+        await purgeAudit(now: now)
     }
 
     /// Deletes destroyed devboxes past the retention period, with their operations,

@@ -260,6 +260,7 @@ public final class AppDatabase: Sendable {
                 """)
         }
         m.registerMigration("v7-credential-mode", migrate: migrateCredentialMode)
+        m.registerMigration("v8-audit", migrate: migrateAudit)
         return m
     }
 }
