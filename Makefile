@@ -1,6 +1,8 @@
 # devbox — two commands on a fresh Debian 12 machine (as root):
 #   make run    install packages, build, serve with embedded defaults
 #   make test   install packages and the Python test venv, build, run every test
+#   make service  install the release binary as /usr/local/bin/devbox and the systemd unit
+#                 (devbox install-service; a copy is scripts/devbox.service)
 SHELL := /bin/bash
 SWIFT ?= swift
 VENV := .venv
@@ -24,6 +26,12 @@ build: deps
 
 run: build-release
 	.build/release/devbox serve
+
+# Under systemd: Type=notify (READY=1 once listening, STOPPING=1 on SIGTERM), boxes survive a
+# restart (KillMode=process). Then: systemctl daemon-reload && systemctl enable --now devbox
+service: build-release
+	install -m 0755 .build/release/devbox /usr/local/bin/devbox
+	/usr/local/bin/devbox install-service --binary /usr/local/bin/devbox
 
 venv: $(VENV)/.done
 $(VENV)/.done: Tests/e2e/requirements.txt

@@ -9,7 +9,9 @@ want=(crun catatonit libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libssl-dev i
 if [ "${1:-}" = "--test" ]; then
   # chromium + chromium-driver: the dashboard's browser tests (Tests/e2e/test_dashboard.py);
   # openssl: the SDK's TLS test (a self-signed certificate and `openssl s_server`)
-  want+=(wrk hyperfine chromium chromium-driver openssl)
+  # systemd: `systemd-analyze verify` of the unit (Tests/e2e/test_operations.py); installing the
+  # package does not make systemd PID 1 or start anything in a container
+  want+=(wrk hyperfine chromium chromium-driver openssl systemd)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -117,7 +117,9 @@ public func runApplication(
     shutdownGrace: Duration = .seconds(10)
 ) async throws {
     var group = ServiceGroupConfiguration(
-        services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Last in the list, first told of a shutdown: STOPPING=1 before the HTTP server drains.
+        services: [.init(service: app), .init(service: SystemdStoppingNotifier(), successTerminationBehavior: .ignore)],
+        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
     group.maximumGracefulShutdownDuration = shutdownGrace
     do {
         try await ServiceGroup(configuration: group).run()

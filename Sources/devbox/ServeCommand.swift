@@ -51,9 +51,12 @@ struct ServeCommand: AsyncParsableCommand {
             // The first token is made once the HTTP port is bound: its curl example then names
             // the address that really answers, and a serve that cannot bind creates no token
             // it would never show.
+            SystemdNotify.send("STATUS=preparing the host (mask layer, box networks, database)")
             let app = try await buildApplication(configuration: configuration, logger: logger) { host, port in
                 await Self.ensureFirstToken(
                     dataDirectory: dataDirectory, url: "http://\(ServeState.dialHost(host)):\(port)", logger: logger)
+                // Type=notify: ready once both listeners are bound and start-up has run.
+                SystemdNotify.send("READY=1\nSTATUS=serving HTTP on \(host):\(port), SSH on \(configuration.sshHost):\(configuration.sshPort)")
             }
             // serve.json tells `devbox mcp` (and anyone else) where this data dir's service listens.
             let dir = configuration.dataDirectory
