@@ -19,7 +19,8 @@
 //     cannot mount.
 //   - top level of "/": visible are only bin sbin lib lib32 lib64 libx32 usr etc;
 //     root home opt srv mnt media boot var tmp run are empty opaque dirs (/root and
-//     /home are the box's own and persist; /tmp and /run are tmpfs as well);
+//     /home are the box's own and persist; /tmp and /run are tmpfs as well, capped at half
+//     and an eighth of the box's memory: `tmpSizeKiB`, `runSizeKiB`);
 //     /proc /sys /dev are mounted; every other top-level entry of the host (work trees
 //     such as /work, /farm, stray files) is whited out.
 //   - /opt is hidden: on a host it holds vendor software and agents that may carry
@@ -93,6 +94,12 @@ enum BundleSpec {
         return .array([.object([("type", .string("RLIMIT_NOFILE")), ("hard", .int(n)), ("soft", .int(n))])])
     }
 
+    /// Size cap of the box's /tmp: half its memory limit (tmpfs pages count against the
+    /// box's memory, so without a cap a full /tmp is an out-of-memory kill instead of ENOSPC).
+    static func tmpSizeKiB(_ limits: SandboxLimits) -> Int64 { max(16 << 10, (limits.memoryBytes / 2) >> 10) }
+    /// Size cap of the box's /run: an eighth of its memory, between 16 and 256 MiB.
+    static func runSizeKiB(_ limits: SandboxLimits) -> Int64 { min(256 << 10, max(16 << 10, (limits.memoryBytes / 8) >> 10)) }
+
     /// config.json for `crun run`.
     static func config(hostname: String, rootfs: String, workspace: String, catatonit: String,
                        cgroupsPath: String, limits: SandboxLimits, network: SandboxNetwork,
@@ -119,8 +126,8 @@ enum BundleSpec {
             mount("/dev/shm", "tmpfs", "shm", ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
             mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
             mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
-            mount("/tmp", "tmpfs", "tmpfs", ["nosuid", "nodev", "mode=1777"]),
-            mount("/run", "tmpfs", "tmpfs", ["nosuid", "nodev", "mode=755"]),
+            mount("/tmp", "tmpfs", "tmpfs", ["nosuid", "nodev", "mode=1777", "size=\(tmpSizeKiB(limits))k"]),
+            mount("/run", "tmpfs", "tmpfs", ["nosuid", "nodev", "mode=755", "size=\(runSizeKiB(limits))k"]),
             mount("/workspace", "bind", workspace, ["rbind", "rw"]),
             mount("/.devbox/init", "bind", catatonit, ["bind", "ro", "nosuid", "nodev"]),
         ]

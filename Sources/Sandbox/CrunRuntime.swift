@@ -47,6 +47,8 @@ public final class CrunRuntime: Sendable {
     /// the symlink `<state>/<prefix><id>` → `<prefix><name>`, read back at start.
     let aliases = Mutex<[String: String]>([:])
     let pool = WarmPool()
+    /// Formatted disk images ready for creates (BoxDisk.swift).
+    let diskImages = DiskImagePool()
     /// Per-box networks (`SandboxNetwork.isolated`), nil otherwise.
     let networks: BoxNetworks?
     /// Ports of the host boxes may connect to besides the resolver's (`offerPorts`).
@@ -85,7 +87,7 @@ public final class CrunRuntime: Sendable {
     func containerName(_ id: String) -> String { configuration.idPrefix + boxName(id) }
     func boxDirectory(_ id: String) -> String { configuration.stateDirectory + "/" + containerName(id) }
     func rootfsPath(_ id: String) -> String { boxDirectory(id) + "/rootfs" }
-    public func workspaceHostPath(id: String) -> String { boxDirectory(id) + "/workspace" }
+    public func workspaceHostPath(id: String) -> String { writableRoot(id) + "/workspace" }
     func cgroupsPath(_ id: String) -> String { "/\(cgroupParent)/\(containerName(id))" }
 
     static func isValidComponent(_ s: String, max: Int) -> Bool {
@@ -150,6 +152,7 @@ public final class CrunRuntime: Sendable {
         guard access(crun, X_OK) == 0 else { throw SandboxError.invalidArgument("crun not found at \(crun)") }
         // The range first: a clash refuses the start before anything is mounted.
         try networks?.prepare()
+        loadDiskImages()
         do {
             _ = try maskLayer(refresh: true)
         } catch {
@@ -226,10 +229,9 @@ public final class CrunRuntime: Sendable {
         try makeDirectories(configuration.stateDirectory, mode: 0o711)
         if mkdir(dir, 0o700) != 0 { throw sysError("mkdir \(dir)") }
         // (`run`, for console sockets, is made when a terminal session first needs it.)
-        for (sub, mode) in [("upper", 0o755), ("work", 0o700), ("rootfs", 0o755), ("workspace", 0o755)] as [(String, mode_t)] {
-            if mkdir(dir + "/" + sub, mode) != 0 { throw sysError("mkdir \(sub)") }
-            _ = chmod(dir + "/" + sub, mode)
-        }
+        if mkdir(dir + "/rootfs", 0o755) != 0 { throw sysError("mkdir rootfs") }
+        _ = chmod(dir + "/rootfs", 0o755)
+        try makeWritableTree(name, diskBytes: limits.diskBytes)
         if let networks {
             _ = try networks.allocate(name: name, directory: dir)
             // In force before the box's first process runs.
@@ -286,6 +288,7 @@ public final class CrunRuntime: Sendable {
                 try deleteContainer(id)
                 networks?.detach(name: boxName(id))
                 unmountRootfs(id)
+                unmountDisk(id)
             }
         }
         logger.info("box stopped", metadata: ["box": .string(id)])
@@ -300,7 +303,10 @@ public final class CrunRuntime: Sendable {
                 if containerStatus(id) == "running" { return }
                 try deleteContainer(id)  // a stale record (crashed box) blocks `crun run`
                 try patchBundleHostname(id)
-                if !HostState.isMountPoint(rootfsPath(id)) { try mountRootfs(id) }
+                if !HostState.isMountPoint(rootfsPath(id)) {
+                    try mountDisk(id)
+                    try mountRootfs(id)
+                }
                 if access(boxDirectory(id) + "/" + SetupShell.marker, F_OK) == 0 {
                     try runBoxWithSetupShell(id, script: SetupShell.pauseLine)
                 } else {
@@ -326,6 +332,7 @@ public final class CrunRuntime: Sendable {
         await onDedicatedThread { [self] in
             releaseMaskIfUnused()
             networks?.shutdown()
+            removeReadyDiskImages()
         }
     }
 
@@ -363,6 +370,7 @@ public final class CrunRuntime: Sendable {
             removeTrash()
             releaseMaskIfUnused()
             if keeping.isEmpty {
+                removeReadyDiskImages()
                 for root in HostState.cgroupRoots() { _ = rmdir(root + "/" + cgroupParent) }
             }
             return ids.sorted()
@@ -399,7 +407,8 @@ public final class CrunRuntime: Sendable {
         let dir = boxDirectory(id)
         let lower = configuration.baseImage ?? "/"
         // Per-box files, created in the upper dir unless the box already has its own.
-        let upperFD = try SafeFS.openDirectory(dir + "/upper")
+        let writable = writableRoot(id)
+        let upperFD = try SafeFS.openDirectory(writable + "/upper")
         var files: [MaskPlan.Item] = [
             .file("etc/hostname", contents: Array("\(id)\n".utf8), mode: 0o644),
             .file("etc/hosts", contents: hostsFile(hostname: id), mode: 0o644),
@@ -411,7 +420,7 @@ public final class CrunRuntime: Sendable {
         closeFD(upperFD)
         let layer = try maskLayer()
         let lowers = layer.map { "\($0):\(lower)" } ?? lower
-        let opts = "lowerdir=\(lowers),upperdir=\(dir)/upper,workdir=\(dir)/work"
+        let opts = "lowerdir=\(lowers),upperdir=\(writable)/upper,workdir=\(writable)/work"
         if dbx_mount("overlay", rootfsPath(id), "overlay", 0, opts) != 0 { throw sysError("mount overlay for \(id)") }
         return layer
     }

@@ -10,11 +10,15 @@ public struct SandboxLimits: Sendable, Equatable {
     public var cpus: Double
     /// Maximum number of tasks (processes and threads) in the box.
     public var pids: Int
+    /// Size of the box's own filesystem (writable layer and /workspace together, BoxDisk.swift);
+    /// 0: no disk of its own (the state directory's filesystem, unlimited).
+    public var diskBytes: Int64
 
-    public init(memoryBytes: Int64, cpus: Double, pids: Int) {
+    public init(memoryBytes: Int64, cpus: Double, pids: Int, diskBytes: Int64 = 0) {
         self.memoryBytes = memoryBytes
         self.cpus = cpus
         self.pids = pids
+        self.diskBytes = diskBytes
     }
 }
 

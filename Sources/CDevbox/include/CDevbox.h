@@ -181,6 +181,17 @@ int dbx_nl_route_del4(int fd, uint32_t dst, uint8_t dst_len, uint8_t type, uint8
 int dbx_nl_route_dump4(int fd, struct dbx_route4 *out, int max);
 // ---- end of Netlink ----------------------------------------------------------------------
 
+// ---- Loop devices (loop.c): per-box disk images ------------------------------------------
+/// Binds the open image file `image_fd` to a free loop device (LOOP_CTL_GET_FREE, then
+/// LOOP_CONFIGURE with LO_FLAGS_AUTOCLEAR and 4 KiB blocks; a device another process took
+/// in between, EBUSY, is skipped and the next free one tried). Returns an O_RDWR
+/// close-on-exec descriptor of /dev/loop<n> and stores n. Keep it open until the
+/// filesystem on it is mounted: autoclear unbinds the device at its last close.
+int dbx_loop_attach(int image_fd, int *number_out);
+/// LOOP_CLR_FD on an open loop device (with autoclear: at its last close).
+int dbx_loop_detach(int loop_fd);
+// ---- end of loop devices -------------------------------------------------------------------
+
 #ifdef __cplusplus
 }
 #endif
