@@ -1,5 +1,5 @@
 # devbox — two commands on a fresh Debian 12 machine (as root):
-#   make run    install packages, build, serve with embedded defaults
+#   make run    install packages, build, build the Debian box image once per machine, serve
 #   make test   install packages and the Python test venv, build, run every test
 #   make service  install the release binary as /usr/local/bin/devbox and the systemd unit
 #                 (devbox install-service; a copy is scripts/devbox.service)
@@ -8,7 +8,7 @@ SWIFT ?= swift
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test deps test-deps build build-release unit e2e venv bench clean format
+.PHONY: run test deps test-deps build build-release image image-debug unit e2e venv bench clean format
 
 deps:
 	@scripts/install-deps.sh
@@ -24,7 +24,15 @@ build-release: deps
 build: deps
 	$(SWIFT) build --build-tests
 
-run: build-release
+# The boxes' Debian image, once per machine (/var/lib/devbox/images, or DEVBOX_IMAGE_DIR):
+# debootstrap from the host's apt mirror, about a minute; a no-op when the store has it.
+image: build-release
+	.build/release/devbox image build --if-missing >/dev/null
+
+image-debug: build
+	.build/debug/devbox image build --if-missing >/dev/null
+
+run: build-release image
 	.build/release/devbox serve
 
 # Under systemd: Type=notify (READY=1 once listening, STOPPING=1 on SIGTERM), boxes survive a
@@ -43,10 +51,10 @@ $(VENV)/.done: Tests/e2e/requirements.txt
 unit: build
 	DEVBOX_TEST_PYTHON=$(CURDIR)/$(PY) $(SWIFT) test --skip-build
 
-e2e: build venv
+e2e: build venv image-debug
 	DEVBOX_BIN=$(CURDIR)/.build/debug/devbox $(PY) -m pytest -q Tests/e2e
 
-test: test-deps venv build
+test: test-deps venv build image-debug
 	DEVBOX_TEST_PYTHON=$(CURDIR)/$(PY) $(SWIFT) test --skip-build
 	DEVBOX_BIN=$(CURDIR)/.build/debug/devbox $(PY) -m pytest -q Tests/e2e
 

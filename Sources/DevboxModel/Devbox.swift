@@ -101,14 +101,17 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
     /// `env` (the real key in the box's environment) or `proxy` (the service's broker adds
     /// it on the way out); nil: the service's default.
     public var credentialMode: String?
+    /// The root image (`devbox image list`); nil: the server's default image.
+    public var image: String?
 
     public init(
         name: String, plan: String? = nil, repository: String? = nil, branch: String? = nil,
         repositories: [DevboxRepositoryRequest]? = nil, credentialProfile: CredentialProfile? = nil,
         env: [String: String]? = nil, setupCommands: [String]? = nil, setupTimeoutSeconds: Int? = nil,
         idleTimeoutSeconds: Int? = nil, ttlSeconds: Int? = nil, network: DevboxNetwork? = nil,
-        credentialMode: String? = nil
+        credentialMode: String? = nil, image: String? = nil
     ) {
+        self.image = image
         self.network = network
         self.credentialMode = credentialMode
         self.name = name
@@ -132,6 +135,7 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
         case idleTimeoutSeconds = "idle_timeout_seconds"
         case ttlSeconds = "ttl_seconds"
         case credentialMode = "credential_mode"
+        case image
     }
 
     public init(from decoder: any Decoder) throws {
@@ -149,6 +153,7 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
         ttlSeconds = try c.decodeStrictIntIfPresent(forKey: .ttlSeconds)
         network = try c.decodeIfPresent(DevboxNetwork.self, forKey: .network)
         credentialMode = try c.decodeIfPresent(String.self, forKey: .credentialMode)
+        image = try c.decodeIfPresent(String.self, forKey: .image)
     }
 }
 
@@ -231,16 +236,20 @@ public struct Devbox: Codable, Sendable, Equatable {
     public var network: DevboxNetwork
     /// `env` or `proxy` (see `CreateDevboxRequest.credentialMode`).
     public var credentialMode: String
+    /// The root image the box runs on: an image name, `host` (the host's root, masked) or
+    /// the path of DEVBOX_BASE_IMAGE; nil for boxes from before images.
+    public var image: String?
 
     public init(
         id: String, name: String, plan: String, state: DevboxState, repositories: [DevboxRepository],
         envKeys: [String], setupCommands: [String], setupTimeoutSeconds: Int, credentialProfile: CredentialProfile,
         createdAt: Date, updatedAt: Date, readyAt: Date?, error: DevboxError?,
         idleTimeoutSeconds: Int? = nil, ttlSeconds: Int? = nil, expiresAt: Date? = nil, lastActivityAt: Date? = nil,
-        network: DevboxNetwork = .allowAll, credentialMode: String = "env"
+        network: DevboxNetwork = .allowAll, credentialMode: String = "env", image: String? = nil
     ) {
         self.network = network
         self.credentialMode = credentialMode
+        self.image = image
         self.id = id
         self.name = name
         self.plan = plan
@@ -275,6 +284,7 @@ public struct Devbox: Codable, Sendable, Equatable {
         case lastActivityAt = "last_activity_at"
         case network
         case credentialMode = "credential_mode"
+        case image
     }
 
     public init(from decoder: any Decoder) throws {
@@ -300,6 +310,7 @@ public struct Devbox: Codable, Sendable, Equatable {
         network = try c.decodeIfPresent(DevboxNetwork.self, forKey: .network) ?? .allowAll
         // A server from before issue 19 sends none: its tokens went into the box.
         credentialMode = try c.decodeIfPresent(String.self, forKey: .credentialMode) ?? "env"
+        image = try c.decodeIfPresent(String.self, forKey: .image)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -324,6 +335,7 @@ public struct Devbox: Codable, Sendable, Equatable {
         try c.encode(lastActivityAt, forKey: .lastActivityAt)
         try c.encode(network, forKey: .network)
         try c.encode(credentialMode, forKey: .credentialMode)
+        try c.encode(image, forKey: .image)
     }
 }
 

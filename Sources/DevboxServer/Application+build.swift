@@ -25,11 +25,14 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
     try DataDirectoryLock.acquire(dataDirectory: configuration.dataDirectory)
     let database = try AppDatabase(path: configuration.dataDirectory + "/devbox.sqlite", cachesDevboxes: true)
     let cipher = try FernetCipher.load(environmentKeys: configuration.encryptionKeys, dataDirectory: configuration.dataDirectory)
-    // An explicit DEVBOX_BASE_IMAGE wins; else a built Debian image; else the host's root.
-    let baseImage = configuration.baseImage ?? BaseImage.built(dataDirectory: configuration.dataDirectory)
-    logger.notice("box base image", metadata: ["base": "\(baseImage ?? "host root (private trees hidden)")"])
+    // The root of boxes (issue 18): the machine's image store's default image (built in the
+    // background if missing), or DEVBOX_BASE_IMAGE's path, or the host's root (`host`).
+    let images = configuration.core.images
+    var baseImage: String?
+    if case .path(let p) = images.mode { baseImage = p }
     let sandbox = try CrunSandboxDriver(
         dataDirectory: configuration.dataDirectory, baseImage: baseImage, network: configuration.network, logger: logger)
+    let missingImage = BaseImage.prepareDefault(settings: images, sandbox: sandbox, logger: logger)
     try await sandbox.prepareHost()
     let verifier = try await makeUserVerifier(configuration: configuration, logger: logger)
     let core = DevboxCore(
@@ -39,6 +42,7 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
             host: configuration.sshPublicHost ?? configuration.sshHost, port: configuration.sshPublicPort ?? configuration.sshPort),
         sessionPolicy: try sessionPolicy(),
         logger: logger)
+    if let missingImage { BaseImage.buildInBackground(name: missingImage, core: core, logger: logger) }
     return DevboxSystem(core: core, routes: RouteTable(), logger: logger)
 }
 

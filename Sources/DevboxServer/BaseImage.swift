@@ -1,19 +1,151 @@
+import DevboxService
 import Foundation
+import Logging
+import Sandbox
 
-/// The optional debootstrapped base image for boxes (`devbox image build`).
+/// The default Debian image of boxes (issue 18): debootstrapped once per machine into the
+/// image store (`ImageStore`, `/var/lib/devbox/images`), by `devbox image build`, `make
+/// run`/`make test`, or a `serve` that finds none.
 public enum BaseImage {
+    /// What boxes and the e2e tests use inside a box: shell, git, ssh/sftp server binaries,
+    /// curl, CA certificates, procps, iproute2, python3.
     public static let packages = [
         "bash", "ca-certificates", "curl", "git", "less", "openssh-client", "openssh-sftp-server", "procps", "python3",
+        "iproute2", "iputils-ping", "netcat-openbsd", "xz-utils",
     ]
+    public static let defaultSuite = "bookworm"
 
-    public static func path(dataDirectory: String, suite: String = "bookworm") -> String {
-        dataDirectory + "/images/debian-\(suite)"
+    public struct BuildError: Error, CustomStringConvertible {
+        public let description: String
     }
 
-    /// The built image when it is complete, else nil.
-    public static func built(dataDirectory: String, suite: String = "bookworm") -> String? {
-        let p = path(dataDirectory: dataDirectory, suite: suite)
-        return FileManager.default.fileExists(atPath: p + "/.devbox-image") ? p : nil
+    /// Builds the default image into `store` unless it is there (`ifMissing`), holding the
+    /// store's lock: concurrent serves and CLIs on one machine build it once, the others
+    /// wait and find it. debootstrap writes into a temp dir of the store; the layer and the
+    /// manifest appear by rename. `progress` gets debootstrap's lines. Blocking (a minute or
+    /// two): call on a thread of its own.
+    @discardableResult
+    public static func build(
+        store: ImageStore, name: String = ImageStore.defaultImageName, suite: String = defaultSuite, mirror: String? = nil,
+        include: [String] = [], ifMissing: Bool, progress: @escaping (String) -> Void
+    ) throws -> ImageStore.Image {
+        if ifMissing, let image = store.image(named: name) { return image }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/debootstrap") else {
+            throw BuildError(description: "debootstrap is not installed (apt-get install debootstrap)")
+        }
+        let source: String
+        do { source = try resolveMirror(explicit: mirror, suite: suite) } catch let e as MirrorError {
+            throw BuildError(description: e.description)
+        }
+        return try store.withLock {
+            if ifMissing, let image = store.image(named: name) { return image }  // built while we waited
+            store.collectGarbageLocked()
+            let temp = try store.makeBuildTemp()
+            let target = temp + "/root"
+            // setpriv --pdeathsig: a serve stopped mid-build takes its debootstrap with it (the
+            // next builder's GC removes the temp dir and its mounts).
+            let status = try runStreaming(
+                "/usr/bin/setpriv", ["--pdeathsig", "KILL", "/usr/sbin/debootstrap", "--variant=minbase", "--include=\((packages + include).joined(separator: ","))", suite, target, source],
+                progress: progress)
+            guard status == 0 else {
+                try? FileManager.default.removeItem(atPath: temp)
+                throw BuildError(description: "debootstrap failed with exit code \(status) (mirror \(source))")
+            }
+            // Nothing of the build host's package caches in the image (apt-get update fetches lists).
+            for junk in ["/var/cache/apt/archives", "/var/lib/apt/lists"] {
+                if let names = try? FileManager.default.contentsOfDirectory(atPath: target + junk) {
+                    for n in names where n != "partial" && n != "lock" { try? FileManager.default.removeItem(atPath: target + junk + "/" + n) }
+                }
+            }
+            // No machine identity baked in: each box gets an empty one (systemd's convention).
+            try? Data().write(to: URL(fileURLWithPath: target + "/etc/machine-id"))
+            let id = "debootstrap-\(suite)-\(String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 16))"
+            try store.installBuiltLayer(temp: temp, id: id)
+            let image = ImageStore.Image(
+                name: name, layers: [id], createdAt: ISO8601DateFormatter().string(from: Date()),
+                source: "debootstrap \(suite) \(source)")
+            try store.writeManifest(image)
+            store.collectGarbageLocked()
+            return image
+        }
+    }
+
+    /// At start-up: makes the store's default image the sandbox's default when it is there
+    /// (creates are taken at once), else marks it building and returns its name (the caller
+    /// then calls `buildInBackground`). Other modes are ready as they are.
+    public static func prepareDefault(settings: ImageSettings, sandbox: any SandboxDriver, logger: Logger) -> String? {
+        switch settings.mode {
+        case .host:
+            logger.notice("box base image: the host's root, private trees hidden (DEVBOX_BASE_IMAGE=host: weaker isolation)")
+        case .path(let p):
+            logger.notice("box base image", metadata: ["path": "\(p)"])
+        case .store(let name):
+            if let image = settings.store.image(named: name) {
+                sandbox.setDefaultImage(BoxImage(name: name, lowerDirs: settings.store.lowerDirs(image), store: settings.store.root))
+                logger.notice("box base image", metadata: ["image": "\(name)", "store": "\(settings.store.root)", "layers": "\(image.layers.joined(separator: ","))"])
+            } else {
+                settings.readiness.set(.building(progress: "waiting to build"))
+                return name
+            }
+        }
+        settings.readiness.set(.ready)
+        return nil
+    }
+
+    /// Builds the missing default image on a thread of its own while the service already
+    /// answers (`/healthz` and creates say 503 meanwhile); then hands it to the sandbox.
+    public static func buildInBackground(name: String, core: DevboxCore, logger: Logger) {
+        let settings = core.imageSettings
+        let thread = Thread {
+            guard name == ImageStore.defaultImageName else {
+                let msg = "no image '\(name)' in \(settings.store.root); import it with `devbox image import \(name) PATH`"
+                logger.critical("box base image missing: \(msg)")
+                settings.readiness.set(.failed(msg))
+                return
+            }
+            logger.notice("box base image '\(name)' missing from \(settings.store.root): building it (debootstrap, about a minute); creates answer 503 until it is done")
+            let started = Date()
+            do {
+                let image = try build(store: settings.store, name: name, ifMissing: true) { line in
+                    settings.readiness.progress(line)
+                    logger.info("image build: \(line)")
+                }
+                logger.notice("box base image built", metadata: ["image": "\(name)", "seconds": "\(Int(Date().timeIntervalSince(started)))"])
+                let box = BoxImage(name: name, lowerDirs: settings.store.lowerDirs(image), store: settings.store.root)
+                Task { await core.defaultImageBuilt(box) }
+            } catch {
+                logger.critical("box base image could not be built: \(error)")
+                settings.readiness.set(.failed("\(error)"))
+            }
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    static func runStreaming(_ tool: String, _ args: [String], progress: @escaping (String) -> Void) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        var pending = Data()
+        let h = pipe.fileHandleForReading
+        while true {
+            let chunk = h.availableData
+            if chunk.isEmpty { break }
+            pending.append(chunk)
+            while let nl = pending.firstIndex(of: 10) {
+                let line = String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)
+                pending = Data(pending[(nl + 1)...])
+                if !line.isEmpty { progress(line) }
+            }
+        }
+        if !pending.isEmpty { progress(String(decoding: pending, as: UTF8.self)) }
+        p.waitUntilExit()
+        return p.terminationStatus
     }
 
     /// The apt source files in the order apt reads them: sources.list, then sources.list.d.
@@ -116,5 +248,33 @@ public enum BaseImage {
             no Debian mirror for \(suite) in the host's apt sources (\(sourceFiles.joined(separator: ", "))); \
             pass one with --mirror, e.g. --mirror http://deb.debian.org/debian
             """)
+    }
+}
+
+extension ImageSettings {
+    /// `DEVBOX_BASE_IMAGE` (unset: the store's default image; `host`: the host's masked root;
+    /// an absolute path: that root directory), `DEVBOX_DEFAULT_IMAGE` (the store image boxes
+    /// get by default, `debian`), `DEVBOX_IMAGE_DIR` (the store, `/var/lib/devbox/images`).
+    public static func fromEnvironment(_ env: [String: String]) throws -> ImageSettings {
+        let store = ImageStore.fromEnvironment(env)
+        guard store.root.hasPrefix("/"), !store.root.contains(":"), !store.root.contains(",") else {
+            throw ConfigurationError("DEVBOX_IMAGE_DIR must be an absolute path without ':' or ',', got '\(store.root)'")
+        }
+        let mode: BaseImageMode
+        switch env["DEVBOX_BASE_IMAGE"] ?? "" {
+        case "":
+            let name = env["DEVBOX_DEFAULT_IMAGE"].flatMap { $0.isEmpty ? nil : $0 } ?? ImageStore.defaultImageName
+            guard ImageStore.isValidName(name) else { throw ConfigurationError("DEVBOX_DEFAULT_IMAGE '\(name)' is not an image name") }
+            mode = .store(defaultImage: name)
+        case "host": mode = .host
+        case let p where p.hasPrefix("/") && !p.contains(":") && !p.contains(","):
+            guard FileManager.default.fileExists(atPath: p + "/usr") else {
+                throw ConfigurationError("DEVBOX_BASE_IMAGE '\(p)' is not a root filesystem (no usr in it)")
+            }
+            mode = .path(p)
+        case let other:
+            throw ConfigurationError("DEVBOX_BASE_IMAGE must be 'host' or an absolute path without ':' or ',', got '\(other)'")
+        }
+        return ImageSettings(store: store, mode: mode)
     }
 }

@@ -33,10 +33,18 @@ struct CrunSandboxDriver: SandboxDriver {
     func prepareHost() async throws { try await runtime.prepareHostOffPool() }
 
     func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy) async throws -> Bool {
+        try await create(box: box, limits: limits, env: env, setupShell: setupShell, egress: egress, image: nil)
+    }
+
+    func create(
+        box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy, image: BoxImage?
+    ) async throws -> Bool {
         try await runtime.create(
             id: box, limits: SandboxLimits(memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids),
-            env: env, setupShell: setupShell, egress: egress)
+            env: env, setupShell: setupShell, egress: egress, image: image)
     }
+
+    func setDefaultImage(_ image: BoxImage?) { runtime.setDefaultImage(image) }
 
     func startNetworks(policies: [String: EgressPolicy]) async throws { try await runtime.startNetworks(policies: policies) }
     func setEgressPolicy(box: String, _ policy: EgressPolicy) async throws { try await runtime.setEgressPolicy(id: box, policy) }

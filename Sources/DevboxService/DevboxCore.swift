@@ -25,6 +25,8 @@ public struct CoreConfiguration: Sendable {
     public var broker = BrokerSettings()
     /// The audit log's stderr copy and retention (Audit/DevboxCore+Audit.swift).
     public var audit = AuditSettings()
+    /// Root images of boxes (issue 18): the machine's store, the default, its readiness.
+    public var images = ImageSettings()
 
     public init(
         plans: [Plan] = Plan.defaults, defaultPlan: String = "small", workerConcurrency: Int = 32,
@@ -172,6 +174,7 @@ public final class DevboxCore: Sendable {
             request, plans: configuration.plans, defaultPlan: configuration.defaultPlan, lifetimes: configuration.lifetimes)
         try requireEnforceable(v.network)
         let credentialMode = try credentialMode(of: request)
+        let image = try imageOfCreate(request)
         if v.credentialProfile.injectClaudeToken && (tokens.claudeToken ?? "").isEmpty {
             throw .validation(
                 field: "X-Claude-Token",
@@ -207,7 +210,8 @@ public final class DevboxCore: Sendable {
                 injectCodexToken: v.credentialProfile.injectCodexToken, createdAt: now, updatedAt: now,
                 idleTimeoutSeconds: v.idleTimeoutSeconds, ttlSeconds: v.ttlSeconds,
                 expiresAt: v.ttlSeconds.map { now.addingTimeInterval(TimeInterval($0)) }, lastActivityAt: now,
-                network: DevboxRecord.encodeNetwork(v.network), credentialMode: credentialMode.rawValue)
+                network: DevboxRecord.encodeNetwork(v.network), credentialMode: credentialMode.rawValue,
+                image: image)
             let devbox = try await db.insertDevbox(
                 NewDevbox(record: record, env: env, secrets: secrets, repositories: repos))
             jobs.signal()

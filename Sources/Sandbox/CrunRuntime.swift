@@ -53,6 +53,9 @@ public final class CrunRuntime: Sendable {
     let networks: BoxNetworks?
     /// Ports of the host boxes may connect to besides the resolver's (`offerPorts`).
     let offered = OfferedPorts()
+    /// The image of boxes created without one, the warm pool's (ImageStore.swift); nil: `baseImage` or the host root.
+    let defaultImage = Mutex<BoxImage?>(nil)
+    public func setDefaultImage(_ image: BoxImage?) { defaultImage.withLock { $0 = image } }
     func counterNext() -> UInt64 { counter.wrappingAdd(1, ordering: .relaxed).newValue }
 
     public init(configuration: SandboxConfiguration, logger: Logger) {
@@ -194,19 +197,22 @@ public final class CrunRuntime: Sendable {
     /// `crun run` then); the result says whether it was.
     @discardableResult
     public func create(id: String, limits: SandboxLimits, env: [String: String], setupShell: Bool = false,
-                       egress: EgressPolicy = .allowAll) async throws -> Bool {
+                       egress: EgressPolicy = .allowAll, image: BoxImage? = nil) async throws -> Bool {
         try validate(id)
+        if let image, !image.isValid { throw SandboxError.invalidArgument("image layers must be absolute paths without ',' or ':'") }
+        // The pool holds boxes of the default image only.
+        let poolable = image == nil || image == defaultImage.withLock({ $0 })
         try EnvFile.validate(env)
         guard limits.memoryBytes > 0, limits.pids > 0 else { throw SandboxError.invalidArgument("limits must be positive") }
         pool.noteDemand()
         let warm = try await onDedicatedThread { [self] () -> Bool in
             try withBoxLock(id) {
                 if lstatExists(aliasPath(id)) { throw SandboxError.alreadyExists(id) }
-                while let box = pool.take(limits: limits) {
+                while poolable, let box = pool.take(limits: limits) {
                     if claimPooled(box, id: id, env: env, setupShell: setupShell, egress: egress) { return true }
                 }
                 do {
-                    try createBlocking(name: id, limits: limits, env: env, setupShell: setupShell, egress: egress)
+                    try createBlocking(name: id, limits: limits, env: env, setupShell: setupShell, egress: egress, image: image)
                 } catch {
                     logger.error("create failed, cleaning up", metadata: ["box": .string(id), "error": .string("\(error)")])
                     destroyBlocking(id)
@@ -223,7 +229,7 @@ public final class CrunRuntime: Sendable {
     /// Returns the mask layer the root was mounted with. Leaves a partial box on error.
     @discardableResult
     func createBlocking(name: String, limits: SandboxLimits, env: [String: String], setupShell: Bool,
-                        egress: EgressPolicy = .allowAll) throws -> String? {
+                        egress: EgressPolicy = .allowAll, image: BoxImage? = nil) throws -> String? {
         let dir = boxDirectory(name)
         if access(dir, F_OK) == 0 { throw SandboxError.alreadyExists(name) }
         try makeDirectories(configuration.stateDirectory, mode: 0o711)
@@ -232,6 +238,11 @@ public final class CrunRuntime: Sendable {
         if mkdir(dir + "/rootfs", 0o755) != 0 { throw sysError("mkdir rootfs") }
         _ = chmod(dir + "/rootfs", 0o755)
         try makeWritableTree(name, diskBytes: limits.diskBytes)
+        if let image = image ?? defaultImage.withLock({ $0 }) {
+            // Which layers this box mounts, for every later mount (start, env writes, a restart).
+            try writeHostFile(dir + "/" + BoxImage.fileName, Array(try JSONEncoder().encode(image)))
+            if let store = image.store { ImageStore(root: store).addRef(boxDirectory: dir) }
+        }
         if let networks {
             _ = try networks.allocate(name: name, directory: dir)
             // In force before the box's first process runs.
@@ -405,30 +416,33 @@ public final class CrunRuntime: Sendable {
     @discardableResult
     func mountRootfs(_ id: String) throws -> String? {
         let dir = boxDirectory(id)
-        let lower = configuration.baseImage ?? "/"
+        // The box's image (its `image` file), else the configured base or the host's root.
+        let image = BoxImage.read(boxDirectory: dir)
+        let lower = image?.lowerDirs.first ?? configuration.baseImage ?? "/"
         // Per-box files, created in the upper dir unless the box already has its own.
         let writable = writableRoot(id)
         let upperFD = try SafeFS.openDirectory(writable + "/upper")
         var files: [MaskPlan.Item] = [
             .file("etc/hostname", contents: Array("\(id)\n".utf8), mode: 0o644),
-            .file("etc/hosts", contents: hostsFile(hostname: id), mode: 0o644),
+            .file("etc/hosts", contents: hostsFile(hostname: id, lowers: image?.lowerDirs), mode: 0o644),
         ]
         if let networks, let link = networks.link(of: boxName(id)) {
             files.append(.file("etc/resolv.conf", contents: networks.resolvConf(link), mode: 0o644))
         }
         MaskPlan().apply(upperFD: upperFD, lowerRoot: lower, extraFiles: files)
         closeFD(upperFD)
-        let layer = try maskLayer()
-        let lowers = layer.map { "\($0):\(lower)" } ?? lower
+        let layer = image == nil ? try maskLayer() : nil
+        let lowers = image?.lowerDirs.joined(separator: ":") ?? layer.map { "\($0):\(lower)" } ?? lower
         let opts = "lowerdir=\(lowers),upperdir=\(writable)/upper,workdir=\(writable)/work"
         if dbx_mount("overlay", rootfsPath(id), "overlay", 0, opts) != 0 { throw sysError("mount overlay for \(id)") }
         return layer
     }
 
     /// The box's `/etc/hosts`: the base's, plus its hostname on 127.0.1.1.
-    func hostsFile(hostname: String) -> [UInt8] {
-        let lower = configuration.baseImage ?? "/"
-        var hosts = readFileBytes(lower == "/" ? "/etc/hosts" : lower + "/etc/hosts") ?? Array("127.0.0.1\tlocalhost\n".utf8)
+    func hostsFile(hostname: String, lowers: [String]? = nil) -> [UInt8] {
+        let candidates = lowers ?? [configuration.baseImage ?? "/"]
+        var hosts = candidates.lazy.compactMap { readFileBytes($0 == "/" ? "/etc/hosts" : $0 + "/etc/hosts") }.first
+            ?? Array("127.0.0.1\tlocalhost\n".utf8)
         if hosts.last != UInt8(ascii: "\n") && !hosts.isEmpty { hosts.append(UInt8(ascii: "\n")) }
         return hosts + Array("127.0.1.1\t\(hostname)\n".utf8)
     }
@@ -536,6 +550,7 @@ public final class CrunRuntime: Sendable {
         }
         networks?.release(name: name)
         let dir = boxDirectory(id)
+        if let store = BoxImage.read(boxDirectory: dir)?.store { ImageStore(root: store).removeRef(boxDirectory: dir) }
         // Any mount at or below the box dir (rootfs; anything a crash left).
         let mounts = HostState.mounts().map(\.mountPoint).filter { $0 == dir || $0.hasPrefix(dir + "/") }
         for m in mounts.sorted(by: { $0.count > $1.count }) {

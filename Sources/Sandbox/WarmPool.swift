@@ -301,8 +301,10 @@ extension CrunRuntime {
     func claimPooled(_ box: PooledBox, id: String, env: [String: String], setupShell: Bool,
                      egress: EgressPolicy = .allowAll) -> Bool {
         do {
-            guard try maskLayer() == box.maskLayer else {
-                logger.info("warm pool: box predates the current mask layer", metadata: ["box": .string(box.name)])
+            // A box of another image than today's default, or of an older mask layer, is not used.
+            let image = BoxImage.read(boxDirectory: boxDirectory(box.name))
+            guard image == defaultImage.withLock({ $0 }), try image != nil || maskLayer() == box.maskLayer else {
+                logger.info("warm pool: box predates the current image or mask layer", metadata: ["box": .string(box.name)])
                 pool.discard(box.name)
                 return false
             }
@@ -316,7 +318,7 @@ extension CrunRuntime {
             try EnvFile.write(rootFD: rootFD, env: env, durable: false)
             // Both files are the box's own (in its upper dir since it was made): rewritten in place.
             try overwrite(rootFD: rootFD, "etc/hostname", Array("\(id)\n".utf8))
-            try overwrite(rootFD: rootFD, "etc/hosts", hostsFile(hostname: id))
+            try overwrite(rootFD: rootFD, "etc/hosts", hostsFile(hostname: id, lowers: image?.lowerDirs))
             let rc = id.withCString { dbx_sethostname_in(pidfd, pid, $0, strlen($0)) }
             if rc != 0 { throw sysError("set the hostname of \(box.name)") }
             // The box got its network when it was made; only a policy other than allow_all is new.

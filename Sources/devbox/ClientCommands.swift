@@ -53,6 +53,8 @@ struct CreateCommand: AsyncParsableCommand {
         name: .customLong("credential-mode"),
         help: ArgumentHelp("env: the tokens go into the box's environment; proxy: the box gets a placeholder and the server's broker adds the token (server default: env).", valueName: "env|proxy"))
     var credentialMode: String?
+    @Option(help: ArgumentHelp("Root image of the box, from `devbox image list` (server default: debian).", valueName: "name"))
+    var image: String?
     @Flag(help: "Wait until the devbox is ready, showing the provisioning steps.") var wait = false
     @Option(name: .customLong("wait-timeout"), help: ArgumentHelp("Give up waiting after this long (default: setup timeout + 5 min).", valueName: "s"))
     var waitTimeout: Int?
@@ -117,7 +119,7 @@ struct CreateCommand: AsyncParsableCommand {
             name: name, plan: plan, repositories: repos.isEmpty ? nil : try repos.map(Self.parseRepo),
             credentialProfile: (claude || codex) ? CredentialProfile(injectClaudeToken: claude, injectCodexToken: codex) : nil,
             env: vars.isEmpty ? nil : vars, setupCommands: setup.isEmpty ? nil : setup, setupTimeoutSeconds: setupTimeout,
-            network: network, credentialMode: credentialMode)
+            network: network, credentialMode: credentialMode, image: image)
     }
 
     /// The egress policy of the flags; nil (the server's default) when none is given.
@@ -274,6 +276,7 @@ struct GetCommand: AsyncParsableCommand {
             if !inject.isEmpty { rows.append(("credentials", inject.joined(separator: ", ") + (d.credentialMode == "proxy" ? " (proxy)" : ""))) }
             if let x = d.expiresAt { rows.append(("expires", relative(x))) }
             rows.append(("network", networkSummary(d.network)))
+            if let image = d.image { rows.append(("image", image)) }
             let w = rows.map(\.0.count).max() ?? 0
             for (k, v) in rows { print(k.isEmpty ? String(repeating: " ", count: w + 2) + v : "\(k):".padding(toLength: w + 2, withPad: " ", startingAt: 0) + v) }
         }

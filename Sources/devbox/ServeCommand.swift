@@ -92,6 +92,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         core.github = try GitHubSettings.fromEnvironment(env)
         try applyRuntimeSettings(&core, env: env)
+        core.images = try ImageSettings.fromEnvironment(env)
         var sshPublicPort: Int?
         if let p = env["DEVBOX_SSH_PUBLIC_PORT"], !p.isEmpty {
             guard let port = Int(p), (1...65535).contains(port) else {

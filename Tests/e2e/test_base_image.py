@@ -1,4 +1,5 @@
-"""`devbox image build`: a debootstrapped Debian base image that serve then uses for boxes."""
+"""DEVBOX_BASE_IMAGE=/path: every box on one root directory given by path (here the store's
+Debian layer, built once per machine by `devbox image build`), instead of the store's images."""
 import os
 import subprocess
 import time
@@ -10,27 +11,27 @@ from devbox_harness import BIN, Server
 
 @pytest.fixture(scope="module")
 def image_server(tmp_path_factory):
-    s = Server()
-    os.makedirs(s.data_dir)
     t0 = time.time()
-    p = subprocess.run([BIN, "image", "build", "--data-dir", s.data_dir], capture_output=True, text=True, timeout=900)
+    p = subprocess.run([BIN, "image", "build", "--if-missing"], capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     image = p.stdout.strip()
-    assert image == os.path.join(s.data_dir, "images", "debian-bookworm")
-    print(f"image built in {time.time() - t0:.0f} s")
+    assert ":" not in image and os.path.isdir(image + "/usr"), image   # one layer: a root directory
+    print(f"image ready in {time.time() - t0:.0f} s")
+    s = Server(env={"DEVBOX_BASE_IMAGE": image})
     s.start()
     yield s, image
     s.close()
 
 
-def test_boxes_run_on_the_built_image(image_server):
+def test_boxes_run_on_the_given_root(image_server):
     s, image = image_server
-    assert "debian-bookworm" in s.log()
+    assert image in s.log()
     d = s.create({"name": "img", "env": {"FOO": "bar"},
                   "setup_commands": ["cat /etc/debian_version", "git --version", "test -x /usr/lib/openssh/sftp-server",
                                      "echo $FOO > /workspace/foo"]})
     d = s.wait_state(d["id"])
     assert d["state"] == "ready", s.operations(d["id"])
+    assert d["image"] == image
     out = s.operations(d["id"])[3]["output"]
     assert "12." in out and "git version" in out
     # nothing of the host that the image does not contain: the host's toolchain, its users' files
@@ -40,3 +41,11 @@ def test_boxes_run_on_the_built_image(image_server):
     # the image itself is never written by a box
     s.exec_in_box(d["id"], "echo changed > /etc/motd")
     assert "changed" not in open(os.path.join(image, "etc/motd")).read()
+
+
+def test_a_base_image_that_is_no_root_refuses_the_start(tmp_path):
+    s = Server(env={"DEVBOX_BASE_IMAGE": str(tmp_path)})
+    s.start(wait=False)
+    assert s.proc.wait(timeout=30) != 0
+    assert "is not a root filesystem" in s.log()
+    s.close()

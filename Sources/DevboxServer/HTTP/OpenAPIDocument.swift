@@ -42,6 +42,7 @@ enum OpenAPIDocument {
         "network": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/DevboxNetwork"}]},
         "credential_profile": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/CredentialProfile"}]},
         "credential_mode": {"type": ["string", "null"], "enum": ["env", "proxy", null], "description": "env: the AI keys go into the box's environment (deleted from the server once ready). proxy: the box gets ANTHROPIC_BASE_URL / OPENAI_BASE_URL pointing at the server's broker and a placeholder key; the broker adds the real key, kept encrypted on the server until the devbox is destroyed. Absent: the server's default (DEVBOX_DEFAULT_CREDENTIAL_MODE, else env)"},
+        "image": {"type": ["string", "null"], "maxLength": 4096, "description": "Root image of the box: a name from `devbox image list` (an unknown one is refused with 422). Absent: the server's default image (debian)"},
         "env": {"type": ["object", "null"], "maxProperties": 64, "propertyNames": {"pattern": "^[A-Z_][A-Z0-9_]*$"}, "additionalProperties": {"type": "string", "maxLength": 32768}},
         "setup_commands": {"type": ["array", "null"], "maxItems": 32, "items": {"type": "string", "maxLength": 4096}},
         "setup_timeout_seconds": {"type": ["integer", "null"], "minimum": 30, "maximum": 3600, "default": 900},
@@ -68,7 +69,12 @@ enum OpenAPIDocument {
         "idle_timeout_seconds": {"type": ["integer", "null"]}, "ttl_seconds": {"type": ["integer", "null"]},
         "expires_at": {"type": ["string", "null"], "format": "date-time"}, "last_activity_at": {"type": ["string", "null"], "format": "date-time"},
         "network": {"$ref": "#/components/schemas/DevboxNetwork"},
-        "credential_mode": {"type": "string", "enum": ["env", "proxy"]}}},
+        "credential_mode": {"type": "string", "enum": ["env", "proxy"]},
+        "image": {"type": ["string", "null"], "description": "The root image: an image name, host (the host's masked root, DEVBOX_BASE_IMAGE=host) or DEVBOX_BASE_IMAGE's path; null for devboxes from before images"}}},
+      "Health": {"type": "object", "required": ["status", "image", "warm_pool"], "properties": {
+        "status": {"type": "string", "enum": ["ok", "building_image", "image_failed"]},
+        "image": {"type": "object", "required": ["name", "state"], "properties": {"name": {"type": "string"}, "state": {"type": "string", "enum": ["ready", "building", "failed"]}, "detail": {"type": "string", "description": "The build's last progress line, or why it failed"}}},
+        "warm_pool": {"type": "object", "properties": {"size": {"type": "integer"}, "ready": {"type": "integer"}}}}},
       "BrokerUsage": {"type": "object", "required": ["devbox_id", "credential_mode", "requests", "input_tokens", "output_tokens", "apis"], "properties": {
         "devbox_id": {"type": "string"}, "credential_mode": {"type": "string", "enum": ["env", "proxy"]},
         "requests": {"type": "integer"}, "input_tokens": {"type": "integer"}, "output_tokens": {"type": "integer"},
@@ -130,13 +136,13 @@ enum OpenAPIDocument {
     }
   },
   "paths": {
-    "/healthz": {"get": {"summary": "Liveness, and how full the warm pool is", "security": [], "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}, "warm_pool": {"type": "object", "properties": {"size": {"type": "integer"}, "ready": {"type": "integer"}}}}}}}}}}},
+    "/healthz": {"get": {"summary": "Readiness: the default image (503 while a serve builds it), and how full the warm pool is", "security": [], "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}, "503": {"description": "The default image is being built (status building_image) or could not be (image_failed): creates answer 503 meanwhile", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     "/api/v1/devboxes": {
       "post": {"summary": "Create a devbox (202, state requested)", "parameters": [{"$ref": "#/components/parameters/ClaudeToken"}, {"$ref": "#/components/parameters/CodexToken"}],
         "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateDevboxRequest"}}}},
         "responses": {"202": {"description": "Accepted", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Devbox"}}}},
-          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}}},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}},
       "get": {"summary": "List the caller's devboxes, newest first: every one (destroyed ones for DEVBOX_DESTROYED_RETENTION), or with state/limit/cursor a page with next_cursor",
         "parameters": [
           {"name": "state", "in": "query", "required": false, "style": "form", "explode": true, "description": "Only these states (repeatable, or comma-separated)", "schema": {"type": "array", "items": {"type": "string", "enum": ["requested", "provisioning", "ready", "stopped", "destroyed", "failed"]}}},

@@ -92,7 +92,8 @@ struct Pipeline: Sendable {
         do {
             warm = try await core.sandbox.create(
                 box: id, limits: plan.limits, env: try await userEnv(), setupShell: !job.devbox.setupCommands.isEmpty,
-                egress: (try? DevboxCore.egressPolicy(DevboxRecord.decodeNetwork(job.devbox.network))) ?? .allowAll)
+                egress: (try? DevboxCore.egressPolicy(DevboxRecord.decodeNetwork(job.devbox.network))) ?? .allowAll,
+                image: try core.boxImage(ofDevbox: job.devbox.image))
         } catch is CancellationError {
             throw CancellationError()
         } catch {

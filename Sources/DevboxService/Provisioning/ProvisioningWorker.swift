@@ -106,9 +106,8 @@ extension DevboxCore {
             logger.critical("box networks could not be started; creates will fail: \(error)")
         }
         await reviveLostBoxes()
-        if configuration.warmPoolSize > 0, let plan = configuration.plans.first(where: { $0.name == configuration.defaultPlan }) {
-            await sandbox.startWarmPool(size: configuration.warmPoolSize, limits: plan.limits)
-        }
+        // Boxes of the default image: a serve still building it starts the pool once it is built.
+        if configuration.images.readiness.current == .ready { await startWarmPoolIfConfigured() }
     }
 }
 

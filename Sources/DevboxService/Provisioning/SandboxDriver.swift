@@ -44,6 +44,13 @@ public protocol SandboxDriver: Sendable {
     /// True when the box came from the warm pool (already running).
     @discardableResult
     func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy) async throws -> Bool
+    /// `create` on another image than the default (nil: the default, the warm pool's).
+    @discardableResult
+    func create(
+        box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy, image: BoxImage?
+    ) async throws -> Bool
+    /// The image of boxes created without one, and of the warm pool (nil: the configured base).
+    func setDefaultImage(_ image: BoxImage?)
     /// Starts the boxes' resolver and network policy with the egress policies of the
     /// devboxes that outlived the last run (devbox id → policy). After the sweep, before creates.
     func startNetworks(policies: [String: EgressPolicy]) async throws
@@ -91,6 +98,14 @@ public protocol SandboxDriver: Sendable {
 }
 
 extension SandboxDriver {
+    /// Drivers without images run every box on their one root.
+    @discardableResult
+    public func create(
+        box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy, image: BoxImage?
+    ) async throws -> Bool {
+        try await create(box: box, limits: limits, env: env, setupShell: setupShell, egress: egress)
+    }
+    public func setDefaultImage(_ image: BoxImage?) {}
     /// Ports of the host boxes may connect to besides the resolver's (the AI-API broker's);
     /// called before `startNetworks`. Default: none.
     public func offerPorts(_ ports: [UInt16]) {}

@@ -261,6 +261,7 @@ public final class AppDatabase: Sendable {
         }
         m.registerMigration("v7-credential-mode", migrate: migrateCredentialMode)
         m.registerMigration("v8-audit", migrate: migrateAudit)
+        m.registerMigration("v8-images", migrate: migrateImages)
         return m
     }
 }

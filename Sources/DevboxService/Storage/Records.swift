@@ -68,6 +68,8 @@ struct DevboxRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, 
     var network: String? = nil
     /// `env` or `proxy` (issue 19's broker).
     var credentialMode: String = "env"
+    /// The root image (issue 18); nil for devboxes from before images.
+    var image: String? = nil
     var leaseOwner: String?
     var leaseExpiresAt: Date?
 
@@ -82,6 +84,7 @@ struct DevboxRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, 
         case lastActivityAt = "last_activity_at", leaseOwner = "lease_owner", leaseExpiresAt = "lease_expires_at"
         case network
         case credentialMode = "credential_mode"
+        case image
     }
 
     enum Columns {
@@ -171,6 +174,7 @@ extension DevboxRecord {
             createdAt: createdAt, updatedAt: updatedAt, readyAt: readyAt,
             error: errorOperation.map { DevboxError(operation: $0, message: errorMessage ?? "") },
             idleTimeoutSeconds: idleTimeoutSeconds, ttlSeconds: ttlSeconds, expiresAt: expiresAt,
-            lastActivityAt: lastActivityAt, network: DevboxRecord.decodeNetwork(network), credentialMode: credentialMode)
+            lastActivityAt: lastActivityAt, network: DevboxRecord.decodeNetwork(network), credentialMode: credentialMode,
+            image: image)
     }
 }

@@ -35,6 +35,7 @@ extension ToolJSON {
                 "deny": .array(d.network.deny.map { .string($0) }),
             ],
             "credential_mode": .string(d.credentialMode),
+            "image": d.image.map { .string($0) } ?? .null,
         ])
     }
 

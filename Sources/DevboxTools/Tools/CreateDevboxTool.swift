@@ -29,6 +29,7 @@ struct CreateDevboxTool: DevboxTool {
         var waitTimeoutSeconds: Int?
         var network: Network?
         var credentialMode: String?
+        var image: String?
 
         struct Network: Decodable, Sendable {
             var egress: String?
@@ -68,7 +69,7 @@ struct CreateDevboxTool: DevboxTool {
                 credentialProfile: profile, env: env, setupCommands: setupCommands, setupTimeoutSeconds: setupTimeoutSeconds,
                 idleTimeoutSeconds: idleTimeoutSeconds, ttlSeconds: ttlSeconds,
                 network: network.map { DevboxNetwork(egress: $0.egress ?? "allow_all", allow: $0.allow ?? [], deny: $0.deny ?? []) },
-                credentialMode: credentialMode)
+                credentialMode: credentialMode, image: image)
         }
     }
 
@@ -109,6 +110,7 @@ struct CreateDevboxTool: DevboxTool {
                 "inject_claude_token": Schema.boolean("ANTHROPIC_API_KEY: the server's Claude token."),
                 "inject_codex_token": Schema.boolean("OPENAI_API_KEY: the server's Codex token."),
                 "credential_mode": ["type": "string", "enum": ["env", "proxy"], "description": "proxy: tokens stay out of the box."],
+                "image": Schema.string("Root image (default debian); unknown: error."),
                 "network": Schema.object(NetworkSchema.properties, description: "Egress policy (default allow_all)."),
                 "wait": Schema.boolean("Return when ready or failed, with progress."),
                 "wait_timeout_seconds": Schema.integer("With wait: longest wait.", minimum: 1, maximum: 3600, default: 120),
