@@ -10,6 +10,6 @@ struct DevboxCommand: AsyncParsableCommand {
             ServeCommand.self, MCPCommand.self, TokenCommand.self, KeysCommand.self, ImageCommand.self, CreateCommand.self,
             ListCommand.self, GetCommand.self, LogsCommand.self, SSHCommand.self, ExecCommandLine.self, FilesCommand.self,
             StopCommand.self, StartCommand.self, DeleteCommand.self, NetworkCommand.self,
-            SSHKeyCommand.self, GitHubCommand.self, AuditCommand.self, InstallServiceCommand.self,
+            SSHKeyCommand.self, GitHubCommand.self, AuditCommand.self, InstallServiceCommand.self, BackupCommand.self, RestoreCommand.self,
         ])
 }
