@@ -32,6 +32,13 @@ struct CrunSandboxDriver: SandboxDriver {
 
     func prepareHost() async throws { try await runtime.prepareHostOffPool() }
 
+    func diskSpace() -> (free: Int64, total: Int64)? {
+        var st = statvfs()
+        guard statvfs(runtime.configuration.stateDirectory, &st) == 0 else { return nil }
+        return (Int64(st.f_bavail) * Int64(st.f_frsize), Int64(st.f_blocks) * Int64(st.f_frsize))
+    }
+    func prepareDisks(sizes: [Int64]) { runtime.prepareDisks(sizes: sizes) }
+
     func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy) async throws -> Bool {
         try await create(box: box, limits: limits, env: env, setupShell: setupShell, egress: egress, image: nil)
     }
@@ -40,7 +47,7 @@ struct CrunSandboxDriver: SandboxDriver {
         box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy, image: BoxImage?
     ) async throws -> Bool {
         try await runtime.create(
-            id: box, limits: SandboxLimits(memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids),
+            id: box, limits: SandboxLimits(memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids, diskBytes: limits.diskBytes),
             env: env, setupShell: setupShell, egress: egress, image: image)
     }
 
@@ -104,7 +111,7 @@ struct CrunSandboxDriver: SandboxDriver {
     }
     func startWarmPool(size: Int, limits: BoxLimits) async {
         runtime.startWarmPool(
-            size: size, limits: SandboxLimits(memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids))
+            size: size, limits: SandboxLimits(memoryBytes: limits.memoryBytes, cpus: limits.cpus, pids: limits.pids, diskBytes: limits.diskBytes))
     }
     func warmPool() -> (target: Int, idle: Int) {
         let s = runtime.warmPoolStatus

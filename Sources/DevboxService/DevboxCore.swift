@@ -27,6 +27,8 @@ public struct CoreConfiguration: Sendable {
     public var audit = AuditSettings()
     /// Root images of boxes (issue 18): the machine's store, the default, its readiness.
     public var images = ImageSettings()
+    /// Free space the data directory's filesystem keeps: creates below it answer 507.
+    public var minFreeDisk = DiskFloor.standard
 
     public init(
         plans: [Plan] = Plan.defaults, defaultPlan: String = "small", workerConcurrency: Int = 32,
@@ -173,6 +175,7 @@ public final class DevboxCore: Sendable {
         let v = try CreateValidation.validate(
             request, plans: configuration.plans, defaultPlan: configuration.defaultPlan, lifetimes: configuration.lifetimes)
         try requireEnforceable(v.network)
+        try requireFreeDisk()
         let credentialMode = try credentialMode(of: request)
         let image = try imageOfCreate(request)
         if v.credentialProfile.injectClaudeToken && (tokens.claudeToken ?? "").isEmpty {

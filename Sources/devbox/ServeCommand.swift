@@ -84,6 +84,7 @@ struct ServeCommand: AsyncParsableCommand {
             ssh ?? env["DEVBOX_SSH_ADDR"] ?? "127.0.0.1:2222", name: "--ssh / DEVBOX_SSH_ADDR")
         var core = CoreConfiguration()
         if let plans = env["DEVBOX_PLANS"], !plans.isEmpty { core.plans = try Plan.parse(plans) }
+        if let floor = env["DEVBOX_MIN_FREE_DISK"], !floor.isEmpty { core.minFreeDisk = try DiskFloor.parse(floor) }
         if let d = env["DEVBOX_DEFAULT_PLAN"], !d.isEmpty {
             guard core.plans.contains(where: { $0.name == d }) else {
                 throw ConfigurationError("DEVBOX_DEFAULT_PLAN '\(d)' is not one of the configured plans")

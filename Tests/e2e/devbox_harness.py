@@ -28,11 +28,27 @@ def crun_containers() -> list[str]:
 
 def box_hostname(bundle: str) -> str:
     """The devbox id a box directory serves: its /etc/hostname (written in its upper dir for a
-    box made cold, and when a box is taken from the warm pool)."""
-    try:
-        return Path(bundle, "upper/etc/hostname").read_text().strip()
-    except OSError:
-        return ""
+    box made cold, and when a box is taken from the warm pool; the upper dir is on the box's
+    disk, `disk/upper`, or for a box made before disk quotas right in its directory)."""
+    for upper in ("disk/upper", "upper"):
+        try:
+            return Path(bundle, upper, "etc/hostname").read_text().strip()
+        except OSError:
+            pass
+    return ""
+
+
+def loop_devices_under(path: str) -> list[str]:
+    """Loop devices bound to a file below `path` (`losetup -a`'s view, from sysfs)."""
+    found = []
+    for name in os.listdir("/sys/block"):
+        try:
+            backing = Path("/sys/block", name, "loop/backing_file").read_text().strip()
+        except OSError:
+            continue
+        if backing.startswith(path.rstrip("/") + "/"):
+            found.append(f"/dev/{name}: {backing}")
+    return found
 
 
 def containers_of(devbox_id: str) -> list[str]:
@@ -221,6 +237,11 @@ class Server:
             mounted = [l.split()[4] for l in open("/proc/self/mountinfo").read().splitlines()
                        if l.split()[4].startswith(self.tmp + "/")]
             assert not mounted, f"mounts left under {self.tmp}: {mounted}"
+            # Box disks: a device unbinds itself once its filesystem is unmounted (autoclear).
+            deadline = time.time() + 5
+            while loop_devices_under(self.tmp) and time.time() < deadline:
+                time.sleep(0.05)
+            assert not loop_devices_under(self.tmp), f"loop devices left: {loop_devices_under(self.tmp)}"
             subprocess.run(["rm", "-rf", self.tmp], check=False)
 
     def log(self) -> str:

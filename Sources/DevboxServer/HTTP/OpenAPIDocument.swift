@@ -35,7 +35,7 @@ enum OpenAPIDocument {
         "target_path": {"type": ["string", "null"], "pattern": "^/workspace(/|$)", "description": "Absolute path inside /workspace, without ..; each repository its own directory. Default: /workspace/<repo name>"}}},
       "CreateDevboxRequest": {"type": "object", "required": ["name"], "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": 64},
-        "plan": {"type": ["string", "null"], "minLength": 1, "default": "small", "description": "A plan this server offers (DEVBOX_PLANS); null or absent: the default plan"},
+        "plan": {"type": ["string", "null"], "minLength": 1, "default": "small", "description": "A plan this server offers (DEVBOX_PLANS: memory, CPUs, pids and a disk size for the writable layer and /workspace together); null or absent: the default plan"},
         "repository": {"type": ["string", "null"], "minLength": 3, "description": "Single repository (legacy): owner/name, or a https://…/owner/name URL (.git optional)"},
         "branch": {"type": ["string", "null"], "minLength": 1, "maxLength": 255, "default": "main", "description": "Only with repository; a valid git ref"},
         "repositories": {"type": ["array", "null"], "items": {"$ref": "#/components/schemas/DevboxRepositoryRequest"}},
@@ -142,7 +142,8 @@ enum OpenAPIDocument {
       "post": {"summary": "Create a devbox (202, state requested)", "parameters": [{"$ref": "#/components/parameters/ClaudeToken"}, {"$ref": "#/components/parameters/CodexToken"}],
         "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateDevboxRequest"}}}},
         "responses": {"202": {"description": "Accepted", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Devbox"}}}},
-          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}},
+          "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"},
+          "507": {"description": "insufficient_storage: the data directory's filesystem has less free space than DEVBOX_MIN_FREE_DISK (default 5 %); nothing was created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}},
       "get": {"summary": "List the caller's devboxes, newest first: every one (destroyed ones for DEVBOX_DESTROYED_RETENTION), or with state/limit/cursor a page with next_cursor",
         "parameters": [
           {"name": "state", "in": "query", "required": false, "style": "form", "explode": true, "description": "Only these states (repeatable, or comma-separated)", "schema": {"type": "array", "items": {"type": "string", "enum": ["requested", "provisioning", "ready", "stopped", "destroyed", "failed"]}}},

@@ -7,6 +7,8 @@ public enum ServiceError: Error, Equatable, Sendable {
     case conflict(String)
     case payloadTooLarge(String)
     case unavailable(String)
+    /// The host is short of disk (below `DEVBOX_MIN_FREE_DISK`): 507.
+    case insufficientStorage(String)
 
     public var statusCode: Int {
         switch self {
@@ -17,6 +19,7 @@ public enum ServiceError: Error, Equatable, Sendable {
         case .conflict: 409
         case .payloadTooLarge: 413
         case .unavailable: 503
+        case .insufficientStorage: 507
         }
     }
 
@@ -29,13 +32,14 @@ public enum ServiceError: Error, Equatable, Sendable {
         case .conflict: "conflict"
         case .payloadTooLarge: "payload_too_large"
         case .unavailable: "unavailable"
+        case .insufficientStorage: "insufficient_storage"
         }
     }
 
     public var message: String {
         switch self {
         case .validation(_, let m), .badRequest(_, let m), .unauthorized(let m), .notFound(let m), .conflict(let m),
-            .payloadTooLarge(let m), .unavailable(let m):
+            .payloadTooLarge(let m), .unavailable(let m), .insufficientStorage(let m):
             m
         }
     }

@@ -102,7 +102,7 @@ struct Pipeline: Sendable {
         let ms = (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000
             + (ContinuousClock.now - started).components.seconds * 1000
         return .succeeded(
-            StepOutput(text: "sandbox \(warm ? "taken from the warm pool" : "started") (plan \(plan.name): \(plan.memoryMiB) MiB, \(plan.cpus) CPU, \(plan.pids) pids) in \(ms) ms\n"))
+            StepOutput(text: "sandbox \(warm ? "taken from the warm pool" : "started") (plan \(plan.name): \(plan.memoryMiB) MiB, \(plan.cpus) CPU, \(plan.pids) pids, \(plan.diskMiB) MiB disk) in \(ms) ms\n"))
     }
 
     private func injectCredentials() async throws -> StepOutcome {

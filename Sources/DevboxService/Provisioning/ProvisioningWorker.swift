@@ -106,6 +106,8 @@ extension DevboxCore {
             logger.critical("box networks could not be started; creates will fail: \(error)")
         }
         await reviveLostBoxes()
+        // Formatted disk images of the plans' sizes, made in the background for the first creates.
+        sandbox.prepareDisks(sizes: configuration.plans.map(\.limits.diskBytes))
         // Boxes of the default image: a serve still building it starts the pool once it is built.
         if configuration.images.readiness.current == .ready { await startWarmPoolIfConfigured() }
     }

@@ -6,10 +6,13 @@ public struct BoxLimits: Sendable, Equatable {
     public var memoryBytes: Int64
     public var cpus: Double
     public var pids: Int
-    public init(memoryBytes: Int64, cpus: Double, pids: Int) {
+    /// Size of the box's own disk (writable layer and /workspace); 0: none.
+    public var diskBytes: Int64
+    public init(memoryBytes: Int64, cpus: Double, pids: Int, diskBytes: Int64 = 0) {
         self.memoryBytes = memoryBytes
         self.cpus = cpus
         self.pids = pids
+        self.diskBytes = diskBytes
     }
 }
 
@@ -87,6 +90,10 @@ public protocol SandboxDriver: Sendable {
     func releaseIdleResources() async
     /// Keeps `size` boxes of `limits` started ahead of demand (0: none); after the start-up sweep.
     func startWarmPool(size: Int, limits: BoxLimits) async
+    /// Free (available) and total bytes of the filesystem boxes live on; nil: unknown.
+    func diskSpace() -> (free: Int64, total: Int64)?
+    /// Sizes of box disks worth formatting ahead of creates (the plans').
+    func prepareDisks(sizes: [Int64])
     /// How many boxes the pool keeps and how many are ready.
     func warmPool() -> (target: Int, idle: Int)
     func isRunning(box: String) async -> Bool
@@ -98,6 +105,10 @@ public protocol SandboxDriver: Sendable {
 }
 
 extension SandboxDriver {
+    /// Free (available) and total bytes of the filesystem boxes live on; nil: unknown. Default: unknown.
+    public func diskSpace() -> (free: Int64, total: Int64)? { nil }
+    /// Sizes of box disks worth formatting ahead of creates (the plans'). Default: nothing to do.
+    public func prepareDisks(sizes: [Int64]) {}
     /// Drivers without images run every box on their one root.
     @discardableResult
     public func create(

@@ -28,7 +28,7 @@ enum CreatePage {
         let general: HTML = errors["form"].map { "<p class=\"form-error\" role=\"alert\" id=\"err-form\">\($0)</p>" } ?? .empty
         let selected = f.plan.isEmpty ? defaultPlan : f.plan
         let planOptions: [HTML] = plans.map { p in
-            "<option value=\"\(p.name)\"\(HTML.flag(p.name == selected, "selected"))>\(p.name) — \(p.memoryMiB) MiB, \(formatCPU(p.cpus)) CPU</option>"
+            "<option value=\"\(p.name)\"\(HTML.flag(p.name == selected, "selected"))>\(p.name) — \(p.memoryMiB) MiB, \(formatCPU(p.cpus)) CPU, \(DiskFloor.describe(Int64(p.diskMiB) << 20)) disk</option>"
         }
         var datalist = HTML.empty
         if let names = repoChoices {
