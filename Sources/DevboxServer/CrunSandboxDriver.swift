@@ -119,6 +119,11 @@ struct CrunSandboxDriver: SandboxDriver {
     }
     func isRunning(box: String) async -> Bool { await runtime.isRunning(id: box) }
     func workspaceHostPath(box: String) -> String { runtime.workspaceHostPath(id: box) }
+    func boxRootOwner(box: String) -> (uid: UInt32, gid: UInt32) {
+        let o = runtime.boxRootOwner(id: box)
+        return (o.uid, o.gid)
+    }
+    func adoptTree(box: String, path: String) async throws { try await runtime.adoptTree(id: box, path: path) }
 
     func readPath(box: String, path: String, maxBytes: Int) async throws -> BoxFileContent {
         try await runtime.readPath(id: box, path: path, maxBytes: maxBytes)

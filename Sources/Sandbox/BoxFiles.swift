@@ -16,9 +16,10 @@ import Glibc
 // device nodes, FIFOs and sockets are never opened, and the pseudo filesystems (proc,
 // sysfs, cgroup, devpts, mqueue...) are refused. A write goes to a temporary file in the
 // target directory and is renamed over the name, so a reader never sees half a file and
-// a symlink planted at the name is replaced, never followed. Boxes run as root without a
-// user namespace: files and directories created here are root:root, as the box's user
-// expects; an existing file keeps its owner and, unless `mode` is given, its mode.
+// a symlink planted at the name is replaced, never followed. Files and directories created
+// here belong to the box's root (its host uid/gid in the box's own id range, shown as
+// root:root inside, UserNamespace.swift); an existing file keeps its owner and, unless
+// `mode` is given, its mode.
 
 /// Why a file operation inside a box was refused or failed.
 public enum BoxFileError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -182,7 +183,7 @@ extension CrunRuntime {
             try withBoxRoot(id) { root in
                 let target = "/" + comps.joined(separator: "/")
                 if boxMountPoints(id).contains(target) { throw BoxFileError.mountPoint(target) }
-                let dir = try ensureParent(root, Array(comps.dropLast()))
+                let dir = try ensureParent(root, Array(comps.dropLast()), owner: boxRootOwner(id: id))
                 defer { closeFD(dir) }
                 try refusePseudo(dir)
                 var st = stat()
@@ -204,7 +205,8 @@ extension CrunRuntime {
                 var e = lastErrno()
                 let finalMode = mode_t(mode ?? existing.map { UInt32($0.st_mode & 0o7777) } ?? 0o644)
                 if ok {
-                    ok = fchown(fd, existing?.st_uid ?? 0, existing?.st_gid ?? 0) == 0 && fchmod(fd, finalMode) == 0
+                    let root = boxRootOwner(id: id)
+                    ok = fchown(fd, existing?.st_uid ?? root.uid, existing?.st_gid ?? root.gid) == 0 && fchmod(fd, finalMode) == 0
                     e = lastErrno()
                 }
                 closeFD(fd)
@@ -318,8 +320,9 @@ extension CrunRuntime {
         return pid
     }
 
-    /// Opens the directory `comps` beneath `root`, creating missing components (0755, root-owned).
-    func ensureParent(_ root: Int32, _ comps: [String]) throws -> Int32 {
+    /// Opens the directory `comps` beneath `root`, creating missing components (0755, owned
+    /// by the box's root: `owner` is its host uid/gid).
+    func ensureParent(_ root: Int32, _ comps: [String], owner: (uid: uid_t, gid: gid_t) = (0, 0)) throws -> Int32 {
         let whole = dbx_open_inside(root, BoxPath.relative(comps), oPath | O_DIRECTORY, 0)
         if whole >= 0 { return whole }
         if lastErrno() != ENOENT { throw BoxFileError.from(lastErrno(), "open") }
@@ -335,7 +338,7 @@ extension CrunRuntime {
                 if next >= 0 {
                     // oPath descriptors cannot fchmod/fchown: go through the directory itself.
                     let d = dbx_open_inside(current, comps[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0)
-                    if d >= 0 { _ = fchown(d, 0, 0); _ = fchmod(d, 0o755); closeFD(d) }
+                    if d >= 0 { _ = fchown(d, owner.uid, owner.gid); _ = fchmod(d, 0o755); closeFD(d) }
                 }
             }
             if next < 0 { let e = lastErrno(); closeFD(current); throw BoxFileError.from(e, "open") }

@@ -103,7 +103,7 @@ enum BundleSpec {
     /// config.json for `crun run`.
     static func config(hostname: String, rootfs: String, workspace: String, catatonit: String,
                        cgroupsPath: String, limits: SandboxLimits, network: SandboxNetwork,
-                       setupShell: Bool = false) -> JSON {
+                       setupShell: Bool = false, userNamespace: String? = nil) -> JSON {
         let caps = JSON.strings(capabilities(for: network))
         let process: JSON = .object([
             ("terminal", .bool(false)),
@@ -132,6 +132,12 @@ enum BundleSpec {
             mount("/.devbox/init", "bind", catatonit, ["bind", "ro", "nosuid", "nodev"]),
         ]
         var namespaces: [JSON] = ["pid", "ipc", "uts", "mount"].map { .object([("type", .string($0))]) }
+        if let userNamespace {
+            // Joined first by crun: every namespace it makes (network included) is owned by it.
+            // UserNamespace.swift makes it and binds it at this path.
+            namespaces.insert(.object([("type", .string("user")), ("path", .string(userNamespace))]), at: 0)
+            namespaces.append(.object([("type", .string("cgroup"))]))
+        }
         switch network {
         case .host: break
         case .namespace(let path):

@@ -47,6 +47,10 @@ public final class CrunRuntime: Sendable {
     /// the symlink `<state>/<prefix><id>` → `<prefix><name>`, read back at start.
     let aliases = Mutex<[String: String]>([:])
     let pool = WarmPool()
+    /// Box name → its host ids (UserNamespace.swift), read from `<box>/ids` once.
+    let idMaps = Mutex<[String: BoxIDMap]>([:])
+    /// The machine-wide claims of id ranges.
+    let idRegistry: IDRangeRegistry
     /// Formatted disk images ready for creates (BoxDisk.swift).
     let diskImages = DiskImagePool()
     /// Per-box networks (`SandboxNetwork.isolated`), nil otherwise.
@@ -62,6 +66,7 @@ public final class CrunRuntime: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.crun = resolveExecutable(configuration.crunPath)
+        self.idRegistry = IDRangeRegistry(directory: configuration.idRangeRegistry)
         if configuration.network == .isolated {
             let trimmed = configuration.idPrefix.trimmingCharacters(in: CharacterSet(charactersIn: "-_."))
             networks = BoxNetworks(
@@ -234,6 +239,8 @@ public final class CrunRuntime: Sendable {
         if access(dir, F_OK) == 0 { throw SandboxError.alreadyExists(name) }
         try makeDirectories(configuration.stateDirectory, mode: 0o711)
         if mkdir(dir, 0o700) != 0 { throw sysError("mkdir \(dir)") }
+        // Its own id range first: everything below is made for the box's root.
+        if configuration.userNamespaces { _ = try claimIDs(name: name) }
         // (`run`, for console sockets, is made when a terminal session first needs it.)
         if mkdir(dir + "/rootfs", 0o755) != 0 { throw sysError("mkdir rootfs") }
         _ = chmod(dir + "/rootfs", 0o755)
@@ -265,10 +272,15 @@ public final class CrunRuntime: Sendable {
 
     /// Writes the box's `config.json`.
     func writeBundle(name: String, hostname: String, limits: SandboxLimits, setupShell: Bool) throws {
+        // In its user namespace crun resolves paths as the box's root, who may not traverse the
+        // data dir: paths relative to the bundle (crun's working directory) instead.
+        let inUserNamespace = idMap(name) != nil
+        let path = { (p: String) in inUserNamespace ? self.bundleRelative(p, name: name) : p }
         let config = BundleSpec.config(
-            hostname: hostname, rootfs: rootfsPath(name), workspace: workspaceHostPath(id: name),
+            hostname: hostname, rootfs: path(rootfsPath(name)), workspace: path(workspaceHostPath(id: name)),
             catatonit: configuration.catatoniPath, cgroupsPath: cgroupsPath(name), limits: limits,
-            network: configuration.network, setupShell: setupShell)
+            network: configuration.network, setupShell: setupShell,
+            userNamespace: inUserNamespace ? path(userNamespaceFile(name)) : nil)
         try writeHostFile(boxDirectory(name) + "/config.json", config.serialized())
     }
 
@@ -431,8 +443,11 @@ public final class CrunRuntime: Sendable {
         }
         MaskPlan().apply(upperFD: upperFD, lowerRoot: lower, extraFiles: files)
         closeFD(upperFD)
+        ownWritableTree(id, upper: writable + "/upper", workspace: writable + "/workspace",
+                        files: ["etc/hostname", "etc/hosts", "etc/resolv.conf"])
         let layer = image == nil ? try maskLayer() : nil
-        let lowers = image?.lowerDirs.joined(separator: ":") ?? layer.map { "\($0):\(lower)" } ?? lower
+        // Each layer through an idmapped clone in the box's own user namespace (UserNamespace.swift).
+        let lowers = try idmappedLowers(id, image?.lowerDirs ?? layer.map { [$0, lower] } ?? [lower]).joined(separator: ":")
         let opts = "lowerdir=\(lowers),upperdir=\(writable)/upper,workdir=\(writable)/work"
         if dbx_mount("overlay", rootfsPath(id), "overlay", 0, opts) != 0 { throw sysError("mount overlay for \(id)") }
         return layer
@@ -453,6 +468,7 @@ public final class CrunRuntime: Sendable {
             if dbx_umount(rootfs, 0) == 0 { continue }
             if lastErrno() == EBUSY { _ = dbx_umount(rootfs, Int32(MNT_DETACH)) } else { break }
         }
+        unmountIDMapped(id)
     }
 
     /// Runs a box whose process is the setup shell. With `script` (start after stop) the
@@ -550,6 +566,8 @@ public final class CrunRuntime: Sendable {
         }
         networks?.release(name: name)
         let dir = boxDirectory(id)
+        unmountRootfs(id)  // the overlay before the idmapped layers under it
+        releaseIDs(id)
         if let store = BoxImage.read(boxDirectory: dir)?.store { ImageStore(root: store).removeRef(boxDirectory: dir) }
         // Any mount at or below the box dir (rootfs; anything a crash left).
         let mounts = HostState.mounts().map(\.mountPoint).filter { $0 == dir || $0.hasPrefix(dir + "/") }

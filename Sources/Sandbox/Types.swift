@@ -56,6 +56,11 @@ public struct SandboxConfiguration: Sendable {
     public var networkRange: IPv4Range? = nil
     /// `.isolated`: where the boxes' resolver forwards (empty: the host's resolv.conf).
     public var dnsUpstreams: [(address: String, port: UInt16)] = []
+    /// Each box in a user namespace of its own with its own id range (UserNamespace.swift).
+    /// Off only for tests of a box without one.
+    public var userNamespaces: Bool = true
+    /// Machine-wide claims of id ranges (shared by every serve on the host).
+    public var idRangeRegistry: String = "/var/lib/devbox/id-ranges"
 
     public init(stateDirectory: String, idPrefix: String, hiddenHostPaths: [String] = [],
                 baseImage: String? = nil, crunPath: String = "crun",

@@ -181,6 +181,18 @@ int dbx_nl_route_del4(int fd, uint32_t dst, uint8_t dst_len, uint8_t type, uint8
 int dbx_nl_route_dump4(int fd, struct dbx_route4 *out, int max);
 // ---- end of Netlink ----------------------------------------------------------------------
 
+// ---- User namespaces and idmapped mounts (userns.c) -------------------------------------
+/// A new user namespace mapping ids 0..count-1 to uid_base.. / gid_base.. of the caller's:
+/// an O_CLOEXEC descriptor of it, or -1 with errno. Made by a short-lived child (clone
+/// with CLONE_NEWUSER|CLONE_VM) that exits before this returns.
+int dbx_userns_create(uint32_t uid_base, uint32_t gid_base, uint32_t count);
+/// Clones the mount at `source` (not its submounts), idmaps it with `userns_fd`
+/// (MOUNT_ATTR_IDMAP, nodev, read-only if asked) and attaches it at `target`. 0 or -1/errno.
+int dbx_idmapped_mount(const char *source, int userns_fd, const char *target, int readonly);
+/// Bind-mounts what descriptor `fd` refers to (e.g. a namespace) onto `target`. 0 or -1/errno.
+int dbx_bind_fd(int fd, const char *target);
+// ---- end of user namespaces ---------------------------------------------------------------
+
 // ---- Loop devices (loop.c): per-box disk images ------------------------------------------
 /// Binds the open image file `image_fd` to a free loop device (LOOP_CTL_GET_FREE, then
 /// LOOP_CONFIGURE with LO_FLAGS_AUTOCLEAR and 4 KiB blocks; a device another process took

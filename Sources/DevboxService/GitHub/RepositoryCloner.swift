@@ -14,6 +14,11 @@ struct CloneRequest: Sendable {
     var token: String?
     /// Added to an authentication failure of an anonymous clone (what would make it work).
     var anonymousHint: String
+    /// Gives the finished clone the box's ids (its user namespace's range) before it moves
+    /// into the workspace; nil: kept as made (root-owned).
+    var adopt: (@Sendable (String) async throws -> Void)? = nil
+    /// The host uid/gid of the box's root: owner of directories made on the way to `targetPath`.
+    var owner: (uid: UInt32, gid: UInt32) = (0, 0)
 }
 
 struct CloneOutcome: Sendable {
@@ -132,7 +137,12 @@ struct RepositoryCloner: Sendable {
             throw CloneFailure(message: "refusing to keep a clone whose .git/config holds credentials", log: log)
         }
         do {
-            try WorkspacePlacement.move(dest, workspace: workspace, target: r.targetPath)
+            try await r.adopt?(dest)
+        } catch {
+            throw CloneFailure(message: "giving the clone the devbox's owner failed: \(error)", log: log)
+        }
+        do {
+            try WorkspacePlacement.move(dest, workspace: workspace, target: r.targetPath, owner: r.owner)
         } catch {
             throw CloneFailure(message: error.description, log: log)
         }

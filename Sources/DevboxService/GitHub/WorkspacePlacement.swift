@@ -26,8 +26,10 @@ enum WorkspacePlacement {
     }
 
     /// `target` is a normalized `/workspace/…` path; `source` a directory on the same
-    /// filesystem as the workspace (the box's own host directory).
-    static func move(_ source: String, workspace workspaceHostPath: String, target: String) throws(Failure) {
+    /// filesystem as the workspace (the box's own host directory). Directories made on the
+    /// way belong to `owner` (the box's root as the host sees it).
+    static func move(_ source: String, workspace workspaceHostPath: String, target: String,
+                     owner: (uid: UInt32, gid: UInt32) = (0, 0)) throws(Failure) {
         let components = target.split(separator: "/").map(String.init)
         guard components.count >= 2, components[0] == "workspace" else {
             throw .unsafe("target_path \(target) is not inside /workspace")
@@ -40,10 +42,13 @@ enum WorkspacePlacement {
         var shown = "/workspace"
         for name in inside.dropLast() {
             shown += "/" + name
-            if mkdirat(dirFD, name, 0o755) != 0, errno != EEXIST {
-                throw .system("creating \(shown)", errno)
+            var made = true
+            if mkdirat(dirFD, name, 0o755) != 0 {
+                guard errno == EEXIST else { throw .system("creating \(shown)", errno) }
+                made = false
             }
             let next = dbx_open_beneath(dirFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0)
+            if made, next >= 0, owner != (0, 0) { _ = fchown(next, owner.uid, owner.gid) }
             guard next >= 0 else {
                 let e = errno
                 var st = stat()

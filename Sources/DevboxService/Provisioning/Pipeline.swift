@@ -173,8 +173,12 @@ struct Pipeline: Sendable {
                 return .failed("cloning \(repo.fullName) failed: \(why)", tail.output)
             }
             try await core.db.updateRepository(devboxId: id, position: repo.position, status: "cloning", commit: nil, error: nil)
-            let request = CloneRequest(
+            var request = CloneRequest(
                 fullName: repo.fullName, ref: repo.ref, targetPath: repo.targetPath, token: token, anonymousHint: hint)
+            // Owned by the box's root (its own id range), not the host's.
+            let sandbox = core.sandbox
+            request.adopt = { path in try await sandbox.adoptTree(box: id, path: path) }
+            request.owner = sandbox.boxRootOwner(box: id)
             do {
                 let outcome = try await cloner.clone(request, workspace: workspace)
                 tail.append(Array(outcome.log.utf8))

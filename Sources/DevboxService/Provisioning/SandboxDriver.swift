@@ -98,6 +98,10 @@ public protocol SandboxDriver: Sendable {
     func warmPool() -> (target: Int, idle: Int)
     func isRunning(box: String) async -> Bool
     func workspaceHostPath(box: String) -> String
+    /// The host uid/gid of the box's root (user namespaces: its own range).
+    func boxRootOwner(box: String) -> (uid: UInt32, gid: UInt32)
+    /// Gives a tree the host made for the box (a clone) the box's ids.
+    func adoptTree(box: String, path: String) async throws
     /// Files inside a running box (see Sandbox/BoxFiles.swift for the resolution rules).
     func readPath(box: String, path: String, maxBytes: Int) async throws -> BoxFileContent
     func writeFile(box: String, path: String, bytes: [UInt8], mode: UInt32?) async throws -> Bool
@@ -105,6 +109,11 @@ public protocol SandboxDriver: Sendable {
 }
 
 extension SandboxDriver {
+    /// The host uid/gid of the box's root (its own id range); (0, 0): a driver without user namespaces.
+    public func boxRootOwner(box: String) -> (uid: UInt32, gid: UInt32) { (0, 0) }
+    /// Gives a tree the host made for the box (a clone, before it moves into the workspace)
+    /// the box's ids. Default: nothing to do.
+    public func adoptTree(box: String, path: String) async throws {}
     /// Free (available) and total bytes of the filesystem boxes live on; nil: unknown. Default: unknown.
     public func diskSpace() -> (free: Int64, total: Int64)? { nil }
     /// Sizes of box disks worth formatting ahead of creates (the plans'). Default: nothing to do.
