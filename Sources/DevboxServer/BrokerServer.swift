@@ -103,6 +103,9 @@ struct BrokerForwarder: Sendable {
         return c
     }())
 
+    /// The largest request body forwarded (the APIs' own limits are 32 MiB).
+    static let requestLimit = 64 << 20
+
     /// Hop-by-hop headers (RFC 9110 7.6.1) and those the broker sets itself.
     static let dropped: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
@@ -148,8 +151,15 @@ struct BrokerForwarder: Sendable {
         case .openai: upstream.headers.replaceOrAdd(name: "authorization", value: "Bearer " + key)
         }
         if request.method != .get && request.method != .head {
-            let length = request.headers[.contentLength].flatMap { Int64($0) }
-            upstream.body = .stream(request.body, length: length.map { .known($0) } ?? .unknown)
+            // Read whole, then sent: streamed, async-http-client could still be reading the
+            // request body when the answer's head arrives and the handler returns, while
+            // Hummingbird drains the same body: two readers of one NIO stream crash the
+            // process (NIOThrowingAsyncSequenceProducer.next, seen under bench/broker_bench.py).
+            do {
+                upstream.body = .bytes(try await request.body.collect(upTo: Self.requestLimit))
+            } catch {
+                return refusal(413, "the request body is larger than \(Self.requestLimit >> 20) MiB, or could not be read")
+            }
         }
         let response: HTTPClientResponse
         do {
