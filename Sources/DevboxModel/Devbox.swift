@@ -36,16 +36,23 @@ public struct DevboxRepositoryRequest: Codable, Sendable, Equatable {
     public var fullName: String
     public var ref: String?
     public var targetPath: String?
+    /// Issue 19's git broker: branch globs (`agent/*`) the box may push to through the
+    /// service, which adds the GitHub token on the way out. Nil or absent: no broker, the
+    /// token is used only to clone (the seed's behaviour).
+    public var pushBranches: [String]?
 
-    public init(repoId: Int64? = nil, fullName: String, ref: String? = nil, targetPath: String? = nil) {
+    public init(
+        repoId: Int64? = nil, fullName: String, ref: String? = nil, targetPath: String? = nil, pushBranches: [String]? = nil
+    ) {
         self.repoId = repoId
         self.fullName = fullName
         self.ref = ref
         self.targetPath = targetPath
+        self.pushBranches = pushBranches
     }
 
     enum CodingKeys: String, CodingKey {
-        case repoId = "repo_id", fullName = "full_name", ref, targetPath = "target_path"
+        case repoId = "repo_id", fullName = "full_name", ref, targetPath = "target_path", pushBranches = "push_branches"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -54,6 +61,7 @@ public struct DevboxRepositoryRequest: Codable, Sendable, Equatable {
         fullName = try c.decode(String.self, forKey: .fullName)
         ref = try c.decodeIfPresent(String.self, forKey: .ref)
         targetPath = try c.decodeIfPresent(String.self, forKey: .targetPath)
+        pushBranches = try c.decodeIfPresent([String].self, forKey: .pushBranches)
     }
 }
 
@@ -176,8 +184,13 @@ public struct DevboxRepository: Codable, Sendable, Equatable {
     public var status: String
     public var commit: String?
     public var error: String?
+    /// The branch globs the git broker admits pushes to; empty: no broker for this repository.
+    public var pushBranches: [String]
 
-    public init(repoId: Int64?, fullName: String, ref: String, targetPath: String, status: String, commit: String?, error: String?) {
+    public init(
+        repoId: Int64?, fullName: String, ref: String, targetPath: String, status: String, commit: String?, error: String?,
+        pushBranches: [String] = []
+    ) {
         self.repoId = repoId
         self.fullName = fullName
         self.ref = ref
@@ -185,10 +198,25 @@ public struct DevboxRepository: Codable, Sendable, Equatable {
         self.status = status
         self.commit = commit
         self.error = error
+        self.pushBranches = pushBranches
     }
 
     enum CodingKeys: String, CodingKey {
         case repoId = "repo_id", fullName = "full_name", ref, targetPath = "target_path", status, commit, error
+        case pushBranches = "push_branches"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        repoId = try c.decodeIfPresent(Int64.self, forKey: .repoId)
+        fullName = try c.decode(String.self, forKey: .fullName)
+        ref = try c.decode(String.self, forKey: .ref)
+        targetPath = try c.decode(String.self, forKey: .targetPath)
+        status = try c.decode(String.self, forKey: .status)
+        commit = try c.decodeIfPresent(String.self, forKey: .commit)
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+        // A server from before the git broker sends none.
+        pushBranches = try c.decodeIfPresent([String].self, forKey: .pushBranches) ?? []
     }
 
     /// `repo_id`, `commit` and `error` are always present (null when unknown).
@@ -201,6 +229,7 @@ public struct DevboxRepository: Codable, Sendable, Equatable {
         try c.encode(status, forKey: .status)
         try c.encode(commit, forKey: .commit)
         try c.encode(error, forKey: .error)
+        try c.encode(pushBranches, forKey: .pushBranches)
     }
 }
 

@@ -100,7 +100,7 @@ public func buildApplication(
         // ports route (WebSocket to an app in a box, `PortUpgrade`).
         server: .http1WithPortUpgrades(),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "devbox"),
-        services: [worker, lifetimes, gateway, broker],
+        services: [worker, lifetimes, gateway, broker, BrokerUsageFlusher(core: system.core)],
         onServerRunning: { channel in
             logger.notice("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
             // Hummingbird accepts connections only once this returns: no request is served

@@ -114,6 +114,9 @@ struct BrokerForwarder: Sendable {
 
     func respond(_ request: Request, peer: String?) async -> Response {
         let path = request.uri.path
+        if path.hasPrefix("/git/") {
+            return await GitBroker(core: core, logger: logger, http: http).respond(request, peer: peer)
+        }
         let api: BrokerAPI
         let rest: Substring
         if path.hasPrefix("/anthropic/") {
@@ -121,7 +124,7 @@ struct BrokerForwarder: Sendable {
         } else if path.hasPrefix("/openai/") {
             (api, rest) = (.openai, path.dropFirst("/openai".count))
         } else {
-            return refusal(404, "the broker serves /anthropic/… and /openai/… only")
+            return refusal(404, "the broker serves /anthropic/…, /openai/… and /git/… only")
         }
         let presented: String?
         switch api {

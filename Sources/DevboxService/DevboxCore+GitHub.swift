@@ -280,6 +280,11 @@ extension DevboxCore {
                 throw .validation(
                     field: field,
                     message: "\(repositories[i].fullName) was not found on GitHub, or the connected account cannot see it")
+            case .anonymous(let hint) where repositories[i].pushBranches != nil:
+                // The git broker pushes with the connected account's token: only where a clone may use it.
+                throw .validation(
+                    field: "repositories[\(legacy ? i - 1 : i)].push_branches",
+                    message: "push_branches needs the connected GitHub account's token for \(repositories[i].fullName): \(hint)")
             case .token, .anonymous:
                 continue
             }

@@ -178,6 +178,7 @@ public final class DevboxCore: Sendable {
         try requireFreeDisk()
         let credentialMode = try credentialMode(of: request)
         let image = try imageOfCreate(request)
+        try requireGitBroker(v.repositories, legacy: request.repository != nil)
         if v.credentialProfile.injectClaudeToken && (tokens.claudeToken ?? "").isEmpty {
             throw .validation(
                 field: "X-Claude-Token",
@@ -204,7 +205,8 @@ public final class DevboxCore: Sendable {
             let repos = v.repositories.enumerated().map { i, r in
                 RepositoryRecord(
                     devboxId: id, position: i, repoId: r.repoId, fullName: r.fullName, ref: r.ref ?? "main",
-                    targetPath: r.targetPath ?? "/workspace", status: "pending")
+                    targetPath: r.targetPath ?? "/workspace", status: "pending",
+                    pushBranches: RepositoryRecord.encodePushBranches(r.pushBranches))
             }
             let record = DevboxRecord(
                 id: id, userId: principal.userId, name: v.name, plan: v.plan.name, state: .requested,

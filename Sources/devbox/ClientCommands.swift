@@ -34,6 +34,12 @@ struct CreateCommand: AsyncParsableCommand {
         help: ArgumentHelp("Repository to clone: OWNER/NAME[@REF][:PATH] (repeatable).", valueName: "spec"))
     var repos: [String] = []
     @Option(
+        name: .customLong("push"),
+        help: ArgumentHelp(
+            "Git broker: let the box push branches matching GLOB to a --repo, without a token in the box: OWNER/NAME=GLOB[,GLOB] (repeatable).",
+            valueName: "spec"))
+    var push: [String] = []
+    @Option(
         name: .customLong("env"),
         help: ArgumentHelp("Environment variable K=V, or K to pass your own value of K (repeatable).", valueName: "K=V"))
     var env: [String] = []
@@ -116,7 +122,7 @@ struct CreateCommand: AsyncParsableCommand {
             }
         }
         return CreateDevboxRequest(
-            name: name, plan: plan, repositories: repos.isEmpty ? nil : try repos.map(Self.parseRepo),
+            name: name, plan: plan, repositories: repos.isEmpty ? nil : try Self.withPush(repos.map(Self.parseRepo), push),
             credentialProfile: (claude || codex) ? CredentialProfile(injectClaudeToken: claude, injectCodexToken: codex) : nil,
             env: vars.isEmpty ? nil : vars, setupCommands: setup.isEmpty ? nil : setup, setupTimeoutSeconds: setupTimeout,
             network: network, credentialMode: credentialMode, image: image)
@@ -126,6 +132,21 @@ struct CreateCommand: AsyncParsableCommand {
     var network: DevboxNetwork? {
         guard denyAll || !allow.isEmpty || !deny.isEmpty else { return nil }
         return DevboxNetwork(egress: denyAll ? "deny_all" : "allow_all", allow: allow, deny: deny)
+    }
+
+    /// `--push OWNER/NAME=GLOB[,GLOB]`: the push_branches of the --repo with that name.
+    static func withPush(_ repos: [DevboxRepositoryRequest], _ specs: [String]) throws -> [DevboxRepositoryRequest] {
+        var out = repos
+        for spec in specs {
+            guard let eq = spec.firstIndex(of: "=") else { throw CLIError.usage("--push '\(spec)': expected OWNER/NAME=GLOB[,GLOB]") }
+            let name = spec[..<eq].lowercased()
+            let globs = spec[spec.index(after: eq)...].split(separator: ",").map(String.init)
+            guard let i = out.firstIndex(where: { $0.fullName.lowercased() == name }), !globs.isEmpty else {
+                throw CLIError.usage("--push '\(spec)': OWNER/NAME must be one of the --repo repositories, with at least one GLOB")
+            }
+            out[i].pushBranches = (out[i].pushBranches ?? []) + globs
+        }
+        return out
     }
 
     /// `OWNER/NAME[@REF][:PATH]` (a git ref cannot contain ':', so the first ':' starts the path).

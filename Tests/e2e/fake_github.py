@@ -11,7 +11,9 @@
 - Smart-HTTP git: `git http-backend` as a CGI at /{owner}/{name}.git/...; private
   repositories demand `Authorization: Basic` whose password is a live token of a user
   who can see the repository (401 with WWW-Authenticate otherwise), public ones are
-  served to anyone. Only upload-pack (fetch/clone) is allowed.
+  served to anyone. A push (receive-pack, its advertisement included) needs a live token
+  of the owner, a collaborator or a member of the owning organisation (401 without a
+  token, 403 with one that may not write), as GitHub does.
 """
 from __future__ import annotations
 
@@ -157,6 +159,22 @@ class FakeGitHub:
             return True
         org = self.orgs.get(repo.owner)
         return bool(org and login in org["members"])
+
+    def can_push(self, login: str | None, repo: Repo) -> bool:
+        """Write access: the owner, a collaborator, a member of the owning organisation."""
+        if login is None:
+            return False
+        if repo.owner == login or login in repo.collaborators:
+            return True
+        org = self.orgs.get(repo.owner)
+        return bool(org and login in org["members"])
+
+    def ref(self, full_name: str, ref: str) -> str | None:
+        """The commit a ref of a served repository points at (None: no such ref)."""
+        try:
+            return git("rev-parse", "--verify", "--quiet", ref, cwd=self.git_dir(full_name))
+        except subprocess.CalledProcessError:
+            return None
 
     def listed_repos(self, login: str) -> list[Repo]:
         """What /user/repos lists: owned, collaborator, and member organisations' repositories."""
@@ -388,8 +406,6 @@ class FakeHandler(BaseHTTPRequestHandler):
         r = f.repos.get(full_name.lower())
         if r is None or not os.path.isdir(f.git_dir(r.full_name)):
             return self.send_json(404, {"message": "Repository not found."})
-        if "git-receive-pack" in rest or "git-receive-pack" in url.query:
-            return self.send_json(403, {"message": "read-only"})
         login = None
         if auth and auth.lower().startswith("basic "):
             try:
@@ -398,6 +414,19 @@ class FakeHandler(BaseHTTPRequestHandler):
                 password = ""
             with f.lock:
                 login = f.tokens.get(password)
+        push = "git-receive-pack" in rest or "git-receive-pack" in url.query
+        record["push"] = push
+        if push and not f.can_push(login, r):
+            # As GitHub: a push needs a live token with write access (anonymous: 401, asking for one).
+            if login is None:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="GitHub"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                record["status"] = 401
+                return
+            record["status"] = 403
+            return self.send_json(403, {"message": f"Permission to {r.full_name}.git denied to {login}."})
         if r.private and not f.can_see(login, r):
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="GitHub"')
@@ -413,6 +442,8 @@ class FakeHandler(BaseHTTPRequestHandler):
             "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
             "PATH": GIT_ENV["PATH"], "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
         }
+        if push:
+            env["REMOTE_USER"] = login  # http-backend serves receive-pack to an authenticated user
         if self.headers.get("Git-Protocol"):
             env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
         if self.headers.get("Content-Encoding"):

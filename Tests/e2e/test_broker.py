@@ -298,12 +298,36 @@ def test_rotation_and_a_restart_keep_brokering(fresh_server):
 
         # A restart: same port, same placeholder, the rotated key still in use.
         base = box_env(s, a["id"])["ANTHROPIC_BASE_URL"]
+        before = s.request("GET", f"/api/v1/devboxes/{a['id']}/usage").json()
+        assert before["apis"]["anthropic"]["requests"] == 2 and before["apis"]["anthropic"]["input_tokens"] == 20, before
         s.stop()
         s2 = fresh_server(data_dir=s.data_dir, token=s.token, env=env_for(ant, oai))
         s2.log_path = s.log_path
         s2.start()
+        # Usage survived the restart (kept in the database) and keeps counting.
+        after = s2.request("GET", f"/api/v1/devboxes/{a['id']}/usage").json()
+        assert after["apis"] == before["apis"], (before, after)
         assert box_env(s2, a["id"])["ANTHROPIC_BASE_URL"] == base
         assert call(s2, a["id"], ANTHROPIC_CURL)[0] == 200 and ant.seen[-1]["key"] == new_a
+        usage = s2.request("GET", f"/api/v1/devboxes/{a['id']}/usage").json()["apis"]["anthropic"]
+        assert usage["requests"] == 3 and usage["status_codes"] == {"200": 3} and usage["input_tokens"] == 30, usage
+        # The dashboard's devbox page shows the same counts (real headless Chromium).
+        from dashboard_browser import Browser
+        b = Browser()
+        try:
+            b.get(s2.base + "/login")
+            b.type("#provider_token", s2.token)
+            b.submit("#sign-in")
+            b.get(f"{s2.base}/devboxes/{a['id']}")
+            row = '#usage-table [data-usage-api="anthropic"]'
+            b.wait_text(row + " [data-usage-requests]", "3")
+            assert b.find(row + " [data-usage-codes]").text == "200: 3"
+            assert b.find(row + " [data-usage-input]").text == "30" and b.find(row + " [data-usage-output]").text == "15"
+            assert b.find('#usage-table [data-usage-api="openai"] [data-usage-requests]').text == "0"
+            assert "proxy" in b.find("#credential-mode").text
+            assert new_a not in b.driver.page_source
+        finally:
+            b.close()
         for sec in (real_a, new_a, real_o):
             assert sec not in s2.log()
         s2.delete_all()

@@ -170,8 +170,10 @@ extension DashboardController {
         let ops = try await core.operations(s.principal, id: id)
         let sessions = try await core.listSessions(s.principal, devboxId: id)
         let profile = try await core.profile(s.principal)
+        let usage = try await core.brokerUsage(s.principal, id: id).1
         return DevboxPage.Model(
-            devbox: d, operations: ops, sessions: sessions, hasSSHKey: profile.sshKey != nil, newSession: newSession)
+            devbox: d, operations: ops, sessions: sessions, hasSSHKey: profile.sshKey != nil, newSession: newSession,
+            usage: usage)
     }
 
     @Sendable func show(_ request: Request, context: AppRequestContext) async throws -> Response {

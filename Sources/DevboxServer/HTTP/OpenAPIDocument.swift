@@ -32,7 +32,8 @@ enum OpenAPIDocument {
       "DevboxRepositoryRequest": {"type": "object", "required": ["full_name"], "properties": {
         "repo_id": {"type": ["integer", "null"], "minimum": 1}, "full_name": {"type": "string", "pattern": "^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}|\\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,98}|\\.\\.[A-Za-z0-9_.-]{1,98})/(?:[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}|\\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,98}|\\.\\.[A-Za-z0-9_.-]{1,98})$", "description": "owner/name: 1-100 of A-Z a-z 0-9 _ . - each, neither . nor .."},
         "ref": {"type": ["string", "null"], "minLength": 1, "maxLength": 255, "description": "Branch, tag or commit sha (a valid git ref). Default: main"},
-        "target_path": {"type": ["string", "null"], "pattern": "^/workspace(/|$)", "description": "Absolute path inside /workspace, without ..; each repository its own directory. Default: /workspace/<repo name>"}}},
+        "target_path": {"type": ["string", "null"], "pattern": "^/workspace(/|$)", "description": "Absolute path inside /workspace, without ..; each repository its own directory. Default: /workspace/<repo name>"},
+        "push_branches": {"type": ["array", "null"], "minItems": 1, "maxItems": 32, "items": {"type": "string", "pattern": "^[A-Za-z0-9_*][A-Za-z0-9_.*/-]{0,199}$"}, "description": "Git broker (opt-in): branch globs the box may push to (* within a path segment, ** across segments), e.g. agent/*. The clone's origin then points at the server's broker, which adds the connected GitHub token on the way out, forwards only to this devbox's repositories and admits pushes only to refs/heads/<branch> matching a glob (tags and other refs refused). Needs a connected GitHub account that may use its token for the repository, and per-box networks. null or absent: no broker, the token is used only to clone"}}},
       "CreateDevboxRequest": {"type": "object", "required": ["name"], "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": 64},
         "plan": {"type": ["string", "null"], "minLength": 1, "default": "small", "description": "A plan this server offers (DEVBOX_PLANS: memory, CPUs, pids and a disk size for the writable layer and /workspace together); null or absent: the default plan"},
@@ -50,7 +51,8 @@ enum OpenAPIDocument {
         "ttl_seconds": {"type": ["integer", "null"], "minimum": 0, "maximum": 31536000, "description": "Destroy this long after creation; 0 = never; absent = server default (none)"}}},
       "DevboxRepository": {"type": "object", "properties": {
         "repo_id": {"type": ["integer", "null"]}, "full_name": {"type": "string"}, "ref": {"type": "string"}, "target_path": {"type": "string"},
-        "status": {"type": "string", "enum": ["pending", "cloning", "cloned", "failed"]}, "commit": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]}}},
+        "status": {"type": "string", "enum": ["pending", "cloning", "cloned", "failed"]}, "commit": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]},
+        "push_branches": {"type": "array", "items": {"type": "string"}, "description": "The git broker's branch globs; empty: no broker (the origin is GitHub's URL)"}}},
       "DevboxNetwork": {"type": "object", "description": "Egress policy. Loopback, private (RFC 1918, CGNAT, unique-local), link-local, multicast and the host's own addresses are refused in every mode.", "properties": {
         "egress": {"type": ["string", "null"], "enum": ["allow_all", "deny_all", null], "default": "allow_all", "description": "null or absent: allow_all"},
         "allow": {"type": ["array", "null"], "maxItems": 64, "items": {"type": "string", "description": "CIDR, or domain name with an optional leading *. (its subdomains)"}},

@@ -62,20 +62,34 @@ public struct BrokerSettings: Sendable {
     public func upstream(_ api: BrokerAPI) -> String { api == .anthropic ? anthropicUpstream : openaiUpstream }
 }
 
-/// What the broker counted for one API of one devbox since the service started.
+/// What the broker counted for one API of one devbox (kept in the database: a restart
+/// continues the counts).
 public struct BrokerUsageCounts: Sendable, Equatable {
     public var requests = 0
     public var statusCodes: [Int: Int] = [:]
     public var inputTokens = 0
     public var outputTokens = 0
     public init() {}
+
+    mutating func add(_ o: BrokerUsageCounts) {
+        requests += o.requests
+        statusCodes.merge(o.statusCodes, uniquingKeysWith: +)
+        inputTokens += o.inputTokens
+        outputTokens += o.outputTokens
+    }
 }
 
 /// The broker's state in the service: its port (set before the box networks start, so the
-/// nftables rules offer it to boxes) and the usage counters.
+/// nftables rules offer it to boxes) and the usage counters. The request path only touches
+/// memory; `BrokerUsageFlusher` writes what changed to the database about once a second
+/// (absolute totals, so a write that is retried or repeated cannot count twice).
 public final class BrokerState: Sendable {
     private let portValue = Mutex<UInt16?>(nil)
-    private let counts = Mutex<[String: [BrokerAPI: BrokerUsageCounts]]>([:])
+    private struct Counts {
+        var all: [String: [BrokerAPI: BrokerUsageCounts]] = [:]
+        var dirty: Set<String> = []
+    }
+    private let counts = Mutex<Counts>(Counts())
 
     public init() {}
 
@@ -83,18 +97,48 @@ public final class BrokerState: Sendable {
     public func setPort(_ port: UInt16) { portValue.withLock { $0 = port } }
 
     func record(devboxId: String, api: BrokerAPI, status: Int?, inputTokens: Int, outputTokens: Int) {
-        counts.withLock { all in
-            var c = all[devboxId, default: [:]][api, default: BrokerUsageCounts()]
+        counts.withLock { c in
+            var u = c.all[devboxId, default: [:]][api, default: BrokerUsageCounts()]
             if let status {
-                c.requests += 1
-                c.statusCodes[status, default: 0] += 1
+                u.requests += 1
+                u.statusCodes[status, default: 0] += 1
             }
-            c.inputTokens += inputTokens
-            c.outputTokens += outputTokens
-            all[devboxId, default: [:]][api] = c
+            u.inputTokens += inputTokens
+            u.outputTokens += outputTokens
+            c.all[devboxId, default: [:]][api] = u
+            c.dirty.insert(devboxId)
         }
     }
 
-    func usage(devboxId: String) -> [BrokerAPI: BrokerUsageCounts] { counts.withLock { $0[devboxId] } ?? [:] }
-    func forget(devboxId: String) { _ = counts.withLock { $0.removeValue(forKey: devboxId) } }
+    func usage(devboxId: String) -> [BrokerAPI: BrokerUsageCounts] { counts.withLock { $0.all[devboxId] } ?? [:] }
+    func forget(devboxId: String) {
+        counts.withLock {
+            $0.all.removeValue(forKey: devboxId)
+            $0.dirty.remove(devboxId)
+        }
+    }
+
+    /// Adds what the database kept from earlier runs to what this run counted so far.
+    func merge(stored: [String: [BrokerAPI: BrokerUsageCounts]]) {
+        counts.withLock { c in
+            for (id, apis) in stored {
+                // Counted before the load: its total changed, it must be written.
+                if c.all[id] != nil { c.dirty.insert(id) }
+                for (api, u) in apis { c.all[id, default: [:]][api, default: BrokerUsageCounts()].add(u) }
+            }
+        }
+    }
+
+    /// The totals of every devbox counted since the last call (they are no longer dirty).
+    func takeDirty() -> [String: [BrokerAPI: BrokerUsageCounts]] {
+        counts.withLock { c in
+            var out: [String: [BrokerAPI: BrokerUsageCounts]] = [:]
+            for id in c.dirty { out[id] = c.all[id] }
+            c.dirty.removeAll(keepingCapacity: true)
+            return out
+        }
+    }
+
+    /// Marks devboxes dirty again (a write that failed is tried on the next flush).
+    func markDirty(_ ids: some Sequence<String>) { counts.withLock { $0.dirty.formUnion(ids) } }
 }

@@ -136,6 +136,9 @@ public enum CreateValidation {
             if let id = repo.repoId, id <= 0 {
                 throw .validation(field: "\(f).repo_id", message: "repo_id must be a positive integer")
             }
+            if let globs = repo.pushBranches {
+                try validatePushBranches(globs, field: "\(f).push_branches")
+            }
             out.append(repo)
         }
         guard out.count <= maxRepositories else {
@@ -162,6 +165,33 @@ public enum CreateValidation {
             out[i].ref = repo.ref ?? "main"
         }
         return out
+    }
+
+    static let maxPushBranches = 32
+    static let maxPushBranchBytes = 200
+
+    /// `push_branches` (issue 19's git broker): 1 to 32 globs, each 1 to 200 of
+    /// `A-Z a-z 0-9 _ . * / -`, not starting with `.`, `/` or `-` (the OpenAPI pattern, exactly).
+    static func validatePushBranches(_ globs: [String], field: String) throws(ServiceError) {
+        guard !globs.isEmpty else {
+            throw .validation(field: field, message: "push_branches needs at least one branch pattern (e.g. \"agent/*\"); omit it for no git broker")
+        }
+        guard globs.count <= maxPushBranches else {
+            throw .validation(field: field, message: "at most \(maxPushBranches) branch patterns")
+        }
+        for (i, g) in globs.enumerated() where !isPushGlob(g) {
+            throw .validation(
+                field: "\(field)[\(i)]",
+                message: "a branch pattern is 1 to \(maxPushBranchBytes) of A-Z a-z 0-9 _ . * / -, not starting with '.', '/' or '-' (e.g. \"agent/*\")")
+        }
+    }
+
+    static func isPushGlob(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard (1...maxPushBranchBytes).contains(u.count) else { return false }
+        func word(_ c: UInt8) -> Bool { (48...57).contains(c) || (65...90).contains(c) || (97...122).contains(c) || c == 95 || c == 42 }
+        guard word(u[0]) else { return false }
+        return u.dropFirst().allSatisfy { word($0) || $0 == 46 || $0 == 47 || $0 == 45 }
     }
 
     static func isFullName(_ s: String) -> Bool {

@@ -14,6 +14,9 @@ struct CloneRequest: Sendable {
     var token: String?
     /// Added to an authentication failure of an anonymous clone (what would make it work).
     var anonymousHint: String
+    /// The git broker's URL for this repository (issue 19): `origin` in the box points there
+    /// instead of at GitHub. Nil: GitHub's URL, as cloned.
+    var brokerRemote: String? = nil
     /// Gives the finished clone the box's ids (its user namespace's range) before it moves
     /// into the workspace; nil: kept as made (root-owned).
     var adopt: (@Sendable (String) async throws -> Void)? = nil
@@ -130,6 +133,13 @@ struct RepositoryCloner: Sendable {
         let commit = head.text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard head.status == 0, Self.isHex(commit) else {
             throw CloneFailure(message: "could not read the checked-out commit", log: log)
+        }
+        if let remote = r.brokerRemote {
+            let set = try await git(["remote", "set-url", "origin", remote], in: dest, auth: false)
+            guard set.status == 0 else {
+                throw CloneFailure(message: "pointing origin at the git broker failed: \(Self.lastLine(scrubber.scrub(set.text)))", log: log)
+            }
+            log += "origin is the devbox's git broker (push_branches): fetch and push work without a token in the box\n"
         }
         // Belt and braces: the header must not have been written anywhere in .git/config.
         let config = (try? String(contentsOfFile: dest + "/.git/config", encoding: .utf8)) ?? ""

@@ -179,6 +179,19 @@ struct Pipeline: Sendable {
             let sandbox = core.sandbox
             request.adopt = { path in try await sandbox.adoptTree(box: id, path: path) }
             request.owner = sandbox.boxRootOwner(box: id)
+            if !repo.pushGlobs.isEmpty {
+                // Issue 19's git broker: only with the account's token (checked at create; asked again here).
+                guard token != nil else {
+                    let why = "push_branches needs the connected GitHub account's token for \(repo.fullName): \(hint)"
+                    try await core.db.updateRepository(devboxId: id, position: repo.position, status: "failed", commit: nil, error: why)
+                    return .failed("cloning \(repo.fullName) failed: \(why)", tail.output)
+                }
+                do {
+                    request.brokerRemote = try await core.gitBrokerRemote(devboxId: id, fullName: repo.fullName)
+                } catch {
+                    return .failed("the git broker for \(repo.fullName) could not be set up: \(error)", tail.output)
+                }
+            }
             do {
                 let outcome = try await cloner.clone(request, workspace: workspace)
                 tail.append(Array(outcome.log.utf8))

@@ -154,6 +154,8 @@ extension AppDatabase {
         let deleted = try await pool.write { db in
             // A proxy-mode devbox's placeholder goes too (worth nothing outside its box; no WAL truncation for it).
             try db.execute(sql: "DELETE FROM devbox_broker WHERE devbox_id = ?", arguments: [devboxId])
+            // So does its git broker path secret (issue 19): the box's remotes stop working.
+            try db.execute(sql: "DELETE FROM devbox_git_broker WHERE devbox_id = ?", arguments: [devboxId])
             return try PendingSecretRecord.filter(Column("devbox_id") == devboxId).deleteAll(db)
                 + EnvRecord.filter(Column("devbox_id") == devboxId).deleteAll(db)
         }

@@ -152,16 +152,30 @@ struct RepositoryRecord: Codable, FetchableRecord, PersistableRecord, StoredReco
     var status: String
     var resolvedCommit: String?
     var error: String?
+    /// The git broker's branch globs as a JSON array (issue 19); NULL: no broker.
+    var pushBranches: String?
     enum CodingKeys: String, CodingKey {
         case position, ref, status, error
         case devboxId = "devbox_id", repoId = "repo_id", fullName = "full_name", targetPath = "target_path"
         case resolvedCommit = "resolved_commit"
+        case pushBranches = "push_branches"
+    }
+
+    var pushGlobs: [String] {
+        guard let pushBranches, let data = pushBranches.data(using: .utf8),
+              let list = try? JSONDecoder().decode([String].self, from: data) else { return [] }
+        return list
+    }
+
+    static func encodePushBranches(_ list: [String]?) -> String? {
+        guard let list, !list.isEmpty, let data = try? JSONEncoder().encode(list) else { return nil }
+        return String(decoding: data, as: UTF8.self)
     }
 
     var model: DevboxRepository {
         DevboxRepository(
             repoId: repoId, fullName: fullName, ref: ref, targetPath: targetPath, status: status,
-            commit: resolvedCommit, error: error)
+            commit: resolvedCommit, error: error, pushBranches: pushGlobs)
     }
 }
 

@@ -46,6 +46,7 @@ extension ToolJSON {
             "status": .string(r.status),
             "commit": r.commit.map { .string($0) } ?? .null,
             "error": r.error.map { .string($0) } ?? .null,
+            "push_branches": .array(r.pushBranches.map { .string($0) }),
         ]
     }
 

@@ -96,7 +96,7 @@ enum Schema {
 
     static let state = enumeration(["requested", "provisioning", "ready", "stopped", "destroyed", "failed"])
 
-    static let repositories = objects("full_name, ref, target_path, status (pending, cloning, cloned, failed), commit, error")
+    static let repositories = objects("full_name, ref, target_path, status (pending, cloning, cloned, failed), commit, error, push_branches")
 
     /// The whole devbox, as `get_devbox` returns it (the REST API's devbox object).
     static let devbox = output(

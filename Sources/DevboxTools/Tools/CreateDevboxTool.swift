@@ -9,7 +9,10 @@ struct CreateDevboxTool: DevboxTool {
         var repoId: Int64?
         var ref: String?
         var targetPath: String?
-        enum CodingKeys: String, CodingKey { case fullName = "full_name", repoId = "repo_id", ref, targetPath = "target_path" }
+        var pushBranches: [String]?
+        enum CodingKeys: String, CodingKey {
+            case fullName = "full_name", repoId = "repo_id", ref, targetPath = "target_path", pushBranches = "push_branches"
+        }
     }
 
     struct Input: ToolInput {
@@ -64,7 +67,8 @@ struct CreateDevboxTool: DevboxTool {
             return CreateDevboxRequest(
                 name: name, plan: plan, repository: repository, branch: branch,
                 repositories: repositories?.map {
-                    DevboxRepositoryRequest(repoId: $0.repoId, fullName: $0.fullName, ref: $0.ref, targetPath: $0.targetPath)
+                    DevboxRepositoryRequest(
+                        repoId: $0.repoId, fullName: $0.fullName, ref: $0.ref, targetPath: $0.targetPath, pushBranches: $0.pushBranches)
                 },
                 credentialProfile: profile, env: env, setupCommands: setupCommands, setupTimeoutSeconds: setupTimeoutSeconds,
                 idleTimeoutSeconds: idleTimeoutSeconds, ttlSeconds: ttlSeconds,
@@ -93,6 +97,9 @@ struct CreateDevboxTool: DevboxTool {
                             "repo_id": Schema.integer("GitHub id, from list_github_repos."),
                             "ref": Schema.string("Branch, tag or commit (default main)."),
                             "target_path": Schema.string("Default /workspace/<name>."),
+                            "push_branches": Schema.array(
+                                ["type": "string", "maxLength": 200],
+                                "Branch globs (agent/*) the box may git push to; no token enters the box.", maxItems: 32),
                         ], required: ["full_name"]),
                     "Repositories to clone.", maxItems: 16),
                 "repository": Schema.string("Legacy; use repositories."),

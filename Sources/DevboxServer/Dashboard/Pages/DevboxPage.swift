@@ -1,4 +1,5 @@
 import DevboxModel
+import DevboxService
 import Foundation
 
 /// One devbox: state timeline with each operation's live output tail, repositories with
@@ -14,6 +15,8 @@ enum DevboxPage {
         var errors: [String: String] = [:]
         /// The network form as submitted, shown again after an error (nil: the stored policy).
         var networkDraft: NetworkDraft?
+        /// What the AI-API broker counted for the devbox (issue 19; kept across restarts).
+        var usage: [BrokerAPI: BrokerUsageCounts] = [:]
     }
 
     /// The egress form's fields as typed: entries one per line.
@@ -53,6 +56,7 @@ enum DevboxPage {
               <div><dt>Created</dt><dd><time datetime="\(Display.time(d.createdAt))">\(Display.age(since: d.createdAt, now: now)) ago</time></dd></div>
               <div><dt>Environment</dt><dd>\(d.envKeys.isEmpty ? "—" : d.envKeys.joined(separator: ", "))</dd></div>
               <div><dt>AI tokens</dt><dd>\(aiTokens(d.credentialProfile))</dd></div>
+              <div><dt>Credential mode</dt><dd id="credential-mode">\(d.credentialMode == "proxy" ? "proxy (keys stay on the server)" : "env (keys in the box)")</dd></div>
             </dl>
             \(failure)
             <section aria-labelledby="timeline-h">
@@ -63,6 +67,7 @@ enum DevboxPage {
               <h2 id="repos-h">Repositories</h2>
               \(repositories(d.repositories))
             </section>
+            \(brokerUsage(m))
             <section aria-labelledby="network-h" id="network">
               <h2 id="network-h">Network</h2>
               \(network(m, csrf: csrf))
@@ -81,6 +86,33 @@ enum DevboxPage {
             </section>
             </article>
             """)
+    }
+
+    /// The AI-API broker's counts per API (proxy mode, or anything counted).
+    static func brokerUsage(_ m: Model) -> HTML {
+        guard m.devbox.credentialMode == "proxy" || !m.usage.isEmpty else { return .empty }
+        let rows: [HTML] = BrokerAPI.allCases.map { api in
+            let c = m.usage[api] ?? BrokerUsageCounts()
+            let codes = c.statusCodes.isEmpty
+                ? "—" : c.statusCodes.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+            return """
+                <tr data-usage-api="\(api.rawValue)">
+                  <td data-label="API"><span>\(api == .anthropic ? "Anthropic" : "OpenAI")</span></td>
+                  <td data-label="Requests"><span data-usage-requests>\(c.requests)</span></td>
+                  <td data-label="Status codes"><span data-usage-codes>\(codes)</span></td>
+                  <td data-label="Input tokens"><span data-usage-input>\(c.inputTokens)</span></td>
+                  <td data-label="Output tokens"><span data-usage-output>\(c.outputTokens)</span></td>
+                </tr>
+                """
+        }
+        return """
+            <section aria-labelledby="usage-h" id="usage">
+              <h2 id="usage-h">AI-API usage</h2>
+              <table class="repos" id="usage-table"><caption class="sr-only">Requests the broker forwarded, per API</caption>
+              <thead><tr><th scope="col">API</th><th scope="col">Requests</th><th scope="col">Status codes</th><th scope="col">Input tokens</th><th scope="col">Output tokens</th></tr></thead>
+              <tbody>\(rows)</tbody></table>
+            </section>
+            """
     }
 
     static func aiTokens(_ p: CredentialProfile) -> String {
@@ -139,12 +171,13 @@ enum DevboxPage {
                   <td data-label="Status"><span class="state state-\(r.status)" data-repo-status>\(r.status)</span></td>
                   <td data-label="Commit"><code data-repo-commit>\(commit)</code></td>
                   <td data-label="Error"><span data-repo-error>\(r.error ?? "")</span></td>
+                  <td data-label="Push"><span data-repo-push>\(r.pushBranches.isEmpty ? "—" : r.pushBranches.joined(separator: ", "))</span></td>
                 </tr>
                 """
         }
         return """
             <table class="repos"><caption class="sr-only">Repositories and clone status</caption>
-            <thead><tr><th scope="col">Repository</th><th scope="col">Ref</th><th scope="col">Path</th><th scope="col">Status</th><th scope="col">Commit</th><th scope="col">Error</th></tr></thead>
+            <thead><tr><th scope="col">Repository</th><th scope="col">Ref</th><th scope="col">Path</th><th scope="col">Status</th><th scope="col">Commit</th><th scope="col">Error</th><th scope="col">Push (git broker)</th></tr></thead>
             <tbody>\(rows)</tbody></table>
             """
     }
