@@ -36,7 +36,8 @@ SECRETS = [ENV_SECRET, CLAUDE_SECRET, CMD_SECRET, STDIN_SECRET, FILE_SECRET, JWT
 @pytest.fixture(scope="module")
 def audit_server():
     s = Server(env={"DEVBOX_USER_JWT_SECRET": JWT_SECRET, "DEVBOX_AUDIT_LOG": "stderr", "DEVBOX_WARM_POOL": "1",
-                    "DEVBOX_DESTROYED_RETENTION": "1", "DEVBOX_LIFETIME_CHECK_SECONDS": "1"}).start()
+                    "DEVBOX_DESTROYED_RETENTION": "1", "DEVBOX_LIFETIME_CHECK_SECONDS": "1",
+                    "DEVBOX_LIFETIME_MIN_SECONDS": "1"}).start()
     yield s
     s.close()
 
@@ -64,11 +65,12 @@ def one(events: list[dict], **match) -> dict:
     return got[0]
 
 
-def keygen() -> str:
-    d = tempfile.mkdtemp()
+def keygen(keep_dir: str | None = None) -> str:
+    d = keep_dir or tempfile.mkdtemp()
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", d + "/key"], check=True)
     pub = open(d + "/key.pub").read().strip()
-    subprocess.run(["rm", "-rf", d], check=True)
+    if keep_dir is None:
+        subprocess.run(["rm", "-rf", d], check=True)
     return pub
 
 
@@ -88,13 +90,19 @@ def test_rest_actions_are_audited_with_who_what_result_and_source(audit_server):
     r = s.request("POST", f"/api/v1/devboxes/{bid}/exec",
                   json_body={"command": f"echo {CMD_SECRET} $SECRET_VALUE; cat", "stdin": STDIN_SECRET})
     assert r.status_code == 200 and r.json()["exit_code"] == 0, r.text
-    r = s.request("PUT", f"/api/v1/devboxes/{bid}/files?path=%2Ftmp%2Fnote", data=FILE_SECRET.encode())
+    r = s.request("PUT", f"/api/v1/devboxes/{bid}/files?path=%2Fworkspace%2Fnote", data=FILE_SECRET.encode())
     assert r.status_code in (200, 201), r.text
-    assert s.request("PUT", "/api/v1/users/me/ssh-key", json_body={"public_key": keygen()}).status_code == 204
-    r = s.request("POST", f"/api/v1/devboxes/{bid}/sessions", json_body={})
+    keydir = tempfile.mkdtemp()
+    assert s.request("PUT", "/api/v1/users/me/ssh-key", json_body={"public_key": keygen(keydir)}).status_code == 204
+    r = s.request("POST", f"/api/v1/devboxes/{bid}/access/session", json_body={})
     assert r.status_code == 201, r.text
     sid = r.json()["session_id"]
-    assert s.request("DELETE", f"/api/v1/devboxes/{bid}/sessions/{sid}").status_code == 204
+    ssh = subprocess.run(["ssh", "-i", keydir + "/key", "-p", str(s.ssh_port), "-o", "StrictHostKeyChecking=no",
+                          "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                          f"{sid}@127.0.0.1", "true"], capture_output=True, text=True, timeout=60)
+    subprocess.run(["rm", "-rf", keydir], check=True)
+    assert ssh.returncode == 0, ssh.stderr
+    assert s.request("DELETE", f"/api/v1/devboxes/{bid}/access/session/{sid}").status_code == 204
     assert s.request("POST", f"/api/v1/devboxes/{bid}/stop").status_code == 200
     assert s.request("POST", f"/api/v1/devboxes/{bid}/start").status_code == 200
     assert s.request("DELETE", f"/api/v1/devboxes/{bid}").status_code == 204
@@ -111,9 +119,11 @@ def test_rest_actions_are_audited_with_who_what_result_and_source(audit_server):
     assert abs(time.time() - _epoch(create["time"])) < 300
     ex = one(events, action="devbox.exec")
     assert ex["result"] == "ok" and ex["detail"]["exit_code"] == 0 and "stdin" in ex["detail"]["fields"]
-    assert one(events, action="file.write")["target"] == "/tmp/note"
+    assert one(events, action="file.write")["target"] == "/workspace/note"
     assert one(events, action="session.create")["detail"]["session_id"] == sid
     assert one(events, action="session.revoke")["target"] == sid
+    login = one(events, action="ssh.login")
+    assert login["face"] == "ssh" and login["target"] == sid and login["user_id"] == me and login["result"] == "ok"
     for a in ("devbox.stop", "devbox.start", "devbox.delete"):
         e = one(events, action=a)
         assert e["result"] == "ok" and e["face"] == "api" and e["user_id"] == me, e
@@ -270,6 +280,18 @@ def test_no_secret_in_the_audit_table_or_its_stderr_copy(audit_server):
         assert find(table, secret.encode(), []) == [], secret
         assert find(log, secret.encode(), []) == [], secret
     assert s.token.encode() not in table and s.token.encode() not in log
+
+
+def test_the_services_own_actions_are_audited_as_system(audit_server):
+    s = audit_server
+    me = s.request("GET", "/api/v1/users/me").json()["id"]
+    d = s.create({"name": "short-lived", "ttl_seconds": 2})
+    deadline = time.time() + 60
+    while not any(e["action"] == "devbox.expire" for e in audit(s, devbox_id=d["id"])):
+        assert time.time() < deadline, "no devbox.expire event"
+        time.sleep(0.5)
+    e = one(audit(s, devbox_id=d["id"]), action="devbox.expire")
+    assert e["face"] == "system" and e["provider_token_id"] is None and e["user_id"] == me and e["source"] is None
 
 
 def test_audit_retention_drops_old_events(fresh_server):

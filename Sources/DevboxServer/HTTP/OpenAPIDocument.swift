@@ -126,7 +126,7 @@ enum OpenAPIDocument {
         "id": {"type": "integer", "description": "Increasing sequence number"}, "time": {"type": "string", "format": "date-time"},
         "provider_id": {"type": ["string", "null"]}, "provider_token_id": {"type": ["string", "null"], "description": "The provider token that authenticated the action (null for the service's own: idle stops, expiries)"},
         "user_id": {"type": ["string", "null"]}, "face": {"type": "string", "enum": ["api", "mcp", "dashboard", "ssh", "system"]},
-        "action": {"type": "string", "description": "devbox.create, devbox.delete, devbox.stop, devbox.start, devbox.exec, devbox.network.set, devbox.credentials.replace, file.write, file.delete, session.create, session.revoke, user.ssh_key.set, user.ssh_key.delete, github.connect, github.disconnect, github.org_grants.set, dashboard.sign_in"},
+        "action": {"type": "string", "description": "devbox.create, devbox.delete, devbox.stop, devbox.start, devbox.exec, devbox.network.set, devbox.credentials.replace, file.write, file.delete, session.create, session.revoke, user.ssh_key.set, user.ssh_key.delete, github.connect, github.disconnect, github.org_grants.set, dashboard.sign_in, ssh.login (face ssh), devbox.idle_stop, devbox.expire (face system)"},
         "devbox_id": {"type": ["string", "null"]}, "target": {"type": ["string", "null"], "description": "The other object acted on: a session id, a file path"},
         "result": {"type": "string", "description": "ok, or the API error code (not_found, conflict, validation_failed, ...)"},
         "source": {"type": ["string", "null"], "description": "The client's IP address"}, "request_id": {"type": ["string", "null"], "description": "The request's X-Request-Id"},

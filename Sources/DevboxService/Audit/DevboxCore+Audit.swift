@@ -256,6 +256,20 @@ extension DevboxCore {
         return r
     }
 
+    /// An SSH login the gateway accepted (a refused one names no user to record).
+    public func authorizeSSH(username: String, keyType: String, keyBlob: [UInt8]) async -> SSHGrant? {
+        guard let g = await authorizeSSHUnaudited(username: username, keyType: keyType, keyBlob: keyBlob) else { return nil }
+        recordAudit(nil, userId: g.userId, action: "ssh.login", devboxId: g.devboxId, target: g.sessionId, result: "ok", face: "ssh")
+        return g
+    }
+
+    /// An action of the service itself (idle stop, lifetime expiry): no token, the devbox's
+    /// owner as the user (its provider is looked up when stored).
+    func recordSystemAudit(_ action: String, devboxId: String, detail: [String: AuditValue] = [:]) async {
+        let owner = try? await db.devboxRecord(id: devboxId)?.userId
+        recordAudit(nil, userId: owner, action: action, devboxId: devboxId, result: "ok", detail: detail, face: "system")
+    }
+
     // MARK: Helpers
 
     /// The top-level fields a create request set (names only: env keys and values, tokens

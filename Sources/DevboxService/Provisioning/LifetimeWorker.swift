@@ -41,6 +41,7 @@ extension DevboxCore {
             case .stop:
                 do {
                     try await stop(id, reason: "idle for \(clock.idleTimeoutSeconds ?? 0) s")
+                    await recordSystemAudit("devbox.idle_stop", devboxId: id)
                 } catch {
                     logger.warning("idle stop failed", metadata: ["devbox": "\(id)", "error": "\(error.message)"])
                 }
@@ -79,6 +80,7 @@ extension DevboxCore {
         try? await db.revokeAllSessions(devboxId: id)
         gateway.current?.closeConnections(devboxId: id)
         activityWritten.forget(id)
+        await recordSystemAudit("devbox.expire", devboxId: id)
         await teardown(id, reason: "ttl expired")
     }
 }
