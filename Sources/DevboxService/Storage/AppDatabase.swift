@@ -260,6 +260,7 @@ public final class AppDatabase: Sendable {
                 """)
         }
         m.registerMigration("v7-credential-mode", migrate: migrateCredentialMode)
+        m.registerMigration("v8-list-states", migrate: migrateListStates)
         m.registerMigration("v8-git-broker", migrate: migrateGitBroker)
         m.registerMigration("v8-broker-usage", migrate: migrateBrokerUsage)
         m.registerMigration("v8-audit", migrate: migrateAudit)
