@@ -132,7 +132,8 @@ public final class DevboxCore: Sendable {
         let match: TokenCache.Entry?
         do {
             match = try await tokenCache.lookup(
-                hash: hash, version: { self.db.dataVersion() }, load: { try await self.db.liveTokenHashes() })
+                hash: hash, version: { self.db.dataVersion() }, authVersion: { self.db.authVersion() },
+                load: { try await self.db.liveTokenHashes() })
         } catch {
             logger.error("token lookup failed: \(error)")
             throw .unavailable("authentication is unavailable, try again")
@@ -312,63 +313,6 @@ public final class DevboxCore: Sendable {
         if let e = error as? ServiceError { return e }
         logger.error("storage failure: \(error)")
         return .unavailable("storage is unavailable, try again")
-    }
-}
-
-/// Caches live provider-token hashes and user ids so authentication costs one
-/// `PRAGMA data_version` rather than a query of the tokens on the hot path. The cached list
-/// is used only while the database has had no commit since it was loaded, from this
-/// process or another (`devbox token create` / `revoke` write the same file): a new token
-/// works on its first request, a revoked one is refused on the first request after the
-/// revoke. Nothing is remembered of a miss: an unknown hash is looked for again, in the
-/// list current at its next request.
-actor TokenCache {
-    struct Entry: Sendable {
-        var tokenId: String
-        var providerId: String
-    }
-    /// Live hashes as bytes, converted once per load rather than on every request.
-    private var tokens: [(hash: [UInt8], entry: Entry)] = []
-    /// The data version read before `tokens` was loaded (so the list holds at least every
-    /// commit up to it); nil until the first load.
-    private var loadedVersion: Int?
-    private var users: [String: String] = [:]
-
-    /// `version` is read synchronously, inside the actor (`AppDatabase.dataVersion`: a few
-    /// microseconds, never waits); nil means it could not tell, and the list is reloaded.
-    func lookup(
-        hash: String, version: @Sendable () -> Int?,
-        load: @Sendable () async throws -> [(id: String, providerId: String, hash: String)]
-    ) async throws -> Entry? {
-        // Read after the request arrived: any commit the caller could know of is counted.
-        let current = version()
-        if let current, loadedVersion == current {
-            return constantTimeFind(hash)
-        }
-        let rows = try await load()
-        // Another lookup may have stored a list meanwhile (the actor is re-entered across the
-        // awaits); whichever is stored, a later version check decides whether it is current.
-        tokens = rows.map { (Array($0.hash.utf8), Entry(tokenId: $0.id, providerId: $0.providerId)) }
-        loadedVersion = current
-        return constantTimeFind(hash)
-    }
-
-    /// Compares the presented hash with every live hash without an early exit.
-    private func constantTimeFind(_ hash: String) -> Entry? {
-        var found: Entry?
-        let presented = Array(hash.utf8)
-        for t in tokens where ConstantTime.equals(t.hash, presented) {
-            found = t.entry
-        }
-        return found
-    }
-
-    func user(providerId: String, subject: String, resolve: @Sendable () async throws -> String) async throws -> String {
-        let key = providerId + "\u{0}" + subject
-        if let u = users[key] { return u }
-        let u = try await resolve()
-        users[key] = u
-        return u
     }
 }
 

@@ -19,6 +19,22 @@ public struct Principal: Sendable, Equatable {
 }
 
 extension AppDatabase {
+    /// `auth_version` counts the commits that inserted, changed or deleted provider tokens
+    /// (`authVersion()`): the triggers bump it in the transaction of the change, whichever
+    /// process makes it (`devbox token create` and `revoke` write the file the serve reads).
+    static func migrateAuthVersion(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE auth_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+            INSERT INTO auth_version (id, version) VALUES (1, 0);
+            CREATE TRIGGER provider_tokens_insert_version AFTER INSERT ON provider_tokens
+                BEGIN UPDATE auth_version SET version = version + 1 WHERE id = 1; END;
+            CREATE TRIGGER provider_tokens_update_version AFTER UPDATE ON provider_tokens
+                BEGIN UPDATE auth_version SET version = version + 1 WHERE id = 1; END;
+            CREATE TRIGGER provider_tokens_delete_version AFTER DELETE ON provider_tokens
+                BEGIN UPDATE auth_version SET version = version + 1 WHERE id = 1; END;
+            """)
+    }
+
     /// Stores a new token hash for the provider `name`, creating the provider when new.
     public func insertProviderToken(providerName: String, tokenHash: String, hint: String) async throws -> ProviderTokenInfo {
         try await pool.write { db in

@@ -78,18 +78,28 @@ public final class AppDatabase: Sendable {
     /// after a change, the first page from the OS cache. Callers serialize their calls (the
     /// token cache is an actor), so GRDB's queue never makes one caller wait for another.
     public func dataVersion() -> Int? {
-        do {
-            let queue = try versionProbe.withLock { probe in
-                if let probe { return probe }
-                let opened = try DatabaseQueue(path: path, configuration: Configuration())
-                probe = opened
-                return opened
-            }
-            return try queue.inDatabase { db in
-                try Int.fetchOne(db.cachedStatement(sql: "PRAGMA data_version"))
-            }
-        } catch {
-            return nil
+        try? probe().inDatabase { db in
+            try Int.fetchOne(db.cachedStatement(sql: "PRAGMA data_version"))
+        }
+    }
+
+    /// The count of commits that changed `provider_tokens` (kept by triggers, `v8-auth-version`),
+    /// from any process. Synchronous like `dataVersion`, on the same connection: one row of
+    /// a one-row table. Authentication reads it only after `dataVersion` moved, so the
+    /// commits of creates, deletes and the pipeline (hundreds a second under churn) no
+    /// longer make every request after them reload the tokens. nil: could not tell.
+    public func authVersion() -> Int? {
+        try? probe().inDatabase { db in
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT version FROM auth_version WHERE id = 1"))
+        }
+    }
+
+    private func probe() throws -> DatabaseQueue {
+        try versionProbe.withLock { probe in
+            if let probe { return probe }
+            let opened = try DatabaseQueue(path: path, configuration: Configuration())
+            probe = opened
+            return opened
         }
     }
 
@@ -261,6 +271,7 @@ public final class AppDatabase: Sendable {
         }
         m.registerMigration("v7-credential-mode", migrate: migrateCredentialMode)
         m.registerMigration("v8-list-states", migrate: migrateListStates)
+        m.registerMigration("v8-auth-version", migrate: migrateAuthVersion)
         m.registerMigration("v8-git-broker", migrate: migrateGitBroker)
         m.registerMigration("v8-broker-usage", migrate: migrateBrokerUsage)
         m.registerMigration("v8-audit", migrate: migrateAudit)
