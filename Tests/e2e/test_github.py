@@ -137,11 +137,12 @@ def in_box(s: Server, devbox_id: str, command: str) -> str:
 
 def box_files(s: Server, devbox_id: str) -> list:
     """Every regular file of the box's own host directory (upper layer, workspace, env,
-    bundle), not the merged root (that is the host's root)."""
+    bundle), not the merged root nor the image's read-only layers mounted for it (`lower/`:
+    shared by every box, never written by this one)."""
     [box] = glob.glob(os.path.join(s.data_dir, "boxes", f"*{devbox_id}"))
     out = []
     for top in os.listdir(box):
-        if top in ("rootfs", "work"):
+        if top in ("rootfs", "work", "lower"):
             continue
         p = os.path.join(box, top)
         if os.path.isfile(p):
