@@ -86,26 +86,53 @@ extension DevboxCore {
     }
 
     /// True when `branch` (the part after refs/heads/) matches one of `globs`: `*` matches
-    /// within a path segment, `**` across segments, everything else itself.
+    /// within a path segment, `**` across segments, everything else itself. Dynamic
+    /// programming, O(glob × branch): the box names the branch, so no backtracking blow-up.
     public static func branchMatches(_ branch: String, globs: [String]) -> Bool {
         let b = Array(branch.utf8)
-        return globs.contains { globMatch(Array($0.utf8)[...], b[...]) }
+        guard b.count <= 1024 else { return false }
+        return globs.contains { globMatch(Array($0.utf8), b) }
     }
 
-    private static func globMatch(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
-        guard let c = p.first else { return s.isEmpty }
-        if c == 42 {  // '*'
-            let double = p.dropFirst().first == 42
-            let rest = double ? p.dropFirst(2) : p.dropFirst()
-            var i = s.startIndex
-            while true {
-                if globMatch(rest, s[i...]) { return true }
-                guard i < s.endIndex, double || s[i] != 47 else { return false }
+    static func globMatch(_ p: [UInt8], _ s: [UInt8]) -> Bool {
+        // Tokens: a byte, `*` (no '/'), `**` (anything).
+        enum Token { case byte(UInt8), star, doubleStar }
+        var tokens: [Token] = []
+        var i = 0
+        while i < p.count {
+            if p[i] == 42 {
+                if i + 1 < p.count, p[i + 1] == 42 {
+                    tokens.append(.doubleStar)
+                    i += 2
+                } else {
+                    tokens.append(.star)
+                    i += 1
+                }
+            } else {
+                tokens.append(.byte(p[i]))
                 i += 1
             }
         }
-        guard let d = s.first, d == c else { return false }
-        return globMatch(p.dropFirst(), s.dropFirst())
+        // reach[j]: the tokens so far can match s[0..<j].
+        var reach = [Bool](repeating: false, count: s.count + 1)
+        reach[0] = true
+        for t in tokens {
+            var next = [Bool](repeating: false, count: s.count + 1)
+            switch t {
+            case .byte(let c):
+                for j in 0..<s.count where reach[j] && s[j] == c { next[j + 1] = true }
+            case .star, .doubleStar:
+                var on = false
+                for j in 0...s.count {
+                    if reach[j] { on = true }
+                    next[j] = on
+                    // A single star stops at '/': what follows it cannot extend the run.
+                    if case .star = t, j < s.count, s[j] == 47 { on = false }
+                }
+            }
+            reach = next
+        }
+        return reach[s.count]
     }
 }
 

@@ -52,12 +52,9 @@
 // second `catatonit -P`.
 // Capabilities: Docker's default set; with the host network, minus CAP_NET_RAW and
 // CAP_NET_BIND_SERVICE. Masked and read-only /proc paths as Docker. NOFILE rlimit is the
-// caller's hard limit (SANDBOX.md trap 2). Seccomp: everything allowed but a short deny
-// list (see `seccomp()`): the kernel keyring syscalls (keyrings are not namespaced: box
-// root would share host root's user keyring), new user namespaces (Docker's default
-// profile refuses them too; they hand box root CAP_SYS_ADMIN over fresh namespaces and
-// a large kernel surface), bpf, perf_event_open, userfaultfd, io_uring; clone3 answers
-// ENOSYS so libc falls back to clone, whose flags can be checked.
+// caller's hard limit (SANDBOX.md trap 2). Seccomp: an allow list in the spirit of Docker's
+// default profile (Seccomp.swift): unknown syscalls answer ENOSYS, the refused ones EPERM
+// (kernel keyring, mount, new namespaces, bpf, perf_event_open, userfaultfd, io_uring...).
 
 #if canImport(Glibc)
 import Glibc
@@ -156,7 +153,7 @@ enum BundleSpec {
                                               ("period", .int(period))])))
         }
         let linux: JSON = .object([
-            ("seccomp", seccomp()),
+            ("seccomp", Seccomp.profile),
             ("namespaces", .array(namespaces)),
             ("cgroupsPath", .string(cgroupsPath)),
             ("resources", .object(resources)),
@@ -170,33 +167,6 @@ enum BundleSpec {
             ("hostname", .string(hostname)),
             ("mounts", .array(mounts)),
             ("linux", linux),
-        ])
-    }
-
-    /// A deny list on top of "allow everything" (see the file comment).
-    static func seccomp() -> JSON {
-        let eperm: Int64 = 1, enosys: Int64 = 38
-        let cloneNewUser: Int64 = 0x1000_0000
-        func rule(_ names: [String], _ errno: Int64, newUserFlagArg: Bool = false) -> JSON {
-            var o: [(String, JSON)] = [("names", .strings(names)), ("action", .string("SCMP_ACT_ERRNO")),
-                                       ("errnoRet", .int(errno))]
-            if newUserFlagArg {
-                o.append(("args", .array([.object([("index", .int(0)), ("value", .int(cloneNewUser)),
-                                                   ("valueTwo", .int(cloneNewUser)),
-                                                   ("op", .string("SCMP_CMP_MASKED_EQ"))])])))
-            }
-            return .object(o)
-        }
-        return .object([
-            ("defaultAction", .string("SCMP_ACT_ALLOW")),
-            ("architectures", .strings(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])),
-            ("syscalls", .array([
-                rule(["keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd",
-                      "io_uring_setup", "io_uring_enter", "io_uring_register"], eperm),
-                rule(["clone3"], enosys),
-                rule(["unshare"], eperm, newUserFlagArg: true),
-                rule(["clone"], eperm, newUserFlagArg: true),
-            ])),
         ])
     }
 
