@@ -113,6 +113,26 @@ import Glibc
         }
     }
 
+    @Test func pooledBoxesHaveTheirOwnRangeToo() async throws {
+        try await withHarness("up") { h in
+            try await WarmPoolTests.fullPoolWithoutRefill(h, size: 1)
+            let name = try #require(h.runtime.pool.idleNames().first)
+            let pooledMap = try #require(h.runtime.idMap(name))
+            try await h.create("p1", env: ["K": "v"])
+            #expect(h.runtime.boxName("p1") == name)
+            #expect(h.runtime.idMap("p1") == pooledMap)
+            let r = try await h.sh("p1", "cat /proc/self/uid_map; stat -c %u:%g /etc/devbox/env /etc/hostname /workspace; echo x > /root/y")
+            let words = r.out.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+            #expect(words == ["0", "\(pooledMap.base)", "65536", "0:0", "0:0", "0:0"], "\(r.out)\(r.err)")
+            #expect(hostOwner(h.runtime.writableRoot("p1") + "/upper/root/y")?.uid == pooledMap.base)
+            try await h.runtime.destroy(id: "p1")
+            let registry = h.runtime.configuration.idRangeRegistry
+            #expect(usernsReadLink(registry + "/\(pooledMap.block)") == nil)
+            let left = h.leftovers().filter { $0.contains(name) && !$0.contains(".trash-") }
+            #expect(left == [], "\(left)")
+        }
+    }
+
     @Test func registryTakesBackStaleClaimsOnly() throws {
         let dir = "/tmp/dbx-idreg-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? HostState.removeTree(dir) }
