@@ -303,3 +303,15 @@ def test_audit_retention_drops_old_events(fresh_server):
     while audit(s):
         assert time.time() < deadline, "audit events were never purged"
         time.sleep(0.5)
+
+
+def test_cli_and_sdk_read_the_audit_log(audit_server):
+    s = audit_server
+    assert s.request("DELETE", "/api/v1/devboxes/dbx_cliprobe").status_code == 404
+    env = {"DEVBOX_URL": s.base, "DEVBOX_PROVIDER_TOKEN": s.token}
+    out = s.cli("audit", "--devbox", "dbx_cliprobe", env=env).stdout
+    assert "devbox.delete" in out and "not_found" in out and "dbx_cliprobe" in out, out
+    raw = json.loads(s.cli("audit", "--action", "devbox.delete", "--limit", "5", "--json", env=env).stdout)
+    assert raw["events"] and all(e["action"] == "devbox.delete" for e in raw["events"])
+    bad = s.cli("audit", "--since", "yesterday", env=env, check=False)
+    assert bad.returncode != 0 and "--since" in bad.stderr
