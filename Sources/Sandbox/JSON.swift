@@ -7,6 +7,9 @@ enum JSON: Sendable {
     case array([JSON])
     /// Keys keep their order (readable config files).
     case object([(String, JSON)])
+    /// Already serialized JSON, written as is (a large constant part built once, such as
+    /// the seccomp profile, costs a copy per config.json instead of a serialization).
+    case raw([UInt8])
 
     func serialized() -> [UInt8] {
         var out: [UInt8] = []
@@ -20,6 +23,7 @@ enum JSON: Sendable {
         case .string(let s): JSON.writeString(s, to: &out)
         case .int(let i): out.append(contentsOf: Array(String(i).utf8))
         case .bool(let b): out.append(contentsOf: Array((b ? "true" : "false").utf8))
+        case .raw(let bytes): out.append(contentsOf: bytes)
         case .array(let a):
             out.append(UInt8(ascii: "["))
             for (i, v) in a.enumerated() {

@@ -22,7 +22,7 @@
 // - ptrace and process_vm_* are allowed (Docker allows them on kernels >= 4.8): gdb and
 //   strace work on the box's own processes.
 //
-// Built once per process (`profile`); every config.json embeds the same object.
+// Built and serialized once per process (`profile`); every config.json copies those bytes.
 // Only for x86-64 hosts (and their 32-bit/x32 ABIs, which the profile covers by name).
 
 enum Seccomp {
@@ -116,8 +116,8 @@ enum Seccomp {
     static let personalities: [Int64] = [0, 8, 0x20000, 0x20008, 0xffff_ffff]
     static let afVsock: Int64 = 40
 
-    /// The profile, built once.
-    static let profile: JSON = build()
+    /// The profile, built and serialized once (every config.json copies the bytes).
+    static let profile: JSON = .raw(build().serialized())
 
     static func build() -> JSON {
         func rule(_ names: [String], allow: Bool, errno: Int64 = eperm, _ args: [(Int64, Int64, Int64, String)] = []) -> JSON {
