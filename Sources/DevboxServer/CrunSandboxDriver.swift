@@ -58,6 +58,7 @@ struct CrunSandboxDriver: SandboxDriver {
     func networkInfo(box: String) -> BoxNetworkInfo? { runtime.networkInfo(id: box) }
     func offerPorts(_ ports: [UInt16]) { runtime.offerPorts(ports) }
     func isBoxAddress(_ address: String) -> Bool { runtime.isBoxAddress(address) }
+    func hasEnv(box: String) -> Bool { runtime.hasEnvFile(id: box) }
     var isolatesNetworks: Bool { runtime.configuration.network == .isolated }
     func connectInBox(box: String, port: UInt16) async throws -> Int32? {
         guard runtime.networkInfo(id: box) != nil else { return nil }

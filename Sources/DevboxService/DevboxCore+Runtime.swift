@@ -204,6 +204,7 @@ extension DevboxCore {
         guard box.state == .stopped else {
             throw .conflict("devbox \(id) is \(box.state.rawValue); only a stopped devbox can be started")
         }
+        await restoreEnvIfLost(id)
         do {
             try await sandbox.start(box: id)
         } catch {

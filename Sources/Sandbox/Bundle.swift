@@ -100,7 +100,7 @@ enum BundleSpec {
     /// config.json for `crun run`.
     static func config(hostname: String, rootfs: String, workspace: String, catatonit: String,
                        cgroupsPath: String, limits: SandboxLimits, network: SandboxNetwork,
-                       setupShell: Bool = false, userNamespace: String? = nil) -> JSON {
+                       setupShell: Bool = false, envDirectory: String? = nil, userNamespace: String? = nil) -> JSON {
         let caps = JSON.strings(capabilities(for: network))
         let process: JSON = .object([
             ("terminal", .bool(false)),
@@ -127,7 +127,7 @@ enum BundleSpec {
             mount("/run", "tmpfs", "tmpfs", ["nosuid", "nodev", "mode=755", "size=\(runSizeKiB(limits))k"]),
             mount("/workspace", "bind", workspace, ["rbind", "rw"]),
             mount("/.devbox/init", "bind", catatonit, ["bind", "ro", "nosuid", "nodev"]),
-        ]
+        ] + (envDirectory.map { [mount(EnvFile.boxDirectory, "bind", $0, ["bind", "ro", "nosuid", "nodev", "noexec"])] } ?? [])
         var namespaces: [JSON] = ["pid", "ipc", "uts", "mount"].map { .object([("type", .string($0))]) }
         if let userNamespace {
             // Joined first by crun: every namespace it makes (network included) is owned by it.

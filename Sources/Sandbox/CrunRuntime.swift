@@ -257,9 +257,7 @@ public final class CrunRuntime: Sendable {
         }
         try writeBundle(name: name, hostname: name, limits: limits, setupShell: setupShell)
         let layer = try mountRootfs(name)
-        let rootFD = try SafeFS.openDirectory(rootfsPath(name))
-        defer { closeFD(rootFD) }
-        try EnvFile.write(rootFD: rootFD, env: env, durable: false)
+        try writeEnvFile(name, env: env)
         if setupShell {
             try writeHostFile(dir + "/" + SetupShell.marker, [])
             let channel = try runBoxWithSetupShell(name)
@@ -279,7 +277,7 @@ public final class CrunRuntime: Sendable {
         let config = BundleSpec.config(
             hostname: hostname, rootfs: path(rootfsPath(name)), workspace: path(workspaceHostPath(id: name)),
             catatonit: configuration.catatoniPath, cgroupsPath: cgroupsPath(name), limits: limits,
-            network: configuration.network, setupShell: setupShell,
+            network: configuration.network, setupShell: setupShell, envDirectory: path(envDirectory(name)),
             userNamespace: inUserNamespace ? path(userNamespaceFile(name)) : nil)
         try writeHostFile(boxDirectory(name) + "/config.json", config.serialized())
     }
@@ -290,13 +288,7 @@ public final class CrunRuntime: Sendable {
         try EnvFile.validate(env)
         try withBoxLock(id) {
             guard access(boxDirectory(id), F_OK) == 0 else { throw SandboxError.notFound(id) }
-            let rootfs = rootfsPath(id)
-            let wasMounted = HostState.isMountPoint(rootfs)
-            if !wasMounted { try mountRootfs(id) }
-            defer { if !wasMounted { unmountRootfs(id) } }
-            let rootFD = try SafeFS.openDirectory(rootfs)
-            defer { closeFD(rootFD) }
-            try EnvFile.write(rootFD: rootFD, env: env)
+            try writeEnvFile(id, env: env)
         }
     }
 
@@ -326,6 +318,7 @@ public final class CrunRuntime: Sendable {
                 if containerStatus(id) == "running" { return }
                 try deleteContainer(id)  // a stale record (crashed box) blocks `crun run`
                 try patchBundleHostname(id)
+                try prepareEnvDirectory(id)  // the source of its /etc/devbox (gone after a reboot)
                 if !HostState.isMountPoint(rootfsPath(id)) {
                     try mountDisk(id)
                     try mountRootfs(id)
@@ -354,6 +347,7 @@ public final class CrunRuntime: Sendable {
     public func releaseIdleResources() async {
         await onDedicatedThread { [self] in
             releaseMaskIfUnused()
+            releaseEnvIfUnused()
             networks?.shutdown()
             removeReadyDiskImages()
         }
@@ -392,6 +386,7 @@ public final class CrunRuntime: Sendable {
             }
             removeTrash()
             releaseMaskIfUnused()
+            releaseEnvIfUnused()
             if keeping.isEmpty {
                 removeReadyDiskImages()
                 for root in HostState.cgroupRoots() { _ = rmdir(root + "/" + cgroupParent) }
@@ -565,6 +560,7 @@ public final class CrunRuntime: Sendable {
             logger.warning("crun delete failed", metadata: ["box": .string(id), "error": .string("\(error)")])
         }
         networks?.release(name: name)
+        removeEnvDirectory(id)
         let dir = boxDirectory(id)
         unmountRootfs(id)  // the overlay before the idmapped layers under it
         releaseIDs(id)

@@ -3,22 +3,22 @@ import CDevbox
 import Glibc
 #endif
 
-/// The box environment file, `/etc/devbox/env` inside the box (root:root 0600).
+/// The box environment file, `/etc/devbox/env` inside the box (0600, owned by the box's
+/// root; the directory is a read-only bind mount).
 ///
 /// Format: `KEY=VALUE` entries each terminated by a NUL byte, the format of
 /// `/proc/PID/environ`. Values may hold any byte but NUL (newlines, quotes, `$`,
 /// backticks...) and need no quoting. In a box: `xargs -0 -a /etc/devbox/env env --`.
 ///
-/// How it reaches processes (no loader inside the box): on every exec/spawn the host
-/// reads this file through the host's view of the box's merged root (openat2, no
-/// symlink may be followed, so a box cannot point it at a host file), merges defaults,
-/// the file and the spec's env, and hands the result to `crun exec --process
-/// /proc/self/fd/3` in a memfd. Values never appear on a command line, in a file on the
-/// host, or in a log.
+/// Where it lives on the host: a tmpfs of the runtime's own, never the host's disk
+/// (CrunRuntime+Env.swift). How it reaches processes (no loader inside the box): on every
+/// exec/spawn the host reads this file from the tmpfs, merges defaults, the file and the
+/// spec's env, and hands the result to `crun exec --process /proc/self/fd/3` in a memfd.
+/// Values never appear on a command line, in a file on the host's disk, or in a log.
 enum EnvFile {
-    static let directory = "etc/devbox"
+    /// The directory the box sees it in (the bind mount's destination).
+    static let boxDirectory = "/etc/devbox"
     static let name = "env"
-    static let relativePath = "etc/devbox/env"
     static let maxBytes = 1 << 20
 
     static func validate(_ env: [String: String]) throws {
@@ -52,9 +52,9 @@ enum EnvFile {
         return env
     }
 
-    /// Reads the env file beneath `rootFD` (the merged root). Missing file: empty env.
-    static func read(rootFD: Int32) -> [String: String] {
-        let fd = dbx_open_beneath(rootFD, relativePath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0)
+    /// Reads the env file in `directoryFD`. Missing file: empty env.
+    static func read(directoryFD: Int32) -> [String: String] {
+        let fd = openat(directoryFD, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         if fd < 0 { return [:] }
         defer { closeFD(fd) }
         var st = stat()
@@ -63,25 +63,19 @@ enum EnvFile {
         return decode(bytes)
     }
 
-    /// Atomically replaces the env file beneath `rootFD`, creating `/etc/devbox` if needed.
-    /// `durable`: fsync before the rename. Needed for what exists nowhere else once the
-    /// devbox is ready (the AI tokens are then deleted from the database); the user env
-    /// stays in the database, and a power cut loses the file only as it loses anything
-    /// else the box wrote since the last journal commit.
-    static func write(rootFD: Int32, env: [String: String], durable: Bool = true) throws {
+    /// Atomically replaces the env file in `directoryFD` (a directory on the secrets tmpfs:
+    /// nothing to fsync), owned by `owner`, mode 0600.
+    static func write(directoryFD: Int32, env: [String: String], owner: (uid: uid_t, gid: gid_t)) throws {
         try validate(env)
-        let dirFD = try SafeFS.ensureDirectory(rootFD: rootFD, path: directory, mode: 0o700)
-        defer { closeFD(dirFD) }
         let tmp = ".env.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-        let fd = openat(dirFD, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let fd = openat(directoryFD, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         if fd < 0 { throw sysError("create env file") }
-        var ok = fchown(fd, 0, 0) == 0 && fchmod(fd, 0o600) == 0 && writeAll(fd: fd, encode(env))
-        ok = ok && (!durable || fsync(fd) == 0)
+        let ok = fchown(fd, owner.uid, owner.gid) == 0 && fchmod(fd, 0o600) == 0 && writeAll(fd: fd, encode(env))
         let e = lastErrno()
         closeFD(fd)
-        if !ok || renameat(dirFD, tmp, dirFD, name) != 0 {
+        if !ok || renameat(directoryFD, tmp, directoryFD, name) != 0 {
             let e2 = ok ? lastErrno() : e
-            _ = unlinkat(dirFD, tmp, 0)
+            _ = unlinkat(directoryFD, tmp, 0)
             throw sysError("write env file", e2)
         }
     }

@@ -10,11 +10,7 @@ extension CrunRuntime {
     func processEnvironment(_ id: String, _ spec: SandboxProcessSpec) throws -> [String] {
         try EnvFile.validate(spec.env)
         var env: [String: String] = ["PATH": defaultPath, "HOME": "/root", "HOSTNAME": id]
-        let rootFD = open(rootfsPath(id), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if rootFD >= 0 {
-            env.merge(EnvFile.read(rootFD: rootFD)) { $1 }
-            closeFD(rootFD)
-        }
+        env.merge(readEnvFile(id)) { $1 }
         env.merge(spec.env) { $1 }
         if spec.tty != nil && env["TERM"] == nil { env["TERM"] = "xterm-256color" }
         return env.keys.sorted().map { "\($0)=\(env[$0] ?? "")" }

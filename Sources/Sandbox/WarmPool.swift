@@ -315,7 +315,7 @@ extension CrunRuntime {
 
             let rootFD = try SafeFS.openDirectory(rootfsPath(box.name))
             defer { closeFD(rootFD) }
-            try EnvFile.write(rootFD: rootFD, env: env, durable: false)
+            try writeEnvFile(box.name, env: env)
             // Both files are the box's own (in its upper dir since it was made): rewritten in place.
             try overwrite(rootFD: rootFD, "etc/hostname", Array("\(id)\n".utf8))
             try overwrite(rootFD: rootFD, "etc/hosts", hostsFile(hostname: id, lowers: image?.lowerDirs))

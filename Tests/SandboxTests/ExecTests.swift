@@ -93,14 +93,25 @@ func hostCommandLines() -> [String] {
             let env2 = Self.parseEnviron(r2.stdout)
             #expect(env2["ONLY"] == "new\nvalue")
             #expect(env2["ANTHROPIC_API_KEY"] == nil)
-            // A box cannot redirect the host's env write with a symlink.
+            // A box can neither change its env file nor redirect the host's env write with a
+            // symlink: /etc/devbox is a read-only bind mount of its directory on the secrets tmpfs.
             let trap = "/var/lib/\(h.prefix)escape"
             mkdir(trap, 0o755)
             defer { _ = try? HostState.removeTree(trap) }
-            _ = try await runtime.exec(id: "e1", SandboxProcessSpec(argv: ["sh", "-c", "rm -rf /etc/devbox && ln -s \(trap) /etc/devbox"]),
-                                       stdin: nil, timeout: .seconds(10), outputLimit: 1024, mergeStderr: false)
-            #expect(throws: SandboxError.self) { try runtime.writeEnv(id: "e1", env: ["ONLY": "again"]) }
+            let tamper = try await runtime.exec(
+                id: "e1", SandboxProcessSpec(argv: ["sh", "-c", "rm -rf /etc/devbox; ln -s \(trap) /etc/devbox; echo EVIL=1 > /etc/devbox/env; mv /etc/devbox /etc/x; echo done"]),
+                stdin: nil, timeout: .seconds(10), outputLimit: 4096, mergeStderr: true)
+            #expect(tamper.out.hasSuffix("done\n"), "\(tamper.out)")
+            try runtime.writeEnv(id: "e1", env: ["ONLY": "again"])
             #expect(MaskPlan.listDirectory(trap).isEmpty)
+            let r3 = try await runtime.exec(id: "e1", SandboxProcessSpec(argv: ["cat", "/proc/self/environ"]),
+                                            stdin: nil, timeout: .seconds(10), outputLimit: 1 << 20, mergeStderr: false)
+            #expect(Self.parseEnviron(r3.stdout)["ONLY"] == "again")
+            #expect(Self.parseEnviron(r3.stdout)["EVIL"] == nil)
+            // The file is on the runtime's tmpfs, not in the box's layer on the host's disk.
+            #expect(HostState.mounts().contains { $0.mountPoint == runtime.envRoot && $0.fsType == "tmpfs" })
+            #expect(access(runtime.envDirectory("e1") + "/env", F_OK) == 0)
+            for layer in ["/upper", "/disk/upper"] { var st = stat(); #expect(lstat(h.runtime.boxDirectory("e1") + layer + "/etc/devbox/env", &st) != 0) }
             // Invalid input is refused.
             #expect(throws: SandboxError.self) { try runtime.writeEnv(id: "e1", env: ["A=B": "x"]) }
             #expect(throws: SandboxError.self) { try runtime.writeEnv(id: "e1", env: ["A": "x\u{0}y"]) }

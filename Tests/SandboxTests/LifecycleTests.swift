@@ -57,8 +57,9 @@ import Glibc
             #expect(removed == ["c1", "c2", "stray"])
             #expect(await fresh.isRunning(id: "keep"))
             #expect(await !fresh.isRunning(id: "c1"))
-            // The shared mask layer stays while a kept box uses it.
-            let left = h.leftovers().filter { !$0.hasPrefix("cgroupparent:") && !$0.hasSuffix("/.mask") && $0 != "dir:.mask" }
+            // The shared mask layer and secrets tmpfs stay while a kept box uses them.
+            let left = h.leftovers().filter { !$0.hasPrefix("cgroupparent:") && !$0.hasSuffix("/.mask") && $0 != "dir:.mask"
+                && !$0.hasSuffix("/.secrets") && $0 != "dir:.secrets" }
             #expect(left.allSatisfy { $0.contains("keep") }, "\(left)")
             #expect(!left.isEmpty)
             // No process of the swept box survives.

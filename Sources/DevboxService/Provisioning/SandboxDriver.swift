@@ -71,6 +71,8 @@ public protocol SandboxDriver: Sendable {
     /// boxes share the host's network (connect to the host's loopback then).
     func connectInBox(box: String, port: UInt16) async throws -> Int32?
     func writeEnv(box: String, env: [String: String]) async throws
+    /// False when the box's env file is gone (it lives on a tmpfs: a host reboot empties it).
+    func hasEnv(box: String) -> Bool
     func exec(
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
         outputLimit: Int, mergeStderr: Bool, onOutput: (@Sendable (_ isStderr: Bool, _ chunk: [UInt8]) -> Void)?
@@ -131,6 +133,8 @@ extension SandboxDriver {
     public func offerPorts(_ ports: [UInt16]) {}
     /// True when `address` is the own address of one of this driver's boxes. Default: none is.
     public func isBoxAddress(_ address: String) -> Bool { false }
+    /// Default: the env file is kept wherever the driver keeps it.
+    public func hasEnv(box: String) -> Bool { true }
 
     func exec(
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
