@@ -210,7 +210,7 @@ public final class CrunRuntime: Sendable {
         try EnvFile.validate(env)
         guard limits.memoryBytes > 0, limits.pids > 0 else { throw SandboxError.invalidArgument("limits must be positive") }
         pool.noteDemand()
-        let warm = try await onDedicatedThread { [self] () -> Bool in
+        let warm = try await onDedicatedThread(priority: .background) { [self] () -> Bool in
             try withBoxLock(id) {
                 if lstatExists(aliasPath(id)) { throw SandboxError.alreadyExists(id) }
                 while poolable, let box = pool.take(limits: limits) {
@@ -296,7 +296,7 @@ public final class CrunRuntime: Sendable {
     /// the workspace and the env file stay.
     public func stop(id: String) async throws {
         try validate(id)
-        try await onDedicatedThread { [self] in
+        try await onDedicatedThread(priority: .background) { [self] in
             try withBoxLock(id) {
                 guard access(boxDirectory(id), F_OK) == 0 else { throw SandboxError.notFound(id) }
                 _ = takeSetupChannel(id)
@@ -312,7 +312,7 @@ public final class CrunRuntime: Sendable {
     /// Runs a stopped box again on the same filesystem. No-op if it runs.
     public func start(id: String) async throws {
         try validate(id)
-        try await onDedicatedThread { [self] in
+        try await onDedicatedThread(priority: .background) { [self] in
             try withBoxLock(id) {
                 guard access(boxDirectory(id) + "/config.json", F_OK) == 0 else { throw SandboxError.notFound(id) }
                 if containerStatus(id) == "running" { return }
@@ -336,7 +336,7 @@ public final class CrunRuntime: Sendable {
     /// Deletes the container, unmounts, removes the per-box dir and cgroups. Idempotent.
     public func destroy(id: String) async throws {
         try validate(id)
-        await onDedicatedThread { [self] in
+        await onDedicatedThread(priority: .background) { [self] in
             withBoxLock(id) { destroyBlocking(id) }
         }
         logger.info("box destroyed", metadata: ["box": .string(id)])
@@ -518,6 +518,8 @@ public final class CrunRuntime: Sendable {
             return
         }
         // Nothing of a user's runs in the box yet (its init waits for setup commands or sleeps).
+        // A background thread's `crun` gave the init its nice value: the box runs at 0.
+        resetNice(ofTree: pid)
         try networks?.attach(name: boxName(id), initPid: pid)
         let pidfd = dbx_pidfd_open(pid)
         guard pidfd >= 0 else { return }

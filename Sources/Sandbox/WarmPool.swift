@@ -204,6 +204,7 @@ extension CrunRuntime {
         guard pool.configure(size: max(0, size), limits: limits) else { return }
         logger.info("warm pool on", metadata: ["size": "\(size)"])
         let thread = Thread { [self] in
+            setThreadNice(backgroundNice)  // refills yield to the API (WorkPriority.background)
             fill()
             pool.fillerExited()
         }
@@ -215,7 +216,7 @@ extension CrunRuntime {
     public func stopWarmPool() async {
         let names = await pool.stop()
         guard !names.isEmpty else { return }
-        await onDedicatedThread { [self] in
+        await onDedicatedThread(priority: .background) { [self] in
             for name in names { withBoxLock(name) { destroyBlocking(name) } }
         }
     }
