@@ -1,5 +1,6 @@
 import CDevbox
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -252,7 +253,7 @@ public enum BoxNetPlumbing {
         try host.createVeth(hostName: hostName, peerName: boxInterfaceName, peerNetnsFD: nsfd)
         do {
             // Before the link is up, so it never gets an IPv6 link-local address.
-            disableIPv6(hostName)
+            rtnlHolders.withLock { _ in disableIPv6(hostName) }
             let hostIndex = try host.linkIndex(hostName)
             try host.addAddress(gateway, prefixLength: prefixLength, index: hostIndex)
             try host.setLinkUp(index: hostIndex)
@@ -288,8 +289,17 @@ public enum BoxNetPlumbing {
     /// waits for RCU grace periods while unregistering the pair.
     public static func detach(hostName: String) {
         guard let host = try? NetlinkSocket() else { return }
-        _ = try? host.deleteLink(hostName)
+        rtnlHolders.withLock { _ in _ = try? host.deleteLink(hostName) }
     }
+
+    /// Taken around a link's deletion and around `disableIPv6`. The kernel holds the RTNL
+    /// lock while it unregisters a link (an RCU grace period included), and a write to
+    /// `disable_ipv6` that finds RTNL taken does not sleep: it restarts the system call
+    /// until RTNL is free. With creates and deletes running together (issue 21's churn)
+    /// that spin took a tenth of the service's CPU; behind this lock a create waits for
+    /// this process's own deletions asleep. (RTNL held elsewhere, e.g. by the kernel
+    /// cleaning up a dead box's namespace, can still make the write spin.)
+    static let rtnlHolders = Mutex(())
 
     /// Names of the host's links that start with `prefix` ([] if they cannot be listed).
     public static func links(withPrefix prefix: String) -> [String] {
