@@ -117,4 +117,35 @@ struct ListPageTests {
             #expect(b.plan.contains { $0.contains("devboxes_user_state_created") } && !b.plan.contains { $0.hasPrefix("SCAN devboxes") })
         }
     }
+
+    @Test("the serve's page cache answers until a commit changes a devbox, never a page older than an acknowledged write")
+    func pageCacheFollowsCommits() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("devbox-pages-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try AppDatabase(path: dir + "/devbox.sqlite", cachesDevboxes: true)
+        try await Self.seed(db, userId: "usr_a", count: 12, states: [.ready, .destroyed])
+        let live = DevboxPageRequest(states: [.requested, .provisioning, .ready], limit: 50)
+        let first = try await db.devboxPage(userId: "usr_a", live)
+        #expect(first.devboxes.count == 6)
+        #expect(db.readCache?.page(.init(userId: "usr_a", live)) != nil)
+        // Another user's page and another request are other entries.
+        #expect(db.readCache?.page(.init(userId: "usr_b", live)) == nil)
+        #expect(db.readCache?.page(.init(userId: "usr_a", DevboxPageRequest(states: [.ready], limit: 50))) == nil)
+        // A commit that destroys one: the next page is read again and no longer lists it.
+        let gone = first.devboxes[2].id
+        try await db.transition(gone, to: .destroyed) { $0.destroyedAt = Date() }
+        #expect(db.readCache?.page(.init(userId: "usr_a", live)) == nil)
+        let second = try await db.devboxPage(userId: "usr_a", live)
+        #expect(second.devboxes.map(\.id) == first.devboxes.map(\.id).filter { $0 != gone })
+        // Commits that touch no devbox (operations, tokens) keep the page.
+        _ = try await db.insertProviderToken(providerName: "p", tokenHash: "h", hint: "h")
+        #expect(db.readCache?.page(.init(userId: "usr_a", live))?.devboxes.map(\.id) == second.devboxes.map(\.id))
+        // A read that overlapped a commit is not kept.
+        let cache = try #require(db.readCache)
+        let before = cache.epoch
+        cache.invalidate(devboxRows: [1])
+        cache.storePage(.init(userId: "usr_a", live), .init(devboxes: [], next: nil), readSince: before)
+        #expect(cache.page(.init(userId: "usr_a", live)) == nil)
+    }
 }

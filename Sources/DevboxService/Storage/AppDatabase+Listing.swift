@@ -56,7 +56,20 @@ extension AppDatabase {
     /// destroyed row took 1 ms of CPU per page after 300 create/delete cycles, and grew with
     /// them). Cached statements (a few dozen shapes); rows decoded from the statement, not
     /// copied (a copied row looks every column up by a lowercased linear search).
+    ///
+    /// In the serve, pages are kept in memory (`DevboxReadCache`) until the next commit that
+    /// changes a devbox: clients polling a page of live devboxes cost no read, no decoding.
     func devboxPage(userId: String, _ page: DevboxPageRequest) async throws -> (devboxes: [Devbox], next: DevboxCursor?) {
+        guard let cache = readCache else { return try await readPage(userId: userId, page) }
+        let key = DevboxReadCache.PageKey(userId: userId, page)
+        if let hit = cache.page(key) { return (hit.devboxes, hit.next) }
+        let epoch = cache.epoch
+        let r = try await readPage(userId: userId, page)
+        cache.storePage(key, .init(devboxes: r.devboxes, next: r.next), readSince: epoch)
+        return r
+    }
+
+    private func readPage(userId: String, _ page: DevboxPageRequest) async throws -> (devboxes: [Devbox], next: DevboxCursor?) {
         try await pool.read { db in
             let (sql, args) = Self.pageQuery(userId: userId, page)
             var records: [DevboxRecord] = []

@@ -19,12 +19,38 @@ final class DevboxReadCache: Sendable {
         var devbox: Devbox
     }
 
+    /// A page of the list as `AppDatabase.devboxPage` answered it.
+    struct PageKey: Hashable, Sendable {
+        var userId: String
+        var states: [String]?
+        var limit: Int?
+        var after: [String]?
+
+        init(userId: String, _ page: DevboxPageRequest) {
+            self.userId = userId
+            states = page.states.map { $0.map(\.rawValue).sorted() }
+            limit = page.limit
+            after = page.after.map { [$0.createdAt, $0.id] }
+        }
+    }
+
+    struct Page: Sendable {
+        var devboxes: [Devbox]
+        var next: DevboxCursor?
+    }
+
     private struct State {
         /// Counts commits that changed the devbox tables.
         var epoch: UInt64 = 0
         var entries: [String: Entry] = [:]
         var idsByRow: [Int64: String] = [:]
+        /// Pages of the list, each valid only at the epoch it was read at: any commit that
+        /// changed a devbox (or a repository, or deleted rows) makes every page stale.
+        var pages: [PageKey: (epoch: UInt64, page: Page)] = [:]
     }
+
+    /// Above this many pages the page cache starts over.
+    static let pageCapacity = 256
 
     /// Above this many entries the cache starts over (a bound, not an LRU: a miss is one read).
     static let capacity = 4096
@@ -56,6 +82,23 @@ final class DevboxReadCache: Sendable {
                 s.idsByRow[old.rowID] = nil
             }
             s.idsByRow[entry.rowID] = entry.devbox.id
+        }
+    }
+
+    /// The page, if it was read since the last commit that changed a devbox.
+    func page(_ key: PageKey) -> Page? {
+        state.withLock { s in
+            guard let e = s.pages[key], e.epoch == s.epoch else { return nil }
+            return e.page
+        }
+    }
+
+    /// Stores a page a read returned, unless a devbox commit happened since `epoch` was taken.
+    func storePage(_ key: PageKey, _ page: Page, readSince epoch: UInt64) {
+        state.withLock { s in
+            guard s.epoch == epoch else { return }
+            if s.pages.count >= Self.pageCapacity { s.pages.removeAll(keepingCapacity: true) }
+            s.pages[key] = (epoch, page)
         }
     }
 
