@@ -14,6 +14,8 @@ public struct DevboxSystem: Sendable {
     public let core: DevboxCore
     public let routes: RouteTable
     public let logger: Logger
+    /// The Prometheus registry and scrape-time gauges (`Metrics/DevboxMetrics.swift`).
+    public var metrics = DevboxMetrics()
 }
 
 /// Builds the service layer: data dir, database, keys, sandbox runtime, core.
@@ -35,20 +37,23 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
     let missingImage = BaseImage.prepareDefault(settings: images, sandbox: sandbox, logger: logger)
     try await sandbox.prepareHost()
     let verifier = try await makeUserVerifier(configuration: configuration, logger: logger)
+    let metrics = DevboxMetrics()
     let core = DevboxCore(
         database: database, cipher: cipher, sandbox: sandbox, configuration: configuration.core,
         userVerifier: verifier,
         sshEndpoint: SSHEndpoint(
             host: configuration.sshPublicHost ?? configuration.sshHost, port: configuration.sshPublicPort ?? configuration.sshPort),
         sessionPolicy: try sessionPolicy(),
-        logger: logger)
+        logger: logger, metrics: metrics.serviceMetrics())
     if let missingImage { BaseImage.buildInBackground(name: missingImage, core: core, logger: logger) }
-    return DevboxSystem(core: core, routes: RouteTable(), logger: logger)
+    return DevboxSystem(core: core, routes: RouteTable(), logger: logger, metrics: metrics)
 }
 
 /// Builds the HTTP router: health, OpenAPI, the REST API and `/mcp` behind auth, the dashboard.
 public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
+    // Outermost: counts the status the error middleware chose (Metrics/HTTPMetricsMiddleware.swift).
+    router.add(middleware: HTTPMetricsMiddleware(metrics: system.metrics))
     router.add(middleware: RequestIdMiddleware())
     router.add(middleware: RequestLogMiddleware(logger: system.logger))
     router.add(middleware: JSONErrorMiddleware(logger: system.logger, routes: system.routes))
@@ -63,6 +68,8 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     SessionsController(core: system.core).register(on: api, table: system.routes)
     GitHubController(core: system.core).register(on: api, table: system.routes)
     MCPController(core: system.core, logger: system.logger).register(on: api, table: system.routes)
+    MetricsController(core: system.core, metrics: system.metrics).register(on: api, table: system.routes)
+    StatsController(core: system.core).register(on: api, table: system.routes)
     // Exposed ports: the API's credentials or the dashboard's cookie (checked in the controller).
     PortsController(core: system.core).register(on: router, table: system.routes)
     // The dashboard authenticates with its own session cookie (not behind AuthMiddleware).
@@ -100,7 +107,7 @@ public func buildApplication(
         // ports route (WebSocket to an app in a box, `PortUpgrade`).
         server: .http1WithPortUpgrades(),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "devbox"),
-        services: [worker, lifetimes, gateway, broker, BrokerUsageFlusher(core: system.core)],
+        services: [worker, lifetimes, gateway, broker, BrokerUsageFlusher(core: system.core)] + metricsListener(system: system, configuration: configuration, logger: logger),
         onServerRunning: { channel in
             logger.notice("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
             // Hummingbird accepts connections only once this returns: no request is served

@@ -71,7 +71,12 @@ enum BrokerServer {
         quiet.logLevel = .critical
         return Application(
             responder: CallbackResponder<BrokerRequestContext> { request, context in
-                await forwarder.respond(request, peer: context.peer)
+                let response = await forwarder.respond(request, peer: context.peer)
+                let path = request.uri.path
+                core.metrics.brokerRequest(
+                    api: path.hasPrefix("/anthropic/") ? "anthropic" : path.hasPrefix("/openai/") ? "openai" : "other",
+                    status: response.status.code)
+                return response
             },
             configuration: .init(address: .hostname("0.0.0.0", port: port), serverName: nil),
             onServerRunning: { channel in

@@ -97,6 +97,10 @@ struct CoreToolBackend: DevboxBackend {
         try await api { () async throws(ServiceError) in try await core.setNetwork(principal, id: devboxId, network) }
     }
 
+    func stats(devboxId: String) async throws -> DevboxStats {
+        try await api { () async throws(ServiceError) in try await core.devboxStats(principal, id: devboxId) }
+    }
+
     func portURL(devboxId: String, port: Int) async throws -> String {
         let box = try await devbox(id: devboxId)
         guard let baseURL else { throw DevboxBackendUnavailable("This server does not know the address it is reached at; set DEVBOX_PUBLIC_URL.") }

@@ -119,6 +119,7 @@ struct CrunSandboxDriver: SandboxDriver {
         return (s.target, s.idle)
     }
     func isRunning(box: String) async -> Bool { await runtime.isRunning(id: box) }
+    func usage(box: String) async -> BoxUsage? { await runtime.usageOffPool(id: box) }
     func workspaceHostPath(box: String) -> String { runtime.workspaceHostPath(id: box) }
     func boxRootOwner(box: String) -> (uid: UInt32, gid: UInt32) {
         let o = runtime.boxRootOwner(id: box)

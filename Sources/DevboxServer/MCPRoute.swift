@@ -21,6 +21,9 @@ struct MCPController {
     init(core: DevboxCore, logger: Logger) {
         var serverOptions = MCPServerOptions()
         serverOptions.logger = logger
+        serverOptions.onToolCall = { [metrics = core.metrics] tool, error, duration in
+            metrics.mcpToolCall(tool: tool, error: error, duration: duration)
+        }
         let server: MCPServer
         do {
             server = try DevboxMCPServer.make(

@@ -55,6 +55,7 @@ public func buildSSHGateway(system: DevboxSystem, configuration: ServerConfigura
         deniedForwardPorts: [configuration.httpPort, configuration.sshPort])
     let gateway = try SSHGateway(configuration: settings, backend: CoreSSHBackend(core: system.core), logger: logger)
     system.core.gateway.set(GatewayAccess(gateway: gateway))
+    system.metrics.attach(sshGateway: gateway)
     return gateway
 }
 

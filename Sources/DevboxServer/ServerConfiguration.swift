@@ -23,6 +23,9 @@ public struct ServerConfiguration: Sendable {
     public var logLevel: Logger.Level
     /// Box networks (`DEVBOX_NETWORK`, `DEVBOX_NETWORK_CIDR`, `DEVBOX_DNS_UPSTREAM`).
     public var network = NetworkConfiguration()
+    /// `DEVBOX_METRICS_ADDR`: a listener of its own serving `GET /metrics` without auth; nil: none
+    /// (the API's `/metrics`, behind the provider token, is always there).
+    public var metricsAddress: (host: String, port: Int)?
 
     public init(
         dataDirectory: String, httpHost: String = "127.0.0.1", httpPort: Int = 8080, sshHost: String = "127.0.0.1",

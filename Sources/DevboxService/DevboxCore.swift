@@ -95,12 +95,15 @@ public final class DevboxCore: Sendable {
     let activityWritten = ActivityDebounce()
     /// Execs running per devbox (activity for as long as they run).
     let execsRunning = InFlight()
+    /// Provisioning's instruments (Metrics/ServiceMetrics.swift); no-op unless the server gives a factory.
+    public let metrics: ServiceMetrics
 
     public init(
         database: AppDatabase, cipher: any SecretCipher, sandbox: any SandboxDriver, configuration: CoreConfiguration,
         userVerifier: (any UserTokenVerifying)?, sshEndpoint: SSHEndpoint = SSHEndpoint(host: "127.0.0.1", port: 2222),
-        sessionPolicy: SessionPolicy = SessionPolicy(), logger: Logger
+        sessionPolicy: SessionPolicy = SessionPolicy(), logger: Logger, metrics: ServiceMetrics = ServiceMetrics()
     ) {
+        self.metrics = metrics
         self.sshEndpoint = sshEndpoint
         self.sessionPolicy = sessionPolicy
         self.db = database

@@ -40,6 +40,8 @@ public protocol DevboxBackend: Sendable {
     /// The URL of `port` of a ready devbox (`/api/v1/devboxes/:id/ports/:port/`), on the
     /// address this backend reaches the service at.
     func portURL(devboxId: String, port: Int) async throws -> String
+    /// What the devbox uses now (`GET /api/v1/devboxes/:id/stats`).
+    func stats(devboxId: String) async throws -> DevboxStats
 
     /// How often `wait_for_ready` polls this backend when it offers no change feed.
     var pollInterval: Duration { get }
@@ -89,6 +91,9 @@ extension DevboxBackend {
     }
     public func portURL(devboxId: String, port: Int) async throws -> String {
         throw DevboxBackendUnavailable("This devbox backend cannot expose ports.")
+    }
+    public func stats(devboxId: String) async throws -> DevboxStats {
+        throw DevboxBackendUnavailable("This devbox backend cannot read usage.")
     }
 }
 

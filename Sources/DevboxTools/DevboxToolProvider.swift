@@ -15,6 +15,7 @@ public enum DevboxToolRegistry {
         ListFilesTool(),
         SetNetworkTool(),
         PortURLTool(),
+        StatsTool(),
         StopDevboxTool(),
         StartDevboxTool(),
         DeleteDevboxTool(),

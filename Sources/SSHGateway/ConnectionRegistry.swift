@@ -66,6 +66,9 @@ final class ConnectionRegistry: Sendable {
 
     var count: Int { state.withLock { $0.connections.count } }
 
+    /// Connections accepted since start (metrics).
+    var accepted: UInt64 { state.withLock { $0.nextId - 1 } }
+
     func connections(where match: (SSHGatewayGrant) -> Bool) -> [GatewayConnection] {
         all.filter { c in c.grant.map(match) ?? false }
     }

@@ -77,6 +77,9 @@ public final class SSHGateway: Service, Sendable {
     /// The port actually bound, once `run()` listens.
     public var port: Int? { listener.withLock { $0.port } }
 
+    /// Live TCP connections (authenticated or not) and those accepted since start (metrics).
+    public var connectionCounts: (open: Int, accepted: UInt64) { (registry.count, registry.accepted) }
+
     /// Live authenticated connections of a session.
     public func connectionCount(sessionId: String) -> Int {
         registry.connections { $0.sessionId == sessionId }.count

@@ -13,6 +13,10 @@ public struct MCPServerOptions: Sendable {
     /// Stamp `_meta["io.modelcontextprotocol/serverInfo"]` on every 2026-07-28 result (spec SHOULD).
     public var stampServerInfo: Bool = true
     public var logger: Logger = Logger(label: "devbox.mcp")
+    /// Called after each `tools/call` (metrics): the tool's name (nil when the server has no
+    /// such tool), the outcome ("none", "tool_error" for a result with `isError`,
+    /// "invalid_params", "internal") and how long it took.
+    public var onToolCall: (@Sendable (_ tool: String?, _ error: String, _ duration: Duration) -> Void)? = nil
 
     public init() {}
 }
@@ -314,6 +318,29 @@ public final class MCPServer: Sendable {
     }
 
     func callTool(
+        id: JSONRPCID, params: JSONValue?, era: MCPEra, version: String, clientInfo: JSONValue?, clientCaps: JSONValue?,
+        env: Environment
+    ) async -> Outcome {
+        guard let report = options.onToolCall else {
+            return await runTool(id: id, params: params, era: era, version: version, clientInfo: clientInfo, clientCaps: clientCaps, env: env)
+        }
+        let start = ContinuousClock.now
+        let outcome = await runTool(
+            id: id, params: params, era: era, version: version, clientInfo: clientInfo, clientCaps: clientCaps, env: env)
+        var tool: String? = nil
+        if case .string(let name)? = params?["name"], table.withLock({ $0.index[name] != nil }) { tool = name }
+        let error: String
+        switch outcome {
+        case .result(let r):
+            if case .bool(true)? = r["isError"] { error = "tool_error" } else { error = "none" }
+        case .error(let e): error = e.code == MCPError.invalidParamsCode ? "invalid_params" : "internal"
+        case .none: error = "internal"
+        }
+        report(tool, error, ContinuousClock.now - start)
+        return outcome
+    }
+
+    private func runTool(
         id: JSONRPCID, params: JSONValue?, era: MCPEra, version: String, clientInfo: JSONValue?, clientCaps: JSONValue?,
         env: Environment
     ) async -> Outcome {

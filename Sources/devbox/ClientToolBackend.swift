@@ -98,6 +98,7 @@ struct ClientToolBackend: DevboxBackend {
     func setNetwork(devboxId: String, _ network: DevboxNetwork) async throws -> DevboxNetwork {
         try await sdk { try await client.devboxes.setNetwork(id: devboxId, network) }
     }
+    func stats(devboxId: String) async throws -> DevboxStats { try await sdk { try await client.devboxes.stats(devboxId) } }
     func portURL(devboxId: String, port: Int) async throws -> String {
         let box = try await devbox(id: devboxId)
         return PortURL.make(base: client.baseURL.absoluteString, devboxId: box.id, port: port)

@@ -102,6 +102,7 @@ struct LocalBackend: DevboxBackend {
     func setNetwork(devboxId: String, _ network: DevboxNetwork) async throws -> DevboxNetwork {
         try await local(retry: false) { try await $0.serve.setNetwork(devboxId: devboxId, network) }
     }
+    func stats(devboxId: String) async throws -> DevboxStats { try await local { try await $0.serve.stats(devboxId: devboxId) } }
     func portURL(devboxId: String, port: Int) async throws -> String {
         try await local { try await $0.serve.portURL(devboxId: devboxId, port: port) }
     }

@@ -110,6 +110,9 @@ struct ServeCommand: AsyncParsableCommand {
             baseImage: env["DEVBOX_BASE_IMAGE"].flatMap { $0.isEmpty ? nil : $0 },
             logLevel: Logger.Level(rawValue: env["DEVBOX_LOG_LEVEL"] ?? "info") ?? .info)
         configuration.network = try NetworkConfiguration.fromEnvironment(env)
+        if let m = env["DEVBOX_METRICS_ADDR"], !m.isEmpty {
+            configuration.metricsAddress = try ServerConfiguration.parseAddress(m, name: "DEVBOX_METRICS_ADDR")
+        }
         configuration.userOIDC = try ServerConfiguration.userOIDC(environment: env)
         return configuration
     }

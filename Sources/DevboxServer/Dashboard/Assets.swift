@@ -64,6 +64,9 @@ enum Assets {
         code.id { color:var(--muted); font-size:.8em; overflow-wrap:anywhere; }
         dl.facts { display:grid; grid-template-columns: repeat(auto-fit, minmax(12rem, 1fr)); gap:.5rem 1rem; margin:0; }
         dl.facts dt { color:var(--muted); font-size:.85em; } dl.facts dd { margin:0; overflow-wrap:anywhere; }
+        figure.stats-chart { margin:.75rem 0 0; } figure.stats-chart svg { width:100%; height:8rem; display:block; border:1px solid var(--line); }
+        svg .axis { stroke:var(--line); } svg .series-cpu, .key-cpu { stroke:#2563eb; color:#2563eb; stroke-width:2; }
+        svg .series-memory, .key-memory { stroke:#16a34a; color:#16a34a; stroke-width:2; }
         ol.timeline { list-style:none; padding:0; margin:0; border-left:2px solid var(--line); }
         ol.timeline > li { margin:0 0 .75rem; padding-left:1rem; position:relative; }
         ol.timeline > li::before { content:""; position:absolute; left:-7px; top:.45rem; width:12px; height:12px; border-radius:50%; background:var(--line); }
@@ -157,6 +160,68 @@ enum Assets {
                 return false;
               }
             });
+          }
+
+          // Resources: the box's usage now and a chart of the last 10 minutes (issue 24).
+          var res = document.querySelector('[data-stats-devbox]');
+          if (res) {
+            var sid = res.getAttribute('data-stats-devbox');
+            var samples = [];
+            var bytes = function (n) {
+              if (n === null || n === undefined) return '—';
+              var u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'], i = 0;
+              while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+              return (i === 0 ? n : n.toFixed(1)) + ' ' + u[i];
+            };
+            var show = function (name, text) {
+              var el = res.querySelector('[data-stat="' + name + '"]');
+              if (el && el.textContent !== text) el.textContent = text;
+            };
+            var draw = function () {
+              var cpu = [], mem = [], n = samples.length;
+              for (var i = 1; i < n; i++) {
+                var a = samples[i - 1], b = samples[i];
+                var dt = (Date.parse(b.sampled_at) - Date.parse(a.sampled_at)) / 1000;
+                var pct = (a.cpu_seconds !== null && b.cpu_seconds !== null && dt > 0) ? Math.max(0, (b.cpu_seconds - a.cpu_seconds) / dt * 100) : 0;
+                cpu.push(pct);
+                mem.push(b.memory_bytes !== null && b.memory_limit_bytes ? b.memory_bytes / b.memory_limit_bytes * 100 : 0);
+              }
+              var top = Math.max(100, Math.max.apply(null, cpu.concat([0])));
+              var line = function (values, scale) {
+                var step = 600 / 119;
+                var x0 = 600 - (values.length - 1) * step;
+                return values.map(function (v, i) {
+                  return (x0 + i * step).toFixed(1) + ',' + (119 - Math.min(v, scale) / scale * 115).toFixed(1);
+                }).join(' ');
+              };
+              res.querySelector('[data-series="cpu"]').setAttribute('points', line(cpu, top));
+              res.querySelector('[data-series="memory"]').setAttribute('points', line(mem, 100));
+              show('samples', String(n));
+              if (n >= 2) show('cpu', cpu[cpu.length - 1].toFixed(1) + ' %');
+            };
+            var sample = function () {
+              fetch('/dashboard/api/devboxes/' + encodeURIComponent(sid) + '/stats',
+                    { credentials: 'same-origin', headers: { 'Accept': 'application/json' } })
+                .then(function (r) { return r.ok ? r.json() : null; })
+                .then(function (s) {
+                  if (s) {
+                    samples.push(s);
+                    if (samples.length > 121) samples.shift();
+                    if (!s.running) show('cpu', 'not running');
+                    else if (samples.length < 2) show('cpu', s.cpu_seconds.toFixed(2) + ' s in total');
+                    show('memory', s.memory_bytes === null ? '—' : bytes(s.memory_bytes) +
+                         (s.memory_peak_bytes !== null ? ' (peak ' + bytes(s.memory_peak_bytes) + ')' : '') +
+                         (s.memory_limit_bytes ? ' of ' + bytes(s.memory_limit_bytes) : ''));
+                    show('pids', s.pids === null ? '—' : String(s.pids));
+                    show('disk', bytes(s.disk_used_bytes) + (s.disk_used_complete ? '' : ' or more'));
+                    show('network', s.network_in_bytes === null ? '—' : bytes(s.network_in_bytes) + ' / ' + bytes(s.network_out_bytes));
+                    draw();
+                  }
+                  setTimeout(sample, 5000);
+                })
+                .catch(function () { setTimeout(sample, 5000); });
+            };
+            sample();
           }
 
           document.addEventListener('click', function (e) {

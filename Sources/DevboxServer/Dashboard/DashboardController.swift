@@ -33,6 +33,7 @@ struct DashboardController: Sendable {
         router.dashboardRoute(table, .post, "/account/github/org-grants", use: setOrgGrants)
         router.dashboardRoute(table, .get, "/dashboard/api/devboxes", use: listJSON)
         router.dashboardRoute(table, .get, "/dashboard/api/devboxes/:id", use: devboxJSON)
+        router.dashboardRoute(table, .get, "/dashboard/api/devboxes/:id/stats", use: statsJSON)
         router.dashboardRoute(table, .get, "/dashboard/assets/app.css", use: { _, _ in Assets.response(Assets.css, type: "text/css") })
         router.dashboardRoute(table, .get, "/dashboard/assets/app.js", use: { _, _ in Assets.response(Assets.js, type: "text/javascript") })
     }
@@ -196,5 +197,11 @@ struct DashboardController: Sendable {
         let id = Self.param(context, "id")
         let d = try await core.devbox(s.principal, id: id)
         return try JSONIO.response(DevboxDetail(devbox: d, operations: try await core.operations(s.principal, id: id)))
+    }
+
+    /// The devbox's usage now, for the devbox page's Resources chart (`DevboxStats`).
+    @Sendable func statsJSON(_ request: Request, context: AppRequestContext) async throws -> Response {
+        guard let s = try await signedIn(request) else { throw ServiceError.unauthorized("not signed in to the dashboard") }
+        return try JSONIO.response(try await core.devboxStats(s.principal, id: Self.param(context, "id")))
     }
 }

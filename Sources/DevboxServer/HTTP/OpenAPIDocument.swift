@@ -83,6 +83,15 @@ enum OpenAPIDocument {
         "apis": {"type": "object", "additionalProperties": {"type": "object", "properties": {
           "requests": {"type": "integer"}, "status_codes": {"type": "object", "additionalProperties": {"type": "integer"}},
           "input_tokens": {"type": "integer"}, "output_tokens": {"type": "integer"}}}}}},
+      "DevboxStats": {"type": "object", "required": ["devbox_id", "state", "running", "sampled_at", "cpu_seconds", "memory_bytes", "memory_peak_bytes", "memory_limit_bytes", "pids", "disk_used_bytes", "disk_used_complete", "network_in_bytes", "network_out_bytes"], "description": "What the box uses now. null: not known (CPU, memory and pids while the box is not running; network without a network of its own). Counters count from the box's last start.", "properties": {
+        "devbox_id": {"type": "string"}, "state": {"type": "string", "enum": ["requested", "provisioning", "ready", "stopped", "destroyed", "failed"]},
+        "running": {"type": "boolean", "description": "The box's processes run (its cgroup exists)"}, "sampled_at": {"type": "string", "format": "date-time"},
+        "cpu_seconds": {"type": ["number", "null"], "minimum": 0, "description": "CPU time of all its processes since the box started"},
+        "memory_bytes": {"type": ["integer", "null"], "minimum": 0}, "memory_peak_bytes": {"type": ["integer", "null"], "minimum": 0},
+        "memory_limit_bytes": {"type": ["integer", "null"], "minimum": 0}, "pids": {"type": ["integer", "null"], "minimum": 0},
+        "disk_used_bytes": {"type": "integer", "minimum": 0, "description": "The box's writable tree (root file system changes and /workspace) on disk"},
+        "disk_used_complete": {"type": "boolean", "description": "false: the measurement stopped at its bound, disk_used_bytes is a lower bound"},
+        "network_in_bytes": {"type": ["integer", "null"], "minimum": 0}, "network_out_bytes": {"type": ["integer", "null"], "minimum": 0}}},
       "Operation": {"type": "object", "properties": {
         "id": {"type": "string"}, "devbox_id": {"type": "string"},
         "name": {"type": "string", "enum": ["provision", "inject_credentials", "clone_repositories", "run_setup_commands", "publish_access"]},
@@ -139,6 +148,7 @@ enum OpenAPIDocument {
   },
   "paths": {
     "/healthz": {"get": {"summary": "Readiness: the default image (503 while a serve builds it), and how full the warm pool is", "security": [], "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}, "503": {"description": "The default image is being built (status building_image) or could not be (image_failed): creates answer 503 meanwhile", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}}}},
+    "/metrics": {"get": {"summary": "Prometheus metrics of the whole service (text exposition format 0.0.4): requests, devboxes by state, provisioning, warm pool, SSH, MCP, broker, database and disk. DEVBOX_METRICS_ADDR serves the same without auth on a listener of its own", "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     "/api/v1/devboxes": {
       "post": {"summary": "Create a devbox (202, state requested)", "parameters": [{"$ref": "#/components/parameters/ClaudeToken"}, {"$ref": "#/components/parameters/CodexToken"}],
@@ -187,6 +197,10 @@ enum OpenAPIDocument {
     "/api/v1/devboxes/{id}/repositories": {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
       "get": {"summary": "Repositories of a devbox with their clone status, resolved commit and error", "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "properties": {"repositories": {"type": "array", "items": {"$ref": "#/components/schemas/DevboxRepository"}}}}}}}, "404": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/devboxes/{id}/stats": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "get": {"summary": "What the devbox uses now, from its cgroups, its disk and its network link: CPU seconds, memory current/peak, pids, disk used, network bytes in/out", "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DevboxStats"}}}}, "404": {"$ref": "#/components/responses/NotFound"}}}
     },
     "/api/v1/devboxes/{id}/usage": {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],

@@ -99,6 +99,7 @@ struct Pipeline: Sendable {
         } catch {
             return .failed("the sandbox could not be started: \(error)", StepOutput())
         }
+        core.metrics.warmPool(hit: warm)
         let ms = (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000
             + (ContinuousClock.now - started).components.seconds * 1000
         return .succeeded(

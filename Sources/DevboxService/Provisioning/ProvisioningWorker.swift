@@ -180,6 +180,7 @@ struct JobRunner: Sendable {
     /// Records a failed step (internal, not private: tests drive the race with a DELETE).
     func fail(_ id: String, op: OperationKind, message: String, log: Logger) async {
         log.warning("provisioning failed", metadata: ["operation": "\(op.rawValue)", "error": "\(message)"])
+        core.metrics.provisioningFailed(op)
         // Each write on its own: a failed bookkeeping write must not keep the devbox in provisioning.
         do {
             try await core.db.updateOperation(devboxId: id, kind: op, status: .failed, error: message)
@@ -262,7 +263,9 @@ struct JobRunner: Sendable {
                 unwritten = []
             }
             started = nil
+            let stepStart = ContinuousClock.now
             let outcome = try await pipeline.run(kind)
+            core.metrics.stepRan(kind, ContinuousClock.now - stepStart)
             // The step's end, not the end of the next step's start commit that records it.
             let ended = Date()
             try Task.checkCancellation()
@@ -286,6 +289,7 @@ struct JobRunner: Sendable {
             try await core.db.deletePendingSecrets(devboxId: id)
         }
         try await core.db.finishPipeline(devboxId: id, owner: owner, last: unwritten)
+        core.metrics.becameReady(createdAt: job.devbox.createdAt)
         log.info("devbox ready")
     }
 }

@@ -99,6 +99,8 @@ public protocol SandboxDriver: Sendable {
     /// How many boxes the pool keeps and how many are ready.
     func warmPool() -> (target: Int, idle: Int)
     func isRunning(box: String) async -> Bool
+    /// What the box uses now (cgroups, disk, network; Sandbox/BoxUsage.swift). Default: nil (not measured).
+    func usage(box: String) async -> BoxUsage?
     func workspaceHostPath(box: String) -> String
     /// The host uid/gid of the box's root (user namespaces: its own range).
     func boxRootOwner(box: String) -> (uid: UInt32, gid: UInt32)
@@ -133,6 +135,8 @@ extension SandboxDriver {
     public func offerPorts(_ ports: [UInt16]) {}
     /// True when `address` is the own address of one of this driver's boxes. Default: none is.
     public func isBoxAddress(_ address: String) -> Bool { false }
+    /// What the box uses now. Default: not measured.
+    public func usage(box: String) async -> BoxUsage? { nil }
     /// Default: the env file is kept wherever the driver keeps it.
     public func hasEnv(box: String) -> Bool { true }
 

@@ -67,6 +67,7 @@ enum DevboxPage {
               <h2 id="repos-h">Repositories</h2>
               \(repositories(d.repositories))
             </section>
+            \(resources(d))
             \(brokerUsage(m))
             <section aria-labelledby="network-h" id="network">
               <h2 id="network-h">Network</h2>
