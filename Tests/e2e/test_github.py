@@ -374,6 +374,10 @@ def test_clone_branch_tag_sha_org_and_nested_target(gh, fake, cloner):
     # the full history is there (other branches and tags), as after a plain git clone
     assert "origin/main" in in_box(gh, box, "git -C /workspace/feat branch -r")
     assert in_box(gh, box, "git -C /workspace/feat tag") == "v1.0"
+    # the clones (and directories made on the way to a target) are the box root's inside,
+    # of the box's own id range on the host, never host root's (issue 18)
+    owners = in_box(gh, box, "find /workspace/feat /workspace/deep -xdev -printf '%U:%G\\n' | sort -u")
+    assert owners == "0:0", owners
     # no credential in any repository's config, remote URL or the box's environment
     for path in ["feat", "tagged", "pinned", "short", "deep/nested/service", "shared"]:
         config = in_box(gh, box, f"cat /workspace/{path}/.git/config")
@@ -515,7 +519,9 @@ def test_symlink_planted_in_the_workspace_is_not_followed(gh, fake, cloner, tmp_
     deadline = time.time() + 60
     planted = False
     while time.time() < deadline and not planted:
-        for ws in glob.glob(os.path.join(gh.data_dir, "boxes", f"*{box_id}", "workspace")):
+        # (the workspace is on the box's disk, <box>/disk/workspace, since disk quotas)
+        for ws in glob.glob(os.path.join(gh.data_dir, "boxes", f"*{box_id}", "*workspace")) + \
+                glob.glob(os.path.join(gh.data_dir, "boxes", f"*{box_id}", "disk", "workspace")):
             try:
                 os.symlink(str(outside), os.path.join(ws, "link"))
                 planted = True
