@@ -152,6 +152,33 @@ import Glibc
         #expect(!excluded.contains(m1.block))
     }
 
+    /// Cold create with and without user namespaces, alternated in one run so both see the
+    /// same load: `DEVBOX_BENCH=1 swift test --filter UserNamespaceTests/createWithAndWithout`.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["DEVBOX_BENCH"] != nil))
+    func createWithAndWithoutUserNamespaces() async throws {
+        try await withHarness("ub") { h in
+            var config = h.runtime.configuration
+            config.userNamespaces = false
+            var logger = Logger(label: "t")
+            logger.logLevel = .warning
+            let plain = CrunRuntime(configuration: config, logger: logger)
+            var with: [UInt64] = [], without: [UInt64] = []
+            for i in 0..<15 {
+                var t = monotonicNanos()
+                try await h.runtime.create(id: "u\(i)", limits: Harness.limits, env: ["K": "v"])
+                with.append(monotonicNanos() - t)
+                t = monotonicNanos()
+                try await plain.create(id: "p\(i)", limits: Harness.limits, env: ["K": "v"])
+                without.append(monotonicNanos() - t)
+                #expect(h.runtime.idMap("u\(i)") != nil && plain.idMap("p\(i)") == nil)
+                try await h.runtime.destroy(id: "u\(i)")
+                try await plain.destroy(id: "p\(i)")
+            }
+            func median(_ a: [UInt64]) -> Double { Double(a.sorted()[a.count / 2]) / 1e6 }
+            print("cold create median of 15 (ms): with user namespace \(median(with)), without \(median(without))")
+        }
+    }
+
     /// What the user namespace and idmapped layers add to a create (printed, like NetlinkTests).
     @Test func measureUserNamespaceSteps() throws {
         let dir = "/var/lib/dbx-usermeasure-\(getpid())"
