@@ -251,7 +251,8 @@ extension CrunRuntime {
         let dir = boxDirectory(id)
         try idRegistry.confirm(map, boxDirectory: dir)
         let nsFile = userNamespaceFile(id)
-        unmountIDMapped(id)  // what an earlier mount (a crash) left
+        // What an earlier mount (a crash) left; a new box has nothing (no mountinfo scan then).
+        if access(lowerMountDirectory(id), F_OK) == 0 { unmountIDMapped(id) }
         let nsfd = dbx_userns_create(map.rootUID, map.rootGID, BoxIDMap.size)
         if nsfd < 0 { throw sysError("create the user namespace of \(id)") }
         defer { closeFD(nsfd) }
