@@ -97,9 +97,7 @@ struct CreateDevboxTool: DevboxTool {
                             "repo_id": Schema.integer("GitHub id, from list_github_repos."),
                             "ref": Schema.string("Branch, tag or commit (default main)."),
                             "target_path": Schema.string("Default /workspace/<name>."),
-                            "push_branches": Schema.array(
-                                ["type": "string", "maxLength": 200],
-                                "Branch globs (agent/*) the box may git push to; no token enters the box.", maxItems: 32),
+                            "push_branches": Schema.array(["type": "string"], "Globs (agent/*) git push may update.", maxItems: 32),
                         ], required: ["full_name"]),
                     "Repositories to clone.", maxItems: 16),
                 "repository": Schema.string("Legacy; use repositories."),
