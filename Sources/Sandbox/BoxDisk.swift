@@ -19,12 +19,15 @@ import Glibc
 // box writes (plus ~4 MiB of ext4 metadata), so sizes may overcommit the host's disk; the
 // service's free-disk floor (`DEVBOX_MIN_FREE_DISK`) refuses creates before it fills up.
 //
-// Speed: formatting takes ~40 ms (`mkfs.ext4` with lazy inode-table and journal init,
-// no discard), too much for a create (~34 ms cold). A small pool of ready formatted images
-// per size (`<state>/.disks/ready-<bytes>-*.img`, refilled by a background thread) is
-// taken by a rename; binding the loop device and mounting cost a few milliseconds. Boxes
-// of the warm pool get theirs when they are made. Mounted with `noinit_itable`: ext4's
-// lazy-init thread would otherwise zero every inode table, writing ~1.5 % of the size.
+// Speed: formatting takes ~30-50 ms (`mkfs.ext4` with lazy inode-table and journal init,
+// no discard), binding a loop device and mounting ext4 another ~5-20 ms (the mount writes
+// the superblock through the loop device): too much for a create (~34 ms cold). A small
+// pool of ready disks per size — formatted, bound and mounted at `<state>/.disks/<bytes>-*`
+// by a background thread — is taken by a rename of the image and a second mount of the
+// already mounted device (it shares the superblock: no I/O), then the pool's mount is
+// detached. Boxes of the warm pool get theirs when they are made. Mounted with
+// `noinit_itable`: ext4's lazy-init thread would otherwise zero every inode table, writing
+// ~1.5 % of the size.
 //
 // Lifetime: `stop` unmounts it (the loop device unbinds itself), `start` mounts it again,
 // as does the revival after a reboot; `destroy` and the start-up sweep unmount it and
@@ -32,10 +35,17 @@ import Glibc
 // LOOP_CTL_GET_FREE + LOOP_CONFIGURE fails with EBUSY for a device another process bound
 // in between, and loop.c then takes the next free one.
 
-/// Ready formatted disk images, per size in bytes.
+/// A formatted image, bound to a loop device and mounted, ready for a box.
+struct ReadyDisk: Sendable {
+    let image: String
+    let mountPoint: String
+    let device: String
+}
+
+/// Ready disks, per size in bytes.
 final class DiskImagePool: @unchecked Sendable {
     private let cond = NSCondition()
-    private var ready: [Int64: [String]] = [:]
+    private var ready: [Int64: [ReadyDisk]] = [:]
     private var wanted: Set<Int64> = []
     private var filling = false
     /// Bumped by `drain`: an image the filler was making for an earlier generation is unwanted.
@@ -49,8 +59,8 @@ final class DiskImagePool: @unchecked Sendable {
         return try body()
     }
 
-    /// A ready image of this size, removed from the pool.
-    func take(bytes: Int64) -> String? { locked { ready[bytes]?.popLast() } }
+    /// A ready disk of this size, removed from the pool.
+    func take(bytes: Int64) -> ReadyDisk? { locked { ready[bytes]?.popLast() } }
 
     /// Keeps images of this size ready from now on; true when the caller must start a filler.
     func want(_ bytes: Int64) -> Bool {
@@ -75,10 +85,10 @@ final class DiskImagePool: @unchecked Sendable {
     }
 
     /// Adds an image the filler made; false when it is no longer wanted (the filler deletes it).
-    func add(bytes: Int64, path: String, generation made: Int? = nil) -> Bool {
+    func add(bytes: Int64, disk: ReadyDisk, generation made: Int) -> Bool {
         locked {
-            if let made, made != generation { return false }
-            ready[bytes, default: []].append(path)
+            if made != generation { return false }
+            ready[bytes, default: []].append(disk)
             return true
         }
     }
@@ -88,7 +98,7 @@ final class DiskImagePool: @unchecked Sendable {
 
     /// Forgets every image and size and waits for the filler to end; returns the images
     /// (the caller deletes them).
-    func drain() -> [String] {
+    func drain() -> [ReadyDisk] {
         locked {
             generation += 1
             wanted = []
@@ -102,7 +112,7 @@ final class DiskImagePool: @unchecked Sendable {
 }
 
 extension CrunRuntime {
-    /// `<state>/.disks`: ready images (and ones being made, `tmp-*`).
+    /// `<state>/.disks`: ready disks (image `<bytes>-<pid>-<n>.img`, mounted at `<bytes>-<pid>-<n>`).
     var diskDirectory: String { configuration.stateDirectory + "/.disks" }
 
     func diskImagePath(_ id: String) -> String { boxDirectory(id) + "/disk.img" }
@@ -122,8 +132,11 @@ extension CrunRuntime {
         let root = diskMountPath(name)
         if mkdir(root, 0o700) != 0 { throw sysError("mkdir disk") }
         if diskBytes > 0 {
-            try provisionDiskImage(name, bytes: diskBytes)
-            try mountDisk(name)
+            defer { wantDiskImages(diskBytes) }
+            if !adoptReadyDisk(name, bytes: diskBytes) {
+                try formatImage(at: diskImagePath(name), bytes: diskBytes)
+                try mountDisk(name, fresh: true)
+            }
         }
         for (sub, mode) in [("upper", 0o755), ("work", 0o700), ("workspace", 0o755)] as [(String, mode_t)] {
             if mkdir(root + "/" + sub, mode) != 0 { throw sysError("mkdir \(sub)") }
@@ -133,16 +146,32 @@ extension CrunRuntime {
 
     // MARK: images
 
-    /// Puts a formatted image of `bytes` at `<box>/disk.img`: a ready one from the pool
-    /// (a rename), else one formatted now. Asks the pool to make up for it.
-    func provisionDiskImage(_ name: String, bytes: Int64) throws {
-        let target = diskImagePath(name)
-        defer { wantDiskImages(bytes) }
+    /// Gives the box a ready disk of the pool: its image is renamed to `<box>/disk.img`, its
+    /// filesystem (mounted in the pool) mounted at `<box>/disk` as well — a second mount of a
+    /// mounted device shares its superblock: no I/O — and the pool's mount detached. False
+    /// when the pool has none of this size (the caller formats one).
+    func adoptReadyDisk(_ name: String, bytes: Int64) -> Bool {
         while let ready = diskImages.take(bytes: bytes) {
-            if rename(ready, target) == 0 { return }
-            logger.warning("a ready disk image is gone", metadata: ["image": .string(ready), "errno": "\(lastErrno())"])
+            if rename(ready.image, diskImagePath(name)) == 0 {
+                if dbx_mount(ready.device, diskMountPath(name), "ext4", 0, "noinit_itable") == 0 {
+                    releaseReadyMount(ready.mountPoint)
+                    return true
+                }
+                logger.warning("mounting a ready disk failed", metadata: ["device": .string(ready.device), "errno": "\(lastErrno())"])
+                releaseReadyMount(ready.mountPoint)
+                _ = unlink(diskImagePath(name))
+            } else {
+                logger.warning("a ready disk image is gone", metadata: ["image": .string(ready.image), "errno": "\(lastErrno())"])
+                releaseReadyMount(ready.mountPoint)
+            }
         }
-        try formatImage(at: target, bytes: bytes)
+        return false
+    }
+
+    /// Unmounts a pool mount point (its device unbinds itself once no mount holds it) and removes it.
+    func releaseReadyMount(_ path: String) {
+        if dbx_umount(path, 0) != 0 && lastErrno() == EBUSY { _ = dbx_umount(path, Int32(MNT_DETACH)) }
+        _ = rmdir(path)
     }
 
     /// Keeps images of this size ready (formatting them on a background thread).
@@ -158,7 +187,7 @@ extension CrunRuntime {
         for s in Set(sizes) where s > 0 { wantDiskImages(s) }
     }
 
-    /// Ready images now (tests).
+    /// Ready disks now (tests).
     var readyDiskImages: Int { diskImages.readyCount }
 
     func fillDiskImages() {
@@ -166,16 +195,12 @@ extension CrunRuntime {
             do {
                 try makeDirectories(diskDirectory, mode: 0o700)
                 let n = counterNext()
-                let tmp = diskDirectory + "/tmp-\(bytes)-\(getpid())-\(n).img"
-                let ready = diskDirectory + "/ready-\(bytes)-\(getpid())-\(n).img"
-                do {
-                    try formatImage(at: tmp, bytes: bytes)
-                    if rename(tmp, ready) != 0 { throw sysError("rename \(tmp)") }
-                } catch {
-                    _ = unlink(tmp)
-                    throw error
+                let base = diskDirectory + "/\(bytes)-\(getpid())-\(n)"
+                let disk = try makeReadyDisk(image: base + ".img", mountPoint: base, bytes: bytes)
+                if !diskImages.add(bytes: bytes, disk: disk, generation: generation) {
+                    releaseReadyMount(disk.mountPoint)
+                    _ = unlink(disk.image)
                 }
-                if !diskImages.add(bytes: bytes, path: ready, generation: generation) { _ = unlink(ready) }
             } catch {
                 logger.warning("making a ready disk image failed", metadata: ["error": .string("\(error)")])
                 diskImages.fillerFailed()
@@ -184,22 +209,38 @@ extension CrunRuntime {
         }
     }
 
-    /// Reads the ready images an earlier run left and deletes half-made ones (start-up).
-    func loadDiskImages() {
-        for name in MaskPlan.listDirectory(diskDirectory) {
-            let path = diskDirectory + "/" + name
-            let parts = name.split(separator: "-")
-            if name.hasPrefix("ready-"), name.hasSuffix(".img"), parts.count == 4, let bytes = Int64(parts[1]), bytes > 0 {
-                _ = diskImages.add(bytes: bytes, path: path)
-            } else {
-                _ = unlink(path)
-            }
+    /// Formats an image at `image`, binds it and mounts it at `mountPoint`.
+    func makeReadyDisk(image: String, mountPoint: String, bytes: Int64) throws -> ReadyDisk {
+        try formatImage(at: image, bytes: bytes)
+        do {
+            if mkdir(mountPoint, 0o700) != 0 { throw sysError("mkdir \(mountPoint)") }
+            let device = try attachAndMount(image: image, at: mountPoint)
+            return ReadyDisk(image: image, mountPoint: mountPoint, device: device)
+        } catch {
+            _ = rmdir(mountPoint)
+            _ = unlink(image)
+            throw error
         }
     }
 
-    /// Deletes the ready images (service shutdown: they are cheap to make again).
+    /// Removes what an earlier run left in `<state>/.disks` (start-up): ready disks are
+    /// cheap to make again.
+    func loadDiskImages() {
+        let base = diskDirectory + "/"
+        for m in HostState.mounts().map(\.mountPoint) where m.hasPrefix(base) { releaseReadyMount(m) }
+        for name in MaskPlan.listDirectory(diskDirectory) {
+            let path = diskDirectory + "/" + name
+            if unlink(path) != 0 { _ = rmdir(path) }
+        }
+    }
+
+    /// Deletes the ready disks (service shutdown, sweep of an empty service).
     func removeReadyDiskImages() {
-        for path in diskImages.drain() { _ = unlink(path) }
+        for disk in diskImages.drain() {
+            releaseReadyMount(disk.mountPoint)
+            _ = unlink(disk.image)
+        }
+        loadDiskImages()
         _ = rmdir(diskDirectory)
     }
 
@@ -225,14 +266,22 @@ extension CrunRuntime {
     // MARK: mounting
 
     /// Mounts the box's disk image at `<box>/disk` unless it is mounted (or the box has none).
-    func mountDisk(_ id: String) throws {
+    /// `fresh`: an image just formatted there (a create): neither mounted nor bound.
+    func mountDisk(_ id: String, fresh: Bool = false) throws {
         let image = diskImagePath(id), target = diskMountPath(id)
-        guard access(image, F_OK) == 0, !HostState.isMountPoint(target) else { return }
-        // A device still bound to this image (its filesystem lazily unmounted but busy) must
-        // be the one mounted: a second device would mount the same ext4 twice.
-        if let dev = loopDevice(backing: image) {
-            if dbx_mount(dev, target, "ext4", 0, "noinit_itable") == 0 { return }
+        if !fresh {
+            guard access(image, F_OK) == 0, !HostState.isMountPoint(target) else { return }
+            // A device still bound to this image (its filesystem lazily unmounted but busy) must
+            // be the one mounted: a second device would mount the same ext4 twice.
+            if let dev = loopDevice(backing: image) {
+                if dbx_mount(dev, target, "ext4", 0, "noinit_itable") == 0 { return }
+            }
         }
+        _ = try attachAndMount(image: image, at: target)
+    }
+
+    /// Binds `image` to a free loop device and mounts its ext4 at `target`; returns the device.
+    func attachAndMount(image: String, at target: String) throws -> String {
         let imageFD = open(image, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
         if imageFD < 0 { throw sysError("open \(image)") }
         defer { closeFD(imageFD) }
@@ -241,9 +290,9 @@ extension CrunRuntime {
         if loopFD < 0 { throw sysError("attach a loop device to \(image)") }
         // Held open until the mount holds the device (autoclear unbinds it at the last close).
         defer { closeFD(loopFD) }
-        if dbx_mount("/dev/loop\(number)", target, "ext4", 0, "noinit_itable") != 0 {
-            throw sysError("mount the disk of \(id)")
-        }
+        let device = "/dev/loop\(number)"
+        if dbx_mount(device, target, "ext4", 0, "noinit_itable") != 0 { throw sysError("mount \(image)") }
+        return device
     }
 
     /// Unmounts the box's disk (its loop device unbinds itself). Lazily if it is busy.
@@ -264,12 +313,14 @@ extension CrunRuntime {
         return nil
     }
 
-    /// Loop devices bound to a file under the state directory (tests; `losetup -a`'s view).
-    public func boundLoopDevices() -> [String] {
-        let base = configuration.stateDirectory + "/"
+    /// Loop devices bound to a box's image under the state directory (`losetup -a`'s view);
+    /// `ready`: those of the pool's ready disks instead.
+    public func boundLoopDevices(ready: Bool = false) -> [String] {
+        let base = configuration.stateDirectory + "/", pool = diskDirectory + "/"
         return MaskPlan.listDirectory("/sys/block").filter { name in
-            name.hasPrefix("loop")
-                && (readSmallFile("/sys/block/\(name)/loop/backing_file", limit: 4096)?.hasPrefix(base) ?? false)
+            guard name.hasPrefix("loop"), let file = readSmallFile("/sys/block/\(name)/loop/backing_file", limit: 4096),
+                  file.hasPrefix(base) else { return false }
+            return file.hasPrefix(pool) == ready
         }
     }
 }

@@ -4,6 +4,7 @@ with ENOSPC and the box carries on; the host is guarded by DEVBOX_MIN_FREE_DISK 
 /run are capped; nothing of a disk (loop device, image) is left after destroy or a stop."""
 import os
 import signal
+import time
 
 from devbox_harness import Server, loop_devices_under
 
@@ -20,6 +21,18 @@ def exec_box(s, devbox_id, command, timeout=120):
 def host_free(path):
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
+
+
+def box_loops(s, expect=None):
+    """Loop devices of boxes' disks (not of the ready disks the service keeps in boxes/.disks).
+    The kernel unbinds a device on a workqueue after its filesystem's unmount: up to 5 s for
+    the count to come down to `expect`."""
+    deadline = time.time() + 5
+    while True:
+        loops = [l for l in loop_devices_under(s.data_dir) if "/.disks/" not in l]
+        if expect is None or len(loops) <= expect or time.time() >= deadline:
+            return loops
+        time.sleep(0.05)
 
 
 def box_dir(s, devbox_id):
@@ -57,9 +70,9 @@ def test_a_write_past_the_plan_disk_fails_and_the_box_carries_on(fresh_server):
     assert out["stdout"] == "x\n", out
 
     # Stop unmounts the disk (its loop device goes); start brings it back with its files.
-    assert len(loop_devices_under(s.data_dir)) == 2
+    assert len(box_loops(s)) == 2
     assert s.request("POST", f"/api/v1/devboxes/{d['id']}/stop").status_code == 200
-    assert len(loop_devices_under(s.data_dir)) == 1
+    assert len(box_loops(s, expect=1)) == 1
     assert s.request("POST", f"/api/v1/devboxes/{d['id']}/start").status_code == 200
     assert exec_box(s, d["id"], "cat /workspace/x")["stdout"] == "x\n"
 
@@ -68,7 +81,7 @@ def test_a_write_past_the_plan_disk_fails_and_the_box_carries_on(fresh_server):
         directory = box_dir(s, box["id"])
         assert s.request("DELETE", f"/api/v1/devboxes/{box['id']}").status_code == 204
         assert not os.path.exists(os.path.join(directory, "disk.img"))
-    assert loop_devices_under(s.data_dir) == []
+    assert box_loops(s, expect=0) == []
 
 
 def test_tmp_and_run_are_capped(fresh_server):
@@ -114,8 +127,12 @@ def test_pooled_boxes_have_their_disk_and_shutdown_leaves_none_idle(fresh_server
     out = exec_box(s, d["id"], "df -k /workspace | tail -n 1 | awk '{print $2}'")
     assert 900 * 1024 < int(out["stdout"]) <= 1024 * 1024, out
     s.wait_pool_full()
-    # SIGTERM: the idle pooled box and the ready images go; the devbox's disk stays mounted.
+    # SIGTERM: the idle pooled box and the ready disks go; the devbox's disk stays mounted.
     assert s.stop(signal.SIGTERM) == 0
+    assert len(box_loops(s, expect=1)) == 1
+    deadline = time.time() + 5
+    while len(loop_devices_under(s.data_dir)) > 1 and time.time() < deadline:
+        time.sleep(0.05)
     assert len(loop_devices_under(s.data_dir)) == 1, loop_devices_under(s.data_dir)
     disks = os.path.join(s.data_dir, "boxes", ".disks")
     assert not os.path.exists(disks) or os.listdir(disks) == []
