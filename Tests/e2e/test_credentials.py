@@ -49,7 +49,9 @@ def test_tokens_reach_the_box_and_leave_no_trace(fresh_server):
     assert claude not in str(d) and codex not in str(d)
     d = s.wait_state(d["id"])
     assert d["state"] == "ready", s.operations(d["id"])
-    ws = os.path.join(s.data_dir, "boxes", s.box_name(d["id"]), "workspace")
+    box_dir = os.path.join(s.data_dir, "boxes", s.box_name(d["id"]))
+    # (on the box's disk, <box>/disk/workspace, since disk quotas)
+    ws = next(p for p in [os.path.join(box_dir, "disk", "workspace"), os.path.join(box_dir, "workspace")] if os.path.isdir(p))
     shas = subprocess.run(["sh", "-c", f"cat {ws}/claude.sha {ws}/codex.sha"],
                           capture_output=True, text=True).stdout.split()
     assert shas == [hashlib.sha256(claude.encode()).hexdigest(), hashlib.sha256(codex.encode()).hexdigest()]
