@@ -19,8 +19,10 @@ MODERN = "2026-07-28"
 @pytest.fixture(scope="module")
 def ms():
     port = free_port()
-    # The host's masked root: these tests need no image (and no image build at start).
-    s = Server(env={"DEVBOX_METRICS_ADDR": f"127.0.0.1:{port}", "DEVBOX_BASE_IMAGE": "host"})
+    # The host's masked root: these tests need no image (and no image build at start). A small
+    # warm pool: a stop destroys the pool's boxes, and 20 of them outlast the harness's wait
+    # for the stop on a loaded machine.
+    s = Server(env={"DEVBOX_METRICS_ADDR": f"127.0.0.1:{port}", "DEVBOX_BASE_IMAGE": "host", "DEVBOX_WARM_POOL": "2"})
     s.metrics_url = f"http://127.0.0.1:{port}/metrics"
     s.start()
     yield s
