@@ -62,6 +62,11 @@ int main(void) {
     errno = 0; long t = socket(AF_INET, SOCK_STREAM, 0); report("socket_inet", t);
     errno = 0; pid_t p = fork(); if (p == 0) _exit(0); if (p > 0) waitpid(p, 0, 0); report("fork", p);
     errno = 0; report("personality_query", syscall(SYS_personality, 0xffffffff));
+    /* The i386 ABI (int 0x80, getpid = 20): not an architecture of the filter, the thread dies. */
+    pid_t k = fork();
+    if (k == 0) { long r; __asm__ volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory"); _exit(r > 0 ? 0 : 3); }
+    int st = 0; waitpid(k, &st, 0);
+    printf(", \"int80\": \"%s\"", WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS ? "SIGSYS" : WIFEXITED(st) ? "exited" : "other");
     printf("}\n");
     return 0;
 }
@@ -117,6 +122,7 @@ def test_refused_and_unknown_syscalls_fail_in_the_box(server, box, probe):
         assert got[name] == "ENOSYS", (name, got)
     for name in ["socket_inet", "fork", "personality_query"]:
         assert got[name] == "ok", (name, got)
+    assert got["int80"] == "SIGSYS", got
 
 
 def test_refusals_seen_through_the_tools(server, box):
