@@ -50,6 +50,11 @@ final class DiskImagePool: @unchecked Sendable {
     private var filling = false
     /// Bumped by `drain`: an image the filler was making for an earlier generation is unwanted.
     private var generation = 0
+    /// When a create last took a disk: the filler waits until creates pause for `quietNanos`
+    /// (its mkfs and mount would otherwise compete with them for the CPU, as the warm pool's
+    /// refills would).
+    private var lastDemand: UInt64 = 0
+    static let quietNanos: UInt64 = 300_000_000
     /// Images kept ready per size.
     static let perSize = 2
 
@@ -60,7 +65,12 @@ final class DiskImagePool: @unchecked Sendable {
     }
 
     /// A ready disk of this size, removed from the pool.
-    func take(bytes: Int64) -> ReadyDisk? { locked { ready[bytes]?.popLast() } }
+    func take(bytes: Int64) -> ReadyDisk? {
+        locked {
+            lastDemand = monotonicNanos()
+            return ready[bytes]?.popLast()
+        }
+    }
 
     /// Keeps images of this size ready from now on; true when the caller must start a filler.
     func want(_ bytes: Int64) -> Bool {
@@ -75,8 +85,10 @@ final class DiskImagePool: @unchecked Sendable {
     /// The next size to make an image of; nil (and the filler ends) when all are full.
     func nextJob() -> (bytes: Int64, generation: Int)? {
         locked {
-            if let size = wanted.sorted().first(where: { (ready[$0]?.count ?? 0) < Self.perSize }) {
-                return (size, generation)
+            while let size = wanted.sorted().first(where: { (ready[$0]?.count ?? 0) < Self.perSize }) {
+                let now = monotonicNanos(), quietAt = lastDemand &+ Self.quietNanos
+                if lastDemand == 0 || now >= quietAt { return (size, generation) }
+                _ = cond.wait(until: Date(timeIntervalSinceNow: Double(quietAt - now) / 1e9))
             }
             filling = false
             cond.broadcast()
@@ -102,6 +114,7 @@ final class DiskImagePool: @unchecked Sendable {
         locked {
             generation += 1
             wanted = []
+            cond.broadcast()
             while filling { cond.wait() }
             defer { ready = [:] }
             return ready.values.flatMap { $0 }
