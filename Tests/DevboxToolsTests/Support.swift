@@ -107,6 +107,14 @@ final class FakeBackend: DevboxBackend {
         return PortURL.make(base: "http://127.0.0.1:8080/", devboxId: devboxId, port: port)
     }
 
+    func stats(devboxId: String) async throws -> DevboxStats {
+        try maybeFail()
+        return DevboxStats(
+            devboxId: devboxId, state: .ready, running: true, sampledAt: Date(timeIntervalSince1970: 1_700_000_000),
+            cpuSeconds: 1.5, memoryBytes: 4 << 20, memoryPeakBytes: 8 << 20, memoryLimitBytes: 1 << 30, pids: 3,
+            diskUsedBytes: 1 << 20, networkInBytes: 100, networkOutBytes: 200)
+    }
+
     func readPath(devboxId: String, path: String) async throws -> FileContent {
         try maybeFail()
         if path == "/workspace" {

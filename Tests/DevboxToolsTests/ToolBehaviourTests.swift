@@ -50,6 +50,7 @@ struct ToolBehaviourTests {
             ("start_devbox", ["devbox_id": "dbx_fake"]),
             ("set_network", ["devbox_id": "dbx_fake", "egress": "deny_all", "allow": ["api.example.com"]]),
             ("port_url", ["devbox_id": "dbx_fake", "port": 8000]),
+            ("get_devbox_stats", ["devbox_id": "dbx_fake"]),
         ]
         for (name, args) in calls {
             try expectConforming(try await h.call(name, args), name, h)

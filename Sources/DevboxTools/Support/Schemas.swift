@@ -98,22 +98,20 @@ enum Schema {
 
     static let repositories = objects("full_name, ref, target_path, status (pending, cloning, cloned, failed), commit, error, push_branches")
 
-    /// The whole devbox, as `get_devbox` returns it (the REST API's devbox object).
+    /// The whole devbox, as `get_devbox` returns it (the REST API's devbox object). Only the
+    /// fields an agent acts on are spelled out; the rest are named in the description (the
+    /// schema is open), which keeps tools/list inside its budget.
     static let devbox = output(
         [
             "id": string("Pass it as devbox_id to the other tools."),
-            "name": str, "plan": str, "state": state,
+            "state": state,
             "repositories": repositories,
             "env_keys": array(str, "Names only; values are never returned."),
-            "setup_commands": array(str),
-            "setup_timeout_seconds": int,
             "credential_profile": typed("object", "inject_claude_token, inject_codex_token."),
-            "created_at": str, "updated_at": str, "ready_at": nullableString,
             "error": typed(["object", "null"], "When failed: {operation, message} of the failed step."),
-            "idle_timeout_seconds": nullableInt, "ttl_seconds": nullableInt,
-            "expires_at": nullableString, "last_activity_at": nullableString,
             "network": typed("object", "Egress policy: egress, allow, deny."),
-        ])
+        ],
+        description: "Also: name, plan, image, setup_commands, *_timeout_seconds, ttl_seconds, *_at times.")
 
     /// The devbox in other tools' results: the same object as `get_devbox`, not described again.
     static let devboxRef = typed("object", "The devbox, as get_devbox returns it.")

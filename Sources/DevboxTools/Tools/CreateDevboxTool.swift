@@ -100,8 +100,8 @@ struct CreateDevboxTool: DevboxTool {
                             "push_branches": Schema.array(["type": "string"], "Globs (agent/*) git push may update.", maxItems: 32),
                         ], required: ["full_name"]),
                     "Repositories to clone.", maxItems: 16),
-                "repository": Schema.string("Legacy; use repositories."),
-                "branch": Schema.string("Legacy; use repositories."),
+                "repository": Schema.string("Legacy."),
+                "branch": Schema.string("Legacy."),
                 "env": [
                     "type": "object", "additionalProperties": ["type": "string"],
                     "description": "Environment variables (names like FOO_BAR).",

@@ -46,7 +46,7 @@ struct ListDevboxesTool: DevboxTool {
             [
                 "devboxes": Schema.array(
                     Schema.output([
-                        "id": Schema.str, "name": Schema.str, "state": Schema.state, "plan": Schema.str, "created_at": Schema.str,
+                        "id": Schema.str, "state": Schema.state,  // name, plan, created_at: in the description
                     ])),
                 "next_cursor": Schema.typed(["string", "null"], "null on the last page."),
             ]),

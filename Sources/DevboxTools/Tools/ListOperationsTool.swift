@@ -16,7 +16,7 @@ struct ListOperationsTool: DevboxTool {
         title: "List provisioning steps and their output",
         description: """
             The provisioning steps of a devbox, to read the setup commands' output after a failure or during a long \
-            setup: operations [{name, status, started_at, finished_at, error, output_tail, output_truncated}].
+            setup: operations [{name, status, started_at, finished_at, error, output_tail}].
             """,
         inputSchema: Schema.object(
             [

@@ -6,7 +6,8 @@ enum NetworkSchema {
     static let egress = Schema.enumeration(["allow_all", "deny_all"], "allow_all: the public internet (default); deny_all: only `allow`.")
     static let entries = Schema.array(
         Schema.str, "CIDRs or domains (*.example.org: its subdomains).", maxItems: 64)
-    static let properties: [String: JSONValue] = ["egress": egress, "allow": entries, "deny": entries]
+    static let denied = Schema.array(Schema.str, "As allow.", maxItems: 64)
+    static let properties: [String: JSONValue] = ["egress": egress, "allow": entries, "deny": denied]
 }
 
 /// `set_network`: replaces the egress policy of a live devbox.
