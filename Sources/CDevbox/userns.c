@@ -10,11 +10,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
 #ifndef SYS_open_tree
 #define SYS_open_tree 428
 #endif
@@ -58,9 +62,14 @@ struct dbx_mount_attr {
 
 // The child only holds the new namespace open until the parent has its descriptor: it
 // shares the parent's memory (CLONE_VM, no page-table copy of a large service), so it
-// touches nothing but its own stack and raw syscalls.
+// touches nothing but its own stack and raw syscalls. It drops its copy of the descriptor
+// table at once (it held serve.lock's flock, among others) and dies with its parent: a
+// serve killed with -9 in this window must leave no process that keeps the data dir locked.
 static int userns_child(void *arg) {
-    (void)arg;
+    pid_t parent = (pid_t)(intptr_t)arg;
+    syscall(SYS_close_range, 0U, ~0U, 0U);
+    syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (syscall(SYS_getppid) != parent) syscall(SYS_exit, 0);
     for (;;) syscall(SYS_pause);
     return 0;
 }
@@ -80,7 +89,8 @@ int dbx_userns_create(uint32_t uid_base, uint32_t gid_base, uint32_t count) {
     const size_t stack_size = 64 * 1024;
     void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED) return -1;
-    pid_t pid = clone(userns_child, (char *)stack + stack_size, CLONE_NEWUSER | CLONE_VM | SIGCHLD, NULL);
+    pid_t pid = clone(userns_child, (char *)stack + stack_size, CLONE_NEWUSER | CLONE_VM | SIGCHLD,
+                      (void *)(intptr_t)getpid());
     if (pid < 0) { int e = errno; munmap(stack, stack_size); errno = e; return -1; }
     int result = -1, err = 0;
     char path[64], map[96];
