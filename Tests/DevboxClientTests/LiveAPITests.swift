@@ -26,8 +26,10 @@ struct LiveAPITests {
             #expect(ready.id == created.id)
             #expect(ready.readyAt != nil)
             let log = server.log()
-            #expect(log.contains("path=/api/v1/devboxes/\(created.id)/wait status=200"))
-            #expect(!log.contains("path=/api/v1/devboxes/\(created.id) status="), "waitForReady polled GET")
+            // Request lines: `… path=<path> request_id=<id> status=<code> …`.
+            let lines = log.split(separator: "\n")
+            #expect(lines.contains { $0.contains("path=/api/v1/devboxes/\(created.id)/wait ") && $0.contains("status=200") })
+            #expect(!lines.contains { $0.contains("path=/api/v1/devboxes/\(created.id) ") }, "waitForReady polled GET")
 
             let ops = try await client.devboxes.listOperations(created.id)
             #expect(ops.map(\.name) == OperationKind.allCases)
