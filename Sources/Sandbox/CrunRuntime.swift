@@ -442,8 +442,20 @@ public final class CrunRuntime: Sendable {
                         files: ["etc/hostname", "etc/hosts", "etc/resolv.conf"])
         let layer = image == nil ? try maskLayer() : nil
         // Each layer through an idmapped clone in the box's own user namespace (UserNamespace.swift).
-        let lowers = try idmappedLowers(id, image?.lowerDirs ?? layer.map { [$0, lower] } ?? [lower]).joined(separator: ":")
-        let opts = "lowerdir=\(lowers),upperdir=\(writable)/upper,workdir=\(writable)/work"
+        let lowers = try idmappedLowers(id, image?.lowerDirs ?? layer.map { [$0, lower] } ?? [lower])
+        // The layers are named to overlay by descriptor (`/proc/self/fd/N`), and overlay shows
+        // the names it was given in the box's /proc/mounts: no host path (data dir, box
+        // directory, image store) is readable there.
+        var fds: [Int32] = []
+        defer { fds.forEach(closeFD) }
+        func named(_ path: String) throws -> String {
+            let fd = open(path, oPath | O_DIRECTORY | O_CLOEXEC)
+            if fd < 0 { throw sysError("open \(path)") }
+            fds.append(fd)
+            return "/proc/self/fd/\(fd)"
+        }
+        let lowerNames = try lowers.map(named).joined(separator: ":")
+        let opts = "lowerdir=\(lowerNames),upperdir=\(try named(writable + "/upper")),workdir=\(try named(writable + "/work"))"
         if dbx_mount("overlay", rootfsPath(id), "overlay", 0, opts) != 0 { throw sysError("mount overlay for \(id)") }
         return layer
     }

@@ -93,6 +93,20 @@ def test_default_box_is_debian_and_sees_nothing_of_the_host(server):
         os.rmdir(marker)
 
 
+def test_the_box_mount_table_names_no_host_path(server):
+    """The box's /proc/mounts and mountinfo hold no host path: not the data dir, the box's
+    directory, the image store or the host's /tmp (overlay is given its layers by descriptor)."""
+    d = ready_box(server, {"name": "img-mounts"})
+    out = run(server, d["id"], "cat /proc/mounts /proc/self/mountinfo")
+    assert out["exit_code"] == 0, out
+    table = out["stdout"]
+    assert " / overlay " in table or "overlay / overlay" in table, table
+    data = os.path.realpath(server.data_dir)
+    for host_path in (data, os.path.dirname(data), "/var/lib/devbox", "/tmp/devbox-e2e"):
+        assert host_path not in table, (host_path, table)
+    server.request("DELETE", f"/api/v1/devboxes/{d['id']}")
+
+
 def test_unknown_image_is_a_422_naming_the_field(server):
     r = server.request("POST", "/api/v1/devboxes", json_body={"name": "x", "image": "no-such-image"})
     assert r.status_code == 422, r.text
