@@ -54,6 +54,9 @@ struct AuditController {
             }
             since = d
         }
+        if let id = q.get("devbox_id"), id.unicodeScalars.isEmpty || id.unicodeScalars.count > 64 {
+            throw ServiceError.validation(field: "devbox_id", message: "devbox_id must be 1 to 64 characters")
+        }
         let r = try await core.auditEvents(
             principal, userScoped: request.headers[.authorization] != nil, devboxId: q.get("devbox_id"),
             action: q.get("action"), since: since, cursor: q.get("cursor"), limit: limit)
