@@ -77,6 +77,10 @@ public struct BrokerUsageFlusher: Service {
     public func run() async throws {
         do {
             core.broker.merge(stored: try await core.db.brokerUsage())
+        } catch is CancellationError {
+            // The service stopped before it started (e.g. a port was taken): nothing was
+            // counted, and nothing must overwrite the stored totals.
+            return
         } catch {
             core.logger.error("reading the broker's stored usage failed: \(error)")
         }
