@@ -66,18 +66,27 @@ def bare_crun(bundle_src, n, concurrent=1):
     """crun run -d + crun exec true of a copy of a devbox's bundle (same rootfs, own cgroup).
     With concurrent > 1, that many run at once (the fair reference for concurrent creates)."""
     cfg = json.load(open(os.path.join(bundle_src, "config.json")))
-    root = cfg["root"]["path"]
-    if not root.startswith("/"):
-        root = os.path.join(bundle_src, root)
+
+    # A box's bundle names its root, mounts and user namespace relative to its directory
+    # (crun resolves them there before it joins the box's user namespace, whose root cannot
+    # cross the data dir's 0700): the copy lives in a directory inside the box's, with
+    # every relative path one level up.
+    def up(p):
+        return p if p.startswith("/") else os.path.join("..", p)
 
     def one(k):
-        d = tempfile.mkdtemp(prefix="bench-bare-")
+        d = tempfile.mkdtemp(prefix="bench-bare-", dir=bundle_src)
+        os.chmod(d, 0o711)
         c = dict(cfg)
-        c["root"] = {"path": root, "readonly": cfg["root"].get("readonly", False)}
+        c["root"] = {"path": up(cfg["root"]["path"]), "readonly": cfg["root"].get("readonly", False)}
+        c["mounts"] = [dict(m, source=up(m["source"])) if m.get("source") and "bind" in (m.get("options") or []) + [m.get("type", "")]
+                       else m for m in cfg.get("mounts", [])]
         # The plain pause init (a devbox with setup commands runs its setup shell instead).
         c["process"] = dict(cfg["process"], args=["/.devbox/init", "-P"])
         c["linux"] = dict(cfg["linux"])
         c["linux"]["cgroupsPath"] = f"/devbox-bench/bare{k}"
+        c["linux"]["namespaces"] = [dict(n, path=up(n["path"])) if n.get("path") else n
+                                    for n in cfg["linux"].get("namespaces", [])]
         json.dump(c, open(os.path.join(d, "config.json"), "w"))
         name = f"devbox-bench-bare-{os.getpid()}-{k}"
         t0 = time.perf_counter()
