@@ -419,65 +419,6 @@ public final class CrunRuntime: Sendable {
         if !writeAll(fd: fd, bytes) { throw sysError("write \(path)") }
     }
 
-    /// Mounts the box root: upper dir, the shared mask layer, the host root (or image).
-    @discardableResult
-    func mountRootfs(_ id: String) throws -> String? {
-        let dir = boxDirectory(id)
-        // The box's image (its `image` file), else the configured base or the host's root.
-        let image = BoxImage.read(boxDirectory: dir)
-        let lower = image?.lowerDirs.first ?? configuration.baseImage ?? "/"
-        // Per-box files, created in the upper dir unless the box already has its own.
-        let writable = writableRoot(id)
-        let upperFD = try SafeFS.openDirectory(writable + "/upper")
-        var files: [MaskPlan.Item] = [
-            .file("etc/hostname", contents: Array("\(id)\n".utf8), mode: 0o644),
-            .file("etc/hosts", contents: hostsFile(hostname: id, lowers: image?.lowerDirs), mode: 0o644),
-        ]
-        if let networks, let link = networks.link(of: boxName(id)) {
-            files.append(.file("etc/resolv.conf", contents: networks.resolvConf(link), mode: 0o644))
-        }
-        MaskPlan().apply(upperFD: upperFD, lowerRoot: lower, extraFiles: files)
-        closeFD(upperFD)
-        ownWritableTree(id, upper: writable + "/upper", workspace: writable + "/workspace",
-                        files: ["etc/hostname", "etc/hosts", "etc/resolv.conf"])
-        let layer = image == nil ? try maskLayer() : nil
-        // Each layer through an idmapped clone in the box's own user namespace (UserNamespace.swift).
-        let lowers = try idmappedLowers(id, image?.lowerDirs ?? layer.map { [$0, lower] } ?? [lower])
-        // The layers are named to overlay by descriptor (`/proc/self/fd/N`), and overlay shows
-        // the names it was given in the box's /proc/mounts: no host path (data dir, box
-        // directory, image store) is readable there.
-        var fds: [Int32] = []
-        defer { fds.forEach(closeFD) }
-        func named(_ path: String) throws -> String {
-            let fd = open(path, oPath | O_DIRECTORY | O_CLOEXEC)
-            if fd < 0 { throw sysError("open \(path)") }
-            fds.append(fd)
-            return "/proc/self/fd/\(fd)"
-        }
-        let lowerNames = try lowers.map(named).joined(separator: ":")
-        let opts = "lowerdir=\(lowerNames),upperdir=\(try named(writable + "/upper")),workdir=\(try named(writable + "/work"))"
-        if dbx_mount("overlay", rootfsPath(id), "overlay", 0, opts) != 0 { throw sysError("mount overlay for \(id)") }
-        return layer
-    }
-
-    /// The box's `/etc/hosts`: the base's, plus its hostname on 127.0.1.1.
-    func hostsFile(hostname: String, lowers: [String]? = nil) -> [UInt8] {
-        let candidates = lowers ?? [configuration.baseImage ?? "/"]
-        var hosts = candidates.lazy.compactMap { readFileBytes($0 == "/" ? "/etc/hosts" : $0 + "/etc/hosts") }.first
-            ?? Array("127.0.0.1\tlocalhost\n".utf8)
-        if hosts.last != UInt8(ascii: "\n") && !hosts.isEmpty { hosts.append(UInt8(ascii: "\n")) }
-        return hosts + Array("127.0.1.1\t\(hostname)\n".utf8)
-    }
-
-    func unmountRootfs(_ id: String) {
-        let rootfs = rootfsPath(id)
-        for _ in 0..<3 where HostState.isMountPoint(rootfs) {
-            if dbx_umount(rootfs, 0) == 0 { continue }
-            if lastErrno() == EBUSY { _ = dbx_umount(rootfs, Int32(MNT_DETACH)) } else { break }
-        }
-        unmountIDMapped(id)
-    }
-
     /// Runs a box whose process is the setup shell. With `script` (start after stop) the
     /// shell gets those bytes and EOF, and nil is returned; otherwise the channel to it.
     @discardableResult
