@@ -33,7 +33,7 @@ import Testing
     }
 
     /// A fresh clone has nothing next to it: the vectors must come from inside the checkout
-    /// (they once came from `../shared/vectors`, and `make test` failed in a clone).
+    /// (they once came from a folder beside the checkout, and `make test` failed in a clone).
     @Test func vectorsAreInsideTheRepository() throws {
         let root = TestSupport.packageRoot.standardizedFileURL.resolvingSymlinksInPath().path
         let directory = TestSupport.fernetVectorsDirectory.standardizedFileURL.resolvingSymlinksInPath().path
