@@ -50,7 +50,10 @@ def test_openapi_fuzz(fresh_server, tmp_path):
         "--max-examples", str(MAX_EXAMPLES),
         "--max-time", str(MAX_TIME),
         "--seed", SEED,
-        "--workers", "2",
+        # One worker: with two threads, hypothesis' ast.parse of filter lambdas can hit
+        # CPython 3.11's "AST constructor recursion depth mismatch" (a crash of the tool,
+        # seen twice in full runs), which fails the test for nothing the server did.
+        "--workers", "1",
         "--request-timeout", "30",
         "--exclude-path-regex", "^/api/v1/devboxes/\\{id\\}/ports",
         "--header", f"X-Provider-Token: {s.token}",
