@@ -111,15 +111,19 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
     public var credentialMode: String?
     /// The root image (`devbox image list`); nil: the server's default image.
     public var image: String?
+    /// Issue 23: a snapshot's id or name to start from instead of an image (its files, with
+    /// this request's env, tokens, setup commands and repositories applied on top).
+    public var snapshot: String?
 
     public init(
         name: String, plan: String? = nil, repository: String? = nil, branch: String? = nil,
         repositories: [DevboxRepositoryRequest]? = nil, credentialProfile: CredentialProfile? = nil,
         env: [String: String]? = nil, setupCommands: [String]? = nil, setupTimeoutSeconds: Int? = nil,
         idleTimeoutSeconds: Int? = nil, ttlSeconds: Int? = nil, network: DevboxNetwork? = nil,
-        credentialMode: String? = nil, image: String? = nil
+        credentialMode: String? = nil, image: String? = nil, snapshot: String? = nil
     ) {
         self.image = image
+        self.snapshot = snapshot
         self.network = network
         self.credentialMode = credentialMode
         self.name = name
@@ -143,7 +147,7 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
         case idleTimeoutSeconds = "idle_timeout_seconds"
         case ttlSeconds = "ttl_seconds"
         case credentialMode = "credential_mode"
-        case image
+        case image, snapshot
     }
 
     public init(from decoder: any Decoder) throws {
@@ -162,6 +166,7 @@ public struct CreateDevboxRequest: Codable, Sendable, Equatable {
         network = try c.decodeIfPresent(DevboxNetwork.self, forKey: .network)
         credentialMode = try c.decodeIfPresent(String.self, forKey: .credentialMode)
         image = try c.decodeIfPresent(String.self, forKey: .image)
+        snapshot = try c.decodeIfPresent(String.self, forKey: .snapshot)
     }
 }
 
