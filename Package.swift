@@ -118,6 +118,19 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict),
+        // The composition root: builds the service layer from the serve's configuration (data
+        // directory, database, keys, the crun runtime, user-token verifiers), the SSH gateway
+        // and the HTTP application, and runs them. `DevboxServer` is only the HTTP face.
+        .target(
+            name: "DevboxApp",
+            dependencies: [
+                "DevboxServer", "DevboxService", "DevboxSecurity", "DevboxModel", "SSHGateway", "Sandbox",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
         // Swift client SDK for the REST API.
         .target(
             name: "DevboxClient",
@@ -131,7 +144,7 @@ let package = Package(
         .executableTarget(
             name: "devbox",
             dependencies: [
-                "DevboxServer", "DevboxClient", "DevboxTools", "Transport",
+                "DevboxApp", "DevboxServer", "DevboxClient", "DevboxTools", "Transport",
                 "HTTPClientSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -163,7 +176,7 @@ let package = Package(
         .testTarget(
             name: "DevboxServiceTests",
             dependencies: [
-                "DevboxService", "DevboxServer", "DevboxTools", "DevboxModel", "DevboxSecurity",
+                "DevboxService", "DevboxServer", "DevboxApp", "DevboxTools", "DevboxModel", "DevboxSecurity",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),

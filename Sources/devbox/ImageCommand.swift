@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevboxApp
 import DevboxServer
 import Foundation
 import Sandbox

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import DevboxApp
 @testable import DevboxServer
 
 /// `devbox image build` takes its Debian mirror from the host's apt sources or `--mirror`,

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Testing
 
+@testable import DevboxApp
 @testable import DevboxServer
 @testable import DevboxService
 

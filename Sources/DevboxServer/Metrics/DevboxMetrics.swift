@@ -47,7 +47,7 @@ public final class DevboxMetrics: Sendable {
     /// The service layer's instruments, made with this registry's factory.
     public func serviceMetrics() -> ServiceMetrics { ServiceMetrics(factory: factory) }
 
-    func attach(sshGateway gateway: SSHGateway) {
+    public func attach(sshGateway gateway: SSHGateway) {
         ssh.withLock { $0.read = { [weak gateway] in gateway?.connectionCounts ?? (0, 0) } }
     }
 

@@ -49,12 +49,3 @@ struct MetricsController {
             logger: quiet)
     }
 }
-
-/// The `DEVBOX_METRICS_ADDR` listener as a service of the application, or none.
-func metricsListener(system: DevboxSystem, configuration: ServerConfiguration, logger: Logger) -> [any Service] {
-    guard let address = configuration.metricsAddress else { return [] }
-    return [
-        MetricsController.listener(
-            core: system.core, metrics: system.metrics, host: address.host, port: address.port, logger: logger)
-    ]
-}

@@ -1,5 +1,6 @@
 import DevboxModel
 import DevboxSecurity
+import DevboxServer
 import DevboxService
 import Foundation
 import Hummingbird
@@ -7,16 +8,6 @@ import Logging
 import NIOCore
 import Sandbox
 import ServiceLifecycle
-
-/// The parts of a running service, built once from the configuration. `devbox serve`
-/// runs them; tests build them the same way with a temporary data directory.
-public struct DevboxSystem: Sendable {
-    public let core: DevboxCore
-    public let routes: RouteTable
-    public let logger: Logger
-    /// The Prometheus registry and scrape-time gauges (`Metrics/DevboxMetrics.swift`).
-    public var metrics = DevboxMetrics()
-}
 
 /// Builds the service layer: data dir, database, keys, sandbox runtime, core.
 public func buildSystem(configuration: ServerConfiguration, logger: Logger) async throws -> DevboxSystem {
@@ -46,35 +37,7 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
         sessionPolicy: try sessionPolicy(),
         logger: logger, metrics: metrics.serviceMetrics())
     if let missingImage { BaseImage.buildInBackground(name: missingImage, core: core, logger: logger) }
-    return DevboxSystem(core: core, routes: RouteTable(), logger: logger, metrics: metrics)
-}
-
-/// Builds the HTTP router: health, OpenAPI, the REST API and `/mcp` behind auth, the dashboard.
-public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
-    let router = Router(context: AppRequestContext.self)
-    // Outermost: counts the status the error middleware chose (Metrics/HTTPMetricsMiddleware.swift).
-    router.add(middleware: HTTPMetricsMiddleware(metrics: system.metrics))
-    router.add(middleware: RequestIdMiddleware())
-    router.add(middleware: RequestLogMiddleware(logger: system.logger))
-    router.add(middleware: JSONErrorMiddleware(logger: system.logger, routes: system.routes))
-    HealthController(core: system.core).register(on: router)
-    GitHubController(core: system.core).registerCallback(on: router, table: system.routes)
-    let api = router.group().add(middleware: AuthMiddleware(core: system.core))
-    DevboxesController(core: system.core).register(on: api, table: system.routes)
-    CredentialsController(core: system.core).register(on: api, table: system.routes)
-    RuntimeController(core: system.core).register(on: api, table: system.routes)
-    UsersController(core: system.core).register(on: api, table: system.routes)
-    AuditController(core: system.core).register(on: api, table: system.routes)
-    SessionsController(core: system.core).register(on: api, table: system.routes)
-    GitHubController(core: system.core).register(on: api, table: system.routes)
-    MCPController(core: system.core, logger: system.logger).register(on: api, table: system.routes)
-    MetricsController(core: system.core, metrics: system.metrics).register(on: api, table: system.routes)
-    StatsController(core: system.core).register(on: api, table: system.routes)
-    // Exposed ports: the API's credentials or the dashboard's cookie (checked in the controller).
-    PortsController(core: system.core).register(on: router, table: system.routes)
-    // The dashboard authenticates with its own session cookie (not behind AuthMiddleware).
-    DashboardController(core: system.core, logger: system.logger).register(on: router, table: system.routes)
-    return router
+    return DevboxSystem(core: core, logger: logger, metrics: metrics)
 }
 
 /// Builds the whole application: HTTP server plus the provisioning workers.
@@ -90,8 +53,9 @@ public func buildApplication(
     let lifetimes = LifetimeWorker(core: system.core)
     let gateway = try buildSSHGateway(system: system, configuration: configuration, logger: logger)
     // The AI-API broker (issue 19): its port is known before start-up offers it to boxes.
-    let broker = BrokerServer.make(
-        core: system.core, settings: configuration.core.broker, dataDirectory: configuration.dataDirectory, logger: logger)
+    let sideServices = httpSideServices(
+        system: system, broker: configuration.core.broker, dataDirectory: configuration.dataDirectory,
+        metricsAddress: configuration.metricsAddress, logger: logger)
     // The ports are bound before anything of a box runs: SSH here, HTTP when the application
     // starts; the start-up sweep, the warm pool and the workers wait for both (`startUp`).
     // A port already taken thus ends the serve with every box as it was.
@@ -101,13 +65,9 @@ public func buildApplication(
         await system.core.releaseHostBeforeStartUp()
         throw ListenFailure(listener: "SSH", host: configuration.sshHost, port: configuration.sshPort, error: error)
     }
-    return Application(
-        router: router,
-        // HTTP/1.1 as `.http1()`; an upgrade request's connection can be taken over by the
-        // ports route (WebSocket to an app in a box, `PortUpgrade`).
-        server: .http1WithPortUpgrades(),
-        configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "devbox"),
-        services: [worker, lifetimes, gateway, broker, BrokerUsageFlusher(core: system.core)] + metricsListener(system: system, configuration: configuration, logger: logger),
+    return buildHTTPApplication(
+        router: router, host: configuration.httpHost, port: configuration.httpPort,
+        services: [worker, lifetimes, gateway] + sideServices,
         onServerRunning: { channel in
             logger.notice("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
             // Hummingbird accepts connections only once this returns: no request is served

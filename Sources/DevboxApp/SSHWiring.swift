@@ -1,3 +1,4 @@
+import DevboxServer
 import DevboxService
 import Foundation
 import Logging
