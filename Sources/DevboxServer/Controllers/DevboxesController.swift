@@ -66,13 +66,13 @@ struct DevboxesController {
             }
             page.after = c
         }
-        let r = try await core.listDevboxes(principal, page: page)
-        return JSONIO.rawJSON(DevboxWireJSON.devboxPage(r.devboxes, next: r.next))
+        return JSONIO.rawJSON(try await core.listDevboxesJSON(principal, page: page) { DevboxWireJSON.devboxPage($0, next: $1) })
     }
 
     @Sendable func get(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        return JSONIO.rawJSON(DevboxWireJSON.devbox(try await core.devbox(try context.requirePrincipal(), id: id)))
+        // A cached devbox's bytes are kept encoded (the hottest answer of the service).
+        return JSONIO.rawJSON(try await core.devboxJSON(try context.requirePrincipal(), id: id, encode: DevboxWireJSON.devbox))
     }
 
     /// Long-poll until the devbox settles (not `requested`/`provisioning`) or `timeout_seconds`

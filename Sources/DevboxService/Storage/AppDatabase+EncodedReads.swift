@@ -1,0 +1,33 @@
+import DevboxModel
+
+/// The two hottest reads (GET by id and a page of the list) as the bytes of their answer:
+/// in the serve a cached devbox or page is encoded once and its bytes kept with it
+/// (`DevboxReadCache`), so polling clients cost neither a read nor an encoding.
+/// `encode` is the API's encoder (the storage layer does not know the wire format).
+extension AppDatabase {
+    func devboxJSON(id: String, userId: String?, encode: (Devbox) -> [UInt8]) async throws -> [UInt8]? {
+        guard let cache = readCache else { return try await devbox(id: id, userId: userId).map(encode) }
+        if let hit = cache.devboxJSON(id: id, userId: userId) { return hit }
+        let epoch = cache.epoch
+        guard let box = try await devbox(id: id, userId: userId) else { return nil }
+        let json = encode(box)
+        cache.storeJSON(id: id, json, readSince: epoch)
+        return json
+    }
+
+    func devboxPageJSON(
+        userId: String, _ page: DevboxPageRequest, encode: ([Devbox], DevboxCursor?) -> [UInt8]
+    ) async throws -> [UInt8] {
+        guard let cache = readCache else {
+            let r = try await devboxPage(userId: userId, page)
+            return encode(r.devboxes, r.next)
+        }
+        let key = DevboxReadCache.PageKey(userId: userId, page)
+        if let hit = cache.pageJSON(key) { return hit }
+        let epoch = cache.epoch
+        let r = try await devboxPage(userId: userId, page)
+        let json = encode(r.devboxes, r.next)
+        cache.storePageJSON(key, json, readSince: epoch)
+        return json
+    }
+}
