@@ -33,10 +33,15 @@ let package = Package(
     targets: [
         // C helpers: process spawning with setsid/PTY, subreaper, poll-driven output capture.
         .target(name: "CDevbox"),
-        // Sandbox runtime: OCI bundles run by crun. Knows nothing of devboxes' storage or APIs.
+        // The runtime seam (issue 20): the protocols a box runtime implements, split by concern,
+        // and the values and errors that cross it. Depends on nothing else: a second runtime
+        // (Kubernetes, gVisor) or a test's fake implements it without importing crun.
+        .target(name: "DevboxRuntime", swiftSettings: strict),
+        // Sandbox runtime: OCI bundles run by crun; `CrunBoxRuntime` is its `BoxRuntime`.
+        // Knows nothing of devboxes' storage or APIs.
         .target(
             name: "Sandbox",
-            dependencies: ["CDevbox", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["DevboxRuntime", "CDevbox", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // JSON-RPC 2.0 + MCP protocol layer (stdio and HTTP-agnostic). Knows nothing of devboxes.
         .target(
@@ -75,7 +80,7 @@ let package = Package(
         .target(
             name: "DevboxService",
             dependencies: [
-                "Sandbox", "DevboxModel", "DevboxSecurity", "CDevbox",
+                "DevboxRuntime", "DevboxModel", "DevboxSecurity", "CDevbox",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -96,7 +101,7 @@ let package = Package(
         .target(
             name: "SSHGateway",
             dependencies: [
-                "Sandbox", "CDevbox",
+                "DevboxRuntime", "CDevbox",
                 .product(name: "NIOSSH", package: "swift-nio-ssh"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -23,9 +23,13 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
     let images = configuration.core.images
     var baseImage: String?
     if case .path(let p) = images.mode { baseImage = p }
-    let sandbox = try CrunSandboxDriver(
-        dataDirectory: configuration.dataDirectory, baseImage: baseImage, network: configuration.network, logger: logger)
-    let missingImage = BaseImage.prepareDefault(settings: images, sandbox: sandbox, logger: logger)
+    // The crun runtime behind the service's runtime seam (DevboxRuntime's `BoxRuntime`).
+    let sandbox = CrunBoxRuntime(
+        dataDirectory: configuration.dataDirectory, baseImage: baseImage, network: configuration.network.mode,
+        networkRange: configuration.network.range, dnsUpstreams: configuration.network.dnsUpstreams, logger: logger)
+    // The machine's image store the settings' catalog reads (DEVBOX_IMAGE_DIR): the default image is built into it.
+    let store = ImageStore(root: images.store.location)
+    let missingImage = BaseImage.prepareDefault(settings: images, store: store, sandbox: sandbox, logger: logger)
     try await sandbox.prepareHost()
     let verifier = try await makeUserVerifier(configuration: configuration, logger: logger)
     let metrics = DevboxMetrics()
@@ -36,7 +40,7 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
             host: configuration.sshPublicHost ?? configuration.sshHost, port: configuration.sshPublicPort ?? configuration.sshPort),
         sessionPolicy: try sessionPolicy(),
         logger: logger, metrics: metrics.serviceMetrics())
-    if let missingImage { BaseImage.buildInBackground(name: missingImage, core: core, logger: logger) }
+    if let missingImage { BaseImage.buildInBackground(name: missingImage, store: store, core: core, logger: logger) }
     return DevboxSystem(core: core, logger: logger, metrics: metrics)
 }
 

@@ -73,16 +73,16 @@ public enum BaseImage {
     /// At start-up: makes the store's default image the sandbox's default when it is there
     /// (creates are taken at once), else marks it building and returns its name (the caller
     /// then calls `buildInBackground`). Other modes are ready as they are.
-    public static func prepareDefault(settings: ImageSettings, sandbox: any SandboxDriver, logger: Logger) -> String? {
+    public static func prepareDefault(settings: ImageSettings, store: ImageStore, sandbox: any BoxRuntime, logger: Logger) -> String? {
         switch settings.mode {
         case .host:
             logger.notice("box base image: the host's root, private trees hidden (DEVBOX_BASE_IMAGE=host: weaker isolation)")
         case .path(let p):
             logger.notice("box base image", metadata: ["path": "\(p)"])
         case .store(let name):
-            if let image = settings.store.image(named: name) {
-                sandbox.setDefaultImage(BoxImage(name: name, lowerDirs: settings.store.lowerDirs(image), store: settings.store.root))
-                logger.notice("box base image", metadata: ["image": "\(name)", "store": "\(settings.store.root)", "layers": "\(image.layers.joined(separator: ","))"])
+            if let image = store.image(named: name) {
+                sandbox.setDefaultImage(BoxImage(name: name, lowerDirs: store.lowerDirs(image), store: store.root))
+                logger.notice("box base image", metadata: ["image": "\(name)", "store": "\(store.root)", "layers": "\(image.layers.joined(separator: ","))"])
             } else {
                 settings.readiness.set(.building(progress: "waiting to build"))
                 return name
@@ -94,24 +94,24 @@ public enum BaseImage {
 
     /// Builds the missing default image on a thread of its own while the service already
     /// answers (`/healthz` and creates say 503 meanwhile); then hands it to the sandbox.
-    public static func buildInBackground(name: String, core: DevboxCore, logger: Logger) {
+    public static func buildInBackground(name: String, store: ImageStore, core: DevboxCore, logger: Logger) {
         let settings = core.imageSettings
         let thread = Thread {
             guard name == ImageStore.defaultImageName else {
-                let msg = "no image '\(name)' in \(settings.store.root); import it with `devbox image import \(name) PATH`"
+                let msg = "no image '\(name)' in \(store.root); import it with `devbox image import \(name) PATH`"
                 logger.critical("box base image missing: \(msg)")
                 settings.readiness.set(.failed(msg))
                 return
             }
-            logger.notice("box base image '\(name)' missing from \(settings.store.root): building it (debootstrap, about a minute); creates answer 503 until it is done")
+            logger.notice("box base image '\(name)' missing from \(store.root): building it (debootstrap, about a minute); creates answer 503 until it is done")
             let started = Date()
             do {
-                let image = try build(store: settings.store, name: name, ifMissing: true) { line in
+                let image = try build(store: store, name: name, ifMissing: true) { line in
                     settings.readiness.progress(line)
                     logger.info("image build: \(line)")
                 }
                 logger.notice("box base image built", metadata: ["image": "\(name)", "seconds": "\(Int(Date().timeIntervalSince(started)))"])
-                let box = BoxImage(name: name, lowerDirs: settings.store.lowerDirs(image), store: settings.store.root)
+                let box = BoxImage(name: name, lowerDirs: store.lowerDirs(image), store: store.root)
                 Task { await core.defaultImageBuilt(box) }
             } catch {
                 logger.critical("box base image could not be built: \(error)")

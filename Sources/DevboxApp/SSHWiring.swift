@@ -20,14 +20,14 @@ struct CoreSSHBackend: SSHGatewayBackend {
         return await core.grantIsValid(g)
     }
 
-    func spawn(_ grant: SSHGatewayGrant, _ spec: SandboxProcessSpec) async throws -> SandboxProcess {
-        guard let g = grant.backendGrant as? SSHGrant else { throw SandboxError.invalidArgument("foreign SSH grant") }
+    func spawn(_ grant: SSHGatewayGrant, _ spec: BoxProcessSpec) async throws -> any BoxProcess {
+        guard let g = grant.backendGrant as? SSHGrant else { throw BoxRuntimeError.invalidArgument("foreign SSH grant") }
         return try await core.spawn(g, spec)
     }
 
     func connectInBox(_ grant: SSHGatewayGrant, port: Int) async throws -> Int32? {
         guard let g = grant.backendGrant as? SSHGrant, let p = UInt16(exactly: port) else {
-            throw SandboxError.invalidArgument("foreign SSH grant")
+            throw BoxRuntimeError.invalidArgument("foreign SSH grant")
         }
         return try await core.connectInBox(g, port: p)
     }

@@ -2,7 +2,6 @@ import DevboxModel
 import DevboxService
 import DevboxTools
 import Logging
-import Sandbox
 
 /// Read access to a data directory's devboxes from another process on the same machine
 /// (`devbox mcp`): the core over the same SQLite database (WAL: readers in other processes
@@ -38,12 +37,14 @@ private struct NoSecrets: SecretCipher {
 }
 
 /// Reads never touch a sandbox; anything that tries is a bug.
-private struct NoSandbox: SandboxDriver {
+private struct NoSandbox: BoxRuntime {
     struct Refused: Error, CustomStringConvertible {
         var description: String { "sandboxes are managed by devbox serve, not by this process" }
     }
     func prepareHost() async throws { throw Refused() }
-    func create(box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy) async throws -> Bool {
+    func create(
+        box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy, image: BoxImage?
+    ) async throws -> Bool {
         throw Refused()
     }
     func startNetworks(policies: [String: EgressPolicy]) async throws { throw Refused() }
@@ -60,7 +61,7 @@ private struct NoSandbox: SandboxDriver {
         box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
         outputLimit: Int, mergeStderr: Bool, onOutput: (@Sendable (_ isStderr: Bool, _ chunk: [UInt8]) -> Void)?
     ) async throws -> BoxExecResult { throw Refused() }
-    func spawn(box: String, _ spec: SandboxProcessSpec) async throws -> SandboxProcess { throw Refused() }
+    func spawn(box: String, _ spec: BoxProcessSpec) async throws -> any BoxProcess { throw Refused() }
     func stop(box: String) async throws { throw Refused() }
     func start(box: String) async throws { throw Refused() }
     func destroy(box: String) async throws { throw Refused() }

@@ -1,6 +1,6 @@
 import DevboxModel
 import Foundation
-import Sandbox
+import DevboxRuntime
 import Synchronization
 
 /// The live side of SSH access that the core asks about and tells to close connections.
@@ -146,7 +146,7 @@ extension DevboxCore {
     }
 
     /// Starts a process inside the devbox of a grant (SSH exec/shell/sftp).
-    public func spawn(_ grant: SSHGrant, _ spec: SandboxProcessSpec) async throws -> SandboxProcess {
+    public func spawn(_ grant: SSHGrant, _ spec: BoxProcessSpec) async throws -> any BoxProcess {
         await noteActivity(devboxId: grant.devboxId)
         return try await sandbox.spawn(box: grant.devboxId, spec)
     }

@@ -1,6 +1,6 @@
 import DevboxModel
 import Foundation
-import Sandbox
+import DevboxRuntime
 import Synchronization
 
 /// Which root filesystem boxes get (issue 18).
@@ -32,12 +32,13 @@ public final class ImageReadiness: Sendable {
 
 /// The image settings of the service: the machine's store, the default, readiness.
 public struct ImageSettings: Sendable {
-    public var store: ImageStore
+    /// The images creates may name (crun: the machine's `ImageStore`).
+    public var store: any BoxImageCatalog
     public var mode: BaseImageMode
     public var readiness: ImageReadiness
 
     public init(
-        store: ImageStore = ImageStore.fromEnvironment(), mode: BaseImageMode = .host, readiness: ImageReadiness = ImageReadiness()
+        store: any BoxImageCatalog = NoImages(), mode: BaseImageMode = .host, readiness: ImageReadiness = ImageReadiness()
     ) {
         self.store = store
         self.mode = mode
@@ -60,8 +61,8 @@ extension DevboxCore {
     func imageOfCreate(_ request: CreateDevboxRequest) throws(ServiceError) -> String {
         let settings = configuration.images
         if let name = request.image, name != settings.defaultLabel {
-            guard ImageStore.isValidName(name), settings.store.image(named: name) != nil else {
-                let known = settings.store.list().map(\.name)
+            guard settings.store.isValidName(name), settings.store.boxImage(named: name) != nil else {
+                let known = settings.store.imageNames()
                 throw .validation(
                     field: "image",
                     message: "unknown image '\(name)'; images: \(known.isEmpty ? "none" : known.joined(separator: ", ")) (devbox image list)")
@@ -83,10 +84,10 @@ extension DevboxCore {
     func boxImage(ofDevbox image: String?) throws -> BoxImage? {
         let settings = configuration.images
         guard let image, image != settings.defaultLabel else { return nil }
-        guard let found = settings.store.image(named: image) else {
+        guard let found = settings.store.boxImage(named: image) else {
             throw ServiceError.unavailable("image '\(image)' is no longer in the image store")
         }
-        return BoxImage(name: found.name, lowerDirs: settings.store.lowerDirs(found), store: settings.store.root)
+        return found
     }
 
     func startWarmPoolIfConfigured() async {

@@ -1,6 +1,6 @@
 import DevboxModel
 import Foundation
-import Sandbox
+import DevboxRuntime
 
 /// Egress policies (`network` on create, `GET|PATCH /api/v1/devboxes/:id/network`).
 extension DevboxCore {
@@ -52,7 +52,7 @@ extension DevboxCore {
         if sandbox.networkInfo(box: id) != nil {
             do {
                 try await sandbox.setEgressPolicy(box: id, policy)
-            } catch SandboxError.notFound {
+            } catch BoxRuntimeError.notFound {
                 // The box went in between (a failed setup's teardown, a DELETE): nothing to
                 // apply it to; the stored policy is what a box made later would get.
             } catch {

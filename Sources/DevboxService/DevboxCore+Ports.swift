@@ -1,6 +1,6 @@
 import DevboxModel
 import Foundation
-import Sandbox
+import DevboxRuntime
 
 /// Nothing answers on a devbox's port: the proxy reports it as 502 naming the port.
 public struct PortUnreachable: Error, Sendable, CustomStringConvertible {
@@ -31,7 +31,7 @@ extension DevboxCore {
         await noteActivity(devboxId: id)
         do {
             return try await sandbox.connectInBox(box: id, port: port)
-        } catch SandboxError.system(_, let errno) where Self.unreachableErrnos.contains(errno) {
+        } catch BoxRuntimeError.system(_, let errno) where Self.unreachableErrnos.contains(errno) {
             throw PortUnreachable(devboxId: id, port: port, reason: String(cString: strerror(errno)))
         } catch {
             throw await runtimeFailure(error, id: id, what: "connect to port \(port)")

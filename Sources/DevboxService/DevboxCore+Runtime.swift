@@ -1,6 +1,6 @@
 import DevboxModel
 import Foundation
-import Sandbox
+import DevboxRuntime
 
 /// Exec, files and stop/start: what an agent does with a ready devbox.
 extension DevboxCore {
@@ -266,7 +266,7 @@ extension DevboxCore {
             default: return .validation(field: "path", message: e.description)
             }
         }
-        if let e = error as? SandboxError {
+        if let e = error as? BoxRuntimeError {
             switch e {
             case .notRunning, .notFound:
                 return .conflict("devbox \(id) is not running; check its state")

@@ -1,6 +1,6 @@
 import DevboxModel
 import Foundation
-import Sandbox
+import DevboxRuntime
 
 /// Per-devbox usage (issue 24): `GET /api/v1/devboxes/:id/stats`, the dashboard's chart and
 /// the `devbox_stats` MCP tool all read it here.

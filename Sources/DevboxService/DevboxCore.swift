@@ -73,7 +73,7 @@ extension UserTokenVerifying {
 public final class DevboxCore: Sendable {
     let db: AppDatabase
     let cipher: any SecretCipher
-    let sandbox: any SandboxDriver
+    let sandbox: any BoxRuntime
     let configuration: CoreConfiguration
     let userVerifier: (any UserTokenVerifying)?
     let logger: Logger
@@ -99,7 +99,7 @@ public final class DevboxCore: Sendable {
     public let metrics: ServiceMetrics
 
     public init(
-        database: AppDatabase, cipher: any SecretCipher, sandbox: any SandboxDriver, configuration: CoreConfiguration,
+        database: AppDatabase, cipher: any SecretCipher, sandbox: any BoxRuntime, configuration: CoreConfiguration,
         userVerifier: (any UserTokenVerifying)?, sshEndpoint: SSHEndpoint = SSHEndpoint(host: "127.0.0.1", port: 2222),
         sessionPolicy: SessionPolicy = SessionPolicy(), logger: Logger, metrics: ServiceMetrics = ServiceMetrics()
     ) {

@@ -1,5 +1,5 @@
 import Foundation
-import Sandbox
+import DevboxRuntime
 
 /// A login the backend accepted: which session and devbox a connection acts for.
 public struct SSHGatewayGrant: Sendable {
@@ -28,7 +28,7 @@ public protocol SSHGatewayBackend: Sendable {
     /// True while the grant still allows new channels and live connections.
     func isValid(_ grant: SSHGatewayGrant) async -> Bool
     /// Starts a process inside the grant's devbox.
-    func spawn(_ grant: SSHGatewayGrant, _ spec: SandboxProcessSpec) async throws -> SandboxProcess
+    func spawn(_ grant: SSHGatewayGrant, _ spec: BoxProcessSpec) async throws -> any BoxProcess
     /// The devbox is in use through SSH (called at most once a minute per session while
     /// its connections carry channels).
     func noteActivity(_ grant: SSHGatewayGrant) async

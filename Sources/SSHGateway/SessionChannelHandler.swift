@@ -2,7 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSH
-import Sandbox
+import DevboxRuntime
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -71,7 +71,7 @@ final class SessionChannelHandler: ChannelDuplexHandler {
     private var phase = Phase.idle
     private var env: [String: String] = [:]
     private var terminal: TerminalSize?
-    private var process: SandboxProcess?
+    private var process: (any BoxProcess)?
     /// With a PTY: the master as the runtime handed it over. It stays open until the
     /// process is collected, so `resize` and `signal` never touch a recycled descriptor.
     private var masterFD: Int32 = -1
@@ -160,7 +160,7 @@ final class SessionChannelHandler: ChannelDuplexHandler {
             return
         }
         phase = .starting
-        let spec = SandboxProcessSpec(argv: argv, env: env, cwd: settings.workingDirectory, tty: tty)
+        let spec = BoxProcessSpec(argv: argv, env: env, cwd: settings.workingDirectory, tty: tty)
         let loop = context.eventLoop
         let this = NIOLoopBound(self, eventLoop: loop)
         let backend = self.backend
@@ -185,7 +185,7 @@ final class SessionChannelHandler: ChannelDuplexHandler {
         context?.close(promise: nil)
     }
 
-    private func spawned(_ p: SandboxProcess, wantReply: Bool) {
+    private func spawned(_ p: any BoxProcess, wantReply: Bool) {
         guard phase == .starting, let context else {
             // The channel closed while the process started: it must not outlive it.
             p.signal(SIGKILL)

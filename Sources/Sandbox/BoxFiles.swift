@@ -21,43 +21,7 @@ import Glibc
 // root:root inside, UserNamespace.swift); an existing file keeps its owner and, unless
 // `mode` is given, its mode.
 
-/// Why a file operation inside a box was refused or failed.
-public enum BoxFileError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The path is not an absolute path without `..`, NUL or empty name.
-    case invalidPath(String)
-    case notFound
-    /// The path leads outside the box (a symlink with an absolute target, or climbing out).
-    case escapes
-    /// Not a regular file or directory, or on a pseudo filesystem (/proc, /sys, /dev...).
-    case unsupported(String)
-    case isDirectory
-    case notDirectory
-    case notEmpty
-    case tooLarge(limit: Int, size: Int64)
-    case readOnly
-    case noSpace
-    /// The path is a mount point of the box (/proc, /sys, /dev/pts, /workspace, /.devbox/init…)
-    /// or, for a delete, holds one: replacing or removing it would break the box.
-    case mountPoint(String)
-    case system(String, errno: Int32)
-
-    public var description: String {
-        switch self {
-        case .invalidPath(let m): return m
-        case .notFound: return "no such file or directory"
-        case .escapes: return "the path leads outside the devbox (through a symlink with an absolute target or '..')"
-        case .unsupported(let m): return m
-        case .isDirectory: return "is a directory"
-        case .notDirectory: return "a component of the path is not a directory"
-        case .notEmpty: return "directory not empty"
-        case .tooLarge(let limit, let size): return "the file has \(size) bytes; the limit is \(limit)"
-        case .readOnly: return "read-only file system"
-        case .noSpace: return "no space left in the devbox"
-        case .mountPoint(let p): return "\(p) is a mount point of the devbox (or holds one) and cannot be replaced or deleted"
-        case .system(let what, let e): return "\(what): \(String(cString: strerror(e)))"
-        }
-    }
-
+extension BoxFileError {
     static func from(_ e: Int32, _ what: String) -> BoxFileError {
         switch e {
         case ENOENT: return .notFound
@@ -74,45 +38,9 @@ public enum BoxFileError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Absolute box paths, checked without touching any filesystem.
-public enum BoxPath {
-    public static let maxBytes = 4096
-
-    /// The components of an absolute path: `.` and empty components dropped; `..`, NUL,
-    /// relative paths and over-long paths refused. `[]` is the root.
-    public static func components(_ path: String) throws(BoxFileError) -> [String] {
-        guard path.hasPrefix("/") else { throw .invalidPath("path must be absolute (start with /)") }
-        guard path.utf8.count <= maxBytes else { throw .invalidPath("path is longer than \(maxBytes) bytes") }
-        guard !path.utf8.contains(0) else { throw .invalidPath("path must not contain NUL bytes") }
-        var out: [String] = []
-        for c in path.split(separator: "/", omittingEmptySubsequences: true) {
-            if c == "." { continue }
-            if c == ".." { throw .invalidPath("path must not contain '..' components") }
-            guard c.utf8.count <= 255 else { throw .invalidPath("a path component is longer than 255 bytes") }
-            out.append(String(c))
-        }
-        return out
-    }
-
+extension BoxPath {
     /// `components` joined as a path relative to the root ("." for the root itself).
     static func relative(_ comps: [String]) -> String { comps.isEmpty ? "." : comps.joined(separator: "/") }
-}
-
-/// One entry of a directory listing.
-public struct BoxFileEntry: Sendable, Equatable {
-    public enum Kind: String, Sendable { case file, directory, symlink, other }
-    public var name: String
-    public var kind: Kind
-    public var size: Int64
-    public var mode: UInt32
-    public var modifiedAt: Date
-    /// For a symlink: where it points (as stored, not resolved).
-    public var linkTarget: String?
-}
-
-public enum BoxFileContent: Sendable {
-    case file(bytes: [UInt8], mode: UInt32)
-    case directory(entries: [BoxFileEntry], truncated: Bool)
 }
 
 let oPath = dbx_o_path()

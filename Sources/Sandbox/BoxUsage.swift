@@ -4,47 +4,9 @@ import Foundation
 import Glibc
 #endif
 
-/// What one box uses now (issue 24), read from the host: its cgroups (v2 or v1), its
-/// writable tree, and the host end of its veth. A figure the host cannot give is nil: CPU,
-/// memory and pids of a box that is not running (its cgroups went with it), network of a
-/// box without a network of its own.
-public struct BoxUsage: Sendable, Equatable {
-    /// CPU time of every process in the box since it started (v2 `cpu.stat` usage_usec,
-    /// v1 `cpuacct.usage`).
-    public var cpuSeconds: Double?
-    /// Memory charged to the box now (`memory.current` / `memory.usage_in_bytes`).
-    public var memoryBytes: Int64?
-    /// The most it was charged since it started (`memory.peak` / `memory.max_usage_in_bytes`);
-    /// nil on a kernel without `memory.peak`.
-    public var memoryPeakBytes: Int64?
-    /// Its memory limit (nil: none).
-    public var memoryLimitBytes: Int64?
-    public var pids: Int?
-    /// Bytes the box's writable tree (its upper dir and workspace) takes on disk.
-    public var diskUsedBytes: Int64
-    /// False when the walk stopped at its bound (`BoxUsage.walkLimit` entries): the figure is a
-    /// lower bound. A box on a file system of its own is measured with statfs: always complete.
-    public var diskUsedComplete: Bool
-    /// Bytes received by / sent from the box (the host end's tx / rx counters).
-    public var networkInBytes: Int64?
-    public var networkOutBytes: Int64?
-
-    public init(
-        cpuSeconds: Double? = nil, memoryBytes: Int64? = nil, memoryPeakBytes: Int64? = nil, memoryLimitBytes: Int64? = nil,
-        pids: Int? = nil, diskUsedBytes: Int64 = 0, diskUsedComplete: Bool = true, networkInBytes: Int64? = nil,
-        networkOutBytes: Int64? = nil
-    ) {
-        self.cpuSeconds = cpuSeconds
-        self.memoryBytes = memoryBytes
-        self.memoryPeakBytes = memoryPeakBytes
-        self.memoryLimitBytes = memoryLimitBytes
-        self.pids = pids
-        self.diskUsedBytes = diskUsedBytes
-        self.diskUsedComplete = diskUsedComplete
-        self.networkInBytes = networkInBytes
-        self.networkOutBytes = networkOutBytes
-    }
-
+/// What one box uses now (issue 24, the type in DevboxRuntime), read from the host: its
+/// cgroups (v2 or v1), its writable tree, and the host end of its veth.
+extension BoxUsage {
     /// Entries a disk walk visits at most (a few ms per thousand on a warm cache).
     public static let walkLimit = 20_000
 }

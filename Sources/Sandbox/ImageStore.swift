@@ -249,20 +249,9 @@ public struct ImageStore: Sendable {
     }
 }
 
-/// The image a box runs on: its name and overlay lower dirs (top first). Kept in the box
-/// directory's `image` file, so stop/start and a restarted service mount the same layers.
-public struct BoxImage: Sendable, Equatable, Codable {
-    public var name: String
-    public var lowerDirs: [String]
-    /// The store the layers are in (its refs name this box), nil for an explicit path.
-    public var store: String?
-
-    public init(name: String, lowerDirs: [String], store: String?) {
-        self.name = name
-        self.lowerDirs = lowerDirs
-        self.store = store
-    }
-
+/// A box's image (DevboxRuntime) is kept in the box directory's `image` file, so stop/start
+/// and a restarted service mount the same layers.
+extension BoxImage {
     static let fileName = "image"
 
     static func read(boxDirectory: String) -> BoxImage? {

@@ -10,7 +10,7 @@ import Glibc
 /// or close them); this object never closes them, except `closeStdin()`. They are
 /// close-on-exec and blocking. With a PTY, `stdout` is the PTY master, `stdin` is the
 /// same descriptor and `stderr` is nil.
-public final class SandboxProcess: Sendable {
+public final class SandboxProcess: BoxProcess {
     /// Host pid of the process inside the box (a child of this service: `crun exec -d`
     /// leaves it to us, the child subreaper).
     public let pid: Int32

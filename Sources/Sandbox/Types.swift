@@ -2,25 +2,18 @@
 import Glibc
 #endif
 
-/// Resource limits of one box (cgroup v1: memory, pids, cpu).
-public struct SandboxLimits: Sendable, Equatable {
-    /// Memory limit in bytes; swap is limited to the same figure (no swap use beyond it).
-    public var memoryBytes: Int64
-    /// CPU quota in cores: 0.5 = half a core. 0 or less = no quota.
-    public var cpus: Double
-    /// Maximum number of tasks (processes and threads) in the box.
-    public var pids: Int
-    /// Size of the box's own filesystem (writable layer and /workspace together, BoxDisk.swift);
-    /// 0: no disk of its own (the state directory's filesystem, unlimited).
-    public var diskBytes: Int64
+// The values crossing the runtime seam live in DevboxRuntime (re-exported here). These are
+// their names inside this module and its tests: the same types, not copies.
+@_exported import DevboxRuntime
 
-    public init(memoryBytes: Int64, cpus: Double, pids: Int, diskBytes: Int64 = 0) {
-        self.memoryBytes = memoryBytes
-        self.cpus = cpus
-        self.pids = pids
-        self.diskBytes = diskBytes
-    }
-}
+/// Resource limits of one box (cgroups: memory, pids, cpu; its disk).
+public typealias SandboxLimits = BoxLimits
+/// A process to run inside a box.
+public typealias SandboxProcessSpec = BoxProcessSpec
+/// A command run to completion inside a box.
+public typealias ExecOutcome = BoxExecResult
+/// Why the runtime refused or failed an operation on a box.
+public typealias SandboxError = BoxRuntimeError
 
 /// How a box reaches the network.
 public enum SandboxNetwork: Sendable, Equatable {
@@ -75,84 +68,5 @@ public struct SandboxConfiguration: Sendable {
         self.crunPath = crunPath
         self.catatoniPath = catatoniPath
         self.network = network
-    }
-}
-
-public struct TerminalSize: Sendable, Equatable {
-    public var rows: UInt16
-    public var cols: UInt16
-    public init(rows: UInt16, cols: UInt16) {
-        self.rows = rows
-        self.cols = cols
-    }
-}
-
-/// A process to run inside a box.
-public struct SandboxProcessSpec: Sendable {
-    public var argv: [String]
-    /// Extra environment on top of the box env file (`/etc/devbox/env`).
-    public var env: [String: String] = [:]
-    public var cwd: String = "/workspace"
-    /// Non-nil: run on a PTY of this size.
-    public var tty: TerminalSize? = nil
-
-    public init(argv: [String], env: [String: String] = [:], cwd: String = "/workspace",
-                tty: TerminalSize? = nil) {
-        self.argv = argv
-        self.env = env
-        self.cwd = cwd
-        self.tty = tty
-    }
-}
-
-public struct ExecOutcome: Sendable {
-    /// The process's own exit code; nil when it was killed by a signal.
-    public var exitCode: Int32?
-    /// The signal that killed the process, if any.
-    public var signal: Int32?
-    /// Last `outputLimit` bytes of stdout (or of stdout+stderr in order when merged).
-    public var stdout: [UInt8]
-    public var stderr: [UInt8]
-    /// True when bytes were dropped from the front of stdout or stderr.
-    public var truncated: Bool
-    /// True when the timeout expired and the process group was killed.
-    public var timedOut: Bool
-    public var durationNanos: UInt64
-
-    public init(exitCode: Int32?, signal: Int32?, stdout: [UInt8], stderr: [UInt8],
-                truncated: Bool, timedOut: Bool, durationNanos: UInt64) {
-        self.exitCode = exitCode
-        self.signal = signal
-        self.stdout = stdout
-        self.stderr = stderr
-        self.truncated = truncated
-        self.timedOut = timedOut
-        self.durationNanos = durationNanos
-    }
-}
-
-public enum SandboxError: Error, CustomStringConvertible, Sendable {
-    case invalidID(String)
-    case invalidEnvironment(String)
-    case invalidArgument(String)
-    case alreadyExists(String)
-    case notFound(String)
-    case notRunning(String)
-    /// A host system call failed.
-    case system(String, errno: Int32)
-    /// crun (or another tool) failed; `message` is its stderr (never holds env values).
-    case commandFailed(String, status: Int32, message: String)
-
-    public var description: String {
-        switch self {
-        case .invalidID(let s): return "invalid box id: \(s)"
-        case .invalidEnvironment(let s): return "invalid environment: \(s)"
-        case .invalidArgument(let s): return "invalid argument: \(s)"
-        case .alreadyExists(let s): return "box already exists: \(s)"
-        case .notFound(let s): return "no such box: \(s)"
-        case .notRunning(let s): return "box is not running: \(s)"
-        case .system(let s, let e): return "\(s): \(String(cString: strerror(e)))"
-        case .commandFailed(let c, let st, let m): return "\(c) failed (status \(st)): \(m)"
-        }
     }
 }

@@ -1,6 +1,6 @@
 import DevboxModel
 import Foundation
-import Sandbox
+import DevboxRuntime
 import Testing
 
 @testable import DevboxService

@@ -4,16 +4,6 @@ import Synchronization
 import Glibc
 #endif
 
-/// A box's place on its network (`SandboxNetwork.isolated`).
-public struct BoxNetworkInfo: Sendable, Equatable {
-    /// The box's own address (its eth0).
-    public var address: String
-    /// The host end of its link: the box's gateway, resolver and service address.
-    public var gateway: String
-    /// The host interface of its link.
-    public var hostInterface: String
-}
-
 extension CrunRuntime {
     /// Slots of the boxes on disk (directories only: an alias symlink names a pooled box's directory).
     func loadNetworkSlots() {
