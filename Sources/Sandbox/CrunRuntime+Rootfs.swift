@@ -29,8 +29,11 @@ extension CrunRuntime {
         ownWritableTree(id, upper: writable + "/upper", workspace: writable + "/workspace",
                         files: ["etc/hostname", "etc/hosts", "etc/resolv.conf"])
         let layer = image == nil ? try maskLayer() : nil
-        // Each layer through an idmapped clone in the box's own user namespace (UserNamespace.swift).
-        let lowers = try idmappedLowers(id, image?.lowerDirs ?? layer.map { [$0, lower] } ?? [lower])
+        // Each layer through an idmapped clone in the box's own user namespace (UserNamespace.swift);
+        // a box made from a snapshot also has its workspace's layers (Snapshot.swift).
+        let rootLowers = image?.lowerDirs ?? layer.map { [$0, lower] } ?? [lower]
+        let mapped = try idmappedLowers(id, rootLowers + (image?.workspaceLowerDirs ?? []))
+        let lowers = Array(mapped.prefix(rootLowers.count))
         // The layers are named to overlay by descriptor (`/proc/self/fd/N`), and overlay shows
         // the names it was given in the box's /proc/mounts: no host path (data dir, box
         // directory, image store) is readable there.
@@ -45,7 +48,25 @@ extension CrunRuntime {
         let lowerNames = try lowers.map(named).joined(separator: ":")
         let opts = "lowerdir=\(lowerNames),upperdir=\(try named(writable + "/upper")),workdir=\(try named(writable + "/work"))"
         if dbx_mount("overlay", rootfsPath(id), "overlay", 0, opts) != 0 { throw sysError("mount overlay for \(id)") }
+        if mapped.count > rootLowers.count {
+            try mountWorkspaceOverlay(id, writable: writable, lowers: Array(mapped.dropFirst(rootLowers.count)), named: named)
+        }
         return layer
+    }
+
+    /// A box made from a snapshot: `/workspace` (`<disk>/workspace`, which the bundle binds)
+    /// is an overlay of the snapshot's workspace layers under `<disk>/wsupper`.
+    func mountWorkspaceOverlay(_ id: String, writable: String, lowers: [String], named: (String) throws -> String) throws {
+        let upper = writable + "/wsupper", work = writable + "/wswork", target = writable + "/workspace"
+        if mkdir(upper, 0o755) == 0 {
+            let owner = boxRootOwner(id: id)
+            _ = chown(upper, owner.uid, owner.gid)
+        } else if lastErrno() != EEXIST {
+            throw sysError("mkdir \(upper)")
+        }
+        if mkdir(work, 0o700) != 0 && lastErrno() != EEXIST { throw sysError("mkdir \(work)") }
+        let opts = "lowerdir=\(try lowers.map(named).joined(separator: ":")),upperdir=\(try named(upper)),workdir=\(try named(work))"
+        if dbx_mount("overlay", target, "overlay", 0, opts) != 0 { throw sysError("mount the workspace overlay for \(id)") }
     }
 
     /// The box's `/etc/hosts`: the base's, plus its hostname on 127.0.1.1.
@@ -62,6 +83,11 @@ extension CrunRuntime {
         for _ in 0..<3 where HostState.isMountPoint(rootfs) {
             if dbx_umount(rootfs, 0) == 0 { continue }
             if lastErrno() == EBUSY { _ = dbx_umount(rootfs, Int32(MNT_DETACH)) } else { break }
+        }
+        // A snapshot box's workspace overlay, before the layers under it.
+        let workspace = writableRoot(id) + "/workspace"
+        if BoxImage.read(boxDirectory: boxDirectory(id))?.workspaceLowerDirs != nil, HostState.isMountPoint(workspace) {
+            if dbx_umount(workspace, 0) != 0 { _ = dbx_umount(workspace, Int32(MNT_DETACH)) }
         }
         unmountIDMapped(id)
     }

@@ -519,7 +519,12 @@ public final class CrunRuntime: Sendable {
         let dir = boxDirectory(id)
         unmountRootfs(id)  // the overlay before the idmapped layers under it
         releaseIDs(id)
-        if let store = BoxImage.read(boxDirectory: dir)?.store { ImageStore(root: store).removeRef(boxDirectory: dir) }
+        if let image = BoxImage.read(boxDirectory: dir), let root = image.store {
+            let store = ImageStore(root: root)
+            store.removeRef(boxDirectory: dir)
+            // A deleted snapshot's layers go with the last box made from it (Snapshot.swift).
+            if image.workspaceLowerDirs != nil { collectSnapshotLayers(store) }
+        }
         // Any mount at or below the box dir (rootfs; anything a crash left).
         let mounts = HostState.mounts().map(\.mountPoint).filter { $0 == dir || $0.hasPrefix(dir + "/") }
         for m in mounts.sorted(by: { $0.count > $1.count }) {

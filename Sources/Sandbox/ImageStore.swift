@@ -18,6 +18,9 @@ import Glibc
 ///     refs/<box dir, escaped> symlink to the box directory of each box using an image; the box
 ///                            dir's `image` file names the image and its lower dirs. A ref whose
 ///                            box dir is gone is stale (GC removes it).
+///     pins/<pin file, escaped> symlink to a snapshot's pin file in a data directory
+///                            (`<state>/.snapshots/<id>.json`, SnapshotLayers): its layers
+///                            are kept while the file is there (issue 23; Snapshot.swift)
 ///     .tmp-*                 unfinished builds and imports (removed by the next GC)
 public struct ImageStore: Sendable {
     public let root: String
@@ -54,7 +57,14 @@ public struct ImageStore: Sendable {
     var layersDir: String { root + "/layers" }
     var imagesDir: String { root + "/images" }
     var refsDir: String { root + "/refs" }
+    var pinsDir: String { root + "/pins" }
     public func layerRoot(_ id: String) -> String { layersDir + "/" + id + "/root" }
+    /// The layer id of a lower dir of this store (`<root>/layers/<id>/root`), nil for another path.
+    public func layerID(ofLowerDir dir: String) -> String? {
+        guard dir.hasPrefix(layersDir + "/"), dir.hasSuffix("/root") else { return nil }
+        let id = String(dir.dropFirst(layersDir.count + 1).dropLast(5))
+        return ImageStore.isValidLayerID(id) ? id : nil
+    }
 
     /// Image names: what a create's `image` field may hold.
     public static func isValidName(_ s: String) -> Bool {
@@ -105,7 +115,7 @@ public struct ImageStore: Sendable {
 
     /// Creates the store's directories (0711: crun and the kernel traverse them, nobody lists them).
     public func prepare() throws {
-        for dir in [root, layersDir, imagesDir, refsDir] {
+        for dir in [root, layersDir, imagesDir, refsDir, pinsDir] {
             if mkdir(dir, 0o711) != 0 && errno != EEXIST {
                 // Parents (e.g. /var/lib/devbox) on first use.
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
@@ -191,11 +201,20 @@ public struct ImageStore: Sendable {
         var used = Set<String>()
         for ref in MaskPlan.listDirectory(refsDir) {
             if let target = readLink(refsDir + "/" + ref), let use = BoxImage.read(boxDirectory: target) {
-                for dir in use.lowerDirs where dir.hasPrefix(layersDir + "/") {
+                for dir in use.lowerDirs + (use.workspaceLowerDirs ?? []) where dir.hasPrefix(layersDir + "/") {
                     used.insert(String(dir.dropFirst(layersDir.count + 1).split(separator: "/").first ?? ""))
                 }
             } else {
                 _ = unlink(refsDir + "/" + ref)
+            }
+        }
+        for pin in MaskPlan.listDirectory(pinsDir) {
+            if let target = readLink(pinsDir + "/" + pin), let bytes = readFileBytes(target, limit: 1 << 20),
+                let layers = try? JSONDecoder().decode(SnapshotLayers.self, from: Data(bytes))
+            {
+                used.formUnion((layers.rootLowerDirs + layers.workspaceLowerDirs).compactMap(layerID(ofLowerDir:)))
+            } else {
+                _ = unlink(pinsDir + "/" + pin)
             }
         }
         for name in MaskPlan.listDirectory(imagesDir) where name.hasSuffix(".json") {
@@ -241,6 +260,10 @@ public struct ImageStore: Sendable {
 
     func removeRef(boxDirectory: String) { _ = unlink(refPath(boxDirectory: boxDirectory)) }
 
+    func pinPath(_ file: String) -> String {
+        pinsDir + "/" + file.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "/", with: "%2F")
+    }
+
     func readLink(_ path: String) -> String? {
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink(path, &buf, buf.count - 1)
@@ -260,6 +283,6 @@ extension BoxImage {
     }
 
     var isValid: Bool {
-        !lowerDirs.isEmpty && lowerDirs.allSatisfy { $0.hasPrefix("/") && !$0.contains(",") && !$0.contains(":") }
+        !lowerDirs.isEmpty && (lowerDirs + (workspaceLowerDirs ?? [])).allSatisfy { $0.hasPrefix("/") && !$0.contains(",") && !$0.contains(":") }
     }
 }

@@ -204,6 +204,20 @@ int dbx_loop_attach(int image_fd, int *number_out);
 int dbx_loop_detach(int loop_fd);
 // ---- end of loop devices -------------------------------------------------------------------
 
+// ---- Layer copies (layercopy.c): snapshots, Sandbox/LayerCopy.swift -------------------------
+/// copy_file_range(2) between offsets of two descriptors; bytes copied or -1/errno.
+long long dbx_copy_file_range(int in_fd, long long *in_off, int out_fd, long long *out_off, long long len);
+/// lseek(fd, offset, SEEK_DATA) and SEEK_HOLE; -1/errno (ENXIO: no data after offset).
+long long dbx_seek_data(int fd, long long offset);
+long long dbx_seek_hole(int fd, long long offset);
+/// O_NOATIME for open(2).
+int dbx_o_noatime(void);
+/// llistxattr / lgetxattr / lsetxattr (never following a symlink).
+long dbx_llistxattr(const char *path, char *list, unsigned long size);
+long dbx_lgetxattr(const char *path, const char *name, void *value, unsigned long size);
+int dbx_lsetxattr(const char *path, const char *name, const void *value, unsigned long size);
+// ---- end of layer copies --------------------------------------------------------------------
+
 #ifdef __cplusplus
 }
 #endif
