@@ -9,7 +9,10 @@ import NIOCore
 import Sandbox
 import ServiceLifecycle
 
-/// Builds the service layer: data dir, database, keys, sandbox runtime, core.
+/// Builds the service layer of `devbox serve` from the configuration: the data directory
+/// (0700, locked for this process), the database file, the key ring, the crun runtime (its
+/// host prepared, the default image resolved or built in the background), then the core
+/// (`buildSystem(configuration:runtime:database:cipher:logger:)`).
 public func buildSystem(configuration: ServerConfiguration, logger: Logger) async throws -> DevboxSystem {
     let fm = FileManager.default
     try fm.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -31,16 +34,30 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
     let store = ImageStore(root: images.store.location)
     let missingImage = BaseImage.prepareDefault(settings: images, store: store, sandbox: sandbox, logger: logger)
     try await sandbox.prepareHost()
+    let system = try await buildSystem(
+        configuration: configuration, runtime: sandbox, database: database, cipher: cipher, logger: logger)
+    if let missingImage { BaseImage.buildInBackground(name: missingImage, store: store, core: system.core, logger: logger) }
+    return system
+}
+
+/// The service layer around the parts it is given: the runtime that runs boxes (crun in
+/// `serve`; the fast tier's fake), the database (`AppDatabase(path:)`, or an in-memory one:
+/// `AppDatabase.inMemory()`), the secret cipher. Adds the user-token verifier the
+/// configuration asks for, the session policy (`DEVBOX_SESSION_*_TTL`) and the metrics
+/// registry. Touches no file and no host state of its own.
+public func buildSystem(
+    configuration: ServerConfiguration, runtime: any BoxRuntime, database: AppDatabase, cipher: any SecretCipher,
+    logger: Logger
+) async throws -> DevboxSystem {
     let verifier = try await makeUserVerifier(configuration: configuration, logger: logger)
     let metrics = DevboxMetrics()
     let core = DevboxCore(
-        database: database, cipher: cipher, sandbox: sandbox, configuration: configuration.core,
+        database: database, cipher: cipher, sandbox: runtime, configuration: configuration.core,
         userVerifier: verifier,
         sshEndpoint: SSHEndpoint(
             host: configuration.sshPublicHost ?? configuration.sshHost, port: configuration.sshPublicPort ?? configuration.sshPort),
         sessionPolicy: try sessionPolicy(),
         logger: logger, metrics: metrics.serviceMetrics())
-    if let missingImage { BaseImage.buildInBackground(name: missingImage, store: store, core: core, logger: logger) }
     return DevboxSystem(core: core, logger: logger, metrics: metrics)
 }
 

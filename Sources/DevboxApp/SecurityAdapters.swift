@@ -4,8 +4,10 @@ import Foundation
 import Logging
 
 /// Fernet key ring as the service's secret cipher.
-struct FernetCipher: SecretCipher {
+public struct FernetCipher: SecretCipher {
     let ring: FernetKeyRing
+
+    public init(ring: FernetKeyRing) { self.ring = ring }
 
     static func load(environmentKeys: String?, dataDirectory: String) throws -> FernetCipher {
         do {
@@ -18,8 +20,8 @@ struct FernetCipher: SecretCipher {
         }
     }
 
-    func seal(_ plaintext: String) throws -> String { ring.encrypt(Array(plaintext.utf8)) }
-    func open(_ token: String) throws -> String { String(decoding: try ring.decrypt(token), as: UTF8.self) }
+    public func seal(_ plaintext: String) throws -> String { ring.encrypt(Array(plaintext.utf8)) }
+    public func open(_ token: String) throws -> String { String(decoding: try ring.decrypt(token), as: UTF8.self) }
 }
 
 /// The user token verifier the configuration asks for: an OpenID provider's keys

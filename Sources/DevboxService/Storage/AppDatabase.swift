@@ -5,7 +5,9 @@ import Synchronization
 /// Owns the SQLite pool and its migrations. Every SQL statement of the service lives in
 /// this folder; the rest of the service calls the methods that keep the invariants.
 public final class AppDatabase: Sendable {
-    let pool: DatabasePool
+    /// The serve's `DatabasePool` (WAL) on disk, or any other writer handed to
+    /// `init(writer:)` (tests: an in-memory `DatabaseQueue()`).
+    let pool: any DatabaseWriter
     let createBatcher: CreateBatcher
     /// Wakes waiters when a devbox, one of its operations or repositories changes
     /// (published by `DevboxChangeObserver` after each commit, whichever method wrote).
@@ -13,6 +15,8 @@ public final class AppDatabase: Sendable {
     /// Devboxes as read for the API, dropped on every commit that changes them (nil unless
     /// this process makes every write to the devbox tables: see `init`).
     let readCache: DevboxReadCache?
+    /// The database file; empty for a writer handed to `init(writer:)` (no file of its own
+    /// to probe, size or back up).
     let path: String
     /// A connection of its own for `dataVersion()`, opened on first use (only the serve asks).
     private let versionProbe = Mutex<DatabaseQueue?>(nil)
@@ -44,6 +48,32 @@ public final class AppDatabase: Sendable {
         createBatcher = CreateBatcher(pool: pool)
         pool.add(
             transactionObserver: DevboxChangeObserver(changes: changes, readCache: readCache), extent: .databaseLifetime)
+    }
+
+    /// Migrates and serves the database of `writer`, e.g. an in-memory `DatabaseQueue()` for
+    /// tests that need no file (the fast tier). The writer is used as given: its
+    /// synchronous mode, busy timeout and the pragmas `init(path:)` sets (foreign keys,
+    /// secure_delete) are the caller's; `dataVersion`/`authVersion` answer nil (the token
+    /// cache then reloads on every lookup), the database has no size on disk.
+    public init(writer: any DatabaseWriter, cachesDevboxes: Bool = false) throws {
+        readCache = cachesDevboxes ? DevboxReadCache() : nil
+        path = ""
+        pool = writer
+        try Self.migrator.migrate(writer)
+        createBatcher = CreateBatcher(pool: writer)
+        writer.add(
+            transactionObserver: DevboxChangeObserver(changes: changes, readCache: readCache), extent: .databaseLifetime)
+    }
+
+    /// An in-memory database with the pragmas of `init(path:)` (foreign keys, secure_delete):
+    /// what the fast tier's tests use.
+    public static func inMemory(cachesDevboxes: Bool = false) throws -> AppDatabase {
+        var config = Configuration()
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA secure_delete = ON")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        return try AppDatabase(writer: try DatabaseQueue(configuration: config), cachesDevboxes: cachesDevboxes)
     }
 
     /// The database and its `-wal`/`-shm` are 0600 whatever the umask: they hold every
@@ -95,7 +125,8 @@ public final class AppDatabase: Sendable {
     }
 
     private func probe() throws -> DatabaseQueue {
-        try versionProbe.withLock { probe in
+        if path.isEmpty { throw NoFile() }
+        return try versionProbe.withLock { probe in
             if let probe { return probe }
             let opened = try DatabaseQueue(path: path, configuration: Configuration())
             probe = opened
@@ -117,6 +148,8 @@ public final class AppDatabase: Sendable {
             try? await Task.sleep(for: .milliseconds(attempt < 10 ? 5 : 50))
         }
     }
+
+    private struct NoFile: Error {}
 
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()

@@ -14,9 +14,9 @@ final class CreateBatcher: Sendable {
         var draining = false
     }
     private let state = Mutex(State())
-    private let pool: DatabasePool
+    private let pool: any DatabaseWriter
 
-    init(pool: DatabasePool) { self.pool = pool }
+    init(pool: any DatabaseWriter) { self.pool = pool }
 
     func insert(_ new: NewDevbox) async throws -> Devbox {
         let result: Result<Devbox, any Error> = await withCheckedContinuation { c in
