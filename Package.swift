@@ -155,6 +155,16 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: strict),
+        // Shared by the test targets: one loopback listener, one canned HTTP server, the fake
+        // box runtime and the in-memory service layer of the fast tier (FastSystem).
+        .target(
+            name: "DevboxTestSupport",
+            dependencies: [
+                "DevboxApp", "DevboxServer", "DevboxService", "DevboxSecurity", "DevboxRuntime",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/DevboxTestSupport",
+            swiftSettings: strict),
         .testTarget(
             name: "SandboxTests", dependencies: ["Sandbox", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
@@ -172,7 +182,7 @@ let package = Package(
         .testTarget(
             name: "DevboxClientTests",
             dependencies: [
-                "DevboxClient", "DevboxModel", "HTTPClientSupport",
+                "DevboxClient", "DevboxModel", "HTTPClientSupport", "DevboxTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
@@ -182,10 +192,26 @@ let package = Package(
             name: "DevboxServiceTests",
             dependencies: [
                 "DevboxService", "DevboxServer", "DevboxApp", "DevboxTools", "DevboxModel", "DevboxSecurity",
+                "DevboxTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        // The integration tier: Swift tests that need root, crun and the host (the whole
+        // service layer on a real data directory, a live `devbox serve`). `make test` runs
+        // them with SandboxTests and Tests/e2e; `make unit` (the fast tier) skips them.
+        .testTarget(
+            name: "DevboxIntegrationTests",
+            dependencies: [
+                "DevboxApp", "DevboxService", "DevboxServer", "DevboxClient", "DevboxModel", "DevboxSecurity",
+                "DevboxTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),

@@ -1,5 +1,6 @@
 import DevboxModel
 import Foundation
+import DevboxTestSupport
 import Testing
 
 @testable import DevboxClient
@@ -7,42 +8,6 @@ import Testing
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// A one-request HTTP server on a thread: records what arrives, answers with a canned response.
-final class CannedServer: @unchecked Sendable {
-    let port: Int
-    private let fd: Int32
-    private let received = ThreadBox<String>()
-
-    init(status: String, headers: [String] = [], body: String) throws {
-        (fd, port) = try listenLoopback()
-        let response =
-            "HTTP/1.1 \(status)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n"
-            + headers.map { $0 + "\r\n" }.joined() + "\r\n" + body
-        let listener = fd
-        let box = received
-        Thread {
-            let c = accept(listener, nil, nil)
-            guard c >= 0 else { return }
-            box.value = readRequest(c)
-            writeAll(c, response)
-            close(c)
-        }.start()
-    }
-
-    var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
-
-    /// The raw request once it has arrived.
-    func request() async -> String {
-        for _ in 0..<500 {
-            if let r = received.value { return r }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return ""
-    }
-
-    deinit { close(fd) }
-}
 
 @Suite("SDK without a server")
 struct ClientUnitTests {
@@ -139,7 +104,7 @@ struct ClientUnitTests {
 
     @Test("a closed port is .unreachable with the URL and without the token")
     func unreachable() async throws {
-        let port = try LiveServer.freePort()
+        let port = try freeLoopbackPort()
         let client = DevboxClient(providerToken: "dbx_pt_do-not-show", baseURL: URL(string: "http://127.0.0.1:\(port)")!)
         let error = await #expect(throws: DevboxClientError.self) { try await client.devboxes.list() }
         guard case .unreachable(let url, _) = error else {

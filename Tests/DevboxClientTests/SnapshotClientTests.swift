@@ -1,5 +1,6 @@
 import DevboxModel
 import Foundation
+import DevboxTestSupport
 import Testing
 
 @testable import DevboxClient

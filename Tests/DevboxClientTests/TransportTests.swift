@@ -3,6 +3,7 @@ import DevboxModel
 import Foundation
 import HTTPClientSupport
 import NIOSSL
+import DevboxTestSupport
 import Testing
 
 @testable import DevboxClient
@@ -10,51 +11,6 @@ import Testing
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// A listening socket on 127.0.0.1 (any port).
-func listenLoopback(backlog: Int32 = 4) throws -> (fd: Int32, port: Int) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var on: Int32 = 1
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &addr) { p in
-        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sp in
-            bind(fd, sp, len) == 0 && getsockname(fd, sp, &len) == 0
-        }
-    }
-    guard ok, listen(fd, backlog) == 0 else {
-        close(fd)
-        throw TestFailure("cannot listen")
-    }
-    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
-}
-
-/// Reads one HTTP request (head and a Content-Length body) from a connected socket.
-func readRequest(_ c: Int32) -> String {
-    var data = [UInt8]()
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(c, &buf, buf.count)
-        if n <= 0 { break }
-        data += buf[0..<n]
-        let text = String(decoding: data, as: UTF8.self)
-        if let r = text.range(of: "\r\n\r\n") {
-            let head = text[..<r.lowerBound].lowercased()
-            let length =
-                head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
-                .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
-            if text.utf8.count - text[..<r.upperBound].utf8.count >= length { break }
-        }
-    }
-    return String(decoding: data, as: UTF8.self)
-}
-
-func writeAll(_ c: Int32, _ text: String) {
-    _ = text.withCString { write(c, $0, strlen($0)) }
-}
 
 /// Answers one exec request with a server-sent-event stream: the first frame, then the
 /// `exit` frame only once the test has seen the first event (or after 10 s).
@@ -172,7 +128,7 @@ struct TransportTests {
 
     @Test("a refused connection fails at once as 'connection refused', not after the timeout")
     func refusedAtOnce() async throws {
-        let port = try LiveServer.freePort()
+        let port = try freeLoopbackPort()
         let client = DevboxClient(providerToken: "t", baseURL: URL(string: "http://127.0.0.1:\(port)")!, requestTimeout: 30)
         let start = ContinuousClock.now
         let error = await #expect(throws: DevboxClientError.self) { try await client.devboxes.list() }
@@ -234,7 +190,7 @@ struct TransportTests {
             ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
              "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert])
         try #require(req == 0, "openssl req failed")
-        let port = try LiveServer.freePort()
+        let port = try freeLoopbackPort()
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         server.arguments = ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", cert, "-key", key, "-www", "-quiet"]

@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import DevboxTestSupport
 import Testing
 
 @testable import DevboxServer
@@ -115,7 +116,7 @@ struct DashboardPureTests {
 struct DashboardSessionTests {
     @Test("sign-in stores only a hash; the cookie resolves; CSRF is bound; sign-out and revocation end it")
     func lifecycle() async throws {
-        try await withTestSystem("dash") { system, dir in try await lifecycle(system, dir) }
+        try await withFastSystem(onDisk: true) { fast in try await lifecycle(fast.system, fast.runtime.root) }
     }
 
     private func lifecycle(_ system: DevboxSystem, _ dir: String) async throws {

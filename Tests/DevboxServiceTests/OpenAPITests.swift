@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import DevboxTestSupport
 import Testing
 
 @testable import DevboxServer
@@ -8,7 +9,7 @@ import Testing
 struct OpenAPITests {
     @Test("every registered route is documented and every documented route exists")
     func routesMatchDocument() async throws {
-        try await withTestSystem("openapi") { system, _ in try check(system) }
+        try await withFastSystem { fast in try check(fast.system) }
     }
 
     private func check(_ system: DevboxSystem) throws {
@@ -60,7 +61,8 @@ struct OpenAPITests {
 
     @Test("an unknown method on a known path is 405 with Allow; an unknown path stays 404")
     func methodNotAllowed() async throws {
-        try await withTestSystem("openapi-405") { system, _ in
+        try await withFastSystem { fast in
+            let system = fast.system
             _ = buildRouter(system: system)
             #expect(system.routes.methods(forPath: "/healthz") == ["GET"])
             #expect(system.routes.methods(forPath: "/api/v1/devboxes") == ["GET", "POST"])

@@ -1,14 +1,10 @@
 import AsyncHTTPClient
 import DevboxClient
+import DevboxTestSupport
 import Foundation
 #if canImport(Glibc)
     import Glibc
 #endif
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
-}
 
 /// A real `devbox serve` (the built binary) with its own data directory and ports.
 final class LiveServer: @unchecked Sendable {
@@ -51,8 +47,8 @@ final class LiveServer: @unchecked Sendable {
         let token = try run(bin, ["token", "create", "--data-dir", data]).trimmingCharacters(in: .whitespacesAndNewlines)
         guard token.hasPrefix("dbx_pt_") else { throw TestFailure("token create printed '\(token)'") }
 
-        let httpPort = try freePort()
-        let sshPort = try freePort()
+        let httpPort = try freeLoopbackPort()
+        let sshPort = try freeLoopbackPort()
         let logPath = dir.appendingPathComponent("serve.log").path
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -148,24 +144,6 @@ final class LiveServer: @unchecked Sendable {
         )
     }
 
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket failed") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sp in
-                bind(fd, sp, len) == 0 && getsockname(fd, sp, &len) == 0
-            }
-        }
-        guard ok else { throw TestFailure("bind failed") }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
-
     static func portAnswers(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
@@ -179,15 +157,6 @@ final class LiveServer: @unchecked Sendable {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
             }
         }
-    }
-}
-
-final class ThreadBox<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _value: T?
-    var value: T? {
-        get { lock.withLock { _value } }
-        set { lock.withLock { _value = newValue } }
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Logging
 import Synchronization
 import Testing
@@ -29,10 +30,26 @@ struct CapturingLogHandler: LogHandler {
 /// A DELETE that lands while the worker records a failed step: the devbox ends destroyed,
 /// which is what was asked, so nothing is logged as an error.
 @Suite struct FailureRaceTests {
+    /// A requested devbox of user u1 (provider p1), stored as a create stores it
+    /// (as DevboxServiceTests' PipelineCommitTests.insert).
+    static func insert(_ db: AppDatabase, id: String) async throws {
+        let now = Date()
+        try await db.pool.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO providers (id, name, created_at) VALUES ('p1', 'p', ?)", arguments: [now])
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO users (id, provider_id, subject, created_at) VALUES ('u1', 'p1', 's', ?)", arguments: [now])
+        }
+        let record = DevboxRecord(
+            id: id, userId: "u1", name: "n", plan: "small", state: .requested, envKeys: [], setupCommands: ["true"],
+            setupTimeoutSeconds: 900, injectClaudeToken: false, injectCodexToken: false, createdAt: now, updatedAt: now,
+            idleTimeoutSeconds: 3600, ttlSeconds: nil, expiresAt: nil, lastActivityAt: now)
+        _ = try await db.insertDevbox(NewDevbox(record: record, env: [], secrets: [], repositories: []))
+    }
+
     @Test func aDeleteRacingAFailureIsNotAnError() async throws {
         try await withTestSystem("fail-race") { system, _ in
             let core = system.core
-            try await PipelineCommitTests.insert(core.db, id: "dbx_race")
+            try await Self.insert(core.db, id: "dbx_race")
             let owner = "w1@1"
             _ = try #require(try await core.db.claimJob(owner: owner, lease: 15))
             try await core.db.updateOperations(devboxId: "dbx_race", [

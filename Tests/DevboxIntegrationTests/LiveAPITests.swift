@@ -1,5 +1,6 @@
 import DevboxClient
 import DevboxModel
+import DevboxTestSupport
 import Foundation
 import Testing
 
@@ -201,7 +202,7 @@ struct LiveAPITests {
             }
             try await client.devboxes.delete(d.id)
 
-            let port = try LiveServer.freePort()
+            let port = try freeLoopbackPort()
             let token = "dbx_pt_secret-value-that-must-not-leak"
             let nowhere = DevboxClient(providerToken: token, baseURL: URL(string: "http://127.0.0.1:\(port)")!)
             do {
