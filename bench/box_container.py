@@ -13,7 +13,7 @@ import sys
 
 def container_of(data_dir: str, devbox_id: str) -> str:
     boxes = os.path.join(os.path.abspath(data_dir), "boxes")
-    # <prefix> is "dx" + FNV-1a of the data dir + "-" (CrunSandboxDriver.tag); matching on the
+    # <prefix> is "dx" + FNV-1a of the data dir + "-" (CrunBoxRuntime.tag, Sources/Sandbox/CrunBoxRuntime.swift); matching on the
     # id alone avoids recomputing it here.
     entries = [e for e in os.listdir(boxes) if e.startswith("dx") and e.endswith("-" + devbox_id)] \
         if os.path.isdir(boxes) else []
