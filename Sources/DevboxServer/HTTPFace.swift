@@ -43,6 +43,7 @@ public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
     MCPController(core: system.core, logger: system.logger).register(on: api, table: system.routes)
     MetricsController(core: system.core, metrics: system.metrics).register(on: api, table: system.routes)
     StatsController(core: system.core).register(on: api, table: system.routes)
+    SnapshotsController(core: system.core).register(on: api, table: system.routes)
     // Exposed ports: the API's credentials or the dashboard's cookie (checked in the controller).
     PortsController(core: system.core).register(on: router, table: system.routes)
     // The dashboard authenticates with its own session cookie (not behind AuthMiddleware).

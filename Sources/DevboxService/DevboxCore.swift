@@ -29,6 +29,8 @@ public struct CoreConfiguration: Sendable {
     public var images = ImageSettings()
     /// Free space the data directory's filesystem keeps: creates below it answer 507.
     public var minFreeDisk = DiskFloor.standard
+    /// Snapshots (issue 23): the per-user quota (DEVBOX_SNAPSHOT_QUOTA).
+    public var snapshots = SnapshotSettings()
 
     public init(
         plans: [Plan] = Plan.defaults, defaultPlan: String = "small", workerConcurrency: Int = 32,
@@ -181,7 +183,10 @@ public final class DevboxCore: Sendable {
         try requireEnforceable(v.network)
         try requireFreeDisk()
         let credentialMode = try credentialMode(of: request)
-        let image = try imageOfCreate(request)
+        // A snapshot (issue 23) brings its own image.
+        let snapshot = try await snapshotOfCreate(request, userId: principal.userId)
+        let image: String
+        if let snapshot { image = snapshot.image } else { image = try imageOfCreate(request) }
         try requireGitBroker(v.repositories, legacy: request.repository != nil)
         if v.credentialProfile.injectClaudeToken && (tokens.claudeToken ?? "").isEmpty {
             throw .validation(
@@ -220,7 +225,7 @@ public final class DevboxCore: Sendable {
                 idleTimeoutSeconds: v.idleTimeoutSeconds, ttlSeconds: v.ttlSeconds,
                 expiresAt: v.ttlSeconds.map { now.addingTimeInterval(TimeInterval($0)) }, lastActivityAt: now,
                 network: DevboxRecord.encodeNetwork(v.network), credentialMode: credentialMode.rawValue,
-                image: image)
+                image: image, snapshotId: snapshot?.id)
             let devbox = try await db.insertDevbox(
                 NewDevbox(record: record, env: env, secrets: secrets, repositories: repos))
             jobs.signal()

@@ -86,6 +86,12 @@ struct ServeCommand: AsyncParsableCommand {
         var core = CoreConfiguration()
         if let plans = env["DEVBOX_PLANS"], !plans.isEmpty { core.plans = try Plan.parse(plans) }
         if let floor = env["DEVBOX_MIN_FREE_DISK"], !floor.isEmpty { core.minFreeDisk = try DiskFloor.parse(floor) }
+        if let quota = env["DEVBOX_SNAPSHOT_QUOTA"], !quota.isEmpty {
+            guard let bytes = SnapshotSettings.parseQuota(quota) else {
+                throw ConfigurationError("DEVBOX_SNAPSHOT_QUOTA '\(quota)' is not a size (bytes, or e.g. 512M, 50G)")
+            }
+            core.snapshots.quotaBytes = bytes
+        }
         if let d = env["DEVBOX_DEFAULT_PLAN"], !d.isEmpty {
             guard core.plans.contains(where: { $0.name == d }) else {
                 throw ConfigurationError("DEVBOX_DEFAULT_PLAN '\(d)' is not one of the configured plans")

@@ -44,6 +44,7 @@ enum OpenAPIDocument {
         "credential_profile": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/CredentialProfile"}]},
         "credential_mode": {"type": ["string", "null"], "enum": ["env", "proxy", null], "description": "env: the AI keys go into the box's environment (deleted from the server once ready). proxy: the box gets ANTHROPIC_BASE_URL / OPENAI_BASE_URL pointing at the server's broker and a placeholder key; the broker adds the real key, kept encrypted on the server until the devbox is destroyed. Absent: the server's default (DEVBOX_DEFAULT_CREDENTIAL_MODE, else env)"},
         "image": {"type": ["string", "null"], "maxLength": 4096, "description": "Root image of the box: a name from `devbox image list` (an unknown one is refused with 422). Absent: the server's default image (debian)"},
+        "snapshot": {"type": ["string", "null"], "maxLength": 4096, "description": "Start from a snapshot (its id or name; GET /api/v1/snapshots) instead of an image: the box starts with the snapshot's files, then this request's env, AI tokens, repositories and setup commands apply on top (a clone into a path the snapshot has is refused). Mutually exclusive with image; an unknown one is refused with 422"},
         "env": {"type": ["object", "null"], "maxProperties": 64, "propertyNames": {"pattern": "^[A-Z_][A-Z0-9_]*$"}, "additionalProperties": {"type": "string", "maxLength": 32768}},
         "setup_commands": {"type": ["array", "null"], "maxItems": 32, "items": {"type": "string", "maxLength": 4096}},
         "setup_timeout_seconds": {"type": ["integer", "null"], "minimum": 30, "maximum": 3600, "default": 900},
@@ -73,6 +74,12 @@ enum OpenAPIDocument {
         "network": {"$ref": "#/components/schemas/DevboxNetwork"},
         "credential_mode": {"type": "string", "enum": ["env", "proxy"]},
         "image": {"type": ["string", "null"], "description": "The root image: an image name, host (the host's masked root, DEVBOX_BASE_IMAGE=host) or DEVBOX_BASE_IMAGE's path; null for devboxes from before images"}}},
+      "Snapshot": {"type": "object", "required": ["id", "name", "devbox_id", "image", "size_bytes", "created_at"], "description": "A devbox's file system changes (its writable layer and /workspace) frozen as read-only layers over its image. Never in it: the env file, AI tokens, SSH sessions, processes, /tmp and /run", "properties": {
+        "id": {"type": "string", "description": "snap_…"}, "name": {"type": "string", "description": "Unique among the user's snapshots"},
+        "devbox_id": {"type": "string", "description": "The devbox it was taken from (it may be destroyed since)"},
+        "image": {"type": ["string", "null"], "description": "The image under the snapshot's layers"},
+        "size_bytes": {"type": "integer", "minimum": 0, "description": "Bytes the snapshot's own layers take on disk; the user's snapshots together are bounded by DEVBOX_SNAPSHOT_QUOTA (default 50 GiB)"},
+        "created_at": {"type": "string", "format": "date-time"}}},
       "Health": {"type": "object", "required": ["status", "image", "warm_pool"], "properties": {
         "status": {"type": "string", "enum": ["ok", "building_image", "image_failed"]},
         "image": {"type": "object", "required": ["name", "state"], "properties": {"name": {"type": "string"}, "state": {"type": "string", "enum": ["ready", "building", "failed"]}, "detail": {"type": "string", "description": "The build's last progress line, or why it failed"}}},
@@ -275,6 +282,38 @@ enum OpenAPIDocument {
       "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
       "post": {"summary": "Start a stopped devbox again on its kept files (nothing is cloned or set up again); returns when ready",
         "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Devbox"}}}}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}}}
+    },
+    "/api/v1/devboxes/{id}/snapshots": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "post": {"summary": "Snapshot a ready or stopped devbox (201): its writable layer and /workspace become read-only layers other devboxes start from (create with snapshot, or fork). A running box is paused (cgroup freezer) only for the last pass of the copy; its processes keep running",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 64, "description": "Unique among your snapshots (409 otherwise)"}}}}}},
+        "responses": {"400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"}, "201": {"description": "Created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Snapshot"}}}},
+          "404": {"$ref": "#/components/responses/Error"}, "409": {"description": "The name is taken, or the devbox is not ready or stopped (or not on an image of the store)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}, "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"},
+          "507": {"description": "insufficient_storage: your snapshots would take more than DEVBOX_SNAPSHOT_QUOTA (default 50 GiB); nothing was kept", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}
+    },
+    "/api/v1/devboxes/{id}/fork": {
+      "parameters": [{"$ref": "#/components/parameters/DevboxId"}],
+      "post": {"summary": "Snapshot the devbox and create count devboxes from it in one call (201). The new devboxes get the original's plan, network policy and credential mode; its env values only with copy_env; AI tokens only from this request's X-Claude-Token / X-Codex-Token headers; no setup commands or repositories. Processes are not forked (files only)",
+        "parameters": [{"$ref": "#/components/parameters/ClaudeToken"}, {"$ref": "#/components/parameters/CodexToken"}],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {
+          "count": {"type": "integer", "minimum": 1, "maximum": 32, "default": 1},
+          "name": {"type": ["string", "null"], "minLength": 1, "maxLength": 64, "description": "The snapshot's name and the new devboxes' name prefix (<name>-1 … when count > 1); absent: <devbox name>-fork-<random>"},
+          "copy_env": {"type": ["boolean", "null"], "default": false, "description": "Give the new devboxes the original's env values"}}}}}},
+        "responses": {"400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"},
+          "201": {"description": "The snapshot and the new devboxes (state requested; wait for ready)", "content": {"application/json": {"schema": {"type": "object", "required": ["snapshot", "devboxes"], "properties": {
+            "snapshot": {"$ref": "#/components/schemas/Snapshot"}, "devboxes": {"type": "array", "items": {"$ref": "#/components/schemas/Devbox"}}}}}}},
+          "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"},
+          "507": {"description": "insufficient_storage: the snapshot quota (DEVBOX_SNAPSHOT_QUOTA) or the host's free-disk floor", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}
+    },
+    "/api/v1/snapshots": {
+      "get": {"summary": "The caller's snapshots, newest first, with their sizes",
+        "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object", "required": ["snapshots"], "properties": {"snapshots": {"type": "array", "items": {"$ref": "#/components/schemas/Snapshot"}}}}}}}}}
+    },
+    "/api/v1/snapshots/{id}": {
+      "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The snapshot's id or name"}],
+      "get": {"summary": "A snapshot (by id or name); another user's answers 404", "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Snapshot"}}}}, "404": {"$ref": "#/components/responses/Error"}}},
+      "delete": {"summary": "Delete a snapshot (204): it leaves the list and its name is free at once; its layers stay on disk while devboxes made from it exist (they keep working) and go with the last one. 409 while devboxes are still being created from it",
+        "responses": {"401": {"$ref": "#/components/responses/Unauthorized"}, "204": {"description": "Deleted"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}}}
     },
     "/api/v1/integrations/github/connect": {
       "post": {"summary": "Start the GitHub OAuth web flow: a single-use state (10 minutes) and the URL to send the browser to",

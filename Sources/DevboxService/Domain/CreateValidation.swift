@@ -45,14 +45,7 @@ public enum CreateValidation {
         _ r: CreateDevboxRequest, plans: [Plan], defaultPlan: String, lifetimes: LifetimeSettings = LifetimeSettings()
     ) throws(ServiceError) -> ValidatedCreate {
         let name = r.name
-        // Counted in code points, as the database's CHECK (length(name) <= 64) counts: a name of
-        // 64 letters with combining accents is 128 of them, and was refused by the insert (503).
-        guard !name.isEmpty, name.unicodeScalars.count <= 64 else {
-            throw .validation(field: "name", message: "name must be 1 to 64 characters")
-        }
-        guard name.unicodeScalars.allSatisfy({ $0.properties.generalCategory != .control && $0.properties.generalCategory != .format && $0.properties.generalCategory != .lineSeparator && $0.properties.generalCategory != .paragraphSeparator }) else {
-            throw .validation(field: "name", message: "name must contain printable characters only")
-        }
+        try checkName(name, field: "name")
         let planName = r.plan ?? defaultPlan
         guard let plan = plans.first(where: { $0.name == planName }) else {
             throw .validation(
@@ -86,6 +79,18 @@ public enum CreateValidation {
             name: name, plan: plan, env: env, setupCommands: commands, setupTimeoutSeconds: timeout,
             credentialProfile: r.credentialProfile ?? CredentialProfile(), repositories: repos,
             idleTimeoutSeconds: idle, ttlSeconds: ttl, network: network ?? .allowAll)
+    }
+
+    /// A devbox's (or a snapshot's) name. Counted in code points, as the database's CHECK
+    /// (length(name) <= 64) counts: a name of 64 letters with combining accents is 128 of
+    /// them, and was refused by the insert (503).
+    static func checkName(_ name: String, field: String) throws(ServiceError) {
+        guard !name.isEmpty, name.unicodeScalars.count <= 64 else {
+            throw .validation(field: field, message: "name must be 1 to 64 characters")
+        }
+        guard name.unicodeScalars.allSatisfy({ $0.properties.generalCategory != .control && $0.properties.generalCategory != .format && $0.properties.generalCategory != .lineSeparator && $0.properties.generalCategory != .paragraphSeparator }) else {
+            throw .validation(field: field, message: "name must contain printable characters only")
+        }
     }
 
     static func validateEnv(_ env: [String: String]) throws(ServiceError) -> [(key: String, value: String)] {

@@ -46,11 +46,21 @@ struct CloneFailure: Error, Sendable {
 struct RepositoryCloner: Sendable {
     let settings: GitHubSettings
 
+    /// Where a clone is made before it moves into `workspace` with one rename(2).
+    static func stagingDirectory(workspace: String) -> String {
+        let parent = (workspace as NSString).deletingLastPathComponent
+        var a = stat(), b = stat()
+        if stat(workspace, &a) == 0, stat(parent, &b) == 0, a.st_dev != b.st_dev { return workspace }
+        return parent
+    }
+
     func clone(_ r: CloneRequest, workspace: String) async throws -> CloneOutcome {
         let url = settings.cloneURL(fullName: r.fullName)
         // The box's own host directory: same filesystem as the workspace (rename works),
-        // not visible inside the box, removed with the box.
-        let boxDirectory = (workspace as NSString).deletingLastPathComponent
+        // not visible inside the box, removed with the box. A box made from a snapshot has
+        // its workspace on an overlay of its own (rename into it from outside fails with
+        // EXDEV): the clone is staged in the workspace itself then.
+        let boxDirectory = Self.stagingDirectory(workspace: workspace)
         var template = Array((boxDirectory + "/.clone-XXXXXX").utf8CString)
         let made = template.withUnsafeMutableBufferPointer { buf in buf.baseAddress.flatMap { mkdtemp($0) } }
         guard made != nil else {

@@ -93,7 +93,7 @@ struct Pipeline: Sendable {
             warm = try await core.sandbox.create(
                 box: id, limits: plan.limits, env: try await userEnv(), setupShell: !job.devbox.setupCommands.isEmpty,
                 egress: (try? DevboxCore.egressPolicy(DevboxRecord.decodeNetwork(job.devbox.network))) ?? .allowAll,
-                image: try core.boxImage(ofDevbox: job.devbox.image))
+                image: try await core.boxImage(of: job.devbox))
         } catch is CancellationError {
             throw CancellationError()
         } catch {

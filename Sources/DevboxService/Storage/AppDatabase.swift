@@ -309,6 +309,7 @@ public final class AppDatabase: Sendable {
         m.registerMigration("v8-broker-usage", migrate: migrateBrokerUsage)
         m.registerMigration("v8-audit", migrate: migrateAudit)
         m.registerMigration("v8-images", migrate: migrateImages)
+        m.registerMigration("v9-snapshots", migrate: migrateSnapshots)
         return m
     }
 }

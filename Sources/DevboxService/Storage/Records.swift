@@ -70,6 +70,8 @@ struct DevboxRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, 
     var credentialMode: String = "env"
     /// The root image (issue 18); nil for devboxes from before images.
     var image: String? = nil
+    /// The snapshot the devbox was made from (issue 23, `snapshots.id`); nil: its image alone.
+    var snapshotId: String? = nil
     var leaseOwner: String?
     var leaseExpiresAt: Date?
 
@@ -85,6 +87,7 @@ struct DevboxRecord: Codable, FetchableRecord, PersistableRecord, StoredRecord, 
         case network
         case credentialMode = "credential_mode"
         case image
+        case snapshotId = "snapshot_id"
     }
 
     enum Columns {
