@@ -16,7 +16,8 @@ import Glibc
 /// reach only this port and the resolver's on the host, and the broker answers box addresses
 /// only). `/anthropic/…` and `/openai/…` are forwarded to the configured upstreams with the
 /// devbox's real key in place of its placeholder; responses (SSE included) are streamed back
-/// chunk by chunk. Bodies, keys and auth headers are never logged.
+/// piece by piece: from `http://` upstreams by the splice relay (BrokerRelay.swift), from
+/// `https://` ones through async-http-client. Bodies, keys and auth headers are never logged.
 enum BrokerServer {
     /// The broker's port: `DEVBOX_BROKER_PORT`, else the one kept in `<data>/broker-port`
     /// (chosen once: a box's env names it, so a restart must keep it), else a free one.
@@ -88,7 +89,7 @@ enum BrokerServer {
         quiet.logLevel = .critical
         return Application(
             responder: CallbackResponder<BrokerRequestContext> { request, context in
-                let response = await forwarder.respond(request, peer: context.peer)
+                let response = await forwarder.respond(request, peer: context.peer, channel: context.channel)
                 let path = request.uri.path
                 core.metrics.brokerRequest(
                     api: path.hasPrefix("/anthropic/") ? "anthropic" : path.hasPrefix("/openai/") ? "openai" : "other",
@@ -109,14 +110,17 @@ enum BrokerServer {
 private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
 #endif
 
-/// The broker's request context: the connection's source address.
+/// The broker's request context: the connection's source address, and the connection
+/// itself (the plain-HTTP relay writes a streamed body straight to its socket).
 struct BrokerRequestContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     let peer: String?
+    let channel: any Channel
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         peer = source.channel.remoteAddress?.ipAddress
+        channel = source.channel
     }
 }
 
@@ -140,7 +144,7 @@ struct BrokerForwarder: Sendable {
         "transfer-encoding", "upgrade", "host", "content-length", "x-api-key", "authorization",
     ]
 
-    func respond(_ request: Request, peer: String?) async -> Response {
+    func respond(_ request: Request, peer: String?, channel: (any Channel)? = nil) async -> Response {
         let path = request.uri.path
         if path.hasPrefix("/git/") {
             return await GitBroker(core: core, logger: logger, http: http).respond(request, peer: peer)
@@ -172,7 +176,13 @@ struct BrokerForwarder: Sendable {
             (devboxId, key) = (id, k)
         }
 
-        var upstream = HTTPClientRequest(url: settings.upstream(api) + rest + (request.uri.query.map { "?" + $0 } ?? ""))
+        let url = settings.upstream(api) + rest + (request.uri.query.map { "?" + $0 } ?? "")
+        if settings.relay, let target = BrokerRelay.Target(url), let channel,
+           let local = channel.localAddress, let remote = channel.remoteAddress {
+            return await relay(request, target: target, api: api, rest: rest, devboxId: devboxId, key: key,
+                               channel: channel, local: local, remote: remote)
+        }
+        var upstream = HTTPClientRequest(url: url)
         upstream.method = HTTPMethod(rawValue: request.method.rawValue)
         for field in request.headers where !Self.dropped.contains(field.name.canonicalName) {
             upstream.headers.add(name: field.name.rawName, value: field.value)
@@ -236,6 +246,162 @@ struct BrokerForwarder: Sendable {
             })
     }
 
+    /// The plain-HTTP upstream path (`BrokerRelay`): the same admission, headers, usage and
+    /// logs as the async-http-client path; a body of up to 256 KiB with a length is read whole,
+    /// anything else is spliced to the box's socket as it comes.
+    func relay(_ request: Request, target: BrokerRelay.Target, api: BrokerAPI, rest: Substring, devboxId: String, key: String,
+               channel: any Channel, local: SocketAddress, remote: SocketAddress) async -> Response {
+        var head = "\(request.method.rawValue) \(target.path) HTTP/1.1\r\nhost: \(target.authority)\r\n"
+        for field in request.headers where !Self.dropped.contains(field.name.canonicalName) && field.name.canonicalName != "expect" {
+            head += "\(field.name.rawName): \(field.value)\r\n"
+        }
+        switch api {
+        case .anthropic: head += "x-api-key: \(key)\r\n"
+        case .openai: head += "authorization: Bearer \(key)\r\n"
+        }
+        var body: ByteBuffer?
+        if request.method != .get && request.method != .head {
+            do {
+                body = try await request.body.collect(upTo: Self.requestLimit)
+            } catch {
+                return refusal(413, "the request body is larger than \(Self.requestLimit >> 20) MiB, or could not be read")
+            }
+            head += "content-length: \(body?.readableBytes ?? 0)\r\n"
+        }
+        head += "connection: keep-alive\r\n\r\n"
+        let requestHead = Array(head.utf8)
+        let sendBody = body
+        let isHead = request.method == .head
+        let small = 256 << 10
+        let exchange: BrokerRelay.Exchange
+        let whole: [UInt8]?
+        do {
+            (exchange, whole) = try await BrokerRelay.onThread { () -> (BrokerRelay.Exchange, [UInt8]?) in
+                let x = try BrokerRelay.exchange(target, head: requestHead, body: sendBody, isHead: isHead)
+                switch x.framing {
+                case .none:
+                    x.release(bodyDone: true)
+                    return (x, [])
+                case .length(let n) where n <= small:
+                    do {
+                        var all: [UInt8] = []
+                        all.reserveCapacity(n)
+                        while let piece = try x.next(max: small) { all += piece }
+                        x.release(bodyDone: true)
+                        return (x, all)
+                    } catch {
+                        x.release(bodyDone: false)
+                        throw error
+                    }
+                default:
+                    return (x, nil)
+                }
+            }
+        } catch {
+            core.recordBrokerUsage(devboxId: devboxId, api: api, status: 502)
+            logger.warning("broker upstream failed", metadata: ["devbox": "\(devboxId)", "api": "\(api.rawValue)", "error": "\(error)"])
+            return refusal(502, "the upstream API could not be reached: \(error)")
+        }
+        let status = exchange.status
+        core.recordBrokerUsage(devboxId: devboxId, api: api, status: status)
+        logger.info("brokered", metadata: [
+            "devbox": "\(devboxId)", "api": "\(api.rawValue)", "method": "\(request.method.rawValue)",
+            "path": "\(rest)", "status": "\(status)",
+        ])
+        var headers = HTTPFields()
+        var contentLength: Int?
+        var contentType = ""
+        var encoded = false
+        for (name, value) in exchange.headers {
+            let lower = name.lowercased()
+            if lower == "content-length" { contentLength = Int(value); continue }
+            if lower == "content-type" { contentType = value.lowercased() }
+            if lower == "content-encoding" { encoded = true }
+            if Self.dropped.contains(lower) { continue }
+            if let n = HTTPField.Name(name) { headers.append(HTTPField(name: n, value: value)) }
+        }
+        let core = self.core
+        if let whole {
+            if !encoded {
+                var meter = UsageMeter(contentType: contentType)
+                whole.withUnsafeBytes { meter.feed($0) }
+                let tokens = meter.finish()
+                if tokens.input > 0 || tokens.output > 0 {
+                    core.recordBrokerUsage(devboxId: devboxId, api: api, status: nil, inputTokens: tokens.input, outputTokens: tokens.output)
+                }
+            }
+            if case .none = exchange.framing, let contentLength {
+                // HEAD, 204, 304: the upstream's length stands, no body follows.
+                headers[.contentLength] = String(contentLength)
+            }
+            return Response(status: HTTPResponse.Status(code: status), headers: headers,
+                            body: whole.isEmpty ? ResponseBody() : ResponseBody(byteBuffer: ByteBuffer(bytes: whole)))
+        }
+        let length: Int? = if case .length(let n) = exchange.framing { n } else { nil }
+        if length == nil { headers[.transferEncoding] = "chunked" }
+        let type = contentType
+        let isEncoded = encoded
+        let logger = self.logger
+        return Response(
+            status: HTTPResponse.Status(code: status),
+            headers: headers,
+            body: ResponseBody(contentLength: length) { writer in
+                let metered = isEncoded ? nil : UsageMeter(contentType: type)
+                var box: Int32?
+                do {
+                    try await BrokerRelay.flushBarrier(channel)
+                    box = try await BrokerRelay.onThread { BrokerRelay.boxSocket(local: local, remote: remote) }
+                } catch {
+                    exchange.release(bodyDone: false)
+                    throw error
+                }
+                var tokens: (input: Int, output: Int)?
+                if let fd = box {
+                    // The meter comes back with the error too: usage the upstream reported before
+                    // a stream broke is counted.
+                    let (meter, failure) = await BrokerRelay.onThread { () -> (UsageMeter?, BrokerRelay.Failure?) in
+                        var meter = metered
+                        defer { close(fd) }
+                        do {
+                            try BrokerRelay.splice(exchange, to: fd, chunked: length == nil, meter: &meter)
+                            exchange.release(bodyDone: true)
+                            return (meter, nil)
+                        } catch {
+                            exchange.release(bodyDone: false)
+                            return (meter, error as? BrokerRelay.Failure ?? BrokerRelay.Failure("\(error)", 0))
+                        }
+                    }
+                    var m = meter
+                    tokens = m?.finish()
+                    if let failure {
+                        if let tokens, tokens.input > 0 || tokens.output > 0 {
+                            core.recordBrokerUsage(devboxId: devboxId, api: api, status: nil, inputTokens: tokens.input, outputTokens: tokens.output)
+                        }
+                        logger.notice("broker stream ended early", metadata: ["devbox": "\(devboxId)", "error": "\(failure)"])
+                        throw failure
+                    }
+                } else {
+                    // The box's socket was not found among serve's: copy through Hummingbird.
+                    var meter = metered
+                    do {
+                        while let piece = try await BrokerRelay.onThread({ try exchange.next(max: 1 << 20) }) {
+                            meter?.feed(piece)
+                            try await writer.write(ByteBuffer(bytes: piece))
+                        }
+                        exchange.release(bodyDone: true)
+                    } catch {
+                        exchange.release(bodyDone: false)
+                        throw error
+                    }
+                    tokens = meter?.finish()
+                }
+                try await writer.finish(nil)
+                if let tokens, tokens.input > 0 || tokens.output > 0 {
+                    core.recordBrokerUsage(devboxId: devboxId, api: api, status: nil, inputTokens: tokens.input, outputTokens: tokens.output)
+                }
+            })
+    }
+
     func refusal(_ status: Int, _ message: String) -> Response {
         let quoted = (try? JSONSerialization.data(withJSONObject: [message], options: []))
             .map { String(decoding: $0.dropFirst().dropLast(), as: UTF8.self) } ?? "\"\""
@@ -269,27 +435,41 @@ struct UsageMeter {
     var skippingLine = false
 
     mutating func feed(_ chunk: ByteBuffer) {
+        chunk.withUnsafeReadableBytes { feed($0) }
+    }
+
+    mutating func feed(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { feed($0) }
+    }
+
+    mutating func feed(_ raw: UnsafeRawBufferPointer) {
         switch kind {
         case .json:
-            if buffer.count + chunk.readableBytes <= Self.jsonLimit { buffer.append(contentsOf: chunk.readableBytesView) }
+            if buffer.count + raw.count <= Self.jsonLimit { buffer.append(contentsOf: raw) }
         case .sse:
-            // memchr for line ends and bulk copies: a 10 MiB stream costs a few memcpys, not a loop per byte.
-            chunk.withUnsafeReadableBytes { raw in
-                guard let base = raw.baseAddress else { return }
-                var start = 0
-                while start < raw.count {
-                    if let nl = memchr(base + start, 0x0A, raw.count - start) {
-                        let end = base.distance(to: UnsafeRawPointer(nl))
-                        keep(UnsafeRawBufferPointer(rebasing: raw[start..<end]))
-                        line()
+            // memchr for line ends; a line that lies whole in this piece is scanned where it is,
+            // only a line cut by the piece's end is kept (and only while it starts with "data:").
+            guard let base = raw.baseAddress else { return }
+            var start = 0
+            while start < raw.count {
+                let nl = memchr(base + start, 0x0A, raw.count - start)
+                let end = nl.map { base.distance(to: UnsafeRawPointer($0)) } ?? raw.count
+                let part = UnsafeRawBufferPointer(rebasing: raw[start..<end])
+                if nl != nil, buffer.isEmpty, !skippingLine {
+                    line(part)
+                } else {
+                    keep(part)
+                    if nl != nil {
+                        if !skippingLine {
+                            let kept = buffer
+                            kept.withUnsafeBytes { line($0) }
+                        }
                         buffer.removeAll(keepingCapacity: true)
                         skippingLine = false
-                        start = end + 1
-                    } else {
-                        keep(UnsafeRawBufferPointer(rebasing: raw[start...]))
-                        break
                     }
                 }
+                guard nl != nil else { break }
+                start = end + 1
             }
         case nil: break
         }
@@ -303,24 +483,26 @@ struct UsageMeter {
             return
         }
         buffer.append(contentsOf: bytes)
+        // Only `data:` lines can carry usage.
+        if buffer.count >= Self.dataPrefix.count, !buffer.starts(with: Self.dataPrefix) {
+            skippingLine = true
+            buffer.removeAll(keepingCapacity: true)
+        }
     }
 
-    private mutating func line() {
-        guard !skippingLine, buffer.count > 13, buffer.starts(with: Self.dataPrefix) else { return }
+    private mutating func line(_ b: UnsafeRawBufferPointer) {
+        guard b.count > 13, let base = b.baseAddress, memcmp(base, Self.dataPrefix, Self.dataPrefix.count) == 0 else { return }
         let key = Self.usageKey
-        let hasUsage = buffer.withUnsafeBytes { b -> Bool in
-            // memchr to each quote, then compare: no loop per byte in Swift.
-            guard let base = b.baseAddress else { return false }
-            var at = 0
-            while at + key.count <= b.count, let q = memchr(base + at, 0x22, b.count - at) {
-                let i = base.distance(to: UnsafeRawPointer(q))
-                if i + key.count <= b.count, memcmp(base + i, key, key.count) == 0 { return true }
-                at = i + 1
-            }
-            return false
+        // memchr to each quote, then compare: no loop per byte in Swift.
+        var at = 0
+        var hasUsage = false
+        while at + key.count <= b.count, let q = memchr(base + at, 0x22, b.count - at) {
+            let i = base.distance(to: UnsafeRawPointer(q))
+            if i + key.count <= b.count, memcmp(base + i, key, key.count) == 0 { hasUsage = true; break }
+            at = i + 1
         }
         guard hasUsage else { return }
-        take(Data(buffer.dropFirst(5)), keepMax: true)
+        take(Data(UnsafeRawBufferPointer(rebasing: b[5...])), keepMax: true)
     }
 
     static let dataPrefix = Array("data:".utf8)
@@ -348,7 +530,10 @@ struct UsageMeter {
 
     mutating func finish() -> (input: Int, output: Int) {
         if kind == .json, !buffer.isEmpty { take(Data(buffer), keepMax: false) }
-        if kind == .sse, !buffer.isEmpty { line() }
+        if kind == .sse, !buffer.isEmpty, !skippingLine {
+            let kept = buffer
+            kept.withUnsafeBytes { line($0) }
+        }
         return (input, output)
     }
 }

@@ -4,9 +4,11 @@ Fake Anthropic and OpenAI upstreams (real HTTP servers on 127.0.0.1) check the r
 the service is pointed at them (DEVBOX_ANTHROPIC_UPSTREAM / DEVBOX_OPENAI_UPSTREAM). Every
 request comes from inside a box through the exec API, as an agent's SDK would send it.
 """
+import hashlib
 import json
 import os
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -397,3 +399,153 @@ def test_cli_and_mcp_carry_the_credential_mode(fresh_server):
     finally:
         ant.close()
         oai.close()
+
+
+class FramingUpstream:
+    """A fake Anthropic upstream for the broker's relay (http:// upstreams are spliced): answers
+    in each HTTP/1.1 framing on kept-alive connections, and counts the connections it accepted.
+    The body's JSON `mode` picks the answer: `chunked` (server-sent events in chunks, one of
+    300 KiB, usage in the first and last event), `big` (JSON of 600 KiB with a content-length,
+    usage at its end), `empty` (204), `small` (JSON with usage), `cut` (a chunked answer that
+    stops inside a chunk and closes)."""
+
+    BIG_TEXT = "b" * (600 << 10)
+
+    def __init__(self, key: str):
+        self.key = key
+        self.connections = 0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def setup(self):
+                super().setup()
+                fake.connections += 1
+
+            def do_POST(self):
+                req = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                if self.headers.get("x-api-key") != fake.key:
+                    return self.answer(401, b"{}", "application/json")
+                mode = req.get("mode")
+                if mode in ("chunked", "cut"):
+                    self.send_response(200)
+                    self.send_header("content-type", "text/event-stream")
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    for piece in FramingUpstream.events():
+                        if mode == "cut" and len(piece) > 1000:
+                            self.wfile.write(b"%x\r\n" % len(piece) + piece[:1000])
+                            self.wfile.flush()
+                            self.close_connection = True
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            return
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                elif mode == "big":
+                    body = json.dumps({"content": [{"type": "text", "text": FramingUpstream.BIG_TEXT}],
+                                       "usage": {"input_tokens": 100, "output_tokens": 200}}).encode()
+                    self.answer(200, body, "application/json")
+                elif mode == "empty":
+                    self.send_response(204)
+                    self.end_headers()
+                else:
+                    self.answer(200, json.dumps({"usage": {"input_tokens": 1, "output_tokens": 2}}).encode(),
+                                "application/json")
+
+            def answer(self, status, body, ctype):
+                self.send_response(status)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def events() -> list[bytes]:
+        start = {"type": "message_start", "message": {"usage": {"input_tokens": 30, "output_tokens": 1}}}
+        delta = {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "d" * (300 << 10)}}
+        end = {"type": "message_delta", "usage": {"output_tokens": 40}}
+        return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in (start, delta, end)]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# In the box: one kept-alive connection through the broker, an answer of each framing.
+FRAMINGS_CLIENT = r"""
+import hashlib, http.client, json, os, urllib.parse
+u = urllib.parse.urlparse(os.environ["ANTHROPIC_BASE_URL"])
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+h = {"x-api-key": os.environ["ANTHROPIC_API_KEY"], "content-type": "application/json"}
+out = {}
+for mode in ("small", "chunked", "big", "empty", "small", "chunked", "small"):
+    c.request("POST", u.path + "/v1/messages", body=json.dumps({"mode": mode}), headers=h)
+    r = c.getresponse()
+    body = r.read()
+    out.setdefault(mode, []).append([r.status, len(body), hashlib.sha256(body).hexdigest(),
+                                     r.getheader("transfer-encoding"), r.getheader("content-length")])
+c.close()
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+c.request("POST", u.path + "/v1/messages", body=json.dumps({"mode": "cut"}), headers=h)
+r = c.getresponse()
+try:
+    r.read()
+    out["cut"] = "complete"
+except http.client.IncompleteRead as e:
+    out["cut"] = "incomplete"
+print(json.dumps(out))
+"""
+
+
+def test_relay_framings_kept_alive_upstream_and_a_cut_stream(fresh_server):
+    """The splice relay (http:// upstreams): a chunked event stream, a large answer with a length,
+    204 and small answers arrive intact and in order on one box connection, usage is counted from
+    each, the upstream's connections are kept alive, a stream the upstream cuts ends the box's
+    answer incomplete (not a hang, not a complete-looking body), and an upstream nobody listens on
+    is a 502 naming it."""
+    real_a = secret("sk-ant-real-")
+    up = FramingUpstream(real_a)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    try:
+        s = fresh_server(env={"DEVBOX_ANTHROPIC_UPSTREAM": up.url,
+                              "DEVBOX_OPENAI_UPSTREAM": f"http://127.0.0.1:{dead.getsockname()[1]}"}).start()
+        d = create_proxy(s, "framings", real_a, real_a)
+        got = json.loads(exec_box(s, d["id"], ["python3", "-c", FRAMINGS_CLIENT])["stdout"])
+        sse = b"".join(FramingUpstream.events())
+        big = json.dumps({"content": [{"type": "text", "text": FramingUpstream.BIG_TEXT}],
+                          "usage": {"input_tokens": 100, "output_tokens": 200}}).encode()
+        for status, length, digest, te, cl in got["chunked"]:
+            assert (status, length, digest, te) == (200, len(sse), hashlib.sha256(sse).hexdigest(), "chunked"), got
+        [[status, length, digest, te, cl]] = got["big"]
+        assert (status, length, digest, cl) == (200, len(big), hashlib.sha256(big).hexdigest(), str(len(big))), got
+        assert [g[:2] for g in got["empty"]] == [[204, 0]], got
+        assert [g[0] for g in got["small"]] == [200, 200, 200], got
+        assert got["cut"] == "incomplete", got
+        # Usage: 3 small (1/2), 2 streams (30/40), the big answer (100/200); the cut stream's first event (30/1).
+        usage = s.request("GET", f"/api/v1/devboxes/{d['id']}/usage").json()["apis"]["anthropic"]
+        assert usage["requests"] == 8 and usage["status_codes"] == {"200": 7, "204": 1}, usage
+        assert usage["input_tokens"] == 3 + 60 + 100 + 30 and usage["output_tokens"] == 6 + 80 + 200 + 1, usage
+        # Seven requests on one box connection: the upstream saw them on one kept-alive connection
+        # (plus the cut stream's).
+        assert up.connections <= 3, up.connections
+        # Nothing listens upstream: 502 naming the failure, counted.
+        status, body = call(s, d["id"], OPENAI_CURL, "$OPENAI_API_KEY")
+        assert status == 502 and "could not be reached" in body and "refused" in body.lower(), body
+        assert real_a not in s.log()
+        s.delete_all()
+    finally:
+        up.close()
+        dead.close()

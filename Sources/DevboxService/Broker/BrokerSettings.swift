@@ -29,6 +29,9 @@ public struct BrokerSettings: Sendable {
     public var port: Int?
     public var anthropicUpstream = "https://api.anthropic.com"
     public var openaiUpstream = "https://api.openai.com"
+    /// `http://` upstreams through the broker's own relay (splice to the box's socket);
+    /// `DEVBOX_BROKER_RELAY=off` sends them through async-http-client like `https://` ones.
+    public var relay = true
 
     public init() {}
 
@@ -56,6 +59,12 @@ public struct BrokerSettings: Sendable {
                   u.query == nil
             else { throw Invalid(description: "\(name) must be an http(s) URL, got '\(raw)'") }
             self[keyPath: keyPath] = raw.hasSuffix("/") ? String(raw.dropLast()) : raw
+        }
+        if let raw = env["DEVBOX_BROKER_RELAY"], !raw.isEmpty {
+            guard ["on", "off"].contains(raw) else {
+                throw Invalid(description: "DEVBOX_BROKER_RELAY must be on or off, got '\(raw)'")
+            }
+            relay = raw == "on"
         }
     }
 
