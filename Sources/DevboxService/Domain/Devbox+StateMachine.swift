@@ -38,4 +38,9 @@ public enum OperationStateMachine {
     public static func canTransition(from: OperationStatus, to: OperationStatus) -> Bool {
         transitions[from]?.contains(to) ?? false
     }
+
+    /// The restart of an interrupted pipeline (`AppDatabase.restartOperations`, in one commit
+    /// with the sandbox destroyed before it) sets every operation that left `pending` back to
+    /// it. Not from `failed`: a failed step fails its devbox, which never runs again.
+    public static let restartable: Set<OperationStatus> = [.running, .succeeded, .skipped]
 }

@@ -56,23 +56,6 @@ struct Pipeline: Sendable {
         }
     }
 
-    /// Steps that take no time and change nothing (a check): written started and finished
-    /// in one commit, after they ran.
-    static func isInstant(_ kind: OperationKind) -> Bool { kind == .publishAccess }
-
-    /// Why `kind` has nothing to do for this devbox, decided without I/O; nil: run it.
-    /// (A step can still find at run time that it has nothing to do and report skipped.)
-    func nothingToDo(_ kind: OperationKind) -> String? {
-        switch kind {
-        case .injectCredentials where !job.devbox.injectClaudeToken && !job.devbox.injectCodexToken
-            && job.devbox.credentialMode != CredentialMode.proxy.rawValue:
-            "no credentials to inject\n"
-        case .cloneRepositories where job.repositories.isEmpty: "no repositories to clone\n"
-        case .runSetupCommands where job.devbox.setupCommands.isEmpty: "no setup commands\n"
-        default: nil
-        }
-    }
-
     private func userEnv() async throws -> [String: String] {
         // The env is fixed at create, and `env_keys` names all of it: nothing to read.
         if job.devbox.envKeys.isEmpty { return [:] }

@@ -115,13 +115,15 @@ extension DevboxCore {
 
 /// Why a job stopped before its devbox became ready.
 enum JobStop: Error {
-    case failed(OperationKind, String)
+    /// A failure decided by `PipelineDecisions` (`Effect.fail`), to be recorded in one transaction.
+    case failed(OperationKind, String, commit: [OperationUpdate])
     case cancelled
     case shutdown
     case leaseLost
 }
 
-/// Runs one claimed job to a final state (or to a step boundary on shutdown).
+/// Runs one claimed job to a final state (or to a step boundary on shutdown): it performs
+/// what `PipelineDecisions`/`PipelineProgress` decide.
 struct JobRunner: Sendable {
     let core: DevboxCore
     let owner: String
@@ -157,8 +159,8 @@ struct JobRunner: Sendable {
         switch result {
         case .success:
             break
-        case .failure(JobStop.failed(let op, let message)):
-            await fail(id, op: op, message: message, log: log)
+        case .failure(JobStop.failed(let op, let message, let commit)):
+            await fail(id, op: op, message: message, commit: commit, log: log)
         case .failure(JobStop.shutdown):
             try? await core.db.releaseLease(devboxId: id, owner: owner)
             log.info("job paused at a step boundary for shutdown")
@@ -178,119 +180,79 @@ struct JobRunner: Sendable {
     }
 
     /// Records a failed step (internal, not private: tests drive the race with a DELETE).
-    func fail(_ id: String, op: OperationKind, message: String, log: Logger) async {
+    /// The sandbox goes first, so a devbox reads `failed` only once nothing of it runs; then
+    /// one transaction records everything (`AppDatabase.recordFailure`): the step results not
+    /// yet written, the failed step, the remaining steps, `failed` under the lease, and the
+    /// deletion of the devbox's secrets. `commit` nil: only `op` failed with `message`.
+    func fail(_ id: String, op: OperationKind, message: String, commit: [OperationUpdate]? = nil, log: Logger) async {
         log.warning("provisioning failed", metadata: ["operation": "\(op.rawValue)", "error": "\(message)"])
         core.metrics.provisioningFailed(op)
-        // Each write on its own: a failed bookkeeping write must not keep the devbox in provisioning.
-        do {
-            try await core.db.updateOperation(devboxId: id, kind: op, status: .failed, error: message)
-        } catch {
-            log.error("recording the failed operation failed: \(error)")
-        }
-        // The sandbox goes first, so a devbox reads `failed` only once nothing of it runs.
         do {
             try await core.sandbox.destroy(box: id)
         } catch {
             log.error("sandbox teardown failed: \(error)")
         }
         do {
-            try await core.db.deletePendingSecrets(devboxId: id)
-            try await core.db.finishRemainingOperations(devboxId: id, reason: message)
-            try await core.db.transition(id, to: .failed, leaseOwner: owner) { r in
-                r.errorOperation = op.rawValue
-                r.errorMessage = message
-                r.leaseOwner = nil
-                r.leaseExpiresAt = nil
+            let refused = try await core.db.recordFailure(
+                devboxId: id, owner: owner, op: op, message: message,
+                updates: commit ?? PipelineDecisions.failureCommit(op, message))
+            for u in refused {
+                log.error("recording the failed operation failed: \(u.kind.rawValue) cannot become \(u.status.rawValue)")
             }
+            log.info("devbox torn down", metadata: ["reason": "failed: \(op.rawValue)"])
         } catch StorageError.leaseLost, StorageError.illegalTransition(from: .destroyed, _) {
-            // A DELETE came first: it took the lease and destroyed the devbox, which is the
-            // outcome asked for. Nothing went wrong, so no error in the log.
+            // A DELETE came first: it took the lease, destroyed the devbox and tore it down,
+            // which is the outcome asked for. Nothing went wrong, so no error in the log.
             log.info("devbox destroyed while its failure was being recorded; it stays destroyed")
         } catch {
             log.error("recording the failure failed: \(error)")
         }
-        await core.teardown(id, reason: "failed: \(op.rawValue)", destroySandbox: false)
     }
 
     private func steps(_ job: ClaimedJob, log: Logger) async throws {
         let id = job.devbox.id
-        var ops = Dictionary(uniqueKeysWithValues: job.operations.map { ($0.name, $0.status) })
-        // The claim of a fresh job already marked `provision` running.
-        var started: OperationKind? = nil
-        if job.provisionStarted {
-            ops[.provision] = .pending
-            started = .provision
-        }
-        // A step that was running when the service died: restart the pipeline from scratch,
-        // unless setup commands already ran (they are not idempotent).
-        var interrupted = ops.values.contains(.running)
-        if !interrupted, ops[.provision] == .succeeded {
-            interrupted = await !core.sandbox.isRunning(box: id)
-        }
-        if interrupted {
-            if ops[.runSetupCommands] == .running || ops[.runSetupCommands] == .succeeded {
-                throw JobStop.failed(
-                    .runSetupCommands,
-                    "interrupted by a service restart while running setup commands; delete this devbox and create a new one")
-            }
+        let ops = PipelineDecisions.statuses(job)
+        let running = PipelineDecisions.needsSandboxCheck(ops) ? await core.sandbox.isRunning(box: id) : true
+        var progress: PipelineProgress
+        switch PipelineDecisions.resume(ops, sandboxRunning: running) {
+        case .proceed:
+            progress = PipelineProgress(job: job)
+        case .fail(let kind, let message):
+            throw JobStop.failed(kind, message, commit: PipelineDecisions.failureCommit(kind, message))
+        case .restart(let reset):
             log.notice("restarting an interrupted pipeline from the first step")
             try? await core.sandbox.destroy(box: id)
-            for kind in OperationKind.allCases where ops[kind] != .pending {
-                try await core.db.updateOperation(devboxId: id, kind: kind, status: .pending)
-                ops[kind] = .pending
-            }
+            try await core.db.restartOperations(devboxId: id, reset)
+            progress = PipelineProgress(job: job, restarted: true)
         }
         let pipeline = Pipeline(core: core, job: job, log: log)
-        // A step's result is committed together with the next step's start (and the last
-        // one with `ready`): one commit per step. A step with nothing to do is recorded
-        // skipped in the same commit, without running.
-        var unwritten: [OperationUpdate] = []
-        for kind in OperationKind.allCases where ops[kind] == .pending {
-            if stopping.isSet {
-                if !unwritten.isEmpty { try await core.db.updateOperations(devboxId: id, unwritten) }
+        while true {
+            switch progress.next(stopping: stopping.isSet, now: Date()) {
+            case .pause(let commit):
+                if !commit.isEmpty { try await core.db.updateOperations(devboxId: id, commit) }
                 throw JobStop.shutdown
-            }
-            try Task.checkCancellation()
-            if let why = pipeline.nothingToDo(kind) {
-                unwritten.append(OperationUpdate(kind: kind, status: .skipped, output: why))
-                continue
-            }
-            if Pipeline.isInstant(kind) {
-                // Nothing to interrupt: its start is written with its result.
-                unwritten.append(OperationUpdate(kind: kind, status: .running, at: Date()))
-            } else if started != kind {
-                try await core.db.updateOperations(devboxId: id, unwritten + [OperationUpdate(kind: kind, status: .running)])
-                unwritten = []
-            }
-            started = nil
-            let stepStart = ContinuousClock.now
-            let outcome = try await pipeline.run(kind)
-            core.metrics.stepRan(kind, ContinuousClock.now - stepStart)
-            // The step's end, not the end of the next step's start commit that records it.
-            let ended = Date()
-            try Task.checkCancellation()
-            switch outcome {
-            case .succeeded(let output):
-                unwritten.append(OperationUpdate(
-                    kind: kind, status: .succeeded, output: output.text, truncated: output.truncated, at: ended))
-            case .skipped(let why):
-                unwritten.append(OperationUpdate(kind: kind, status: .skipped, output: why, at: ended))
-            case .failed(let message, let output):
-                try await core.db.updateOperations(devboxId: id, unwritten + [
-                    OperationUpdate(kind: kind, status: .running, output: output.text, truncated: output.truncated)
-                ])
-                throw JobStop.failed(kind, message)
+            case .finish(let last, let deleteTokens):
+                if deleteTokens { try await core.db.deletePendingSecrets(devboxId: id) }
+                try await core.db.finishPipeline(devboxId: id, owner: owner, last: last)
+                core.metrics.becameReady(createdAt: job.devbox.createdAt)
+                log.info("devbox ready")
+                return
+            case .fail(let kind, let message, let commit):
+                throw JobStop.failed(kind, message, commit: commit)
+            case .run(let kind, let commit):
+                try Task.checkCancellation()
+                if !commit.isEmpty { try await core.db.updateOperations(devboxId: id, commit) }
+                let stepStart = ContinuousClock.now
+                let outcome = try await pipeline.run(kind)
+                core.metrics.stepRan(kind, ContinuousClock.now - stepStart)
+                // The step's end, not the end of the next step's start commit that records it.
+                let ended = Date()
+                try Task.checkCancellation()
+                if case .fail(let kind, let message, let commit)? = progress.finished(kind, outcome, ended: ended) {
+                    throw JobStop.failed(kind, message, commit: commit)
+                }
             }
         }
-        // The AI tokens now live only inside the box: delete them (and checkpoint the WAL)
-        // before anyone can see `ready`. (Tokens are stored only with their flag.)
-        // A proxy-mode devbox keeps them (encrypted) for the broker until it is destroyed.
-        if (job.devbox.injectClaudeToken || job.devbox.injectCodexToken) && job.devbox.credentialMode != CredentialMode.proxy.rawValue {
-            try await core.db.deletePendingSecrets(devboxId: id)
-        }
-        try await core.db.finishPipeline(devboxId: id, owner: owner, last: unwritten)
-        core.metrics.becameReady(createdAt: job.devbox.createdAt)
-        log.info("devbox ready")
     }
 }
 

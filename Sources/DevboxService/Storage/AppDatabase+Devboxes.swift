@@ -11,7 +11,7 @@ struct NewDevbox: Sendable {
 }
 
 /// One operation status change (see `updateOperation`).
-struct OperationUpdate: Sendable {
+struct OperationUpdate: Sendable, Equatable {
     var kind: OperationKind
     var status: OperationStatus
     var output: String? = nil
@@ -37,6 +37,18 @@ enum StorageError: Error, Equatable {
     case illegalOperationTransition(OperationKind, from: OperationStatus, to: OperationStatus)
     case notFound
     case leaseLost
+}
+
+/// One change of a devbox's state, with the columns written in the same UPDATE
+/// (`AppDatabase.writeState`, the one checked state write).
+struct StateWrite: Sendable {
+    var to: DevboxState
+    /// Narrows the states it may leave (nil: every state the state machine allows).
+    var from: Set<DevboxState>? = nil
+    /// The lease the writer must hold.
+    var leaseOwner: String? = nil
+    /// Other columns set with the state (not `state`, `updated_at`, `id`).
+    var columns: [(DevboxRecord.CodingKeys, DatabaseValue)] = []
 }
 
 extension AppDatabase {
@@ -154,41 +166,135 @@ extension AppDatabase {
     /// then truncates the WAL so no copy stays on disk (secure_delete zeroes the cells in the
     /// main file). The env keys stay on the devbox row: the API shows names, never values.
     func deleteSecrets(devboxId: String) async throws {
-        let deleted = try await pool.write { db in
-            // A proxy-mode devbox's placeholder goes too (worth nothing outside its box; no WAL truncation for it).
-            try db.execute(sql: "DELETE FROM devbox_broker WHERE devbox_id = ?", arguments: [devboxId])
-            // So does its git broker path secret (issue 19): the box's remotes stop working.
-            try db.execute(sql: "DELETE FROM devbox_git_broker WHERE devbox_id = ?", arguments: [devboxId])
-            return try PendingSecretRecord.filter(Column("devbox_id") == devboxId).deleteAll(db)
-                + EnvRecord.filter(Column("devbox_id") == devboxId).deleteAll(db)
-        }
+        let deleted = try await pool.write { db in try Self.deleteSecrets(db, devboxId) }
         if deleted > 0 { await truncateWAL() }
     }
 
-    /// Moves a devbox to `to` if the state machine allows it from its current state.
-    /// Returns the previous state. `mutate` adjusts other columns in the same write.
-    @discardableResult
+    /// The rows `deleteSecrets` deletes; how many of them needed a WAL truncation.
+    static func deleteSecrets(_ db: Database, _ devboxId: String) throws -> Int {
+        // A proxy-mode devbox's placeholder goes too (worth nothing outside its box; no WAL truncation for it).
+        try db.execute(sql: "DELETE FROM devbox_broker WHERE devbox_id = ?", arguments: [devboxId])
+        // So does its git broker path secret (issue 19): the box's remotes stop working.
+        try db.execute(sql: "DELETE FROM devbox_git_broker WHERE devbox_id = ?", arguments: [devboxId])
+        return try PendingSecretRecord.filter(Column("devbox_id") == devboxId).deleteAll(db)
+            + EnvRecord.filter(Column("devbox_id") == devboxId).deleteAll(db)
+    }
+
+    /// A failed provisioning job, in ONE transaction (written after its sandbox was
+    /// destroyed): `failed` under the lease with the failed operation and message (checked
+    /// first: a DELETE that took the lease, or destroyed the devbox, makes the whole
+    /// transaction throw and write nothing), the operation updates the pipeline had not
+    /// written yet and the failed step's, the remaining operations (running → failed,
+    /// pending → skipped), and every secret of the devbox (it only leads to destroyed).
+    /// An update the operation state machine refuses (an internal error blamed on a step
+    /// that had finished) is left out and returned, not fatal: a failed bookkeeping write
+    /// must not keep the devbox in provisioning.
+    func recordFailure(
+        devboxId: String, owner: String, op: OperationKind, message: String, updates: [OperationUpdate]
+    ) async throws -> [OperationUpdate] {
+        let (refused, deleted) = try await pool.write { db -> ([OperationUpdate], Int) in
+            try Self.writeState(db, devboxId, StateWrite(
+                to: .failed, leaseOwner: owner,
+                columns: [(.errorOperation, op.rawValue.databaseValue), (.errorMessage, message.databaseValue),
+                          (.leaseOwner, .null), (.leaseExpiresAt, .null)]))
+            var refused: [OperationUpdate] = []
+            for u in updates {
+                do { try Self.applyOperationUpdate(db, devboxId, u) } catch StorageError.illegalOperationTransition {
+                    refused.append(u)
+                }
+            }
+            try Self.finishRemainingOperations(db, devboxId, reason: message)
+            return (refused, try Self.deleteSecrets(db, devboxId))
+        }
+        if deleted > 0 { await truncateWAL() }
+        return refused
+    }
+
+    /// The restart of an interrupted pipeline (a service crash mid-step, or a box lost since):
+    /// `kinds` back to pending in one commit, their output, error and times cleared. Only from
+    /// running, succeeded or skipped (`OperationStateMachine.restartable`): the one way back
+    /// from a finished status, taken only here.
+    func restartOperations(devboxId: String, _ kinds: [OperationKind]) async throws {
+        guard !kinds.isEmpty else { return }
+        try await progressWrite { db in
+            let from = OperationStateMachine.restartable.map { "'\($0.rawValue)'" }.sorted().joined(separator: ",")
+            for kind in kinds {
+                try db.cachedStatement(sql: """
+                    UPDATE operations SET status = 'pending', started_at = NULL, finished_at = NULL, output = '',
+                        output_truncated = 0, error = NULL
+                    WHERE devbox_id = ? AND name = ? AND status IN (\(from))
+                    """).execute(arguments: [devboxId, kind])
+                if db.changesCount == 1 { continue }
+                guard let status = try String.fetchOne(
+                    db.cachedStatement(sql: "SELECT status FROM operations WHERE devbox_id = ? AND name = ?"),
+                    arguments: [devboxId, kind]),
+                    let current = OperationStatus(rawValue: status)
+                else { throw StorageError.notFound }
+                throw StorageError.illegalOperationTransition(kind, from: current, to: .pending)
+            }
+        }
+    }
+
+    /// Moves a devbox to `to` if the state machine allows it from its current state (and,
+    /// with `leaseOwner`, only under that lease). `mutate` adjusts other columns in the same
+    /// write: the columns it changes go into the one checked UPDATE (`writeState`).
     func transition(
         _ id: String, to: DevboxState, leaseOwner: String? = nil, mutate: (@Sendable (inout DevboxRecord) -> Void)? = nil
-    ) async throws -> DevboxState {
+    ) async throws {
         try await pool.write { db in try Self.applyTransition(db, id, to: to, leaseOwner: leaseOwner, mutate: mutate) }
     }
 
     static func applyTransition(
         _ db: Database, _ id: String, to: DevboxState, leaseOwner: String?, mutate: ((inout DevboxRecord) -> Void)?
-    ) throws -> DevboxState {
-        guard var r = try DevboxRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM devboxes WHERE id = ?"), arguments: [id])
-        else { throw StorageError.notFound }
-        if let leaseOwner, r.leaseOwner != leaseOwner { throw StorageError.leaseLost }
-        let from = r.state
-        guard DevboxStateMachine.canTransition(from: from, to: to) else {
-            throw StorageError.illegalTransition(from: from, to: to)
+    ) throws {
+        var write = StateWrite(to: to, leaseOwner: leaseOwner)
+        if let mutate {
+            guard let old = try DevboxRecord.fetchOne(
+                db.cachedStatement(sql: "SELECT * FROM devboxes WHERE id = ?"), arguments: [id])
+            else { throw StorageError.notFound }
+            var new = old
+            mutate(&new)
+            let values = try new.databaseDictionary
+            for column in try new.databaseChanges(from: old).keys.sorted() {
+                guard let key = DevboxRecord.CodingKeys(rawValue: column) else { continue }
+                write.columns.append((key, values[column] ?? .null))
+            }
         }
-        r.state = to
-        r.updatedAt = Date()
-        mutate?(&r)
-        try r.update(db)
-        return from
+        try writeState(db, id, write)
+    }
+
+    /// THE way a devbox's state changes (every state write of the service comes here: the
+    /// claim, `ready`, `failed`, stop, start, destroy). One UPDATE, admitted only from the
+    /// states from which the state machine reaches `write.to` (narrowed by `write.from`) and,
+    /// with `write.leaseOwner`, only under that lease; `updated_at` and `write.columns` go
+    /// in the same statement. When no row matched, a read names why: `notFound`,
+    /// `leaseLost` (checked first), or `illegalTransition` from the current state.
+    /// (A row is born `requested` by `insert`; that is its creation, not a transition.)
+    static func writeState(_ db: Database, _ id: String, _ write: StateWrite, now: Date = Date()) throws {
+        let from = DevboxState.allCases.filter {
+            DevboxStateMachine.canTransition(from: $0, to: write.to) && (write.from?.contains($0) ?? true)
+        }
+        let columns = write.columns.filter { $0.0 != .state && $0.0 != .updatedAt && $0.0 != .id }
+        var sql = "UPDATE devboxes SET state = ?, updated_at = ?"
+        var arguments: [DatabaseValue] = [write.to.databaseValue, SQLDate.value(now)]
+        for (column, value) in columns {
+            sql += ", \(column.rawValue) = ?"
+            arguments.append(value)
+        }
+        sql += " WHERE id = ? AND state IN (\(from.map { "'\($0.rawValue)'" }.joined(separator: ",")))"
+        arguments.append(id.databaseValue)
+        if let owner = write.leaseOwner {
+            sql += " AND lease_owner = ?"
+            arguments.append(owner.databaseValue)
+        }
+        try db.cachedStatement(sql: sql).execute(arguments: StatementArguments(arguments))
+        if db.changesCount == 1 { return }
+        guard let row = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT state, lease_owner FROM devboxes WHERE id = ?"), arguments: [id])
+        else { throw StorageError.notFound }
+        if let owner = write.leaseOwner, (row["lease_owner"] as String?) != owner { throw StorageError.leaseLost }
+        let current: DevboxState = row["state"]
+        throw StorageError.illegalTransition(from: current, to: write.to)
     }
 
     /// Several operation updates in one commit (the pipeline writes a step's result
@@ -205,20 +311,12 @@ extension AppDatabase {
     func finishPipeline(devboxId: String, owner: String, last: [OperationUpdate]) async throws {
         try await progressWrite { db in
             for u in last { try Self.applyOperationUpdate(db, devboxId, u) }
-            // The one legal way in (provisioning → ready, under this lease) as one UPDATE;
-            // anything else takes the checked path below, which names what is wrong.
-            try db.cachedStatement(sql: """
-                UPDATE devboxes SET state = 'ready', updated_at = ?1, ready_at = ?1, last_activity_at = ?1,
-                    lease_owner = NULL, lease_expires_at = NULL
-                WHERE id = ?2 AND lease_owner = ?3 AND state = 'provisioning'
-                """).execute(arguments: [SQLDate.value(Date()), devboxId, owner])
-            if db.changesCount == 1 { return }
-            _ = try Self.applyTransition(db, devboxId, to: .ready, leaseOwner: owner) { r in
-                r.readyAt = r.updatedAt
-                r.lastActivityAt = r.readyAt
-                r.leaseOwner = nil
-                r.leaseExpiresAt = nil
-            }
+            // provisioning → ready under this lease; starts the idle clock, drops the lease.
+            let now = Date()
+            try Self.writeState(db, devboxId, StateWrite(
+                to: .ready, from: [.provisioning], leaseOwner: owner,
+                columns: [(.readyAt, SQLDate.value(now)), (.lastActivityAt, SQLDate.value(now)),
+                          (.leaseOwner, .null), (.leaseExpiresAt, .null)]), now: now)
         }
     }
 
@@ -257,9 +355,10 @@ extension AppDatabase {
     private static func claim(_ db: Database, _ id: String, owner: String, lease: TimeInterval, now: Date) throws
         -> ClaimedJob
     {
-        try db.cachedStatement(sql: """
-            UPDATE devboxes SET state = 'provisioning', lease_owner = ?, lease_expires_at = ?, updated_at = ? WHERE id = ?
-            """).execute(arguments: [owner, SQLDate.value(now.addingTimeInterval(lease)), SQLDate.value(now), id])
+        try writeState(db, id, StateWrite(
+            to: .provisioning,
+            columns: [(.leaseOwner, owner.databaseValue), (.leaseExpiresAt, SQLDate.value(now.addingTimeInterval(lease)))]),
+            now: now)
         guard let r = try DevboxRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM devboxes WHERE id = ?"), arguments: [id])
         else { throw StorageError.notFound }
         var ops = try OperationRecord.fetchAll(
@@ -344,14 +443,16 @@ extension AppDatabase {
 
     /// Marks every unfinished operation failed/skipped after the pipeline stopped on `failed`.
     func finishRemainingOperations(devboxId: String, reason: String) async throws {
-        try await progressWrite { db in
-            try db.execute(
-                sql: "UPDATE operations SET status = 'failed', finished_at = ?, error = COALESCE(error, ?) WHERE devbox_id = ? AND status = 'running'",
-                arguments: [Date(), reason, devboxId])
-            try db.execute(
-                sql: "UPDATE operations SET status = 'skipped', finished_at = ? WHERE devbox_id = ? AND status = 'pending'",
-                arguments: [Date(), devboxId])
-        }
+        try await progressWrite { db in try Self.finishRemainingOperations(db, devboxId, reason: reason) }
+    }
+
+    static func finishRemainingOperations(_ db: Database, _ devboxId: String, reason: String) throws {
+        try db.execute(
+            sql: "UPDATE operations SET status = 'failed', finished_at = ?, error = COALESCE(error, ?) WHERE devbox_id = ? AND status = 'running'",
+            arguments: [Date(), reason, devboxId])
+        try db.execute(
+            sql: "UPDATE operations SET status = 'skipped', finished_at = ? WHERE devbox_id = ? AND status = 'pending'",
+            arguments: [Date(), devboxId])
     }
 
     func updateRepository(devboxId: String, position: Int, status: String, commit: String?, error: String?) async throws {
