@@ -3,7 +3,15 @@
 mix GET by id, paged lists of live devboxes and create/delete; prints p50/p99 per kind
 (wrk for the reads, so the client is not the bottleneck; needs wrk).
 
-    bench/list_bench.py [--cycles 1000] [--clients 200] [--seconds 20]
+    bench/list_bench.py [--cycles 1000] [--clients 200] [--seconds 20] [--wrk-threads 1]
+
+Besides wrk's figures (client side: kernel queues, event loops and the client's own scheduling
+included) it prints the service's own view over the same window, from the
+`devbox_http_request_duration_seconds` histogram of /metrics (the handler chain: auth, cache,
+encoding; quantiles are bucket bounds, so "≤ 25 ms" means the 99th percentile fell in the
+10–25 ms bucket), and serve's CPU time per request served (from /proc, so a busy machine
+shows up as a lower throughput, not as a higher cost). With every client closed-loop and no
+think time, latency is bounded below by Little's law: mean ≈ connections / throughput.
 
 Starts its own release serve (DEVBOX_BIN, default .build/release/devbox) on a fresh data dir
 with no warm pool; devboxes are deleted right after their create (no box is started for most
@@ -42,6 +50,7 @@ def main():
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--churn", type=float, default=0.1, help="0: no create/delete clients (reads only)")
+    ap.add_argument("--wrk-threads", type=int, default=1, help="threads of each of the two wrk processes")
     a = ap.parse_args()
     binary = os.environ.get("DEVBOX_BIN", ".build/release/devbox")
     if not os.access(binary, os.X_OK):
@@ -120,10 +129,19 @@ wrk.path = "/api/v1/devboxes?state=requested&state=provisioning&state=ready&limi
                 except requests.RequestException:
                     churn["errors"] += 1
 
+        def scrape():
+            return requests.get(base + "/metrics", headers={"X-Provider-Token": token}, timeout=10).text
+
+        def cpu_seconds():
+            with open(f"/proc/{serve.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
         def wrk(script, conns):
-            return subprocess.run(["wrk", "-t", "1", "-c", str(conns), "-d", f"{int(a.seconds)}s", "--latency",
+            return subprocess.run(["wrk", "-t", str(a.wrk_threads), "-c", str(conns), "-d", f"{int(a.seconds)}s", "--latency",
                                    "-s", script, base], capture_output=True, text=True).stdout
 
+        m0, cpu0 = scrape(), cpu_seconds()
         with ThreadPoolExecutor(clients + 2) as ex:
             churners = [ex.submit(churner, i) for i in range(clients if a.churn > 0 else 0)]
             get_f = ex.submit(wrk, lua, 140)
@@ -131,16 +149,41 @@ wrk.path = "/api/v1/devboxes?state=requested&state=provisioning&state=ready&limi
             get_out, page_out = get_f.result(), page_f.result()
             for c in churners:
                 c.result()
+        cpu1, m1 = cpu_seconds(), scrape()
 
-        def summary(name, out):
+        def summary(name, out, conns):
             lines = {l.split()[0]: l.split()[1] for l in out.splitlines() if l.strip()[:3] in ("50%", "99%")}
             rps = [l for l in out.splitlines() if "Requests/sec" in l]
             errs = [l.strip() for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
+            rate = float(rps[0].split()[-1]) if rps else 0
+            little = f"  (Little: mean ≈ {conns / rate * 1000:.1f} ms)" if rate else ""
             print(f"{name:22s} p50 {lines.get('50%', '?'):>9s}  p99 {lines.get('99%', '?'):>9s}  "
-                  f"{rps[0].split()[-1] if rps else '?'} req/s (goal p99 < 50 ms) {' '.join(errs)}")
+                  f"{rps[0].split()[-1] if rps else '?'} req/s (goal p99 < 50 ms){little} {' '.join(errs)}")
 
-        summary("GET by id (140 conns)", get_out)
-        summary("list page (40 conns)", page_out)
+        def buckets(text, route):
+            out = {}
+            for line in text.splitlines():
+                if (line.startswith("devbox_http_request_duration_seconds_bucket{") and 'method="GET"' in line
+                        and f'route="{route}"' in line and 'status="200"' in line):
+                    le = line.split('le="')[1].split('"')[0]
+                    out[float(le)] = float(line.rsplit(" ", 1)[1])
+            return out
+
+        def server_view(name, route):
+            b0, b1 = buckets(m0, route), buckets(m1, route)
+            d = sorted((le, b1[le] - b0.get(le, 0)) for le in b1)
+            n = d[-1][1] if d else 0
+
+            def q(p):
+                return next((f"≤ {le * 1000:g} ms" for le, c in d if c >= n * p / 100), "?")
+            print(f"{name:22s} in the service (/metrics): n={int(n)}  p50 {q(50)}  p99 {q(99)}")
+            return n
+
+        summary("GET by id (140 conns)", get_out, 140)
+        summary("list page (40 conns)", page_out, 40)
+        served = server_view("GET by id", "/api/v1/devboxes/{id}") + server_view("list page", "/api/v1/devboxes")
+        print(f"serve CPU {cpu1 - cpu0:.1f} s over the window: {(cpu1 - cpu0) * 1e6 / max(served, 1):.0f} µs per read "
+              f"served (churn and box work included)")
         xs = churn["lat"]
         print(f"create+delete ({clients} clients) n={len(xs)}  p50 {pct(xs, 50):.1f} ms  p99 {pct(xs, 99):.1f} ms  "
               f"errors {churn['errors']}")
