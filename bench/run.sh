@@ -11,6 +11,8 @@
 # The bare reference copies a devbox's bundle, so with isolated boxes it makes a network
 # namespace too (without the veth): compare the modes' absolute figures as well as ratios.
 # Arguments go to both runs of bench/core_bench.py (e.g. --sequential 20 --rounds 5).
+# BENCH_KINDS picks the runs (default "cold warm"; `BENCH_KINDS=cold --no-extras` times
+# only cold creates, e.g. while iterating on the create path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${DEVBOX_BIN:-.build/release/devbox}
@@ -52,11 +54,16 @@ run() {  # run POOL [core_bench args...]
     cleanup
 }
 
+kinds=" ${BENCH_KINDS:-cold warm} "
 for network in ${BENCH_NETWORKS:-isolated host}; do
-    echo "=== DEVBOX_NETWORK=$network, cold: DEVBOX_WARM_POOL=0 (every create starts its own box) ==="
-    run 0 "$@"
-    echo
-    echo "=== DEVBOX_NETWORK=$network, warm: DEVBOX_WARM_POOL=$concurrent (a full pool before each create and each burst) ==="
-    run "$concurrent" --no-extras "$@"
-    echo
+    if [[ $kinds == *" cold "* ]]; then
+        echo "=== DEVBOX_NETWORK=$network, cold: DEVBOX_WARM_POOL=0 (every create starts its own box) ==="
+        run 0 "$@"
+        echo
+    fi
+    if [[ $kinds == *" warm "* ]]; then
+        echo "=== DEVBOX_NETWORK=$network, warm: DEVBOX_WARM_POOL=$concurrent (a full pool before each create and each burst) ==="
+        run "$concurrent" --no-extras "$@"
+        echo
+    fi
 done
