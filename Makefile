@@ -1,6 +1,8 @@
 # devbox — two commands on a fresh Debian 12 machine (as root):
 #   make run    install packages, build, build the Debian box image once per machine, serve
 #   make test   install packages and the Python test venv, build, run every test
+#   make unit   the fast tier only: Swift tests without root or crun (~10 s after a build;
+#               as root it builds first, as any other user it runs the existing build)
 #   make service  install the release binary as /usr/local/bin/devbox and the systemd unit
 #                 (devbox install-service; a copy is scripts/devbox.service)
 SHELL := /bin/bash
@@ -8,7 +10,7 @@ SWIFT ?= swift
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test deps test-deps build build-release image image-debug unit e2e venv bench clean format
+.PHONY: run test deps test-deps build build-release image image-debug unit integration e2e venv bench clean format
 
 deps:
 	@scripts/install-deps.sh
@@ -48,8 +50,15 @@ $(VENV)/.done: Tests/e2e/requirements.txt
 	$(PY) -m pip install -q -r Tests/e2e/requirements.txt
 	touch $@
 
-unit: build
-	DEVBOX_TEST_PYTHON=$(CURDIR)/$(PY) $(SWIFT) test --skip-build
+# The fast tier (scripts/unit.sh): every Swift test but SandboxTests and DevboxIntegrationTests,
+# run from the built test bundle — no root, no crun. A non-root user cannot build here (the
+# packages and .build are root's): `make build`, then e.g. `runuser -u nobody -- make unit`.
+unit: $(if $(filter 0,$(shell id -u)),build)
+	scripts/unit.sh
+
+# The Swift integration tier alone: crun, root, the host (SandboxTests, DevboxIntegrationTests).
+integration: build
+	DEVBOX_TEST_PYTHON=$(CURDIR)/$(PY) $(SWIFT) test --skip-build --filter '^(SandboxTests|DevboxIntegrationTests)\.'
 
 e2e: build venv image-debug
 	DEVBOX_BIN=$(CURDIR)/.build/debug/devbox $(PY) -m pytest -q Tests/e2e
