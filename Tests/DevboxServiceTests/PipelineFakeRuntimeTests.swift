@@ -250,6 +250,19 @@ struct PipelineFakeRuntimeTests {
         }
     }
 
+    // Real crun: e2e test_crash_safety.py::test_kill9_while_ten_provision_then_restart
+    // (devboxes past `provision` at the kill) and Tests/e2e/test_reboot.py (boxes gone).
+    @Test("`provision` done but the box is gone (host reboot): restarted from the first step")
+    func boxGoneAfterProvision() async throws {
+        try await withFastSystem { fast in
+            let r = try await Self.provision(fast, Self.setup) { created in
+                try await Self.crashedWorker(fast, created.id, progress: [OperationUpdate(kind: .provision, status: .succeeded)])
+            }
+            #expect(r.devbox.state == .ready, "\(String(describing: r.devbox.error))")
+            #expect(fast.runtime.calls.filter { $0 == "create \(r.devbox.id)" }.count == 1)
+        }
+    }
+
     // Real crun: e2e test_credentials.py::test_restart_during_provisioning_keeps_the_promise[kill-9].
     @Test("crash while setup commands ran: failed (they are not idempotent), with a clear message, box destroyed")
     func crashDuringSetup() async throws {

@@ -21,6 +21,15 @@ struct RouterTests {
         ((try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView))) as? [String: Any]) ?? [:]
     }
 
+    /// A JSON-RPC answer of `/mcp`: the JSON body, or the last `data:` event of a server-sent
+    /// event stream (a slow call streams).
+    static func rpc(_ buffer: ByteBuffer) -> [String: Any] {
+        let text = String(buffer: buffer)
+        guard !text.hasPrefix("{") else { return object(buffer) }
+        let data = text.split(separator: "\n").filter { $0.hasPrefix("data:") }.last.map { $0.dropFirst(5) } ?? ""
+        return ((try? JSONSerialization.jsonObject(with: Data(data.utf8))) as? [String: Any]) ?? [:]
+    }
+
     @Test("health and OpenAPI answer without a token; the API refuses a missing or unknown one with JSON 401")
     func authAtTheDoor() async throws {
         try await withFastSystem { fast in
@@ -149,7 +158,7 @@ struct RouterTests {
                     uri: "/mcp", method: .post, headers: headers, body: ByteBuffer(string: initialize)
                 ) { r in
                     #expect(r.status == .ok)
-                    let result = try #require(Self.object(r.body)["result"] as? [String: Any])
+                    let result = try #require(Self.rpc(r.body)["result"] as? [String: Any])
                     #expect(result["protocolVersion"] as? String == "2025-11-25")
                     return try #require(r.headers[HTTPField.Name("Mcp-Session-Id")!])
                 }
@@ -160,7 +169,7 @@ struct RouterTests {
                     body: ByteBuffer(string: #"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)
                 ) { r in
                     #expect(r.status == .ok)
-                    let tools = try #require((Self.object(r.body)["result"] as? [String: Any])?["tools"] as? [[String: Any]])
+                    let tools = try #require((Self.rpc(r.body)["result"] as? [String: Any])?["tools"] as? [[String: Any]])
                     #expect(tools.contains { $0["name"] as? String == "create_devbox" })
                 }
                 try await client.execute(
@@ -168,7 +177,7 @@ struct RouterTests {
                     body: ByteBuffer(string: #"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"list_devboxes","arguments":{}}}"#)
                 ) { r in
                     #expect(r.status == .ok)
-                    let result = try #require(Self.object(r.body)["result"] as? [String: Any])
+                    let result = try #require(Self.rpc(r.body)["result"] as? [String: Any], "\(String(buffer: r.body))")
                     #expect(result["isError"] as? Bool != true)
                 }
             }
