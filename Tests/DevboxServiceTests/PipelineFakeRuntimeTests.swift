@@ -189,7 +189,7 @@ struct PipelineFakeRuntimeTests {
         }
     }
 
-    // Real crun: none yet (a setup shell that cannot take a command is not provoked by any test).
+    // Real crun: e2e test_pipeline_failures.py::test_a_box_that_dies_under_a_setup_command_fails_the_step.
     @Test("a setup command that cannot be started fails the step")
     func setupCannotStart() async throws {
         try await withFastSystem { fast in
