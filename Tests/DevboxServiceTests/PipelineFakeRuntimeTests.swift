@@ -74,7 +74,7 @@ struct PipelineFakeRuntimeTests {
         }
     }
 
-    // Real crun: none yet (a crun create that fails is not provoked by any test).
+    // Real crun: e2e test_pipeline_failures.py::test_a_create_the_runtime_refuses_fails_provision.
     @Test("a create that fails fails `provision`, skips the rest, destroys the box")
     func createFails() async throws {
         try await withFastSystem { fast in
