@@ -86,6 +86,11 @@ int dbx_o_path(void);
 /// fstatfs(2) f_type of `fd`, or -1 (errno set).
 long long dbx_fs_type(int fd);
 
+/// 1 if `path` (its last component not followed) is the root of a mount, 0 if not; -1 with
+/// errno if it cannot be looked up, or ENOTSUP if the kernel does not say (statx(2)'s
+/// STATX_ATTR_MOUNT_ROOT, Linux >= 5.8).
+int dbx_is_mount_root(const char *path);
+
 /// An overlayfs whiteout (char device 0/0) named `name` in `dirfd`.
 int dbx_mkwhiteout_at(int dirfd, const char *name);
 
