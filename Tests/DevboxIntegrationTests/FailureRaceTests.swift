@@ -32,7 +32,7 @@ struct CapturingLogHandler: LogHandler {
 @Suite struct FailureRaceTests {
     /// A requested devbox of user u1 (provider p1), stored as a create stores it
     /// (as DevboxServiceTests' PipelineCommitTests.insert).
-    static func insert(_ db: AppDatabase, id: String) async throws {
+    static func insert(_ db: AppDatabase, id: String, plan: String = "small") async throws {
         let now = Date()
         try await db.pool.write { db in
             try db.execute(sql: "INSERT OR IGNORE INTO providers (id, name, created_at) VALUES ('p1', 'p', ?)", arguments: [now])
@@ -40,7 +40,7 @@ struct CapturingLogHandler: LogHandler {
                 sql: "INSERT OR IGNORE INTO users (id, provider_id, subject, created_at) VALUES ('u1', 'p1', 's', ?)", arguments: [now])
         }
         let record = DevboxRecord(
-            id: id, userId: "u1", name: "n", plan: "small", state: .requested, envKeys: [], setupCommands: ["true"],
+            id: id, userId: "u1", name: "n", plan: plan, state: .requested, envKeys: [], setupCommands: ["true"],
             setupTimeoutSeconds: 900, injectClaudeToken: false, injectCodexToken: false, createdAt: now, updatedAt: now,
             idleTimeoutSeconds: 3600, ttlSeconds: nil, expiresAt: nil, lastActivityAt: now)
         _ = try await db.insertDevbox(NewDevbox(record: record, env: [], secrets: [], repositories: []))

@@ -62,8 +62,7 @@ struct PipelineFakeRuntimeTests {
         }
     }
 
-    // Real crun: a box without an open setup shell (made by an earlier serve) — e2e
-    // test_credentials.py::test_restart_during_provisioning_keeps_the_promise[sigterm].
+    // Real crun: DevboxIntegrationTests PipelineRealRuntimeTests.setupCommandsWithoutASetupShellRunThroughExec.
     @Test("ready without a setup shell: setup commands fall back to exec of /bin/sh -c in /workspace")
     func readyThroughExec() async throws {
         try await withFastSystem { fast in
@@ -87,7 +86,7 @@ struct PipelineFakeRuntimeTests {
         }
     }
 
-    // Real crun: none yet (needs a serve restarted with other DEVBOX_PLANS between create and claim).
+    // Real crun: DevboxIntegrationTests PipelineRealRuntimeTests.aPlanNoLongerConfiguredFailsProvision.
     @Test("a plan that is no longer configured fails `provision` without touching the runtime")
     func planGone() async throws {
         try await withFastSystem(configure: { c in
@@ -110,7 +109,7 @@ struct PipelineFakeRuntimeTests {
         }
     }
 
-    // Real crun: none yet (an env write that fails is not provoked by any test).
+    // Real crun: DevboxIntegrationTests PipelineRealRuntimeTests.anEnvWriteThatFailsFailsInjectCredentials.
     @Test("an env write that fails fails `inject_credentials`; the pending tokens are deleted, the box destroyed")
     func credentialsFail() async throws {
         try await withFastSystem { fast in
@@ -200,7 +199,7 @@ struct PipelineFakeRuntimeTests {
         }
     }
 
-    // Real crun: none yet (a box that stops during setup is not provoked by any test).
+    // Real crun: DevboxIntegrationTests PipelineRealRuntimeTests.aBoxStoppedBeforePublishAccessFailsIt.
     @Test("a box that stopped before `publish_access` fails it: a devbox is never ready without a running box")
     func stoppedBeforeReady() async throws {
         try await withFastSystem { fast in
