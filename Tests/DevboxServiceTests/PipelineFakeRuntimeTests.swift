@@ -3,6 +3,8 @@ import DevboxModel
 import DevboxTestSupport
 import Foundation
 import Logging
+import ServiceLifecycle
+import ServiceLifecycleTestKit
 import Testing
 
 @testable import DevboxService
@@ -280,6 +282,77 @@ struct PipelineFakeRuntimeTests {
             #expect(r.devbox.error?.message.contains("service restart") == true)
             #expect(fast.runtime.boxes[r.devbox.id] == nil)
             #expect(!fast.runtime.calls.contains { $0.hasPrefix("setup \(r.devbox.id)") })
+        }
+    }
+
+    // Real crun: e2e test_wait.py::test_delete_during_a_wait_returns_destroyed and
+    // test_credentials.py::test_destroyed_before_ready_leaves_no_token.
+    @Test("a DELETE while a setup command runs cancels the job: destroyed, the box torn down, nothing after it runs")
+    func deletedWhileProvisioning() async throws {
+        try await withFastSystem { fast in
+            fast.runtime.hooks.withLock {
+                $0.setupCommand = { _, _ in
+                    try await Task.sleep(for: .seconds(30))
+                    return FakeRuntime.exited(0)
+                }
+            }
+            let principal = try await fast.core.authenticate(providerToken: try await fast.providerToken(), bearer: nil)
+            let created = try await fast.core.createDevbox(principal, Self.setup, tokens: InjectionTokens())
+            let worker = Task { try await ProvisioningWorker(core: fast.core).run() }
+            defer { worker.cancel() }
+            await fast.core.startUp()
+            let id = created.id
+            for _ in 0..<1000 where !fast.runtime.calls.contains("setup \(id) make deps") {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            let started = ContinuousClock.now
+            try await fast.core.deleteDevbox(principal, id: id)
+            var record = try await fast.database.devboxRecord(id: id)
+            for _ in 0..<1000 where fast.runtime.boxes[id] != nil {
+                try await Task.sleep(for: .milliseconds(5))
+                record = try await fast.database.devboxRecord(id: id)
+            }
+            #expect(record?.state == .destroyed)
+            #expect(fast.runtime.boxes[id] == nil)
+            #expect(ContinuousClock.now - started < .seconds(10), "the 30 s command was not cut short")
+            #expect(!fast.runtime.calls.contains("setup \(id) make test"))
+        }
+    }
+
+    // Real crun: e2e test_crash_safety.py::test_sigterm_finishes_the_step_in_flight and
+    // test_credentials.py::test_restart_during_provisioning_keeps_the_promise[sigterm].
+    @Test("a graceful shutdown lets the step in flight finish, pauses at the boundary; the next worker completes the devbox")
+    func shutdownPausesAtAStepBoundary() async throws {
+        try await withFastSystem { fast in
+            let inSetup = AsyncStream<Void>.makeStream()
+            fast.runtime.hooks.withLock {
+                $0.setupCommand = { _, c in
+                    if c == "make deps" {
+                        inSetup.continuation.yield()
+                        try await Task.sleep(for: .milliseconds(300))
+                    }
+                    return FakeRuntime.exited(0, "ok\n")
+                }
+            }
+            let principal = try await fast.core.authenticate(providerToken: try await fast.providerToken(), bearer: nil)
+            let created = try await fast.core.createDevbox(principal, Self.setup, tokens: InjectionTokens())
+            await fast.core.startUp()
+            try await testGracefulShutdown { trigger in
+                let worker = Task { try await ProvisioningWorker(core: fast.core).run() }
+                var it = inSetup.stream.makeAsyncIterator()
+                _ = await it.next()
+                trigger.triggerGracefulShutdown()
+                try await worker.value
+            }
+            let paused = try await fast.core.operations(principal, id: created.id)
+            #expect(paused.map(\.status.rawValue) == ["succeeded", "skipped", "skipped", "succeeded", "pending"])
+            #expect(try await fast.core.devbox(principal, id: created.id).state == .provisioning)
+            // The next serve's worker: the box still runs, so it resumes at publish_access.
+            let worker = Task { try await ProvisioningWorker(core: fast.core).run() }
+            defer { worker.cancel() }
+            let r = try await Self.settled(fast, principal, created.id)
+            #expect(r.devbox.state == .ready)
+            #expect(fast.runtime.calls.filter { $0 == "create \(created.id)" }.count == 1)
         }
     }
 }

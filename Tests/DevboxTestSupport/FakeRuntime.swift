@@ -25,8 +25,9 @@ public final class FakeRuntime: BoxRuntime, Sendable {
         /// Before an env write; throw to fail it.
         public var writeEnv: @Sendable (_ box: String, _ env: [String: String]) throws -> Void = { _, _ in }
         /// A setup command's result (through the setup shell, or `exec` for a box without one);
-        /// throw: it could not be started.
-        public var setupCommand: @Sendable (_ box: String, _ command: String) throws -> BoxExecResult = { _, _ in
+        /// throw: it could not be started. May take its time (`Task.sleep`: a cancelled job
+        /// cancels it, as killing a real command).
+        public var setupCommand: @Sendable (_ box: String, _ command: String) async throws -> BoxExecResult = { _, _ in
             FakeRuntime.exited(0, "ok\n")
         }
         /// Before a destroy; throw to fail it.
@@ -107,7 +108,7 @@ public final class FakeRuntime: BoxRuntime, Sendable {
         let (viaShell, run) = hooks.withLock { ($0.setupShell, $0.setupCommand) }
         guard viaShell, state.withLock({ $0.boxes[box]?.setupShell == true }) else { return nil }
         record("setup \(box) \(command)")
-        return try run(box, command)
+        return try await run(box, command)
     }
 
     public func finishSetup(box: String) async { record("finishSetup \(box)") }
@@ -120,7 +121,7 @@ public final class FakeRuntime: BoxRuntime, Sendable {
         guard state.withLock({ $0.boxes[box]?.running == true }) else { throw BoxRuntimeError.notRunning(box) }
         let result: BoxExecResult
         if argv.count == 3, argv[0] == "/bin/sh", argv[1] == "-c" {
-            result = try hooks.withLock { $0.setupCommand }(box, argv[2])
+            result = try await hooks.withLock { $0.setupCommand }(box, argv[2])
         } else {
             result = Self.exited(0)
         }
