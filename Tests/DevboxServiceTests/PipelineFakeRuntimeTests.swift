@@ -127,6 +127,23 @@ struct PipelineFakeRuntimeTests {
         }
     }
 
+    // Real crun: none yet (a proxy-mode devbox while the broker is down is not provoked by any test).
+    @Test("proxy mode while the AI-API broker is not running fails `inject_credentials`, naming why; no key reaches the box")
+    func brokerSettingsFail() async throws {
+        try await withFastSystem { fast in
+            fast.runtime.hooks.withLock { $0.isolatesNetworks = true }
+            let r = try await Self.provision(
+                fast,
+                CreateDevboxRequest(name: "p", credentialProfile: CredentialProfile(injectClaudeToken: true), credentialMode: "proxy"),
+                tokens: InjectionTokens(claudeToken: "sk-ant-proxy-secret"))
+            #expect(r.devbox.error?.operation == "inject_credentials")
+            #expect(r.devbox.error?.message.hasPrefix("writing the broker's settings into the devbox failed: ") == true)
+            #expect(r.devbox.error?.message.contains("broker is not running") == true)
+            #expect(!fast.runtime.calls.contains { $0.hasPrefix("writeEnv \(r.devbox.id)") })
+            #expect(fast.runtime.boxes[r.devbox.id] == nil)
+        }
+    }
+
     // Real crun: e2e test_api_core.py::test_failing_setup_command_fails_with_its_exit_code_and_tail.
     @Test("a setup command exiting non-zero fails the step with its number, text and the output tail; later commands do not run")
     func setupExits() async throws {

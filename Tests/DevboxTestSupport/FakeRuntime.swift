@@ -38,6 +38,9 @@ public final class FakeRuntime: BoxRuntime, Sendable {
         /// (false: `runSetupCommand` answers nil, as for a box of an earlier serve, and the
         /// pipeline falls back to `exec`).
         public var setupShell = true
+        /// Boxes get a network of their own (10.99.0.2, gateway 10.99.0.1; nothing is wired):
+        /// egress policies and credential_mode proxy are accepted.
+        public var isolatesNetworks = false
         public init() {}
     }
 
@@ -167,8 +170,11 @@ public final class FakeRuntime: BoxRuntime, Sendable {
 
     public func startNetworks(policies: [String: EgressPolicy]) async throws {}
     public func setEgressPolicy(box: String, _ policy: EgressPolicy) async throws {}
-    public func networkInfo(box: String) -> BoxNetworkInfo? { nil }
-    public var isolatesNetworks: Bool { false }
+    public func networkInfo(box: String) -> BoxNetworkInfo? {
+        guard isolatesNetworks, state.withLock({ $0.boxes[box] != nil }) else { return nil }
+        return BoxNetworkInfo(address: "10.99.0.2", gateway: "10.99.0.1", hostInterface: "fake0")
+    }
+    public var isolatesNetworks: Bool { hooks.withLock { $0.isolatesNetworks } }
     public func connectInBox(box: String, port: UInt16) async throws -> Int32? { nil }
     public func releaseIdleResources() async {}
     public func startWarmPool(size: Int, limits: BoxLimits) async {}
