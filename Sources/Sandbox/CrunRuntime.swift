@@ -210,7 +210,7 @@ public final class CrunRuntime: Sendable {
         try EnvFile.validate(env)
         guard limits.memoryBytes > 0, limits.pids > 0 else { throw SandboxError.invalidArgument("limits must be positive") }
         pool.noteDemand()
-        let warm = try await onDedicatedThread(priority: .background) { [self] () -> Bool in
+        let warm = try await onDedicatedThread(priority: .create) { [self] () -> Bool in
             try withBoxLock(id) {
                 if lstatExists(aliasPath(id)) { throw SandboxError.alreadyExists(id) }
                 while poolable, let box = pool.take(limits: limits) {

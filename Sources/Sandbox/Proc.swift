@@ -9,17 +9,42 @@ import Glibc
 enum WorkPriority: Sendable {
     /// As the service (API answers, execs, file reads and writes).
     case normal
-    /// Box creation and teardown (`crun run`/`delete`, mounts, the box network's netlink
-    /// work, the warm pool's refills): `nice` `backgroundNice`, and so are the helper
-    /// processes the thread starts. Under load the API answers first (issue 21: 20 clients
-    /// creating and deleting in a loop held GET p99 at ~350 ms); on an idle machine nothing
-    /// changes. A box's own processes are not affected (`runBox` gives its init nice 0).
+    /// Box teardown, stop and start (`crun delete`/`run`, mounts, the box network's netlink
+    /// work) and the pools' refills (warm boxes, ready disks): `nice` `backgroundNice`, and
+    /// so are the helper processes the thread starts. Under load the API answers first
+    /// (issue 21: 20 clients creating and deleting in a loop held GET p99 at ~350 ms); on an
+    /// idle machine nothing changes. A box's own processes are not affected (`runBox` gives
+    /// its init nice 0).
     case background
+    /// A create: `createNice` (`DEVBOX_CREATE_NICE`).
+    case create
 }
 
 /// The nice value of `WorkPriority.background` threads (weight 110 against 1024 for the
 /// service's own threads).
 let backgroundNice: Int32 = 10
+
+/// The nice value of creates, `DEVBOX_CREATE_NICE` (0-19; default 0). At 0 a create runs
+/// as the API does and ahead of the teardown of earlier boxes and the pools' refills (all at
+/// `backgroundNice`), which it would otherwise share the CPU with evenly; 10 puts creates
+/// behind API answers too, for a service whose readers matter more than its create latency.
+let createNice: Int32 = {
+    guard let v = ProcessInfo.processInfo.environment["DEVBOX_CREATE_NICE"], let n = Int32(v), (0...19).contains(n) else {
+        return 0
+    }
+    return n
+}()
+
+extension WorkPriority {
+    /// The nice value a dedicated thread of this priority runs at.
+    var nice: Int32 {
+        switch self {
+        case .normal: 0
+        case .background: backgroundNice
+        case .create: createNice
+        }
+    }
+}
 
 /// Sets the calling thread's nice value (Linux schedules threads, not processes: this
 /// thread and what it spawns). Best effort.
@@ -39,24 +64,15 @@ func resetNice(ofTree pid: pid_t) {
     }
 }
 
-/// Runs `body` on a fresh OS thread and suspends until it returns, so blocking system
-/// calls (poll, waitid, crun) never occupy a thread of Swift's cooperative pool.
+/// Runs `body` on a thread of the blocking executor (`BlockingExecutor.shared`: reused
+/// dedicated threads, bounded, at `priority`'s nice) and suspends until it returns, so
+/// blocking system calls (poll, waitid, crun) never occupy a thread of Swift's cooperative pool.
 func onDedicatedThread<T: Sendable>(priority: WorkPriority = .normal, _ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { (cont: CheckedContinuation<T, Never>) in
-        let thread = Thread {
-            if priority == .background { setThreadNice(backgroundNice) }
-            cont.resume(returning: body())
-        }
-        thread.stackSize = 1 << 20
-        thread.start()
-    }
+    await BlockingExecutor.shared.run(nice: priority.nice, body)
 }
 
 func onDedicatedThread<T: Sendable>(priority: WorkPriority = .normal, _ body: @escaping @Sendable () throws -> T) async throws -> T {
-    let r: Result<T, any Error> = await onDedicatedThread(priority: priority) { () -> Result<T, any Error> in
-        do { return .success(try body()) } catch { return .failure(error) }
-    }
-    return try r.get()
+    try await BlockingExecutor.shared.run(nice: priority.nice, body)
 }
 
 @inline(__always) func lastErrno() -> Int32 { dbx_errno() }

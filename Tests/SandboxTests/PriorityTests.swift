@@ -5,8 +5,8 @@ import Testing
 import Glibc
 #endif
 
-/// Box creation and teardown run at a lower CPU priority than the API (issue 21); the
-/// boxes they start do not inherit it.
+/// Box teardown and the pools' refills run at a lower CPU priority than the API (issue 21),
+/// creates at `DEVBOX_CREATE_NICE`; the boxes they start do not inherit it.
 @Suite struct PriorityTests {
     static func threadNice() -> Int32 { getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) }
 
@@ -20,6 +20,14 @@ import Glibc
             try runCommandBlocking("/bin/sh", ["sh", "-c", "cut -d' ' -f19 /proc/self/stat"])
         }
         #expect(child.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) == "\(backgroundNice)")
+    }
+
+    @Test("creates run at DEVBOX_CREATE_NICE (default 0: ahead of teardown and refills, beside the API)")
+    func createsRunAtTheirOwnNice() async throws {
+        let create = await onDedicatedThread(priority: .create) { Self.threadNice() }
+        let expected = ProcessInfo.processInfo.environment["DEVBOX_CREATE_NICE"].flatMap { Int32($0) } ?? 0
+        #expect(create == expected && createNice == expected)
+        #expect(WorkPriority.background.nice == backgroundNice && WorkPriority.normal.nice == 0)
     }
 
     @Test("a box created by a background thread runs its processes at nice 0")
