@@ -250,11 +250,14 @@ extension DevboxCore {
         }
     }
 
-    /// A sandbox failure as the API reports it: the caller's mistakes as 4xx naming
-    /// `path`, a box that stopped meanwhile as 409, anything else as 503 (logged).
+    /// A runtime failure as the API reports it, matched on the seam's errors (DevboxRuntime:
+    /// `BoxFileError`, `BoxRuntimeError`): the caller's mistakes as 4xx naming `path`, a box
+    /// that stopped meanwhile as 409, anything else as 503 (logged).
     func runtimeFailure(_ error: any Error, id: String, what: String) async -> ServiceError {
-        if let e = error as? ServiceError { return e }
-        if let e = error as? BoxFileError {
+        switch error {
+        case let e as ServiceError:
+            return e
+        case let e as BoxFileError:
             switch e {
             case .notFound: return .notFound("no such file or directory in devbox \(id)")
             case .tooLarge: return .payloadTooLarge(e.description)
@@ -265,17 +268,13 @@ extension DevboxCore {
                 return .unavailable("the file operation failed; try again")
             default: return .validation(field: "path", message: e.description)
             }
+        case BoxRuntimeError.notRunning, BoxRuntimeError.notFound:
+            return .conflict("devbox \(id) is not running; check its state")
+        case BoxRuntimeError.invalidArgument(let m), BoxRuntimeError.invalidEnvironment(let m):
+            return .badRequest(field: nil, message: m)
+        default:
+            logger.error("\(what) failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
+            return .unavailable("the devbox could not \(what); try again")
         }
-        if let e = error as? BoxRuntimeError {
-            switch e {
-            case .notRunning, .notFound:
-                return .conflict("devbox \(id) is not running; check its state")
-            case .invalidArgument(let m), .invalidEnvironment(let m):
-                return .badRequest(field: nil, message: m)
-            default: break
-            }
-        }
-        logger.error("\(what) failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
-        return .unavailable("the devbox could not \(what); try again")
     }
 }

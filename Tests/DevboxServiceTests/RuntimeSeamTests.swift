@@ -1,5 +1,8 @@
+import DevboxTestSupport
 import Foundation
 import Testing
+
+@testable import DevboxService
 
 /// The runtime seam (issue 20, docs/ARCHITECTURE.md "Runtimes"): the service and the SSH
 /// gateway see boxes only through DevboxRuntime, and DevboxRuntime depends on nothing heavy,
@@ -43,6 +46,41 @@ struct RuntimeSeamTests {
         #expect(!found.isEmpty, "no sources found under \(Self.sources.path)")
         for (file, module) in found {
             #expect(allowed.contains(module), "DevboxRuntime/\(file) imports \(module)")
+        }
+    }
+}
+
+/// What the API answers for each error a runtime may throw (`DevboxCore.runtimeFailure`): the
+/// service matches on the seam's own error enums, so any runtime's errors map the same way.
+@Suite("Runtime seam: the runtime's errors as the API answers them (fake runtime)")
+struct RuntimeErrorMappingTests {
+    struct Other: Error {}
+
+    @Test("BoxRuntimeError and BoxFileError cases map to 409/400/404/413/422; anything else is 503")
+    func mapping() async throws {
+        try await withFastSystem { fast in
+            let cases: [(any Error, Int, String?)] = [
+                (BoxRuntimeError.notRunning("b"), 409, nil),
+                (BoxRuntimeError.notFound("b"), 409, nil),
+                (BoxRuntimeError.invalidArgument("bad"), 400, nil),
+                (BoxRuntimeError.invalidEnvironment("bad env"), 400, nil),
+                (BoxRuntimeError.system("connect", errno: EIO), 503, nil),
+                (BoxRuntimeError.commandFailed("crun", status: 1, message: "x"), 503, nil),
+                (BoxFileError.notFound, 404, nil),
+                (BoxFileError.tooLarge(limit: 1, size: 2), 413, nil),
+                (BoxFileError.noSpace, 413, nil),
+                (BoxFileError.mountPoint("/proc"), 409, nil),
+                (BoxFileError.escapes, 422, "path"),
+                (BoxFileError.invalidPath("relative"), 422, "path"),
+                (BoxFileError.system("openat2", errno: EIO), 503, nil),
+                (Other(), 503, nil),
+                (ServiceError.notFound("kept as it is"), 404, nil),
+            ]
+            for (error, status, field) in cases {
+                let e = await fast.core.runtimeFailure(error, id: "dbx_x", what: "exec")
+                #expect(e.statusCode == status, "\(error) → \(e)")
+                if let field { #expect(e.field == field, "\(error) → \(e)") }
+            }
         }
     }
 }
