@@ -91,4 +91,19 @@ extension CrunRuntime {
         }
         unmountIDMapped(id)
     }
+
+    /// What is still mounted under the box directory at destroy, once the rootfs and its
+    /// layers are off (`unmountRootfs`): the disk, by path; then a statx of the box
+    /// directory and each entry of it, of `lower` and of `disk`. The mount table is read
+    /// only when one of them is still a mount point (a crash, a mount made elsewhere): every
+    /// mount at or below the box directory goes then.
+    func unmountBoxDirectory(_ id: String) {
+        let dir = boxDirectory(id)
+        if HostState.unmountStack(diskMountPath(id)), !HostState.isMountPoint(dir),
+            !HostState.hasMountPoint(in: dir, within: ["lower", "disk"]) { return }
+        let mounts = HostState.mounts().map(\.mountPoint).filter { $0 == dir || $0.hasPrefix(dir + "/") }
+        for m in mounts.sorted(by: { $0.count > $1.count }) {
+            if dbx_umount(m, 0) != 0 { _ = dbx_umount(m, Int32(MNT_DETACH)) }
+        }
+    }
 }

@@ -525,11 +525,7 @@ public final class CrunRuntime: Sendable {
             // A deleted snapshot's layers go with the last box made from it (Snapshot.swift).
             if image.workspaceLowerDirs != nil { collectSnapshotLayers(store) }
         }
-        // Any mount at or below the box dir (rootfs; anything a crash left).
-        let mounts = HostState.mounts().map(\.mountPoint).filter { $0 == dir || $0.hasPrefix(dir + "/") }
-        for m in mounts.sorted(by: { $0.count > $1.count }) {
-            if dbx_umount(m, 0) != 0 { _ = dbx_umount(m, Int32(MNT_DETACH)) }
-        }
+        unmountBoxDirectory(id)  // the disk; any mount at or below the box dir (what a crash left)
         for root in HostState.cgroupRoots() {
             let path = root + cgroupsPath(id)
             if access(path, F_OK) == 0 { HostState.removeCgroup(path) }

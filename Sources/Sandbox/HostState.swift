@@ -74,6 +74,37 @@ enum HostState {
         return mounts().contains { $0.mountPoint == path }
     }
 
+    /// Unmounts every mount stacked on `path`, a place the service mounts (lazily when busy),
+    /// by statx alone: no mount table. True when `path` is no mount point afterwards (or
+    /// does not exist); false when an unmount failed or statx cannot tell, and the caller
+    /// falls back to scanning the table (`mounts()`).
+    @discardableResult
+    static func unmountStack(_ path: String, limit: Int = 8) -> Bool {
+        for _ in 0..<limit {
+            let r = dbx_is_mount_root(path)
+            if r == 0 { return true }
+            if r < 0 { return lastErrno() == ENOENT || lastErrno() == ENOTDIR }  // ENOTSUP: cannot tell
+            if dbx_umount(path, 0) != 0 {
+                guard lastErrno() == EBUSY, dbx_umount(path, Int32(MNT_DETACH)) == 0 else { return false }
+            }
+        }
+        return dbx_is_mount_root(path) == 0
+    }
+
+    /// Whether any entry of `dir`, or of its subdirectories `within`, is a mount point (statx
+    /// per entry: a handful of lookups instead of the whole mount table). True also when
+    /// statx cannot tell.
+    static func hasMountPoint(in dir: String, within: [String]) -> Bool {
+        func any(_ d: String) -> Bool {
+            for name in MaskPlan.listDirectory(d) {
+                let r = dbx_is_mount_root(d + "/" + name)
+                if r == 1 || (r < 0 && lastErrno() == ENOTSUP) { return true }
+            }
+            return false
+        }
+        return any(dir) || within.contains { any(dir + "/" + $0) }
+    }
+
     /// Mount points of cgroup hierarchies (v1 and v2), read once (`fixHybridCgroups`, the one
     /// place that mounts one, forgets them).
     static func cgroupRoots() -> [String] {

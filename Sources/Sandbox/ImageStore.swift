@@ -229,7 +229,8 @@ public struct ImageStore: Sendable {
         }
         // debootstrap mounts proc and sys inside its target: a killed build leaves them.
         let temps = root + "/.tmp-"
-        for m in HostState.mounts().map(\.mountPoint).filter({ $0.hasPrefix(temps) }).sorted(by: { $0.count > $1.count }) {
+        let hasTemps = MaskPlan.listDirectory(root).contains { $0.hasPrefix(".tmp-") }  // else no table to read
+        for m in (hasTemps ? HostState.mounts() : []).map(\.mountPoint).filter({ $0.hasPrefix(temps) }).sorted(by: { $0.count > $1.count }) {
             let parts = m.dropFirst(temps.count).split(separator: "/").first?.split(separator: "-") ?? []
             if parts.count >= 3, let pid = Int32(parts[parts.count - 2]), kill(pid, 0) == 0 { continue }
             _ = dbx_umount(m, Int32(MNT_DETACH))

@@ -278,6 +278,12 @@ extension CrunRuntime {
     func unmountIDMapped(_ id: String) {
         let lowerDir = lowerMountDirectory(id)
         let nsFile = userNamespaceFile(id)
+        // By path (`lower/<i>` as `idmappedLowers` made them, then the binding): the mount
+        // table only if one of them did not come off as expected.
+        var clean = true
+        for name in MaskPlan.listDirectory(lowerDir) { clean = HostState.unmountStack(lowerDir + "/" + name) && clean }
+        clean = HostState.unmountStack(nsFile) && clean
+        if clean { return }
         let mine = HostState.mounts().map(\.mountPoint).filter { $0 == nsFile || $0.hasPrefix(lowerDir + "/") }
         for m in mine.sorted(by: { $0.count > $1.count }) {
             if dbx_umount(m, 0) != 0 { _ = dbx_umount(m, Int32(MNT_DETACH)) }
