@@ -98,8 +98,7 @@ extension DevboxCore {
             sizeBytes: taken.layers.sizeBytes, store: taken.layers.store,
             rootLayers: SnapshotRecord.encodeLayers(taken.layers.rootLowerDirs),
             workspaceLayers: SnapshotRecord.encodeLayers(taken.layers.workspaceLowerDirs),
-            // Whole milliseconds, as stored: the answer now and a GET later agree.
-            createdAt: Date(timeIntervalSince1970: (Date().timeIntervalSince1970 * 1000).rounded(.down) / 1000))
+            createdAt: Date())
         do {
             try await db.insertSnapshot(record, quota: quota)
         } catch {
@@ -110,11 +109,13 @@ extension DevboxCore {
             default: throw storageFailure(error)
             }
         }
+        // As stored (whole milliseconds): the answer now and a GET later agree.
+        let stored = (try? await db.snapshot(id: id)) ?? record
         logger.info("snapshot stored", metadata: [
             "snapshot": "\(id)", "devbox": "\(devboxId)", "bytes": "\(record.sizeBytes)",
             "pause_ms": "\(taken.timing.pauseNanos / 1_000_000)",
         ])
-        return record.model
+        return stored.model
     }
 
     static func quotaError(used: Int64, adding: Int64?, quota: Int64) -> ServiceError {

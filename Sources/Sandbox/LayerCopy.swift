@@ -41,6 +41,8 @@ struct LayerCopy {
     let skip: Set<String>
     /// Source path → its stamp when last copied.
     private(set) var stamps: [String: Stamp] = [:]
+    /// Directory (relative path) → the names the last pass put there.
+    private var children: [String: Set<String>] = [:]
     /// (device, inode) of multiply linked files → their relative path in the destination.
     private var links: [String: String] = [:]
     /// Files (re)copied and their bytes in the last `sync`.
@@ -100,27 +102,47 @@ struct LayerCopy {
         }
     }
 
+    /// Brings `dstFD` up to date with `srcFD`; true when it changed the destination
+    /// directory's entries (its times must then be set again). The destination is ours
+    /// alone: what an earlier pass made there is known from `stamps` and `children`, so an
+    /// unchanged entry costs one fstatat of the source (the frozen pass is mostly that).
+    @discardableResult
     private mutating func syncDirectory(
         _ srcFD: Int32, _ dstFD: Int32, dstRoot: Int32, rel: String, srcPath: String, dstPath: String, dev: UInt64, depth: Int
-    ) throws {
+    ) throws -> Bool {
         guard depth < 512 else { throw SandboxError.invalidArgument("directory tree deeper than 512 levels at \(rel)") }
         let sourceNames = names(srcFD)
         let wanted = Set(sourceNames.filter { !skip.contains(rel.isEmpty ? $0 : rel + "/" + $0) })
-        for name in names(dstFD) where !wanted.contains(name) { remove(dstFD, name) }
+        var changed = false
+        for name in children[rel] ?? Set(names(dstFD)) where !wanted.contains(name) {
+            remove(dstFD, name)
+            let gone = rel.isEmpty ? name : rel + "/" + name
+            stamps[gone] = nil
+            children[gone] = nil
+            changed = true
+        }
+        children[rel] = wanted
         for name in sourceNames where wanted.contains(name) {
             let relPath = rel.isEmpty ? name : rel + "/" + name
             var st = stat()
             guard fstatat(srcFD, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
             if UInt64(st.st_dev) != dev { continue }
             let stamp = Stamp(st)
+            let old = stamps[relPath]
             let type = st.st_mode & S_IFMT
-            var dst = stat()
-            let exists = fstatat(dstFD, name, &dst, AT_SYMLINK_NOFOLLOW) == 0
             let src = srcPath + "/" + name, out = dstPath + "/" + name
             if type == S_IFDIR {
-                if exists && dst.st_mode & S_IFMT != S_IFDIR { remove(dstFD, name) }
-                if !exists || dst.st_mode & S_IFMT != S_IFDIR {
-                    if mkdirat(dstFD, name, 0o700) != 0 { throw sysError("mkdir \(out)") }
+                var made = false
+                if old.map({ $0.mode & UInt32(S_IFMT) != UInt32(S_IFDIR) }) ?? true {
+                    var dst = stat()
+                    let exists = fstatat(dstFD, name, &dst, AT_SYMLINK_NOFOLLOW) == 0
+                    if exists && dst.st_mode & S_IFMT != S_IFDIR { remove(dstFD, name) }
+                    if !exists || dst.st_mode & S_IFMT != S_IFDIR {
+                        if mkdirat(dstFD, name, 0o700) != 0 { throw sysError("mkdir \(out)") }
+                        made = true
+                        changed = true
+                        children[relPath] = nil
+                    }
                 }
                 let subSrc = openat(srcFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 if subSrc < 0 { throw sysError("open \(src)") }
@@ -128,17 +150,18 @@ struct LayerCopy {
                 let subDst = openat(dstFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 if subDst < 0 { throw sysError("open \(out)") }
                 defer { closeFD(subDst) }
-                try syncDirectory(subSrc, subDst, dstRoot: dstRoot, rel: relPath, srcPath: src, dstPath: out, dev: dev, depth: depth + 1)
-                applyMetadata(dstFD: dstFD, name: name, st, srcPath: src, dstPath: out)
+                let inner = try syncDirectory(subSrc, subDst, dstRoot: dstRoot, rel: relPath, srcPath: src, dstPath: out, dev: dev, depth: depth + 1)
+                if made || inner || old != stamp { applyMetadata(dstFD: dstFD, name: name, st, srcPath: src, dstPath: out) }
                 stamps[relPath] = stamp
                 continue
             }
             let key = "\(st.st_dev):\(st.st_ino)"
-            if exists, stamps[relPath] == stamp, dst.st_mode & S_IFMT == type {
+            if old == stamp {
                 if st.st_nlink > 1, links[key] == nil { links[key] = relPath }
                 continue
             }
-            if exists { remove(dstFD, name) }
+            remove(dstFD, name)
+            changed = true
             switch type {
             case S_IFREG:
                 if st.st_nlink > 1, let first = links[key] {
@@ -163,6 +186,7 @@ struct LayerCopy {
             applyMetadata(dstFD: dstFD, name: name, st, srcPath: src, dstPath: out)
             stamps[relPath] = stamp
         }
+        return changed
     }
 
     private mutating func copyFile(_ srcDir: Int32, _ dstDir: Int32, _ name: String, size: Int64, out: String) throws {

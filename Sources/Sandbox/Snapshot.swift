@@ -107,6 +107,8 @@ extension CrunRuntime {
             try pinSnapshot(layers, store: store)
             try store.installLayer(temp: rootTemp, id: stem + "-root")
             try store.installLayer(temp: wsTemp, id: stem + "-ws")
+            // Layers of snapshots whose data dir is gone (a test's, a deleted serve's) go now.
+            store.collectGarbageLocked()
         }
         installed = true
         try? HostState.removeTree(temp)

@@ -306,7 +306,16 @@ def test_delete_keeps_layers_until_the_last_box_made_from_it_is_destroyed(server
     assert not any(os.path.exists(d) for d in layer_dirs(snap["id"])), "the deleted snapshot's layers outlived its last box"
     assert s.request("DELETE", f"/api/v1/snapshots/{again['id']}").status_code == 204
     assert not any(os.path.exists(d) for d in layer_dirs(again["id"]))
-    s.request("DELETE", f"/api/v1/devboxes/{src['id']}")
+    # A stopped box is snapshotted too (its disk mounted for the copy only).
+    assert s.request("POST", f"/api/v1/devboxes/{src['id']}/stop").status_code == 200
+    stopped = snapshot(s, src["id"], "of-stopped")
+    c = ready(s, {"name": "from-stopped", "snapshot": stopped["id"]})
+    assert ok(s, c["id"], "cat /workspace/k") == "keep\n"
+    assert s.request("POST", f"/api/v1/devboxes/{src['id']}/start").status_code == 200
+    assert ok(s, src["id"], "cat /workspace/k") == "keep\n"
+    for d in [c, src]:
+        s.request("DELETE", f"/api/v1/devboxes/{d['id']}")
+    assert s.request("DELETE", f"/api/v1/snapshots/{stopped['id']}").status_code == 204
 
 
 def test_quota_refuses_with_a_clear_error(store_ready, fresh_server):
