@@ -101,6 +101,17 @@ struct CoreToolBackend: DevboxBackend {
         try await api { () async throws(ServiceError) in try await core.devboxStats(principal, id: devboxId) }
     }
 
+    func createSnapshot(devboxId: String, name: String) async throws -> Snapshot {
+        try await api { () async throws(ServiceError) in try await core.createSnapshot(principal, devboxId: devboxId, name: name) }
+    }
+
+    func forkDevbox(id: String, _ request: ForkDevboxRequest, tokens: InjectionTokens) async throws -> ForkResult {
+        try await api { () async throws(ServiceError) in
+            let r = try await core.forkDevbox(principal, devboxId: id, request, tokens: tokens)
+            return ForkResult(snapshot: r.snapshot, devboxes: r.devboxes)
+        }
+    }
+
     func portURL(devboxId: String, port: Int) async throws -> String {
         let box = try await devbox(id: devboxId)
         guard let baseURL else { throw DevboxBackendUnavailable("This server does not know the address it is reached at; set DEVBOX_PUBLIC_URL.") }

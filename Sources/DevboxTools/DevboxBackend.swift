@@ -42,6 +42,10 @@ public protocol DevboxBackend: Sendable {
     func portURL(devboxId: String, port: Int) async throws -> String
     /// What the devbox uses now (`GET /api/v1/devboxes/:id/stats`).
     func stats(devboxId: String) async throws -> DevboxStats
+    /// `POST …/snapshots` (issue 23): the devbox's files frozen as a named snapshot.
+    func createSnapshot(devboxId: String, name: String) async throws -> Snapshot
+    /// `POST …/fork`: a snapshot and `request.count` devboxes from it; `tokens` as on create.
+    func forkDevbox(id: String, _ request: ForkDevboxRequest, tokens: InjectionTokens) async throws -> ForkResult
 
     /// How often `wait_for_ready` polls this backend when it offers no change feed.
     var pollInterval: Duration { get }
@@ -94,6 +98,12 @@ extension DevboxBackend {
     }
     public func stats(devboxId: String) async throws -> DevboxStats {
         throw DevboxBackendUnavailable("This devbox backend cannot read usage.")
+    }
+    public func createSnapshot(devboxId: String, name: String) async throws -> Snapshot {
+        throw DevboxBackendUnavailable("This devbox backend cannot take snapshots.")
+    }
+    public func forkDevbox(id: String, _ request: ForkDevboxRequest, tokens: InjectionTokens) async throws -> ForkResult {
+        throw DevboxBackendUnavailable("This devbox backend cannot fork devboxes.")
     }
 }
 

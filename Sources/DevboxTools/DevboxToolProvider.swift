@@ -16,6 +16,8 @@ public enum DevboxToolRegistry {
         SetNetworkTool(),
         PortURLTool(),
         StatsTool(),
+        SnapshotDevboxTool(),
+        ForkDevboxTool(),
         StopDevboxTool(),
         StartDevboxTool(),
         DeleteDevboxTool(),

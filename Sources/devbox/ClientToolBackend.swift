@@ -99,6 +99,14 @@ struct ClientToolBackend: DevboxBackend {
         try await sdk { try await client.devboxes.setNetwork(id: devboxId, network) }
     }
     func stats(devboxId: String) async throws -> DevboxStats { try await sdk { try await client.devboxes.stats(devboxId) } }
+    func createSnapshot(devboxId: String, name: String) async throws -> Snapshot {
+        try await sdk { try await client.devboxes.createSnapshot(devboxId, name: name) }
+    }
+    func forkDevbox(id: String, _ request: ForkDevboxRequest, tokens: InjectionTokens) async throws -> ForkResult {
+        try await sdk {
+            try await client.devboxes.fork(id, count: request.count, name: request.name, copyEnv: request.copyEnv, tokens: tokens)
+        }
+    }
     func portURL(devboxId: String, port: Int) async throws -> String {
         let box = try await devbox(id: devboxId)
         return PortURL.make(base: client.baseURL.absoluteString, devboxId: box.id, port: port)

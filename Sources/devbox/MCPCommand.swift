@@ -103,6 +103,12 @@ struct LocalBackend: DevboxBackend {
         try await local(retry: false) { try await $0.serve.setNetwork(devboxId: devboxId, network) }
     }
     func stats(devboxId: String) async throws -> DevboxStats { try await local { try await $0.serve.stats(devboxId: devboxId) } }
+    func createSnapshot(devboxId: String, name: String) async throws -> Snapshot {
+        try await local(retry: false) { try await $0.serve.createSnapshot(devboxId: devboxId, name: name) }
+    }
+    func forkDevbox(id: String, _ request: ForkDevboxRequest, tokens: InjectionTokens) async throws -> ForkResult {
+        try await local(retry: false) { try await $0.serve.forkDevbox(id: id, request, tokens: tokens) }
+    }
     func portURL(devboxId: String, port: Int) async throws -> String {
         try await local { try await $0.serve.portURL(devboxId: devboxId, port: port) }
     }

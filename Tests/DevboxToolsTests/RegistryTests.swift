@@ -17,7 +17,7 @@ struct RegistryTests {
                 "create_devbox", "get_devbox", "list_devboxes", "wait_for_ready", "delete_devbox", "list_operations",
                 "create_session", "list_sessions", "revoke_session", "list_repositories", "set_ssh_key", "list_github_repos",
                 "run_command", "read_file", "write_file", "list_files", "stop_devbox", "start_devbox",
-                "set_network", "port_url", "get_devbox_stats",
+                "set_network", "port_url", "get_devbox_stats", "snapshot_devbox", "fork_devbox",
             ])
     }
 

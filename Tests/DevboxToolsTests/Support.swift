@@ -115,6 +115,16 @@ final class FakeBackend: DevboxBackend {
             diskUsedBytes: 1 << 20, networkInBytes: 100, networkOutBytes: 200)
     }
 
+    func createSnapshot(devboxId: String, name: String) async throws -> Snapshot {
+        try maybeFail()
+        return Snapshot(id: "snap_fake", name: name, devboxId: devboxId, image: "debian", sizeBytes: 1 << 20, createdAt: Self.epoch)
+    }
+
+    func forkDevbox(id: String, _ request: ForkDevboxRequest, tokens: InjectionTokens) async throws -> ForkResult {
+        let snapshot = try await createSnapshot(devboxId: id, name: request.name ?? "fork")
+        return ForkResult(snapshot: snapshot, devboxes: (1...request.count).map { box("dbx_fork\($0)", Step(state: .requested, operations: [])) })
+    }
+
     func readPath(devboxId: String, path: String) async throws -> FileContent {
         try maybeFail()
         if path == "/workspace" {

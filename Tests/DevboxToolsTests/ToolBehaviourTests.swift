@@ -51,6 +51,8 @@ struct ToolBehaviourTests {
             ("set_network", ["devbox_id": "dbx_fake", "egress": "deny_all", "allow": ["api.example.com"]]),
             ("port_url", ["devbox_id": "dbx_fake", "port": 8000]),
             ("get_devbox_stats", ["devbox_id": "dbx_fake"]),
+            ("snapshot_devbox", ["devbox_id": "dbx_fake", "name": "deps"]),
+            ("fork_devbox", ["devbox_id": "dbx_fake", "count": 2, "name": "try", "copy_env": true]),
         ]
         for (name, args) in calls {
             try expectConforming(try await h.call(name, args), name, h)

@@ -92,7 +92,7 @@ extension ReadinessWait {
         Schema.output(
             [
                 "devbox": Schema.devboxRef,
-                "failed_operation": Schema.typed(["object", "null"], "The failed step (as in list_operations) or null."),
+                "failed_operation": Schema.typed(["object", "null"], "As in list_operations."),
                 "waited_seconds": Schema.typed("number"),
                 "timed_out": Schema.typed("boolean", "The wait ran out; provisioning goes on."),
                 "next_step": Schema.nextStep,

@@ -103,15 +103,16 @@ enum Schema {
     /// schema is open), which keeps tools/list inside its budget.
     static let devbox = output(
         [
-            "id": string("Pass it as devbox_id to the other tools."),
+            "id": str,
             "state": state,
             "repositories": repositories,
-            "env_keys": array(str, "Names only; values are never returned."),
-            "credential_profile": typed("object", "inject_claude_token, inject_codex_token."),
-            "error": typed(["object", "null"], "When failed: {operation, message} of the failed step."),
-            "network": typed("object", "Egress policy: egress, allow, deny."),
+            "env_keys": array(str, "Names only."),
+            "error": typed(["object", "null"], "{operation, message} of the failed step."),
         ],
-        description: "Also: name, plan, image, setup_commands, *_timeout_seconds, ttl_seconds, *_at times.")
+        description: """
+            Also: name, plan, image, network {egress, allow, deny}, credential_profile {inject_*_token}, \
+            setup_commands, *_timeout_seconds, ttl_seconds, *_at times.
+            """)
 
     /// The devbox in other tools' results: the same object as `get_devbox`, not described again.
     static let devboxRef = typed("object", "The devbox, as get_devbox returns it.")

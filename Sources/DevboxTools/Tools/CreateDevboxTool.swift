@@ -33,6 +33,7 @@ struct CreateDevboxTool: DevboxTool {
         var network: Network?
         var credentialMode: String?
         var image: String?
+        var snapshot: String?
 
         struct Network: Decodable, Sendable {
             var egress: String?
@@ -41,7 +42,7 @@ struct CreateDevboxTool: DevboxTool {
         }
 
         enum CodingKeys: String, CodingKey {
-            case name, plan, repositories, repository, branch, env, wait, network
+            case name, plan, repositories, repository, branch, env, wait, network, image, snapshot
             case setupCommands = "setup_commands"
             case setupTimeoutSeconds = "setup_timeout_seconds"
             case idleTimeoutSeconds = "idle_timeout_seconds"
@@ -73,7 +74,7 @@ struct CreateDevboxTool: DevboxTool {
                 credentialProfile: profile, env: env, setupCommands: setupCommands, setupTimeoutSeconds: setupTimeoutSeconds,
                 idleTimeoutSeconds: idleTimeoutSeconds, ttlSeconds: ttlSeconds,
                 network: network.map { DevboxNetwork(egress: $0.egress ?? "allow_all", allow: $0.allow ?? [], deny: $0.deny ?? []) },
-                credentialMode: credentialMode, image: image)
+                credentialMode: credentialMode, image: image, snapshot: snapshot)
         }
     }
 
@@ -81,10 +82,9 @@ struct CreateDevboxTool: DevboxTool {
         name: "create_devbox",
         title: "Create devbox",
         description: """
-            Create a disposable Linux devbox: repositories are cloned into /workspace, then setup_commands run there in \
-            order (the first non-zero exit fails it). Returns at once in state "requested": call wait_for_ready next \
-            (or pass wait: true). AI tokens are never arguments: use the inject_* flags. \
-            delete_devbox it when done.
+            Create a Linux devbox: repositories are cloned into /workspace, then setup_commands run there in order \
+            (a non-zero exit fails it). Returns in state "requested": call wait_for_ready (or pass wait: true). AI \
+            tokens are never arguments: use inject_*. delete_devbox it when done.
             """,
         inputSchema: Schema.object(
             [
@@ -104,20 +104,21 @@ struct CreateDevboxTool: DevboxTool {
                 "branch": Schema.string("Legacy."),
                 "env": [
                     "type": "object", "additionalProperties": ["type": "string"],
-                    "description": "Environment variables (names like FOO_BAR).",
+                    "description": "Environment variables.",
                 ],
                 "setup_commands": Schema.array(
                     ["type": "string", "maxLength": 4096],
-                    "Shell lines run in order (output: list_operations).", maxItems: 32),
+                    "Shell lines run in order.", maxItems: 32),
                 "setup_timeout_seconds": Schema.integer("For all setup commands.", minimum: 30, maximum: 3600, default: 900),
-                "idle_timeout_seconds": Schema.integer("Stop after this long idle (default never).", minimum: 60, maximum: 2_592_000),
-                "ttl_seconds": Schema.integer("Destroy this long after creation (default never).", minimum: 60, maximum: 31_536_000),
+                "idle_timeout_seconds": Schema.integer("Stop when idle this long.", minimum: 60, maximum: 2_592_000),
+                "ttl_seconds": Schema.integer("Destroy this long after creation.", minimum: 60, maximum: 31_536_000),
                 "inject_claude_token": Schema.boolean("ANTHROPIC_API_KEY: the server's Claude token."),
                 "inject_codex_token": Schema.boolean("OPENAI_API_KEY: the server's Codex token."),
                 "credential_mode": ["type": "string", "enum": ["env", "proxy"], "description": "proxy: tokens stay out of the box."],
-                "image": Schema.string("Root image (default debian); unknown: error."),
+                "image": Schema.string("Root image (default debian)."),
+                "snapshot": Schema.string("Snapshot id or name to start from."),
                 "network": Schema.object(NetworkSchema.properties, description: "Egress policy (default allow_all)."),
-                "wait": Schema.boolean("Return when ready or failed, with progress."),
+                "wait": Schema.boolean("Return when ready or failed."),
                 "wait_timeout_seconds": Schema.integer("With wait: longest wait.", minimum: 1, maximum: 3600, default: 120),
             ], required: ["name"]),
         outputSchema: Schema.output(

@@ -13,9 +13,8 @@ struct CreateSessionTool: DevboxTool {
         name: "create_session",
         title: "Create SSH session",
         description: """
-            SSH access to a ready devbox for a human's interactive shell (you run commands with run_command). Needs a \
-            key from set_ssh_key. Returns session_id, expires_at, a ready-to-run ssh `command` (add -i <private key>) \
-            and ssh {host, port, username, workspace_path}.
+            SSH access to a ready devbox for a human's shell (you use run_command). Needs set_ssh_key first. Returns \
+            session_id, expires_at, an ssh `command` (add -i <private key>) and ssh {host, port, username, workspace_path}.
             """,
         inputSchema: Schema.object(
             [

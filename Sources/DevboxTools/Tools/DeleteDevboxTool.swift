@@ -12,8 +12,8 @@ struct DeleteDevboxTool: DevboxTool {
         name: "delete_devbox",
         title: "Delete devbox",
         description: """
-            Destroy a devbox and everything in it (files are lost, SSH sessions end). Returns {devbox_id, state: \
-            "destroyed"}, also for one already destroyed.
+            Destroy a devbox and everything in it (files lost, SSH sessions end). Returns {devbox_id, state: \
+            "destroyed"}, also if already destroyed.
             """,
         inputSchema: Schema.devboxOnly,
         annotations: .init(readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false))

@@ -14,10 +14,10 @@ struct ReadFileTool: DevboxTool {
 
     let definition = MCPTool(
         name: "read_file",
-        title: "Read a file in a devbox",
+        title: "Read a file",
         description: """
-            Read a file in a ready devbox, up to 256 KiB (run_command with head or grep reads parts of a larger one). \
-            Returns {path, content, encoding (utf-8, or base64 for binary), size, mode}.
+            Read a file in a ready devbox, up to 256 KiB (run_command with head reads more). Returns {path, content, \
+            encoding (utf-8, or base64 for binary), size, mode}.
             """,
         inputSchema: Schema.object(
             ["devbox_id": Schema.devboxIDInput, "path": FileSchemas.pathInput], required: ["devbox_id", "path"]),
@@ -68,10 +68,10 @@ struct WriteFileTool: DevboxTool {
 
     let definition = MCPTool(
         name: "write_file",
-        title: "Write a file in a devbox",
+        title: "Write a file",
         description: """
-            Create or atomically replace a whole file in a ready devbox (parents are created). An existing file keeps \
-            its mode unless `mode` is given; new files get 0644. Returns {path, size, created}.
+            Create or atomically replace a whole file in a ready devbox (parents created). An existing file keeps its \
+            mode unless `mode` is given; new ones get 0644. Returns {path, size, created}.
             """,
         inputSchema: Schema.object(
             [
@@ -107,10 +107,10 @@ struct ListFilesTool: DevboxTool {
 
     let definition = MCPTool(
         name: "list_files",
-        title: "List a directory in a devbox",
+        title: "List a directory",
         description: """
-            List a directory in a ready devbox, not recursive: {path, entries [{name, path, type (file, directory, \
-            symlink, other), size, mode, modified_at, link_target}], truncated}.
+            List a directory in a ready devbox, not recursive: {path, entries [{name, path, type, size, mode, \
+            modified_at, link_target}], truncated}.
             """,
         inputSchema: Schema.object(
             [

@@ -12,8 +12,8 @@ struct GetDevboxTool: DevboxTool {
         name: "get_devbox",
         title: "Get devbox",
         description: """
-            One devbox by id, every field: state, repositories with clone status, env names and, when failed, \
-            the failed step. Does not wait (wait_for_ready does).
+            One devbox by id with every field: state, repositories with clone status, env names, the failed step. \
+            Does not wait.
             """,
         inputSchema: Schema.devboxOnly,
         outputSchema: Schema.devbox,

@@ -31,8 +31,8 @@ struct ListDevboxesTool: DevboxTool {
         name: "list_devboxes",
         title: "List devboxes",
         description: """
-            Your devboxes, newest first: id, name, state, plan, created_at. Only live ones (not destroyed) unless \
-            state says otherwise; pass next_cursor back as cursor for the next page.
+            Your devboxes, newest first: id, name, state, plan, created_at. Live ones only unless state says \
+            otherwise; pass next_cursor as cursor for the next page.
             """,
         inputSchema: Schema.object([
             "state": [
@@ -46,7 +46,7 @@ struct ListDevboxesTool: DevboxTool {
             [
                 "devboxes": Schema.array(
                     Schema.output([
-                        "id": Schema.str, "state": Schema.state,  // name, plan, created_at: in the description
+                        "id": Schema.str, "state": Schema.str,  // name, plan, created_at: in the description
                     ])),
                 "next_cursor": Schema.typed(["string", "null"], "null on the last page."),
             ]),

@@ -9,8 +9,8 @@ struct ListGitHubReposTool: DevboxTool {
         name: "list_github_repos",
         title: "List GitHub repositories",
         description: """
-            The GitHub repositories the user's connected account can reach, to pass to create_devbox: repositories \
-            [{id, full_name, private, default_branch, html_url}]. Public repositories need no connection.
+            GitHub repositories the user's account can reach, for create_devbox: repositories [{id, full_name, \
+            private, default_branch, html_url}]. Public ones need no connection.
             """,
         inputSchema: Schema.noArguments,
         annotations: .init(readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: true))

@@ -13,10 +13,10 @@ struct ListOperationsTool: DevboxTool {
 
     let definition = MCPTool(
         name: "list_operations",
-        title: "List provisioning steps and their output",
+        title: "List provisioning steps",
         description: """
-            The provisioning steps of a devbox, to read the setup commands' output after a failure or during a long \
-            setup: operations [{name, status, started_at, finished_at, error, output_tail}].
+            A devbox's provisioning steps, for setup output after a failure or during a long setup: operations \
+            [{name, status, started_at, finished_at, error, output_tail}].
             """,
         inputSchema: Schema.object(
             [

@@ -10,10 +10,10 @@ struct ListRepositoriesTool: DevboxTool {
 
     let definition = MCPTool(
         name: "list_repositories",
-        title: "List a devbox's repositories",
+        title: "List repositories",
         description: """
-            The repositories of a devbox: repositories [{full_name, ref, target_path, status, commit, error}] with \
-            the clone status (pending, cloning, cloned, failed).
+            A devbox's repositories with their clone status: repositories [{full_name, ref, target_path, status, \
+            commit, error}].
             """,
         inputSchema: Schema.devboxOnly,
         annotations: .init(readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false))

@@ -12,8 +12,8 @@ struct ListSessionsTool: DevboxTool {
         name: "list_sessions",
         title: "List SSH sessions",
         description: """
-            The active SSH sessions of a devbox: sessions [{session_id, created_at, expires_at, connections, ssh}], to \
-            reuse one or revoke_session it.
+            A devbox's active SSH sessions: sessions [{session_id, created_at, expires_at, connections, ssh}], to \
+            reuse or revoke.
             """,
         inputSchema: Schema.devboxOnly,
         annotations: .init(readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false))

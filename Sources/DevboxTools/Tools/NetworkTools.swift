@@ -3,9 +3,9 @@ import Transport
 
 /// The egress policy's arguments, shared by `create_devbox` and `set_network`.
 enum NetworkSchema {
-    static let egress = Schema.enumeration(["allow_all", "deny_all"], "allow_all: the public internet (default); deny_all: only `allow`.")
+    static let egress = Schema.enumeration(["allow_all", "deny_all"], "deny_all: only `allow` goes out.")
     static let entries = Schema.array(
-        Schema.str, "CIDRs or domains (*.example.org: its subdomains).", maxItems: 64)
+        Schema.str, "CIDRs, domains or *.domains.", maxItems: 64)
     static let denied = Schema.array(Schema.str, "As allow.", maxItems: 64)
     static let properties: [String: JSONValue] = ["egress": egress, "allow": entries, "deny": denied]
 }
@@ -22,10 +22,10 @@ struct SetNetworkTool: DevboxTool {
 
     let definition = MCPTool(
         name: "set_network",
-        title: "Set devbox network policy",
+        title: "Set network policy",
         description: """
-            Replace a devbox's egress policy (the whole policy); new connections follow it at once. Private, \
-            link-local and the host's addresses are never reachable. Returns {network}.
+            Replace a devbox's whole egress policy; new connections follow it at once. Private, link-local and host \
+            addresses stay unreachable. Returns {network}.
             """,
         inputSchema: Schema.object(
             ["devbox_id": Schema.devboxIDInput].merging(NetworkSchema.properties) { a, _ in a }, required: ["devbox_id"]),
@@ -61,10 +61,10 @@ struct PortURLTool: DevboxTool {
 
     let definition = MCPTool(
         name: "port_url",
-        title: "URL of a devbox port",
+        title: "Port URL",
         description: """
-            The HTTP URL of a port inside a devbox (an app listening on its 127.0.0.1 answers), for the user or for \
-            requests with the same X-Provider-Token. Returns {url}.
+            The HTTP URL of a devbox port (an app on its 127.0.0.1 answers), for the user or requests with the same \
+            X-Provider-Token. Returns {url}.
             """,
         inputSchema: Schema.object(
             ["devbox_id": Schema.devboxIDInput, "port": Schema.integer("TCP port in the box.", minimum: 1, maximum: 65535)],

@@ -22,19 +22,18 @@ struct RunCommandTool: DevboxTool {
 
     let definition = MCPTool(
         name: "run_command",
-        title: "Run a command in a devbox",
+        title: "Run command",
         description: """
-            Run a command in a ready devbox and wait for it: a string runs with /bin/sh -c, an array is the argv; as \
-            root in /workspace with the devbox's env. Returns exit_code (null and `signal` if killed) and the last 32 \
-            KiB of stdout and stderr; a non-zero exit is not a tool error. With a progress token, output streams as \
-            progress.
+            Run a command in a ready devbox and wait: a string runs with sh -c, an array is the argv; as root in \
+            /workspace with the devbox's env. Returns exit_code (null and `signal` if killed) and the last 32 KiB of \
+            stdout and stderr; a non-zero exit is no tool error.
             """,
         inputSchema: Schema.object(
             [
                 "devbox_id": Schema.devboxIDInput,
                 "command": [
                     "type": ["string", "array"], "items": ["type": "string"], "minLength": 1, "minItems": 1,
-                    "description": "Shell line, or argv such as [\"python3\", \"-V\"].",
+                    "description": "Shell line or argv.",
                 ],
                 "env": ["type": "object", "additionalProperties": ["type": "string"], "description": "Extra environment variables."],
                 "cwd": Schema.string("Absolute working directory."),

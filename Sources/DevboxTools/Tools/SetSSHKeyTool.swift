@@ -13,8 +13,8 @@ struct SetSSHKeyTool: DevboxTool {
         name: "set_ssh_key",
         title: "Set SSH public key",
         description: """
-            Register the user's SSH public key (ed25519 or ECDSA) for create_session, replacing any previous one; \
-            returns ssh_key {type, fingerprint}. Never pass a private key.
+            Register the user's SSH public key (ed25519 or ECDSA) for create_session, replacing any old one; returns \
+            ssh_key {type, fingerprint}. Never a private key.
             """,
         inputSchema: Schema.object(
             ["public_key": Schema.string("One OpenSSH public key line (a .pub file).")],

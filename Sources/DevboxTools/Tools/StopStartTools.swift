@@ -12,8 +12,8 @@ struct StopDevboxTool: DevboxTool {
         name: "stop_devbox",
         title: "Stop devbox",
         description: """
-            Stop a ready devbox to free its memory: its processes end and /tmp is emptied; files, packages and env \
-            stay until start_devbox. Returns {devbox}.
+            Stop a ready devbox to free its memory: processes end, /tmp is emptied; files, packages and env stay \
+            for start_devbox. Returns {devbox}.
             """,
         inputSchema: Schema.devboxOnly,
         annotations: .init(readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false))
@@ -36,8 +36,8 @@ struct StartDevboxTool: DevboxTool {
         name: "start_devbox",
         title: "Start devbox",
         description: """
-            Start a stopped devbox on its kept files (nothing is set up again, no process restarted). Returns {devbox} \
-            when it is ready, in a second or two.
+            Start a stopped devbox on its kept files (nothing set up again, no process restarted). Returns {devbox} \
+            once ready.
             """,
         inputSchema: Schema.devboxOnly,
         annotations: .init(readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false))

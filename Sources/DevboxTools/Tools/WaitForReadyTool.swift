@@ -11,10 +11,10 @@ struct WaitForReadyTool: DevboxTool {
 
     let definition = MCPTool(
         name: "wait_for_ready",
-        title: "Wait until a devbox is ready",
+        title: "Wait for ready",
         description: """
-            Wait until a devbox has finished provisioning, with progress at each step. If it failed, the result is an \
-            error naming the failed step, its error and output tail; if timeout_seconds pass first, timed_out is true.
+            Wait until a devbox has finished provisioning, with progress. If it failed, the error names the failed \
+            step, its error and output tail; if timeout_seconds pass first, timed_out is true.
             """,
         inputSchema: Schema.object(
             [
