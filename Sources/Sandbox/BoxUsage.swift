@@ -46,13 +46,9 @@ extension CrunRuntime {
         return u
     }
 
-    /// `usage(id:)` on a thread of its own.
+    /// `usage(id:)` on the blocking executor.
     public func usageOffPool(id: String) async -> BoxUsage {
-        await withCheckedContinuation { continuation in
-            let thread = Thread { [self] in continuation.resume(returning: usage(id: id)) }
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
+        await onDedicatedThread { [self] in usage(id: id) }
     }
 
     /// Bytes used by the box's writable tree. When the workspace's parent is a file system of

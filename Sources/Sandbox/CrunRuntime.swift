@@ -537,13 +537,12 @@ public final class CrunRuntime: Sendable {
         if access(dir, F_OK) != 0 { return }
         if rename(dir, trash) == 0 {
             let logger = self.logger
-            let thread = Thread {
+            // At this thread's nice (a destroy's is `backgroundNice`), as a thread it started would be.
+            BlockingExecutor.shared.execute {
                 do { try HostState.removeTree(trash) } catch {
                     logger.warning("removing box directory failed", metadata: ["box": .string(id), "error": .string("\(error)")])
                 }
             }
-            thread.stackSize = 1 << 20
-            thread.start()
             return
         }
         do { try HostState.removeTree(dir) } catch {

@@ -64,24 +64,15 @@ func resetNice(ofTree pid: pid_t) {
     }
 }
 
-/// Runs `body` on a fresh OS thread and suspends until it returns, so blocking system
-/// calls (poll, waitid, crun) never occupy a thread of Swift's cooperative pool.
+/// Runs `body` on a thread of the blocking executor (`BlockingExecutor.shared`: reused
+/// dedicated threads, bounded, at `priority`'s nice) and suspends until it returns, so
+/// blocking system calls (poll, waitid, crun) never occupy a thread of Swift's cooperative pool.
 func onDedicatedThread<T: Sendable>(priority: WorkPriority = .normal, _ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { (cont: CheckedContinuation<T, Never>) in
-        let thread = Thread {
-            if priority.nice != 0 { setThreadNice(priority.nice) }
-            cont.resume(returning: body())
-        }
-        thread.stackSize = 1 << 20
-        thread.start()
-    }
+    await BlockingExecutor.shared.run(nice: priority.nice, body)
 }
 
 func onDedicatedThread<T: Sendable>(priority: WorkPriority = .normal, _ body: @escaping @Sendable () throws -> T) async throws -> T {
-    let r: Result<T, any Error> = await onDedicatedThread(priority: priority) { () -> Result<T, any Error> in
-        do { return .success(try body()) } catch { return .failure(error) }
-    }
-    return try r.get()
+    try await BlockingExecutor.shared.run(nice: priority.nice, body)
 }
 
 @inline(__always) func lastErrno() -> Int32 { dbx_errno() }
