@@ -26,7 +26,11 @@ enum BrokerRelay {
     struct Failure: Error, CustomStringConvertible {
         let description: String
         var staleCandidate = false
-        init(_ what: String, _ e: Int32 = errno) { description = e == 0 ? what : "\(what): \(String(cString: strerror(e)))" }
+        let code: Int32
+        init(_ what: String, _ e: Int32 = errno) {
+            description = e == 0 ? what : "\(what): \(String(cString: strerror(e)))"
+            code = e
+        }
     }
 
     /// `http://host[:port]/path?query`: where to connect and what to ask.
@@ -287,8 +291,12 @@ enum BrokerRelay {
             let fd: Int32
             if attempt == 1, let f = takeIdle(t.endpoint) { (fd, reused) = (f, true) } else { (fd, reused) = (try connect(t), false) }
             do {
-                try head.withUnsafeBytes { try sendAll(fd, $0, flags: body == nil ? 0 : Int32(MSG_MORE)) }
-                if let body { try body.withUnsafeReadableBytes { try sendAll(fd, $0) } }
+                do {
+                    try head.withUnsafeBytes { try sendAll(fd, $0, flags: body == nil ? 0 : Int32(MSG_MORE)) }
+                    if let body { try body.withUnsafeReadableBytes { try sendAll(fd, $0) } }
+                } catch let e as Failure {
+                    throw Failure.stale(e.description)  // not taken by the upstream: safe to send again
+                }
                 return try readHead(fd: fd, endpoint: t.endpoint, isHead: isHead)
             } catch {
                 close(fd)
@@ -317,7 +325,9 @@ enum BrokerRelay {
                 guard window.count < 64 << 10 else { throw Failure("the upstream's answer head is longer than 64 KiB", 0) }
                 let got: Bool
                 do { got = try x.fill() } catch let e as Failure {
-                    throw window.isEmpty ? Failure.stale(e.description) : e
+                    // A reset before any answer byte: the upstream had closed a kept-alive
+                    // connection. A timeout is not retried (the request may be in progress).
+                    throw window.isEmpty && e.code == ECONNRESET ? Failure.stale(e.description) : e
                 }
                 if !got { throw window.isEmpty ? Failure.stale("the upstream closed the connection without an answer") : Failure("the upstream closed inside the answer's head", 0) }
             }
