@@ -4,27 +4,6 @@ import Synchronization
 import Glibc
 #endif
 
-/// Keeps the last `limit` bytes of a stream.
-struct TailBuffer {
-    let limit: Int
-    private(set) var bytes: [UInt8] = []
-    private(set) var dropped = false
-
-    init(limit: Int) { self.limit = max(0, limit) }
-
-    mutating func append(_ chunk: ArraySlice<UInt8>) {
-        bytes.append(contentsOf: chunk)
-        if bytes.count > limit * 2 + 65536 { trim() }
-    }
-
-    mutating func trim() {
-        if bytes.count > limit {
-            bytes.removeFirst(bytes.count - limit)
-            dropped = true
-        }
-    }
-}
-
 /// A one-shot wake-up for a poll loop (task cancellation).
 final class PollCancel: Sendable {
     let readFD: Int32
@@ -231,7 +210,7 @@ func runExecBlocking(_ p: ExecParams, cancel: PollCancel) throws -> ExecResult {
     if cancelled && !timedOut { return .cancelled }
     out.trim(); err.trim()
     let outcome = ExecOutcome(exitCode: exitCode, signal: exitSignal, stdout: out.bytes, stderr: err.bytes,
-                              truncated: out.dropped || err.dropped, timedOut: timedOut,
+                              truncated: out.truncated || err.truncated, timedOut: timedOut,
                               durationNanos: monotonicNanos() - start)
     if let crunStatus, crunStatus != 0, !timedOut {
         return .startFailed(status: crunStatus, output: outcome, cancelled: cancelled)

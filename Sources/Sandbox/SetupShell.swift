@@ -123,7 +123,7 @@ func runSetupStepBlocking(_ ch: SetupChannel, line: [UInt8], timeoutNanos: UInt6
 
     func outcome(code: Int32?, timedOut: Bool) -> ExecOutcome {
         out.trim()
-        return ExecOutcome(exitCode: code, signal: nil, stdout: out.bytes, stderr: [], truncated: out.dropped,
+        return ExecOutcome(exitCode: code, signal: nil, stdout: out.bytes, stderr: [], truncated: out.truncated,
                            timedOut: timedOut, durationNanos: monotonicNanos() - start)
     }
     /// Reads what is in the output pipe now.

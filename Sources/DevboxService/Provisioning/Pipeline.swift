@@ -14,24 +14,8 @@ enum StepOutcome: Sendable {
     case failed(String, StepOutput)
 }
 
-/// A bounded tail of bytes: appends keep only the last `limit` bytes.
-struct TailBuffer {
-    let limit: Int
-    private(set) var bytes: [UInt8] = []
-    private(set) var truncated = false
-
-    init(limit: Int) { self.limit = limit }
-
-    mutating func append<S: Sequence>(_ more: S) where S.Element == UInt8 {
-        bytes.append(contentsOf: more)
-        if bytes.count > limit {
-            bytes.removeFirst(bytes.count - limit)
-            truncated = true
-        }
-    }
-
-    mutating func markTruncated() { truncated = true }
-
+extension TailBuffer {
+    /// A step's output (DevboxRuntime's one tail buffer).
     var output: StepOutput {
         // A cut may land inside a UTF-8 sequence: decoding repairs it with U+FFFD.
         StepOutput(text: String(decoding: bytes, as: UTF8.self), truncated: truncated)
