@@ -61,6 +61,8 @@ struct CreateCommand: AsyncParsableCommand {
     var credentialMode: String?
     @Option(help: ArgumentHelp("Root image of the box, from `devbox image list` (server default: debian).", valueName: "name"))
     var image: String?
+    @Option(help: ArgumentHelp("Start from this snapshot (id or name, from `devbox snapshots`) instead of an image.", valueName: "snapshot"))
+    var snapshot: String?
     @Flag(help: "Wait until the devbox is ready, showing the provisioning steps.") var wait = false
     @Option(name: .customLong("wait-timeout"), help: ArgumentHelp("Give up waiting after this long (default: setup timeout + 5 min).", valueName: "s"))
     var waitTimeout: Int?
@@ -125,7 +127,7 @@ struct CreateCommand: AsyncParsableCommand {
             name: name, plan: plan, repositories: repos.isEmpty ? nil : try Self.withPush(repos.map(Self.parseRepo), push),
             credentialProfile: (claude || codex) ? CredentialProfile(injectClaudeToken: claude, injectCodexToken: codex) : nil,
             env: vars.isEmpty ? nil : vars, setupCommands: setup.isEmpty ? nil : setup, setupTimeoutSeconds: setupTimeout,
-            network: network, credentialMode: credentialMode, image: image)
+            network: network, credentialMode: credentialMode, image: image, snapshot: snapshot)
     }
 
     /// The egress policy of the flags; nil (the server's default) when none is given.

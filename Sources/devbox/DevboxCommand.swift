@@ -10,6 +10,7 @@ struct DevboxCommand: AsyncParsableCommand {
             ServeCommand.self, MCPCommand.self, TokenCommand.self, KeysCommand.self, ImageCommand.self, CreateCommand.self,
             ListCommand.self, GetCommand.self, LogsCommand.self, SSHCommand.self, ExecCommandLine.self, FilesCommand.self,
             StopCommand.self, StartCommand.self, DeleteCommand.self, NetworkCommand.self, StatsCommand.self,
+            SnapshotCommand.self, SnapshotsCommand.self, ForkCommand.self,
             SSHKeyCommand.self, GitHubCommand.self, AuditCommand.self, InstallServiceCommand.self, BackupCommand.self, RestoreCommand.self,
         ])
 }
