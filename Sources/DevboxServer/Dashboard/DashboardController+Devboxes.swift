@@ -11,7 +11,9 @@ extension DashboardController {
     @Sendable func newDevbox(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await page(nil) {
             guard let s = try await signedIn(request) else { return Web.redirect("/login") }
-            return await renderCreate(s, state: CreateFormState(), errors: [:], status: .ok)
+            var state = CreateFormState()
+            state.snapshot = request.uri.queryParameters["snapshot"].map(String.init) ?? ""
+            return await renderCreate(s, state: state, errors: [:], status: .ok)
         }
     }
 
@@ -27,10 +29,11 @@ extension DashboardController {
                 note = "GitHub could not list your repositories (\(error.message)); type owner/name."
             }
         }
+        let snapshots = (try? await core.listSnapshots(s.principal)) ?? []
         return Web.html(
             CreatePage.render(
                 state: state, errors: errors, plans: core.plans, defaultPlan: core.defaultPlanName,
-                repoChoices: choices, repoNote: note, csrf: s.csrfToken),
+                repoChoices: choices, repoNote: note, csrf: s.csrfToken, snapshots: snapshots),
             status: status)
     }
 
@@ -50,6 +53,7 @@ extension DashboardController {
         var errors: [String: String] = [:]
         state.name = (form["name"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         state.plan = form["plan"] ?? ""
+        state.snapshot = (form["snapshot"] ?? "").trimmingCharacters(in: .whitespaces)
         let names = form.all("repo_full_name"), refs = form.all("repo_ref"), paths = form.all("repo_path")
         var repos: [DevboxRepositoryRequest] = []
         var repoRowOf: [Int] = []
@@ -107,7 +111,8 @@ extension DashboardController {
         let request = CreateDevboxRequest(
             name: state.name, plan: state.plan.isEmpty ? nil : state.plan, repositories: repos.isEmpty ? nil : repos,
             credentialProfile: CredentialProfile(injectClaudeToken: state.injectClaude, injectCodexToken: state.injectCodex),
-            env: env.isEmpty ? nil : env, setupCommands: commands.isEmpty ? nil : commands, setupTimeoutSeconds: timeout)
+            env: env.isEmpty ? nil : env, setupCommands: commands.isEmpty ? nil : commands, setupTimeoutSeconds: timeout,
+            snapshot: state.snapshot.isEmpty ? nil : state.snapshot)
         return ParsedCreate(
             request: request,
             tokens: InjectionTokens(
@@ -119,7 +124,7 @@ extension DashboardController {
     /// that row's name); "form" when it names none of them.
     static func formField(_ field: String, _ p: ParsedCreate) -> String {
         switch field {
-        case "name", "plan", "setup_timeout_seconds", "repositories", "env": return field
+        case "name", "plan", "setup_timeout_seconds", "repositories", "env", "snapshot": return field
         case "X-Claude-Token": return "claude_token"
         case "X-Codex-Token": return "codex_token"
         default: break

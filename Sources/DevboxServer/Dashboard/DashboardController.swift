@@ -25,6 +25,10 @@ struct DashboardController: Sendable {
         router.dashboardRoute(table, .post, "/devboxes/:id/sessions", use: createSession)
         router.dashboardRoute(table, .post, "/devboxes/:id/sessions/:session/revoke", use: revokeSession)
         router.dashboardRoute(table, .post, "/devboxes/:id/network", use: setNetwork)
+        router.dashboardRoute(table, .post, "/devboxes/:id/snapshots", use: createSnapshot)
+        router.dashboardRoute(table, .post, "/devboxes/:id/fork", use: forkDevbox)
+        router.dashboardRoute(table, .get, "/snapshots", use: snapshots)
+        router.dashboardRoute(table, .post, "/snapshots/:id/delete", use: deleteSnapshot)
         router.dashboardRoute(table, .get, "/account", use: account)
         router.dashboardRoute(table, .post, "/account/ssh-key", use: setSSHKey)
         router.dashboardRoute(table, .post, "/account/ssh-key/delete", use: deleteSSHKey)
@@ -101,6 +105,9 @@ struct DashboardController: Sendable {
         "github_disconnected": "GitHub disconnected.",
         "grants_saved": "Organisation grants saved.",
         "signed_out": "You are signed out.",
+        "snapshot_created": "Snapshot taken.",
+        "snapshot_deleted": "Snapshot deleted.",
+        "forked": "Devbox forked. The new devboxes are starting from its snapshot.",
     ]
 
     static func notice(_ request: Request) -> String? {

@@ -1,3 +1,4 @@
+import DevboxModel
 import DevboxService
 
 /// What the create form holds. Secrets (environment values, AI tokens) are deliberately not
@@ -16,6 +17,8 @@ struct CreateFormState: Sendable {
     var setupTimeout = ""
     var injectClaude = false
     var injectCodex = false
+    /// Issue 23: the snapshot (id or name) to start from; empty: the default image.
+    var snapshot = ""
 }
 
 /// The create form: name, plan, repositories (picker when GitHub is connected), env rows,
@@ -23,7 +26,7 @@ struct CreateFormState: Sendable {
 enum CreatePage {
     static func render(
         state f: CreateFormState, errors: [String: String], plans: [Plan], defaultPlan: String,
-        repoChoices: [String]?, repoNote: String?, csrf: String
+        repoChoices: [String]?, repoNote: String?, csrf: String, snapshots: [Snapshot] = []
     ) -> HTML {
         let general: HTML = errors["form"].map { "<p class=\"form-error\" role=\"alert\" id=\"err-form\">\($0)</p>" } ?? .empty
         let selected = f.plan.isEmpty ? defaultPlan : f.plan
@@ -56,6 +59,7 @@ enum CreatePage {
                 <select id="plan" name="plan"\(Layout.invalid("plan", errors))>\(planOptions)</select>
                 \(Layout.fieldError("plan", errors))
               </div>
+              \(snapshotField(f, snapshots, errors))
               <fieldset id="repositories">
                 <legend>Repositories</legend>
                 \(repoHint)
@@ -99,6 +103,29 @@ enum CreatePage {
     }
 
     /// One repository row; `i == -1` is the template app.js copies (ids get `__i__`).
+    /// "Start from": the default image or one of the user's snapshots (shown when there are any).
+    static func snapshotField(_ f: CreateFormState, _ snapshots: [Snapshot], _ errors: [String: String]) -> HTML {
+        guard !snapshots.isEmpty || !f.snapshot.isEmpty else { return .empty }
+        var options: [HTML] = ["<option value=\"\"\(HTML.flag(f.snapshot.isEmpty, "selected"))>The default image</option>"]
+        var known = false
+        for s in snapshots {
+            let chosen = f.snapshot == s.name || f.snapshot == s.id
+            known = known || chosen
+            options.append(
+                "<option value=\"\(s.id)\"\(HTML.flag(chosen, "selected"))>Snapshot \(s.name) (\(SnapshotsPage.bytes(s.sizeBytes)))</option>")
+        }
+        if !known && !f.snapshot.isEmpty {
+            options.append("<option value=\"\(f.snapshot)\" selected>Snapshot \(f.snapshot)</option>")
+        }
+        return """
+            <div class="field">
+              <label for="snapshot">Start from</label>
+              <select id="snapshot" name="snapshot"\(Layout.invalid("snapshot", errors))>\(options)</select>
+              \(Layout.fieldError("snapshot", errors))
+            </div>
+            """
+    }
+
     static func repoRow(_ i: Int, _ r: CreateFormState.Repo, _ errors: [String: String], picker: Bool) -> HTML {
         let n = i < 0 ? "__i__" : String(i)
         let fn = "repo_full_name_\(n)", rf = "repo_ref_\(n)", tp = "repo_path_\(n)"

@@ -81,6 +81,7 @@ enum DevboxPage {
               <h2 id="ports-h">Ports</h2>
               \(ports(d))
             </section>
+            \(SnapshotsPage.devboxSection(d, csrf: csrf, errors: m.errors))
             <section aria-labelledby="destroy-h" id="destroy">
               <h2 id="destroy-h">Destroy</h2>
               \(destroy(d, csrf: csrf, errors: m.errors))

@@ -4,7 +4,7 @@ import Foundation
 /// The frame of every page: head (our own stylesheet and script only), navigation with
 /// sign-out when signed in, the main content.
 enum Layout {
-    enum Section { case devboxes, create, account, none }
+    enum Section { case devboxes, create, snapshots, account, none }
 
     static func page(
         title: String, csrf: String?, section: Section = .none, notice: String? = nil, _ body: HTML
@@ -18,6 +18,7 @@ enum Layout {
                 <nav aria-label="Main">
                   \(link("/", "Devboxes", .devboxes))
                   \(link("/devboxes/new", "New devbox", .create))
+                  \(link("/snapshots", "Snapshots", .snapshots))
                   \(link("/account", "Account", .account))
                   <form method="post" action="/logout" class="inline">
                     \(csrfField(csrf))
