@@ -62,7 +62,7 @@ struct SnapshotCommand: AsyncParsableCommand {
 
     struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "rm", abstract: "Delete a snapshot (refused while devboxes use it).", discussion: CLIExit.help)
+            commandName: "rm", abstract: "Delete a snapshot (its files stay while devboxes made from it exist).", discussion: CLIExit.help)
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "Snapshot id or name.") var snapshot: String
 
