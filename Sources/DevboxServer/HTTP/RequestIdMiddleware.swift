@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import Synchronization
 
 /// The outermost middleware: gives every request an id and an origin.
 ///
@@ -45,18 +46,32 @@ struct RequestIdMiddleware: RouterMiddleware {
         return ok ? value : nil
     }
 
-    /// 16 random bytes as 32 hex digits.
+    /// 32 hex digits: 64 random bits drawn once per process, then a per-process counter
+    /// through a keyed bijection (splitmix64's finalizer of counter ^ key): unique within the
+    /// process (a bijection of distinct counters), not a sequence a reader of one id can
+    /// continue without the key, and no `getrandom` per request (two of them, plus the
+    /// strings of two `String(radix:)`, were a few % of the serve's CPU under a read load).
     static func make() -> String {
-        var g = SystemRandomNumberGenerator()
-        let a = g.next() as UInt64
-        let b = g.next() as UInt64
-        return hex(a) + hex(b)
+        let n = counter.add(1, ordering: .relaxed).newValue
+        var z = n ^ mixKey
+        z = (z ^ (z >> 30)) &* 0xbf58476d1ce4e5b9
+        z = (z ^ (z >> 27)) &* 0x94d049bb133111eb
+        z ^= z >> 31
+        return String(unsafeUninitializedCapacity: 32) { buf in
+            let digits: StaticString = "0123456789abcdef"
+            digits.withUTF8Buffer { d in
+                for i in 0..<16 {
+                    buf[i] = d[Int((prefix >> UInt64(60 - 4 * i)) & 0xf)]
+                    buf[16 + i] = d[Int((z >> UInt64(60 - 4 * i)) & 0xf)]
+                }
+            }
+            return 32
+        }
     }
 
-    private static func hex(_ v: UInt64) -> String {
-        let s = String(v, radix: 16)
-        return String(repeating: "0", count: 16 - s.count) + s
-    }
+    private static let prefix: UInt64 = { var g = SystemRandomNumberGenerator(); return g.next() }()
+    private static let mixKey: UInt64 = { var g = SystemRandomNumberGenerator(); return g.next() }()
+    private static let counter = Atomic<UInt64>(0)
 
     static func face(_ path: String) -> String {
         if path == "/mcp" || path.hasPrefix("/mcp/") { return "mcp" }
@@ -66,19 +81,32 @@ struct RequestIdMiddleware: RouterMiddleware {
 
     /// `dbx_…` from /api/v1/devboxes/{id}/… or /devboxes/{id}/… (ids are [a-z0-9_]).
     static func devboxId(_ path: String) -> String? {
-        let segs = path.split(separator: "/", maxSplits: 4)
+        // The first four non-empty segments, by index into the UTF-8 bytes (no array of
+        // substrings per request).
+        let u = path.utf8
+        var segs: [Range<String.Index>] = []
+        segs.reserveCapacity(4)
+        var i = u.startIndex
+        while i < u.endIndex && segs.count < 4 {
+            while i < u.endIndex && u[i] == UInt8(ascii: "/") { i = u.index(after: i) }
+            guard i < u.endIndex else { break }
+            let start = i
+            while i < u.endIndex && u[i] != UInt8(ascii: "/") { i = u.index(after: i) }
+            segs.append(start..<i)
+        }
+        func seg(_ k: Int) -> Substring { path[segs[k]] }
         let candidate: Substring?
-        if segs.count >= 3, segs[0] == "api", segs[2] == "devboxes" {
-            candidate = segs.count >= 4 ? segs[3] : nil
-        } else if segs.count >= 2, segs[0] == "devboxes" {
-            candidate = segs[1]
+        if segs.count >= 3, seg(0) == "api", seg(2) == "devboxes" {
+            candidate = segs.count >= 4 ? seg(3) : nil
+        } else if segs.count >= 2, seg(0) == "devboxes" {
+            candidate = seg(1)
         } else {
             candidate = nil
         }
-        guard let c = candidate, c.hasPrefix("dbx_"), c.count <= 64,
+        guard let c = candidate, c.hasPrefix("dbx_"), c.utf8.count <= 64,
             c.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || $0 == 0x5F })
         else { return nil }
-        return String(c.split(separator: "/").first ?? c)
+        return String(c)
     }
 
     static func address(_ a: SocketAddress?) -> String? {

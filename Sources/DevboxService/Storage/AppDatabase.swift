@@ -105,8 +105,8 @@ public final class AppDatabase: Sendable {
     /// asked on every request. This one runs on the caller's thread and cannot wait: the
     /// probe connection has no busy timeout (SQLite answers BUSY at once, and then this
     /// answers nil) and in WAL mode the pragma only reads the WAL index in shared memory and,
-    /// after a change, the first page from the OS cache. Callers serialize their calls (the
-    /// token cache is an actor), so GRDB's queue never makes one caller wait for another.
+    /// after a change, the first page from the OS cache. GRDB's queue serializes concurrent
+    /// callers (the token cache asks from the request's thread): a wait of microseconds.
     public func dataVersion() -> Int? {
         try? probe().inDatabase { db in
             try Int.fetchOne(db.cachedStatement(sql: "PRAGMA data_version"))
