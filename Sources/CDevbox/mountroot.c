@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 
 int dbx_is_mount_root(const char *path) {
@@ -14,4 +15,12 @@ int dbx_is_mount_root(const char *path) {
         return -1;
     }
     return (st.stx_attributes & STATX_ATTR_MOUNT_ROOT) ? 1 : 0;
+}
+
+int dbx_set_fsids(unsigned int uid, unsigned int gid) {
+    setfsgid(gid);
+    setfsuid(uid);
+    // Each call answers the previous id; asking again with an invalid id reads the current one.
+    int nowU = setfsuid((uid_t)-1), nowG = setfsgid((gid_t)-1);
+    return ((unsigned int)nowU == uid && (unsigned int)nowG == gid) ? 0 : -1;
 }

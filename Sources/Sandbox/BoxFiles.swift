@@ -127,18 +127,19 @@ extension CrunRuntime {
                     throw BoxFileError.from(lastErrno(), "stat")
                 }
                 let tmp = ".devbox-write-\(getpid())-\(counterNext())"
-                let fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+                let owner = boxRootOwner(id: id)
+                let fd = creatingAsBoxRoot(owner) { openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
                 if fd < 0 { throw BoxFileError.from(lastErrno(), "create") }
                 var ok = writeAll(fd: fd, bytes)
                 var e = lastErrno()
                 let finalMode = mode_t(mode ?? existing.map { UInt32($0.st_mode & 0o7777) } ?? 0o644)
                 if ok {
-                    let root = boxRootOwner(id: id)
-                    ok = fchown(fd, existing?.st_uid ?? root.uid, existing?.st_gid ?? root.gid) == 0 && fchmod(fd, finalMode) == 0
+                    ok = creatingAsBoxRoot(owner, { fchown(fd, existing?.st_uid ?? owner.uid, existing?.st_gid ?? owner.gid) }) == 0
+                        && creatingAsBoxRoot(owner, { fchmod(fd, finalMode) }) == 0
                     e = lastErrno()
                 }
                 closeFD(fd)
-                if ok && renameat(dir, tmp, dir, name) != 0 { ok = false; e = lastErrno() }
+                if ok && creatingAsBoxRoot(owner, { renameat(dir, tmp, dir, name) }) != 0 { ok = false; e = lastErrno() }
                 if !ok {
                     _ = unlinkat(dir, tmp, 0)
                     throw BoxFileError.from(e, "write")
@@ -259,7 +260,7 @@ extension CrunRuntime {
         for i in comps.indices {
             var next = dbx_open_inside(root, BoxPath.relative(Array(comps[...i])), oPath | O_DIRECTORY, 0)
             if next < 0 && lastErrno() == ENOENT {
-                if mkdirat(current, comps[i], 0o755) != 0 && lastErrno() != EEXIST {
+                if creatingAsBoxRoot(owner, { mkdirat(current, comps[i], 0o755) }) != 0 && lastErrno() != EEXIST {
                     let e = lastErrno(); closeFD(current); throw BoxFileError.from(e, "mkdir")
                 }
                 next = dbx_open_inside(root, BoxPath.relative(Array(comps[...i])), oPath | O_DIRECTORY, 0)
@@ -274,6 +275,23 @@ extension CrunRuntime {
             current = next
         }
         return current
+    }
+
+    /// Runs a call that creates or changes an inode; if the kernel answers EOVERFLOW — the filesystem
+    /// belongs to the box's user namespace (the box's own /tmp and /run tmpfs, mounted by crun
+    /// inside it), where the host's uid 0 has no mapping to own a new inode — runs it again
+    /// with this thread's filesystem ids set to the box root's host ids, which that namespace
+    /// maps, and restores them. setfsuid/setfsgid are per thread; capabilities come back with
+    /// fsuid 0 (capabilities(7)).
+    func creatingAsBoxRoot(_ owner: (uid: uid_t, gid: gid_t), _ call: () -> Int32) -> Int32 {
+        let r = call()
+        guard r < 0, lastErrno() == EOVERFLOW, owner.uid != 0 else { return r }
+        guard dbx_set_fsids(owner.uid, owner.gid) == 0 else { _ = dbx_set_fsids(0, 0); errno = EOVERFLOW; return r }
+        let again = call()
+        let e = lastErrno()
+        _ = dbx_set_fsids(0, 0)
+        errno = e
+        return again
     }
 
     func refusePseudo(_ fd: Int32) throws {

@@ -158,6 +158,23 @@ def test_files_round_trip_parents_mode_and_listing(server, box):
         ("blob.bin", "file", 2, "0750", "/workspace/new/dir/blob.bin")]
 
 
+def test_files_write_into_the_box_own_tmpfs_mounts(server, box):
+    # /tmp and /run are tmpfs mounts crun makes inside the box's user namespace: the host's
+    # uid 0 has no mapping there, so creating an inode as it fails with EOVERFLOW (once a 503
+    # "the file operation failed"); the files API creates them as the box's root.
+    for path in ("/tmp/from-api/nested/note.txt", "/run/from-api.txt"):
+        r = files(server, box, "PUT", path, data=b"in a tmpfs")
+        assert r.status_code == 201, (path, r.text)
+        assert files(server, box, "GET", path).content == b"in a tmpfs"
+    seen = server.exec_in_box(box, "stat -c '%U:%G %a' /tmp/from-api /tmp/from-api/nested/note.txt /run/from-api.txt;"
+                                   " findmnt -no FSTYPE /tmp; echo more >> /tmp/from-api/nested/note.txt && echo appended")
+    assert seen.stdout.splitlines() == ["root:root 755", "root:root 644", "root:root 644", "tmpfs", "appended"], seen.stdout
+    # Replacing an existing file there keeps working, and deleting it too.
+    assert files(server, box, "PUT", "/tmp/from-api/nested/note.txt", data=b"v2").status_code == 200
+    assert files(server, box, "DELETE", "/run/from-api.txt").status_code in (200, 204)
+    assert server.exec_in_box(box, "test -e /run/from-api.txt || echo gone").stdout.strip() == "gone"
+
+
 def test_files_odd_names_survive_the_query_string(server, box):
     path = "/workspace/odd dir/a b&c+d=e?#%.txt"
     assert files(server, box, "PUT", path, data=b"odd").status_code == 201

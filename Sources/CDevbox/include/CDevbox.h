@@ -91,6 +91,10 @@ long long dbx_fs_type(int fd);
 /// STATX_ATTR_MOUNT_ROOT, Linux >= 5.8).
 int dbx_is_mount_root(const char *path);
 
+/// Sets the calling thread's filesystem uid and gid (setfsuid(2)/setfsgid(2), per thread);
+/// returns 0, or -1 if the kernel kept the old ids.
+int dbx_set_fsids(unsigned int uid, unsigned int gid);
+
 /// An overlayfs whiteout (char device 0/0) named `name` in `dirfd`.
 int dbx_mkwhiteout_at(int dirfd, const char *name);
 
