@@ -453,6 +453,29 @@ def test_public_repository_without_a_connection(gh, fake):
     assert "alice/private-app" in msg and "authentication" in msg and "connect" in msg.lower()
 
 
+def test_snapshot_box_clones_on_top_and_refuses_a_clone_into_an_existing_path(gh, fake):
+    # Issue 23: a create from a snapshot applies its own repositories on top of the snapshot's
+    # files; a clone into a path the snapshot already has fails with a clear error, and the
+    # snapshot's files there are left as they were.
+    user = "snapshot-cloner"
+    d = create(gh, user, {"name": "snap-src", "repositories": [{"full_name": "opensrc/tool"}]})
+    assert d["state"] == "ready", clone_op(gh, d["id"], user)
+    in_box(gh, d["id"], "echo mine > /workspace/tool/LOCAL")
+    r = call(gh, "POST", f"/api/v1/devboxes/{d['id']}/snapshots", user, {"name": "with-tool"})
+    assert r.status_code == 201, r.text
+    snap = r.json()["id"]
+    # Another repository on top: both are there.
+    ok = create(gh, user, {"name": "snap-plus", "snapshot": snap, "repositories": [{"full_name": "alice/public-lib"}]})
+    assert ok["state"] == "ready", clone_op(gh, ok["id"], user)
+    assert in_box(gh, ok["id"], "cat /workspace/tool/LOCAL /workspace/public-lib/README.md") == "mine\npublic library"
+    # The same repository again: its path exists in the snapshot.
+    bad = create(gh, user, {"name": "snap-clash", "snapshot": snap, "repositories": [{"full_name": "opensrc/tool"}]})
+    assert bad["state"] == "failed"
+    msg = bad["error"]["message"]
+    assert "/workspace/tool" in msg and "already exists" in msg, msg
+    call(gh, "DELETE", f"/api/v1/snapshots/{snap}", user)
+
+
 def test_ungranted_organisation_is_refused_at_create(gh, fake, cloner):
     user, _ = cloner
     r = call(gh, "POST", "/api/v1/devboxes", user, {"name": "globex", "repositories": [
