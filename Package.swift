@@ -114,7 +114,7 @@ let package = Package(
         .target(
             name: "DevboxServer",
             dependencies: [
-                "DevboxService", "DevboxTools", "Transport", "SSHGateway", "DevboxModel",
+                "DevboxService", "DevboxRuntime", "DevboxTools", "Transport", "SSHGateway", "DevboxModel",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,3 +1,4 @@
+import DevboxRuntime
 import Foundation
 import NIOCore
 import Synchronization
@@ -558,60 +559,16 @@ enum BrokerRelay {
 
     // MARK: threads
 
-    /// Runs blocking work on one of the relay's threads (never on the cooperative pool).
+    /// Runs blocking work (a whole exchange or stream) on the service's blocking executor,
+    /// never on the cooperative pool: its threads are reused (a thread made per request cost
+    /// the 1 KiB path ~0.5 ms p50 on a loaded machine) and one more starts whenever none is
+    /// idle (a stream holds its thread for its whole length).
     static func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { (cont: CheckedContinuation<T, Never>) in
-            Workers.shared.run { cont.resume(returning: body()) }
-        }
-    }
-
-    /// The relay's threads: kept once started (a thread made per request cost the 1 KiB
-    /// path ~0.5 ms p50 on a loaded machine) until idle for a minute, one more started
-    /// whenever none is idle (a stream holds its thread for its whole length).
-    final class Workers: Sendable {
-        static let shared = Workers()
-        struct State {
-            var jobs: [@Sendable () -> Void] = []
-            var idle = 0
-        }
-        private let state = Mutex(State())
-        private let wake = DispatchSemaphore(value: 0)
-
-        func run(_ job: @escaping @Sendable () -> Void) {
-            let start = state.withLock { s -> Bool in
-                s.jobs.append(job)
-                guard s.idle > 0 else { return true }
-                s.idle -= 1
-                return false
-            }
-            guard start else { wake.signal(); return }
-            let thread = Thread { [self] in
-                while true {
-                    if let job = state.withLock({ s in s.jobs.isEmpty ? nil : s.jobs.removeFirst() }) {
-                        job()
-                        continue
-                    }
-                    state.withLock { $0.idle += 1 }
-                    if wake.wait(timeout: .now() + .seconds(60)) == .timedOut {
-                        // Idle for a minute: leave, unless a job was handed to an idle thread
-                        // meanwhile (idle was taken down for it: its wake-up is pending, for us).
-                        let leave = state.withLock { s -> Bool in
-                            guard s.idle > 0 else { return false }
-                            s.idle -= 1
-                            return true
-                        }
-                        if leave { return }
-                    }
-                }
-            }
-            thread.stackSize = 512 << 10
-            thread.start()
-        }
+        await BlockingExecutor.shared.run(body)
     }
 
     static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        let r: Result<T, any Error> = await onThread { Result { try body() } }
-        return try r.get()
+        try await BlockingExecutor.shared.run(body)
     }
 
     /// Everything written to `channel` so far is in the kernel's socket buffer once this returns:
