@@ -4,8 +4,7 @@ import Glibc
 
 // The values that cross the runtime seam (BoxRuntime.swift): what the service hands a
 // runtime and what it gets back. One set, used as they are by the service and by every
-// runtime (the crun one in Sources/Sandbox names some of them by their older names:
-// `SandboxLimits`, `ExecOutcome`, `SandboxProcessSpec`, `SandboxError`).
+// runtime (the crun one in Sources/Sandbox among them), by these names.
 
 /// Resource limits of one box.
 public struct BoxLimits: Sendable, Equatable {

@@ -5,7 +5,7 @@ import Logging
 import Glibc
 #endif
 
-// Per-box disk quotas: every box with a disk size (`SandboxLimits.diskBytes` > 0) keeps its
+// Per-box disk quotas: every box with a disk size (`BoxLimits.diskBytes` > 0) keeps its
 // writable tree — overlay `upper/` and `work/`, and `workspace/` — on an ext4 filesystem of
 // its own: a sparse image file `<box>/disk.img`, bound to a loop device (LOOP_CONFIGURE
 // with autoclear, loop.c: no `losetup` process) and mounted at `<box>/disk`. Past its size a
@@ -365,7 +365,7 @@ extension CrunRuntime {
                                               "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", path])
         guard r.status == 0 else {
             _ = unlink(path)
-            throw SandboxError.commandFailed("mkfs.ext4", status: r.status, message: r.stderrText)
+            throw BoxRuntimeError.commandFailed("mkfs.ext4", status: r.status, message: r.stderrText)
         }
     }
 

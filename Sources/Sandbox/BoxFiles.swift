@@ -212,15 +212,15 @@ extension CrunRuntime {
     /// be alive once the root is open, so a recycled pid can never hand out the root of
     /// another process (e.g. the host's "/").
     func openBoxRoot(_ id: String) throws -> Int32 {
-        guard let pid = initPid(id) else { throw SandboxError.notRunning(id) }
+        guard let pid = initPid(id) else { throw BoxRuntimeError.notRunning(id) }
         let pidfd = try pinInit(id, pid: pid)
         defer { closeFD(pidfd) }
         let root = open("/proc/\(pid)/root", oPath | O_DIRECTORY | O_CLOEXEC)
-        if root < 0 { throw SandboxError.notRunning(id) }
+        if root < 0 { throw BoxRuntimeError.notRunning(id) }
         var p = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
         if poll(&p, 1, 0) != 0 {
             closeFD(root)
-            throw SandboxError.notRunning(id)
+            throw BoxRuntimeError.notRunning(id)
         }
         return root
     }
@@ -228,13 +228,13 @@ extension CrunRuntime {
     /// A pidfd of `pid`, checked to be in the box's cgroup after the pidfd pinned it.
     func pinInit(_ id: String, pid: pid_t) throws -> Int32 {
         let pidfd = dbx_pidfd_open(pid)
-        if pidfd < 0 { throw SandboxError.notRunning(id) }
+        if pidfd < 0 { throw BoxRuntimeError.notRunning(id) }
         let suffix = ":" + cgroupsPath(id)
         guard let cg = readSmallFile("/proc/\(pid)/cgroup"),
             cg.split(separator: "\n").contains(where: { $0.hasSuffix(suffix) })
         else {
             closeFD(pidfd)
-            throw SandboxError.notRunning(id)
+            throw BoxRuntimeError.notRunning(id)
         }
         return pidfd
     }

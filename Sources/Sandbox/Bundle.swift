@@ -93,13 +93,13 @@ enum BundleSpec {
 
     /// Size cap of the box's /tmp: half its memory limit (tmpfs pages count against the
     /// box's memory, so without a cap a full /tmp is an out-of-memory kill instead of ENOSPC).
-    static func tmpSizeKiB(_ limits: SandboxLimits) -> Int64 { max(16 << 10, (limits.memoryBytes / 2) >> 10) }
+    static func tmpSizeKiB(_ limits: BoxLimits) -> Int64 { max(16 << 10, (limits.memoryBytes / 2) >> 10) }
     /// Size cap of the box's /run: an eighth of its memory, between 16 and 256 MiB.
-    static func runSizeKiB(_ limits: SandboxLimits) -> Int64 { min(256 << 10, max(16 << 10, (limits.memoryBytes / 8) >> 10)) }
+    static func runSizeKiB(_ limits: BoxLimits) -> Int64 { min(256 << 10, max(16 << 10, (limits.memoryBytes / 8) >> 10)) }
 
     /// config.json for `crun run`.
     static func config(hostname: String, rootfs: String, workspace: String, catatonit: String,
-                       cgroupsPath: String, limits: SandboxLimits, network: SandboxNetwork,
+                       cgroupsPath: String, limits: BoxLimits, network: SandboxNetwork,
                        setupShell: Bool = false, envDirectory: String? = nil, userNamespace: String? = nil) -> JSON {
         let caps = JSON.strings(capabilities(for: network))
         let process: JSON = .object([

@@ -47,6 +47,8 @@ public final class CrunRuntime: Sendable {
     /// the symlink `<state>/<prefix><id>` → `<prefix><name>`, read back at start.
     let aliases = Mutex<[String: String]>([:])
     let pool = WarmPool()
+    /// Cold starts admitted a few at a time, in order (CreateGate.swift).
+    let createGate = CreateGate(limit: CreateGate.configuredLimit())
     /// Box name → its host ids (UserNamespace.swift), read from `<box>/ids` once.
     let idMaps = Mutex<[String: BoxIDMap]>([:])
     /// The machine-wide claims of id ranges.
@@ -108,14 +110,14 @@ public final class CrunRuntime: Sendable {
 
     func validate(_ id: String) throws {
         guard CrunRuntime.isValidComponent(id, max: 64), CrunRuntime.isValidComponent(configuration.idPrefix, max: 32) else {
-            throw SandboxError.invalidID(id)
+            throw BoxRuntimeError.invalidID(id)
         }
         let st = configuration.stateDirectory
         guard st.hasPrefix("/"), !st.contains(","), !st.contains(":"), MaskPlan.normalize(st) != "" else {
-            throw SandboxError.invalidArgument("stateDirectory must be an absolute path without ',' or ':'")
+            throw BoxRuntimeError.invalidArgument("stateDirectory must be an absolute path without ',' or ':'")
         }
         if let image = configuration.baseImage, !image.hasPrefix("/") || image.contains(",") || image.contains(":") {
-            throw SandboxError.invalidArgument("baseImage must be an absolute path without ',' or ':'")
+            throw BoxRuntimeError.invalidArgument("baseImage must be an absolute path without ',' or ':'")
         }
     }
 
@@ -155,9 +157,9 @@ public final class CrunRuntime: Sendable {
             logger.debug("cannot mark the box directory FS_TOPDIR_FL", metadata: ["errno": "\(lastErrno())"])
         }
         guard access(configuration.catatoniPath, X_OK) == 0 else {
-            throw SandboxError.invalidArgument("catatonit not found at \(configuration.catatoniPath)")
+            throw BoxRuntimeError.invalidArgument("catatonit not found at \(configuration.catatoniPath)")
         }
-        guard access(crun, X_OK) == 0 else { throw SandboxError.invalidArgument("crun not found at \(crun)") }
+        guard access(crun, X_OK) == 0 else { throw BoxRuntimeError.invalidArgument("crun not found at \(crun)") }
         // The range first: a clash refuses the start before anything is mounted.
         try networks?.prepare()
         loadDiskImages()
@@ -201,23 +203,25 @@ public final class CrunRuntime: Sendable {
     /// A box of the warm pool's limits is taken from the pool when one is idle (no
     /// `crun run` then); the result says whether it was.
     @discardableResult
-    public func create(id: String, limits: SandboxLimits, env: [String: String], setupShell: Bool = false,
+    public func create(id: String, limits: BoxLimits, env: [String: String], setupShell: Bool = false,
                        egress: EgressPolicy = .allowAll, image: BoxImage? = nil) async throws -> Bool {
         try validate(id)
-        if let image, !image.isValid { throw SandboxError.invalidArgument("image layers must be absolute paths without ',' or ':'") }
+        if let image, !image.isValid { throw BoxRuntimeError.invalidArgument("image layers must be absolute paths without ',' or ':'") }
         // The pool holds boxes of the default image only.
         let poolable = image == nil || image == defaultImage.withLock({ $0 })
         try EnvFile.validate(env)
-        guard limits.memoryBytes > 0, limits.pids > 0 else { throw SandboxError.invalidArgument("limits must be positive") }
+        guard limits.memoryBytes > 0, limits.pids > 0 else { throw BoxRuntimeError.invalidArgument("limits must be positive") }
         pool.noteDemand()
         let warm = try await onDedicatedThread(priority: .create) { [self] () -> Bool in
             try withBoxLock(id) {
-                if lstatExists(aliasPath(id)) { throw SandboxError.alreadyExists(id) }
+                if lstatExists(aliasPath(id)) { throw BoxRuntimeError.alreadyExists(id) }
                 while poolable, let box = pool.take(limits: limits) {
                     if claimPooled(box, id: id, env: env, setupShell: setupShell, egress: egress) { return true }
                 }
                 do {
-                    try createBlocking(name: id, limits: limits, env: env, setupShell: setupShell, egress: egress, image: image)
+                    try createGate.withSlot {
+                        try createBlocking(name: id, limits: limits, env: env, setupShell: setupShell, egress: egress, image: image)
+                    }
                 } catch {
                     logger.error("create failed, cleaning up", metadata: ["box": .string(id), "error": .string("\(error)")])
                     destroyBlocking(id)
@@ -233,10 +237,10 @@ public final class CrunRuntime: Sendable {
     /// The blocking part of a cold create: box directory, bundle, root, env file, `crun run`.
     /// Returns the mask layer the root was mounted with. Leaves a partial box on error.
     @discardableResult
-    func createBlocking(name: String, limits: SandboxLimits, env: [String: String], setupShell: Bool,
+    func createBlocking(name: String, limits: BoxLimits, env: [String: String], setupShell: Bool,
                         egress: EgressPolicy = .allowAll, image: BoxImage? = nil) throws -> String? {
         let dir = boxDirectory(name)
-        if access(dir, F_OK) == 0 { throw SandboxError.alreadyExists(name) }
+        if access(dir, F_OK) == 0 { throw BoxRuntimeError.alreadyExists(name) }
         try makeDirectories(configuration.stateDirectory, mode: 0o711)
         if mkdir(dir, 0o700) != 0 { throw sysError("mkdir \(dir)") }
         // Its own id range first: everything below is made for the box's root.
@@ -269,7 +273,7 @@ public final class CrunRuntime: Sendable {
     }
 
     /// Writes the box's `config.json`.
-    func writeBundle(name: String, hostname: String, limits: SandboxLimits, setupShell: Bool) throws {
+    func writeBundle(name: String, hostname: String, limits: BoxLimits, setupShell: Bool) throws {
         // In its user namespace crun resolves paths as the box's root, who may not traverse the
         // data dir: paths relative to the bundle (crun's working directory) instead.
         let inUserNamespace = idMap(name) != nil
@@ -287,7 +291,7 @@ public final class CrunRuntime: Sendable {
         try validate(id)
         try EnvFile.validate(env)
         try withBoxLock(id) {
-            guard access(boxDirectory(id), F_OK) == 0 else { throw SandboxError.notFound(id) }
+            guard access(boxDirectory(id), F_OK) == 0 else { throw BoxRuntimeError.notFound(id) }
             try writeEnvFile(id, env: env)
         }
     }
@@ -298,7 +302,7 @@ public final class CrunRuntime: Sendable {
         try validate(id)
         try await onDedicatedThread(priority: .background) { [self] in
             try withBoxLock(id) {
-                guard access(boxDirectory(id), F_OK) == 0 else { throw SandboxError.notFound(id) }
+                guard access(boxDirectory(id), F_OK) == 0 else { throw BoxRuntimeError.notFound(id) }
                 _ = takeSetupChannel(id)
                 try deleteContainer(id)
                 networks?.detach(name: boxName(id))
@@ -314,7 +318,7 @@ public final class CrunRuntime: Sendable {
         try validate(id)
         try await onDedicatedThread(priority: .background) { [self] in
             try withBoxLock(id) {
-                guard access(boxDirectory(id) + "/config.json", F_OK) == 0 else { throw SandboxError.notFound(id) }
+                guard access(boxDirectory(id) + "/config.json", F_OK) == 0 else { throw BoxRuntimeError.notFound(id) }
                 if containerStatus(id) == "running" { return }
                 try deleteContainer(id)  // a stale record (crashed box) blocks `crun run`
                 try patchBundleHostname(id)
@@ -462,12 +466,12 @@ public final class CrunRuntime: Sendable {
         closeFD(pidP[1])
         Reaper.shared.kick()
         guard result.status == 0 else {
-            throw SandboxError.commandFailed("crun run", status: result.status, message: result.stderrText)
+            throw BoxRuntimeError.commandFailed("crun run", status: result.status, message: result.stderrText)
         }
         var buf = [UInt8](repeating: 0, count: 32)
         let n = buf.withUnsafeMutableBytes { read(pidP[0], $0.baseAddress, $0.count) }
         guard n > 0, let pid = pid_t(String(decoding: buf[0..<n], as: UTF8.self)), pid > 1 else {
-            if networks != nil { throw SandboxError.commandFailed("crun run", status: 0, message: "no pid of the box's init") }
+            if networks != nil { throw BoxRuntimeError.commandFailed("crun run", status: 0, message: "no pid of the box's init") }
             return
         }
         // Nothing of a user's runs in the box yet (its init waits for setup commands or sleeps).
@@ -502,7 +506,7 @@ public final class CrunRuntime: Sendable {
         if r.status != 0 {
             let msg = r.stderrText
             if msg.contains("does not exist") || msg.contains("No such file") { return }
-            throw SandboxError.commandFailed("crun delete", status: r.status, message: msg)
+            throw BoxRuntimeError.commandFailed("crun delete", status: r.status, message: msg)
         }
     }
 

@@ -24,9 +24,9 @@ enum EnvFile {
     static func validate(_ env: [String: String]) throws {
         for (k, v) in env {
             if k.isEmpty || k.utf8.contains(0) || k.utf8.contains(UInt8(ascii: "=")) {
-                throw SandboxError.invalidEnvironment("bad variable name (length \(k.utf8.count))")
+                throw BoxRuntimeError.invalidEnvironment("bad variable name (length \(k.utf8.count))")
             }
-            if v.utf8.contains(0) { throw SandboxError.invalidEnvironment("value of \(k) contains NUL") }
+            if v.utf8.contains(0) { throw BoxRuntimeError.invalidEnvironment("value of \(k) contains NUL") }
         }
     }
 

@@ -37,9 +37,9 @@ struct ExecParams: Sendable {
 }
 
 enum ExecResult: Sendable {
-    case finished(ExecOutcome)
+    case finished(BoxExecResult)
     /// crun could not start the process (container gone, executable missing...).
-    case startFailed(status: Int32, output: ExecOutcome, cancelled: Bool)
+    case startFailed(status: Int32, output: BoxExecResult, cancelled: Bool)
     case cancelled
 }
 
@@ -209,7 +209,7 @@ func runExecBlocking(_ p: ExecParams, cancel: PollCancel) throws -> ExecResult {
     }
     if cancelled && !timedOut { return .cancelled }
     out.trim(); err.trim()
-    let outcome = ExecOutcome(exitCode: exitCode, signal: exitSignal, stdout: out.bytes, stderr: err.bytes,
+    let outcome = BoxExecResult(exitCode: exitCode, signal: exitSignal, stdout: out.bytes, stderr: err.bytes,
                               truncated: out.truncated || err.truncated, timedOut: timedOut,
                               durationNanos: monotonicNanos() - start)
     if let crunStatus, crunStatus != 0, !timedOut {

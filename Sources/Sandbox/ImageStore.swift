@@ -147,7 +147,7 @@ public struct ImageStore: Sendable {
     public func makeBuildTemp() throws -> String { try makeTemp("build") }
     /// Installs a built `<temp>/root` as layer `id`; the caller holds the lock.
     public func installBuiltLayer(temp: String, id: String) throws {
-        guard ImageStore.isValidLayerID(id) else { throw SandboxError.invalidArgument("invalid layer id '\(id)'") }
+        guard ImageStore.isValidLayerID(id) else { throw BoxRuntimeError.invalidArgument("invalid layer id '\(id)'") }
         try installLayer(temp: temp, id: id)
     }
 
@@ -165,7 +165,7 @@ public struct ImageStore: Sendable {
 
     /// Writes (atomically replaces) an image's manifest.
     public func writeManifest(_ image: Image) throws {
-        guard ImageStore.isValidName(image.name) else { throw SandboxError.invalidArgument("invalid image name '\(image.name)'") }
+        guard ImageStore.isValidName(image.name) else { throw BoxRuntimeError.invalidArgument("invalid image name '\(image.name)'") }
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         let tmp = imagesDir + "/.\(image.name).json.\(getpid())"

@@ -110,7 +110,7 @@ struct LayerCopy {
     private mutating func syncDirectory(
         _ srcFD: Int32, _ dstFD: Int32, dstRoot: Int32, rel: String, srcPath: String, dstPath: String, dev: UInt64, depth: Int
     ) throws -> Bool {
-        guard depth < 512 else { throw SandboxError.invalidArgument("directory tree deeper than 512 levels at \(rel)") }
+        guard depth < 512 else { throw BoxRuntimeError.invalidArgument("directory tree deeper than 512 levels at \(rel)") }
         let sourceNames = names(srcFD)
         let wanted = Set(sourceNames.filter { !skip.contains(rel.isEmpty ? $0 : rel + "/" + $0) })
         var changed = false

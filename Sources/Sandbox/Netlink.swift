@@ -72,7 +72,7 @@ public func validateInterfaceName(_ name: String) throws {
     let bytes = Array(name.utf8)
     guard (1...Int(DBX_IFNAMSIZ) - 1).contains(bytes.count), name != ".", name != "..",
           !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 || $0 == 0x7f })
-    else { throw SandboxError.invalidArgument("interface name \"\(name)\" (1 to 15 bytes, no '/', ':' or spaces)") }
+    else { throw BoxRuntimeError.invalidArgument("interface name \"\(name)\" (1 to 15 bytes, no '/', ':' or spaces)") }
 }
 
 /// A NETLINK_ROUTE socket bound to one network namespace for its whole life: the
@@ -84,7 +84,7 @@ public final class NetlinkSocket {
     /// A socket in the calling thread's network namespace (the host's).
     public init() throws {
         let fd = dbx_nl_open()
-        if fd < 0 { throw SandboxError.system("netlink socket", errno: -fd) }
+        if fd < 0 { throw BoxRuntimeError.system("netlink socket", errno: -fd) }
         self.fd = fd
     }
 
@@ -100,7 +100,7 @@ public final class NetlinkSocket {
     /// `/run/netns/<name>`; not consumed).
     public init(netnsFD nsfd: Int32) throws {
         let fd = dbx_socket_in_netns(nsfd, AF_NETLINK, Int32(SOCK_RAW.rawValue), netlinkRoute)
-        if fd < 0 { throw SandboxError.system("netlink socket in a network namespace", errno: -fd) }
+        if fd < 0 { throw BoxRuntimeError.system("netlink socket in a network namespace", errno: -fd) }
         self.fd = fd
     }
 
@@ -110,13 +110,13 @@ public final class NetlinkSocket {
     public func linkIndex(_ name: String) throws -> Int32 {
         try validateInterfaceName(name)
         let rc = dbx_nl_link_index(fd, name)
-        if rc < 0 { throw SandboxError.system("netlink: link \(name)", errno: -rc) }
+        if rc < 0 { throw BoxRuntimeError.system("netlink: link \(name)", errno: -rc) }
         return rc
     }
 
     public func setLinkUp(index: Int32) throws {
         let rc = dbx_nl_link_set_up(fd, index)
-        if rc < 0 { throw SandboxError.system("netlink: set link \(index) up", errno: -rc) }
+        if rc < 0 { throw BoxRuntimeError.system("netlink: set link \(index) up", errno: -rc) }
     }
 
     /// Deletes the link `name` (both ends of a veth). Returns false if there was none.
@@ -125,7 +125,7 @@ public final class NetlinkSocket {
         try validateInterfaceName(name)
         let rc = dbx_nl_link_delete(fd, name)
         if rc == -ENODEV { return false }
-        if rc < 0 { throw SandboxError.system("netlink: delete link \(name)", errno: -rc) }
+        if rc < 0 { throw BoxRuntimeError.system("netlink: delete link \(name)", errno: -rc) }
         return true
     }
 
@@ -136,7 +136,7 @@ public final class NetlinkSocket {
             let slot = Int(DBX_IFNAMSIZ)
             var buf = [CChar](repeating: 0, count: capacity * slot)
             let n = buf.withUnsafeMutableBufferPointer { dbx_nl_link_names(fd, prefix, $0.baseAddress, Int32(capacity)) }
-            if n < 0 { throw SandboxError.system("netlink: list links", errno: -n) }
+            if n < 0 { throw BoxRuntimeError.system("netlink: list links", errno: -n) }
             // More links than slots: the count is exact, so one more dump with room for all
             // (plus some, in case links appear in between) suffices in the common case.
             if Int(n) > capacity { capacity = Int(n) + 16; continue }
@@ -155,13 +155,13 @@ public final class NetlinkSocket {
         try validateInterfaceName(hostName)
         try validateInterfaceName(peerName)
         let rc = dbx_nl_veth_create(fd, hostName, peerName, peerNetnsFD)
-        if rc < 0 { throw SandboxError.system("netlink: create veth \(hostName) ↔ \(peerName)", errno: -rc) }
+        if rc < 0 { throw BoxRuntimeError.system("netlink: create veth \(hostName) ↔ \(peerName)", errno: -rc) }
     }
 
     public func addAddress(_ address: UInt32, prefixLength: UInt8, index: Int32) throws {
         let rc = dbx_nl_addr_add4(fd, index, address, prefixLength)
         if rc < 0 {
-            throw SandboxError.system("netlink: add address \(dottedQuad(address))/\(prefixLength) to link \(index)", errno: -rc)
+            throw BoxRuntimeError.system("netlink: add address \(dottedQuad(address))/\(prefixLength) to link \(index)", errno: -rc)
         }
     }
 
@@ -174,7 +174,7 @@ public final class NetlinkSocket {
         if rc < 0 {
             let r = IPv4Route(destination: destination, prefixLength: prefixLength, type: type, protocolNumber: proto,
                               outputInterface: outputInterface, gateway: gateway)
-            throw SandboxError.system("netlink: add route \(r)", errno: -rc)
+            throw BoxRuntimeError.system("netlink: add route \(r)", errno: -rc)
         }
     }
 
@@ -183,7 +183,7 @@ public final class NetlinkSocket {
     public func deleteRoute(destination: UInt32, prefixLength: UInt8, type: UInt8, protocol proto: UInt8) throws {
         let rc = dbx_nl_route_del4(fd, destination, prefixLength, type, proto)
         if rc < 0 {
-            throw SandboxError.system("netlink: delete route \(dottedQuad(destination))/\(prefixLength)", errno: -rc)
+            throw BoxRuntimeError.system("netlink: delete route \(dottedQuad(destination))/\(prefixLength)", errno: -rc)
         }
     }
 
@@ -193,7 +193,7 @@ public final class NetlinkSocket {
         while true {
             var buf = [dbx_route4](repeating: dbx_route4(), count: capacity)
             let n = buf.withUnsafeMutableBufferPointer { dbx_nl_route_dump4(fd, $0.baseAddress, Int32(capacity)) }
-            if n < 0 { throw SandboxError.system("netlink: dump routes", errno: -n) }
+            if n < 0 { throw BoxRuntimeError.system("netlink: dump routes", errno: -n) }
             if Int(n) > capacity { capacity = Int(n) + 64; continue }
             return buf.prefix(Int(n)).map {
                 IPv4Route(destination: $0.dst, prefixLength: $0.dst_len, type: $0.type, protocolNumber: $0.protocol,
@@ -206,7 +206,7 @@ public final class NetlinkSocket {
 /// Opens `/proc/<pid>/ns/net` (close-on-exec). The descriptor pins the namespace: every
 /// step of one operation acts on the same namespace even if `pid` exits meanwhile.
 private func openNetnsFD(pid: pid_t) throws -> Int32 {
-    guard pid > 0 else { throw SandboxError.invalidArgument("pid \(pid)") }
+    guard pid > 0 else { throw BoxRuntimeError.invalidArgument("pid \(pid)") }
     let nsfd = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)
     if nsfd < 0 { throw sysError("open /proc/\(pid)/ns/net") }
     return nsfd
@@ -247,7 +247,7 @@ public enum BoxNetPlumbing {
         var target = stat(), mine = stat()
         if fstat(nsfd, &target) == 0, stat("/proc/thread-self/ns/net", &mine) == 0,
            target.st_dev == mine.st_dev, target.st_ino == mine.st_ino {
-            throw SandboxError.invalidArgument("the namespace to attach is the host's own network namespace")
+            throw BoxRuntimeError.invalidArgument("the namespace to attach is the host's own network namespace")
         }
         let host = try NetlinkSocket()
         try host.createVeth(hostName: hostName, peerName: boxInterfaceName, peerNetnsFD: nsfd)
@@ -275,11 +275,11 @@ public enum BoxNetPlumbing {
                                           prefixLength: UInt8) throws {
         try validateInterfaceName(hostName)
         guard (1...31).contains(prefixLength) else {
-            throw SandboxError.invalidArgument("prefix length \(prefixLength) (1 to 31)")
+            throw BoxRuntimeError.invalidArgument("prefix length \(prefixLength) (1 to 31)")
         }
         let mask: UInt32 = ~0 << (32 - UInt32(prefixLength))
         guard boxAddress != gateway, boxAddress & mask == gateway & mask else {
-            throw SandboxError.invalidArgument(
+            throw BoxRuntimeError.invalidArgument(
                 "box address \(dottedQuad(boxAddress)) and gateway \(dottedQuad(gateway)) are not two addresses of one /\(prefixLength)")
         }
     }
@@ -335,7 +335,7 @@ public enum BoxNetPlumbing {
         let nsfd = try openNetnsFD(pid: pid)
         defer { closeFD(nsfd) }
         let fd = dbx_socket_in_netns(nsfd, domain, type, 0)
-        if fd < 0 { throw SandboxError.system("socket in the network namespace of \(pid)", errno: -fd) }
+        if fd < 0 { throw BoxRuntimeError.system("socket in the network namespace of \(pid)", errno: -fd) }
         return fd
     }
 

@@ -77,7 +77,7 @@ func onDedicatedThread<T: Sendable>(priority: WorkPriority = .normal, _ body: @e
 
 @inline(__always) func lastErrno() -> Int32 { dbx_errno() }
 
-func sysError(_ what: String, _ e: Int32 = dbx_errno()) -> SandboxError { .system(what, errno: e) }
+func sysError(_ what: String, _ e: Int32 = dbx_errno()) -> BoxRuntimeError { .system(what, errno: e) }
 
 func closeFD(_ fd: Int32) { if fd >= 0 { _ = Glibc.close(fd) } }
 
@@ -129,7 +129,7 @@ func spawnProgram(_ path: String, _ argv: [String], env: [String] = toolEnvironm
       }
       return (rc, pid)
     }
-    if rc != 0 { throw SandboxError.system("spawn \(path)", errno: rc) }
+    if rc != 0 { throw BoxRuntimeError.system("spawn \(path)", errno: rc) }
     return pid
 }
 

@@ -7,7 +7,7 @@ import Glibc
 extension CrunRuntime {
     /// The environment of a process: defaults, then the box env file, then `spec.env`.
     /// Returned as `K=V` strings for process.json (only ever put in a memfd).
-    func processEnvironment(_ id: String, _ spec: SandboxProcessSpec) throws -> [String] {
+    func processEnvironment(_ id: String, _ spec: BoxProcessSpec) throws -> [String] {
         try EnvFile.validate(spec.env)
         var env: [String: String] = ["PATH": defaultPath, "HOME": "/root", "HOSTNAME": id]
         env.merge(readEnvFile(id)) { $1 }
@@ -16,11 +16,11 @@ extension CrunRuntime {
         return env.keys.sorted().map { "\($0)=\(env[$0] ?? "")" }
     }
 
-    func processJSON(_ id: String, _ spec: SandboxProcessSpec) throws -> [UInt8] {
+    func processJSON(_ id: String, _ spec: BoxProcessSpec) throws -> [UInt8] {
         guard !spec.argv.isEmpty, spec.argv.allSatisfy({ !$0.utf8.contains(0) }) else {
-            throw SandboxError.invalidArgument("argv must be non-empty and free of NUL bytes")
+            throw BoxRuntimeError.invalidArgument("argv must be non-empty and free of NUL bytes")
         }
-        guard spec.cwd.hasPrefix("/"), !spec.cwd.utf8.contains(0) else { throw SandboxError.invalidArgument("cwd must be absolute") }
+        guard spec.cwd.hasPrefix("/"), !spec.cwd.utf8.contains(0) else { throw BoxRuntimeError.invalidArgument("cwd must be absolute") }
         let env = try processEnvironment(id, spec)
         return BundleSpec.execProcess(argv: spec.argv, env: env, cwd: spec.cwd, tty: spec.tty).serialized()
     }
@@ -33,11 +33,11 @@ extension CrunRuntime {
     /// - onOutput: gets every chunk as it is read (on the exec thread; keep it short).
     /// Once the process exited, output still held open by its background children is
     /// read for at most 200 ms more. Task cancellation kills the process group.
-    public func exec(id: String, _ spec: SandboxProcessSpec, stdin: [UInt8]?, timeout: Duration?,
+    public func exec(id: String, _ spec: BoxProcessSpec, stdin: [UInt8]?, timeout: Duration?,
                      outputLimit: Int, mergeStderr: Bool,
-                     onOutput: (@Sendable (_ isStderr: Bool, _ chunk: [UInt8]) -> Void)? = nil) async throws -> ExecOutcome {
+                     onOutput: (@Sendable (_ isStderr: Bool, _ chunk: [UInt8]) -> Void)? = nil) async throws -> BoxExecResult {
         try validate(id)
-        guard spec.tty == nil else { throw SandboxError.invalidArgument("exec does not take a tty; use spawn") }
+        guard spec.tty == nil else { throw BoxRuntimeError.invalidArgument("exec does not take a tty; use spawn") }
         let timeoutNanos = timeout.map(saturatingNanos)
         let cancel = PollCancel()
         let result = try await withTaskCancellationHandler {
@@ -57,7 +57,7 @@ extension CrunRuntime {
             throw CancellationError()
         case .startFailed(let status, var outcome, let cancelled):
             if cancelled { throw CancellationError() }
-            if await !isRunning(id: id) { throw SandboxError.notRunning(id) }
+            if await !isRunning(id: id) { throw BoxRuntimeError.notRunning(id) }
             // crun could not start it (executable not found, cwd missing, no pids left):
             // its message is in stderr; report the shell's "command not found" code.
             logger.debug("crun exec failed", metadata: ["box": .string(id), "status": "\(status)"])
@@ -69,7 +69,7 @@ extension CrunRuntime {
     /// Starts a process for streaming (SSH sessions, streamed exec). With `spec.tty` it
     /// runs on a PTY whose master is received from crun over a unix socket
     /// (`--console-socket`, SCM_RIGHTS). Blocks the caller for the crun start (~10-25 ms).
-    public func spawn(id: String, _ spec: SandboxProcessSpec) throws -> SandboxProcess {
+    public func spawn(id: String, _ spec: BoxProcessSpec) throws -> SandboxProcess {
         try validate(id)
         let process = try processJSON(id, spec)
         let memfd = process.withUnsafeBytes { dbx_memfd_with("devbox-process", $0.baseAddress, $0.count) }
@@ -99,7 +99,7 @@ extension CrunRuntime {
                 throw sysError("mkdir run dir")
             }
             runFD = open(boxDirectory(id) + "/run", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
-            if runFD < 0 { throw lastErrno() == ENOENT ? SandboxError.notFound(id) : sysError("open run dir") }
+            if runFD < 0 { throw lastErrno() == ENOENT ? BoxRuntimeError.notFound(id) : sysError("open run dir") }
             closeOnExit.append(runFD)
             socketName = "console-\(getpid())-\(counterNext()).sock"
             listenFD = dbx_listen_unix_at(runFD, socketName)
@@ -143,14 +143,14 @@ extension CrunRuntime {
                 msg += String(decoding: readAll(fd: e, limit: 65536) ?? [], as: UTF8.self)
             }
             let st = containerStatus(id)
-            if st != "running" { throw SandboxError.notRunning(id) }
-            throw SandboxError.commandFailed("crun exec", status: sig != 0 ? 128 + sig : code,
+            if st != "running" { throw BoxRuntimeError.notRunning(id) }
+            throw BoxRuntimeError.commandFailed("crun exec", status: sig != 0 ? 128 + sig : code,
                                              message: msg.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         var buf = [UInt8](repeating: 0, count: 32)
         let n = buf.withUnsafeMutableBytes { read(pidP[0], $0.baseAddress, $0.count) }
         guard n > 0, let pid = pid_t(String(decoding: buf[0..<n], as: UTF8.self)), pid > 1 else {
-            throw SandboxError.commandFailed("crun exec", status: 0, message: "no pid reported")
+            throw BoxRuntimeError.commandFailed("crun exec", status: 0, message: "no pid reported")
         }
         let pidfd = dbx_pidfd_open(pid)
         if pidfd < 0 { throw sysError("pidfd_open") }

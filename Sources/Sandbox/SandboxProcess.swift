@@ -57,7 +57,7 @@ public final class SandboxProcess: BoxProcess {
 
     /// Sets the PTY window size (TIOCSWINSZ on the master); the box sees SIGWINCH.
     public func resize(_ size: TerminalSize) throws {
-        guard isTTY else { throw SandboxError.invalidArgument("process has no terminal") }
+        guard isTTY else { throw BoxRuntimeError.invalidArgument("process has no terminal") }
         if dbx_set_winsize(stdout, size.rows, size.cols) != 0 { throw sysError("TIOCSWINSZ") }
     }
 

@@ -104,9 +104,9 @@ enum SetupShell {
 
 /// What one setup command came to.
 enum SetupStepResult: Sendable {
-    case finished(ExecOutcome)
+    case finished(BoxExecResult)
     /// The box's shell is gone (the box stopped or died).
-    case shellGone(ExecOutcome)
+    case shellGone(BoxExecResult)
     case cancelled
 }
 
@@ -121,9 +121,9 @@ func runSetupStepBlocking(_ ch: SetupChannel, line: [UInt8], timeoutNanos: UInt6
     var statusBytes: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 65536)
 
-    func outcome(code: Int32?, timedOut: Bool) -> ExecOutcome {
+    func outcome(code: Int32?, timedOut: Bool) -> BoxExecResult {
         out.trim()
-        return ExecOutcome(exitCode: code, signal: nil, stdout: out.bytes, stderr: [], truncated: out.truncated,
+        return BoxExecResult(exitCode: code, signal: nil, stdout: out.bytes, stderr: [], truncated: out.truncated,
                            timedOut: timedOut, durationNanos: monotonicNanos() - start)
     }
     /// Reads what is in the output pipe now.
@@ -201,14 +201,14 @@ extension CrunRuntime {
     /// no setup shell open in this process (created without one, or by an earlier run of
     /// the service): the caller uses `exec` instead.
     public func runSetupCommand(id: String, command: String, timeout: Duration, outputLimit: Int) async throws
-        -> ExecOutcome?
+        -> BoxExecResult?
     {
         try validate(id)
-        guard !command.utf8.contains(0) else { throw SandboxError.invalidArgument("the command contains a NUL byte") }
+        guard !command.utf8.contains(0) else { throw BoxRuntimeError.invalidArgument("the command contains a NUL byte") }
         guard let ch = setupChannel(id) else { return nil }
         var line = ""
         if ch.takeDefinition() {
-            let env = try processEnvironment(id, SandboxProcessSpec(argv: ["/bin/sh"], env: [:], cwd: "/workspace"))
+            let env = try processEnvironment(id, BoxProcessSpec(argv: ["/bin/sh"], env: [:], cwd: "/workspace"))
             guard SetupShell.exportable(env) else {
                 // Let the shell become the pause process; this box's commands go through crun.
                 _ = takeSetupChannel(id)
@@ -234,7 +234,7 @@ extension CrunRuntime {
         case .cancelled:
             throw CancellationError()
         case .shellGone:
-            throw SandboxError.notRunning(id)
+            throw BoxRuntimeError.notRunning(id)
         }
     }
 

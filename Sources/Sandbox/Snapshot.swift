@@ -49,7 +49,7 @@ extension CrunRuntime {
     /// mounted for the copy). The box must run on an image of the store.
     public func snapshot(id: String, snapshotID: String) async throws -> (layers: SnapshotLayers, timing: SnapshotTiming) {
         try validate(id)
-        guard let stem = snapshotLayerStem(snapshotID) else { throw SandboxError.invalidArgument("invalid snapshot id") }
+        guard let stem = snapshotLayerStem(snapshotID) else { throw BoxRuntimeError.invalidArgument("invalid snapshot id") }
         return try await onDedicatedThread { [self] in
             try withBoxLock(id) { try snapshotBlocking(id, snapshotID: snapshotID, stem: stem) }
         }
@@ -57,14 +57,14 @@ extension CrunRuntime {
 
     func snapshotBlocking(_ id: String, snapshotID: String, stem: String) throws -> (layers: SnapshotLayers, timing: SnapshotTiming) {
         let dir = boxDirectory(id)
-        guard access(dir, F_OK) == 0 else { throw SandboxError.notFound(id) }
+        guard access(dir, F_OK) == 0 else { throw BoxRuntimeError.notFound(id) }
         guard let image = BoxImage.read(boxDirectory: dir), let storeRoot = image.store else {
-            throw SandboxError.invalidArgument("only a box on an image of the image store can be snapshotted (not DEVBOX_BASE_IMAGE=host or a path)")
+            throw BoxRuntimeError.invalidArgument("only a box on an image of the image store can be snapshotted (not DEVBOX_BASE_IMAGE=host or a path)")
         }
         let store = ImageStore(root: storeRoot)
         let parentLowers = image.lowerDirs + (image.workspaceLowerDirs ?? [])
         guard parentLowers.allSatisfy({ store.layerID(ofLowerDir: $0) != nil }) else {
-            throw SandboxError.invalidArgument("the box's layers are not all in the image store")
+            throw BoxRuntimeError.invalidArgument("the box's layers are not all in the image store")
         }
         // A stopped box's disk is mounted for the copy only.
         let diskWasMounted = HostState.isMountPoint(diskMountPath(id)) || access(diskImagePath(id), F_OK) != 0
@@ -191,7 +191,7 @@ extension CrunRuntime {
             while !frozen() {
                 if monotonicNanos() > deadline {
                     freezer.thaw()
-                    throw SandboxError.commandFailed("freeze", status: 1, message: "the box's processes did not freeze within 10 s")
+                    throw BoxRuntimeError.commandFailed("freeze", status: 1, message: "the box's processes did not freeze within 10 s")
                 }
                 // v1 moves FREEZING → FROZEN only when asked again.
                 if access(v1, W_OK) == 0 { try? writeSmall(v1, "FROZEN") }

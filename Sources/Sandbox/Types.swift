@@ -2,18 +2,9 @@
 import Glibc
 #endif
 
-// The values crossing the runtime seam live in DevboxRuntime (re-exported here). These are
-// their names inside this module and its tests: the same types, not copies.
+// The values crossing the runtime seam live in DevboxRuntime (re-exported here) and are
+// used by their own names: `BoxLimits`, `BoxProcessSpec`, `BoxExecResult`, `BoxRuntimeError`.
 @_exported import DevboxRuntime
-
-/// Resource limits of one box (cgroups: memory, pids, cpu; its disk).
-public typealias SandboxLimits = BoxLimits
-/// A process to run inside a box.
-public typealias SandboxProcessSpec = BoxProcessSpec
-/// A command run to completion inside a box.
-public typealias ExecOutcome = BoxExecResult
-/// Why the runtime refused or failed an operation on a box.
-public typealias SandboxError = BoxRuntimeError
 
 /// How a box reaches the network.
 public enum SandboxNetwork: Sendable, Equatable {

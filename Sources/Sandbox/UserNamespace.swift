@@ -157,7 +157,7 @@ final class IDRangeRegistry: Sendable {
                 try record(k, in: dir)
                 return BoxIDMap(block: k)!
             }
-            throw SandboxError.invalidArgument("no free id range left for a box")
+            throw BoxRuntimeError.invalidArgument("no free id range left for a box")
         }
     }
 
@@ -170,7 +170,7 @@ final class IDRangeRegistry: Sendable {
             if let h = holder(of: map.block) {
                 if h == dir { return }
                 if live(map.block, holder: h) {
-                    throw SandboxError.invalidArgument("the id range \(map) of this box is held by \(h)")
+                    throw BoxRuntimeError.invalidArgument("the id range \(map) of this box is held by \(h)")
                 }
                 _ = unlink(entry)
             }

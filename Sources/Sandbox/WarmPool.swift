@@ -33,7 +33,7 @@ import Glibc
 /// An idle box of the pool.
 struct PooledBox: Sendable {
     let name: String
-    let limits: SandboxLimits
+    let limits: BoxLimits
     /// The mask layer its root was mounted with (nil with a base image).
     let maskLayer: String?
 }
@@ -42,7 +42,7 @@ struct PooledBox: Sendable {
 final class WarmPool: @unchecked Sendable {
     private let cond = NSCondition()
     private var target = 0
-    private var limits: SandboxLimits?
+    private var limits: BoxLimits?
     private var idle: [PooledBox] = []
     private var discarded: [String] = []
     private var running = false
@@ -69,7 +69,7 @@ final class WarmPool: @unchecked Sendable {
     func noteDemand() { locked { lastDemand = monotonicNanos() } }
 
     /// Takes an idle box of these limits, oldest first.
-    func take(limits wanted: SandboxLimits) -> PooledBox? {
+    func take(limits wanted: BoxLimits) -> PooledBox? {
         locked {
             guard let i = idle.firstIndex(where: { $0.limits == wanted }) else { return nil }
             let box = idle.remove(at: i)
@@ -91,7 +91,7 @@ final class WarmPool: @unchecked Sendable {
     var status: WarmPoolStatus { locked { WarmPoolStatus(target: target, idle: idle.count) } }
 
     /// Sets the size and limits; true when the caller must start the filler thread.
-    func configure(size: Int, limits newLimits: SandboxLimits) -> Bool {
+    func configure(size: Int, limits newLimits: BoxLimits) -> Bool {
         locked {
             target = size
             if limits != newLimits {
@@ -109,7 +109,7 @@ final class WarmPool: @unchecked Sendable {
 
     enum Next {
         case destroy([String])
-        case create(SandboxLimits)
+        case create(BoxLimits)
         case exit
     }
 
@@ -200,7 +200,7 @@ extension CrunRuntime {
 
     /// Keeps `size` boxes of these limits started ahead of demand (0: none). Call after
     /// the start-up sweep; again to change the size.
-    public func startWarmPool(size: Int, limits: SandboxLimits) {
+    public func startWarmPool(size: Int, limits: BoxLimits) {
         guard pool.configure(size: max(0, size), limits: limits) else { return }
         logger.info("warm pool on", metadata: ["size": "\(size)"])
         let thread = Thread { [self] in
@@ -309,7 +309,7 @@ extension CrunRuntime {
                 pool.discard(box.name)
                 return false
             }
-            guard let pid = knownInitPid(box.name) else { throw SandboxError.notRunning(box.name) }
+            guard let pid = knownInitPid(box.name) else { throw BoxRuntimeError.notRunning(box.name) }
             // The pidfd pins the process checked; a dead init fails the setns below.
             let pidfd = try pinInit(box.name, pid: pid)
             defer { closeFD(pidfd) }
@@ -343,7 +343,7 @@ extension CrunRuntime {
         if fd < 0 { throw sysError("open \(path)") }
         defer { closeFD(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw SandboxError.invalidArgument("\(path) is not a file") }
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw BoxRuntimeError.invalidArgument("\(path) is not a file") }
         if !writeAll(fd: fd, bytes) { throw sysError("write \(path)") }
     }
 

@@ -12,7 +12,7 @@ import Glibc
         try await withHarness("basic") { h in
             try await h.create("b1")
             #expect(await h.runtime.isRunning(id: "b1"))
-            let r = try await h.runtime.exec(id: "b1", SandboxProcessSpec(argv: ["echo", "hi"]), stdin: nil,
+            let r = try await h.runtime.exec(id: "b1", BoxProcessSpec(argv: ["echo", "hi"]), stdin: nil,
                                              timeout: .seconds(10), outputLimit: 1024, mergeStderr: false)
             #expect(r.exitCode == 0)
             #expect(r.signal == nil)

@@ -30,7 +30,7 @@ struct BenchTests {
             for i in 0..<n {
                 createExec.append(try await Self.ms {
                     try await h.create("x\(i)")
-                    let r = try await h.runtime.exec(id: "x\(i)", SandboxProcessSpec(argv: ["true"]), stdin: nil,
+                    let r = try await h.runtime.exec(id: "x\(i)", BoxProcessSpec(argv: ["true"]), stdin: nil,
                                                      timeout: .seconds(5), outputLimit: 1024, mergeStderr: false)
                     #expect(r.exitCode == 0)
                 })
@@ -46,12 +46,12 @@ struct BenchTests {
                     #expect(r.status == 0)
                 })
                 api.append(try await Self.ms {
-                    let r = try await h.runtime.exec(id: "e", SandboxProcessSpec(argv: ["true"]), stdin: nil,
+                    let r = try await h.runtime.exec(id: "e", BoxProcessSpec(argv: ["true"]), stdin: nil,
                                                      timeout: .seconds(5), outputLimit: 1024, mergeStderr: false)
                     #expect(r.exitCode == 0)
                 })
                 spawnPTY.append(try await Self.ms {
-                    let p = try h.runtime.spawn(id: "e", SandboxProcessSpec(argv: ["true"], tty: TerminalSize(rows: 24, cols: 80)))
+                    let p = try h.runtime.spawn(id: "e", BoxProcessSpec(argv: ["true"], tty: TerminalSize(rows: 24, cols: 80)))
                     _ = await p.wait()
                     closeFD(p.stdout)
                 })

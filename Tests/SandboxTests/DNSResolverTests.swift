@@ -373,7 +373,7 @@ private final class UDPClient {
     let fd: Int32
     init(source: IPv4Address = IPv4Address(127, 0, 0, 1)) throws {
         fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0, bindSocket(fd, source, port: 0) else { throw SandboxError.system("client socket", errno: dbx_errno()) }
+        guard fd >= 0, bindSocket(fd, source, port: 0) else { throw BoxRuntimeError.system("client socket", errno: dbx_errno()) }
     }
     deinit { close(fd) }
 
@@ -485,7 +485,7 @@ private final class FakeUpstream: Sendable {
             close(t); close(u)
             t = -1
         }
-        guard t >= 0 else { throw SandboxError.system("fake upstream bind", errno: EADDRINUSE) }
+        guard t >= 0 else { throw BoxRuntimeError.system("fake upstream bind", errno: EADDRINUSE) }
         udp = u
         tcp = t
         port = p
@@ -811,7 +811,7 @@ extension DNSResolverTests {
             start = ContinuousClock.now
             let tcp = try await onDedicatedThread { () throws -> [UInt8]? in
                 let fd = tcpConnect(alone.port)
-                guard fd >= 0 else { throw SandboxError.system("connect", errno: dbx_errno()) }
+                guard fd >= 0 else { throw BoxRuntimeError.system("connect", errno: dbx_errno()) }
                 defer { close(fd) }
                 let q = framed(TestDNS.query(id: 76, name: "www.example.org"))
                 _ = q.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
@@ -844,7 +844,7 @@ extension DNSResolverTests {
             let f = try ResolverFixture(upstreams: [up.port], policy: allowExample)
             let answers = try await onDedicatedThread { () throws -> [[UInt8]?] in
                 let fd = tcpConnect(f.port)
-                guard fd >= 0 else { throw SandboxError.system("connect", errno: dbx_errno()) }
+                guard fd >= 0 else { throw BoxRuntimeError.system("connect", errno: dbx_errno()) }
                 defer { close(fd) }
                 // Three pipelined queries, written in one go: allowed, denied, allowed.
                 let batch = framed(TestDNS.query(id: 1, name: "www.example.org")) + framed(TestDNS.query(id: 2, name: "bad.example.org"))
@@ -871,7 +871,7 @@ extension DNSResolverTests {
             let start = ContinuousClock.now
             let ids = try await onDedicatedThread { () throws -> [UInt16] in
                 let fd = tcpConnect(f.port)
-                guard fd >= 0 else { throw SandboxError.system("connect", errno: dbx_errno()) }
+                guard fd >= 0 else { throw BoxRuntimeError.system("connect", errno: dbx_errno()) }
                 defer { close(fd) }
                 let batch = (0..<40).flatMap { framed(TestDNS.query(id: UInt16($0), name: $0 % 4 == 3 ? "bad.example.org" : "exact.net")) }
                 _ = batch.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
@@ -931,7 +931,7 @@ extension DNSResolverTests {
             #expect(try parsed(udp).addresses == ["9.9.9.9"])
             let tcp = try await onDedicatedThread { () throws -> [UInt8]? in
                 let fd = tcpConnect(g.port)
-                guard fd >= 0 else { throw SandboxError.system("connect", errno: dbx_errno()) }
+                guard fd >= 0 else { throw BoxRuntimeError.system("connect", errno: dbx_errno()) }
                 defer { close(fd) }
                 let q = framed(TestDNS.query(id: 2, name: "www.example.org", type: 28))
                 _ = q.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
@@ -1010,6 +1010,6 @@ extension DNSResolverTests {
 private func closedUDPPort() throws -> UInt16 {
     let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     defer { close(fd) }
-    guard bindSocket(fd, IPv4Address(127, 0, 0, 1), port: 0) else { throw SandboxError.system("bind", errno: dbx_errno()) }
+    guard bindSocket(fd, IPv4Address(127, 0, 0, 1), port: 0) else { throw BoxRuntimeError.system("bind", errno: dbx_errno()) }
     return boundPort(fd)
 }

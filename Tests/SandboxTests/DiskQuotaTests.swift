@@ -10,7 +10,7 @@ import Glibc
 @Suite(.serialized)
 struct DiskQuotaTests {
     static let mib: Int64 = 1 << 20
-    static let limits = SandboxLimits(memoryBytes: 256 << 20, cpus: 1, pids: 256, diskBytes: 128 << 20)
+    static let limits = BoxLimits(memoryBytes: 256 << 20, cpus: 1, pids: 256, diskBytes: 128 << 20)
 
     static func median(_ xs: [UInt64]) -> Double { Double(xs.sorted()[xs.count / 2]) / 1e6 }
 
@@ -163,7 +163,7 @@ struct DiskQuotaTests {
                 copy.append(monotonicNanos() - t)
                 _ = unlink(h.state + "/copy\(i).img")
             }
-            let big = SandboxLimits(memoryBytes: 256 << 20, cpus: 1, pids: 256, diskBytes: 10 << 30)
+            let big = BoxLimits(memoryBytes: 256 << 20, cpus: 1, pids: 256, diskBytes: 10 << 30)
             h.runtime.prepareDisks(sizes: [big.diskBytes])
             try await h.create("warmup", limits: Harness.limits)
             var plain: [UInt64] = [], disk: [UInt64] = []

@@ -56,7 +56,7 @@ func hostCommandLines() -> [String] {
         do {
             try await runtime.create(id: "e1", limits: Harness.limits, env: Self.nasty)
             // The process's real environment, NUL-separated, straight from the kernel.
-            let r = try await runtime.exec(id: "e1", SandboxProcessSpec(argv: ["cat", "/proc/self/environ"], env: ["EXTRA": "x\ny"]),
+            let r = try await runtime.exec(id: "e1", BoxProcessSpec(argv: ["cat", "/proc/self/environ"], env: ["EXTRA": "x\ny"]),
                                            stdin: nil, timeout: .seconds(10), outputLimit: 1 << 20, mergeStderr: false)
             let env = Self.parseEnviron(r.stdout)
             for (k, v) in Self.nasty { #expect(env[k] == v, "\(k)") }
@@ -64,19 +64,19 @@ func hostCommandLines() -> [String] {
             #expect(env["HOME"] == "/root")
             #expect(env["PATH"]?.contains("/usr/bin") == true)
             // spec.env wins over the file.
-            let o = try await runtime.exec(id: "e1", SandboxProcessSpec(argv: ["sh", "-c", "printf %s \"$NL\""], env: ["NL": "over"]),
+            let o = try await runtime.exec(id: "e1", BoxProcessSpec(argv: ["sh", "-c", "printf %s \"$NL\""], env: ["NL": "over"]),
                                            stdin: nil, timeout: .seconds(10), outputLimit: 1024, mergeStderr: false)
             #expect(o.out == "over")
             // A shell sees the value byte-exact too.
-            let s = try await runtime.exec(id: "e1", SandboxProcessSpec(argv: ["sh", "-c", "printf %s \"$SHELLY\""]),
+            let s = try await runtime.exec(id: "e1", BoxProcessSpec(argv: ["sh", "-c", "printf %s \"$SHELLY\""]),
                                            stdin: nil, timeout: .seconds(10), outputLimit: 1024, mergeStderr: false)
             #expect(s.out == Self.nasty["SHELLY"])
-            let mode = try await runtime.exec(id: "e1", SandboxProcessSpec(argv: ["stat", "-c", "%a %u %g", "/etc/devbox/env"]),
+            let mode = try await runtime.exec(id: "e1", BoxProcessSpec(argv: ["stat", "-c", "%a %u %g", "/etc/devbox/env"]),
                                               stdin: nil, timeout: .seconds(10), outputLimit: 1024, mergeStderr: false)
             #expect(mode.out == "600 0 0\n")
 
             // While a process runs in the box, no host command line holds a value.
-            let p = try runtime.spawn(id: "e1", SandboxProcessSpec(argv: ["sleep", "3"]))
+            let p = try runtime.spawn(id: "e1", BoxProcessSpec(argv: ["sleep", "3"]))
             var cmdlines: [String] = []
             for _ in 0..<5 { cmdlines += hostCommandLines(); usleep(20_000) }
             for v in Self.nasty.values where v.count > 3 {
@@ -88,7 +88,7 @@ func hostCommandLines() -> [String] {
 
             // writeEnv replaces the whole env.
             try runtime.writeEnv(id: "e1", env: ["ONLY": "new\nvalue"])
-            let r2 = try await runtime.exec(id: "e1", SandboxProcessSpec(argv: ["cat", "/proc/self/environ"]),
+            let r2 = try await runtime.exec(id: "e1", BoxProcessSpec(argv: ["cat", "/proc/self/environ"]),
                                             stdin: nil, timeout: .seconds(10), outputLimit: 1 << 20, mergeStderr: false)
             let env2 = Self.parseEnviron(r2.stdout)
             #expect(env2["ONLY"] == "new\nvalue")
@@ -99,12 +99,12 @@ func hostCommandLines() -> [String] {
             mkdir(trap, 0o755)
             defer { _ = try? HostState.removeTree(trap) }
             let tamper = try await runtime.exec(
-                id: "e1", SandboxProcessSpec(argv: ["sh", "-c", "rm -rf /etc/devbox; ln -s \(trap) /etc/devbox; echo EVIL=1 > /etc/devbox/env; mv /etc/devbox /etc/x; echo done"]),
+                id: "e1", BoxProcessSpec(argv: ["sh", "-c", "rm -rf /etc/devbox; ln -s \(trap) /etc/devbox; echo EVIL=1 > /etc/devbox/env; mv /etc/devbox /etc/x; echo done"]),
                 stdin: nil, timeout: .seconds(10), outputLimit: 4096, mergeStderr: true)
             #expect(tamper.out.hasSuffix("done\n"), "\(tamper.out)")
             try runtime.writeEnv(id: "e1", env: ["ONLY": "again"])
             #expect(MaskPlan.listDirectory(trap).isEmpty)
-            let r3 = try await runtime.exec(id: "e1", SandboxProcessSpec(argv: ["cat", "/proc/self/environ"]),
+            let r3 = try await runtime.exec(id: "e1", BoxProcessSpec(argv: ["cat", "/proc/self/environ"]),
                                             stdin: nil, timeout: .seconds(10), outputLimit: 1 << 20, mergeStderr: false)
             #expect(Self.parseEnviron(r3.stdout)["ONLY"] == "again")
             #expect(Self.parseEnviron(r3.stdout)["EVIL"] == nil)
@@ -113,8 +113,8 @@ func hostCommandLines() -> [String] {
             #expect(access(runtime.envDirectory("e1") + "/env", F_OK) == 0)
             for layer in ["/upper", "/disk/upper"] { var st = stat(); #expect(lstat(h.runtime.boxDirectory("e1") + layer + "/etc/devbox/env", &st) != 0) }
             // Invalid input is refused.
-            #expect(throws: SandboxError.self) { try runtime.writeEnv(id: "e1", env: ["A=B": "x"]) }
-            #expect(throws: SandboxError.self) { try runtime.writeEnv(id: "e1", env: ["A": "x\u{0}y"]) }
+            #expect(throws: BoxRuntimeError.self) { try runtime.writeEnv(id: "e1", env: ["A=B": "x"]) }
+            #expect(throws: BoxRuntimeError.self) { try runtime.writeEnv(id: "e1", env: ["A": "x\u{0}y"]) }
 
             // No secret in any host file of the box other than the env file itself, nor in logs.
             let config = String(decoding: readFileBytes(h.runtime.boxDirectory("e1") + "/config.json") ?? [], as: UTF8.self)
@@ -140,18 +140,18 @@ func hostCommandLines() -> [String] {
             let k = try await h.sh("x1", "kill -TERM $$; sleep 5")
             #expect(k.exitCode == nil)
             #expect(k.signal == SIGTERM)
-            let c = try await h.runtime.exec(id: "x1", SandboxProcessSpec(argv: ["no-such-command-xyz"]), stdin: nil,
+            let c = try await h.runtime.exec(id: "x1", BoxProcessSpec(argv: ["no-such-command-xyz"]), stdin: nil,
                                              timeout: .seconds(10), outputLimit: 4096, mergeStderr: false)
             #expect(c.exitCode == 127)
             #expect(c.err.contains("not found"))
-            let cwd = try await h.runtime.exec(id: "x1", SandboxProcessSpec(argv: ["pwd"], cwd: "/tmp"), stdin: nil,
+            let cwd = try await h.runtime.exec(id: "x1", BoxProcessSpec(argv: ["pwd"], cwd: "/tmp"), stdin: nil,
                                                timeout: .seconds(Int64.max), outputLimit: 4096, mergeStderr: false)
             #expect(cwd.out == "/tmp\n")
-            let nocwd = try await h.runtime.exec(id: "x1", SandboxProcessSpec(argv: ["pwd"], cwd: "/nonexistent"), stdin: nil,
+            let nocwd = try await h.runtime.exec(id: "x1", BoxProcessSpec(argv: ["pwd"], cwd: "/nonexistent"), stdin: nil,
                                                  timeout: nil, outputLimit: 4096, mergeStderr: false)
             #expect(nocwd.exitCode == 127 && nocwd.err.contains("chdir"), "\(nocwd.err)")
-            await #expect(throws: SandboxError.self) {
-                _ = try await h.runtime.exec(id: "nobox", SandboxProcessSpec(argv: ["true"]), stdin: nil,
+            await #expect(throws: BoxRuntimeError.self) {
+                _ = try await h.runtime.exec(id: "nobox", BoxProcessSpec(argv: ["true"]), stdin: nil,
                                              timeout: .seconds(5), outputLimit: 10, mergeStderr: false)
             }
         }

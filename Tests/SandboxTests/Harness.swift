@@ -24,15 +24,15 @@ struct Harness {
         try runtime.prepareHost()
     }
 
-    static let limits = SandboxLimits(memoryBytes: 256 << 20, cpus: 1, pids: 256)
+    static let limits = BoxLimits(memoryBytes: 256 << 20, cpus: 1, pids: 256)
 
-    func create(_ id: String, env: [String: String] = [:], limits: SandboxLimits = Harness.limits) async throws {
+    func create(_ id: String, env: [String: String] = [:], limits: BoxLimits = Harness.limits) async throws {
         try await runtime.create(id: id, limits: limits, env: env)
     }
 
     func sh(_ id: String, _ script: String, stdin: [UInt8]? = nil, timeout: Duration? = .seconds(20),
-            limit: Int = 1 << 20, merge: Bool = false, env: [String: String] = [:]) async throws -> ExecOutcome {
-        try await runtime.exec(id: id, SandboxProcessSpec(argv: ["/bin/sh", "-c", script], env: env), stdin: stdin,
+            limit: Int = 1 << 20, merge: Bool = false, env: [String: String] = [:]) async throws -> BoxExecResult {
+        try await runtime.exec(id: id, BoxProcessSpec(argv: ["/bin/sh", "-c", script], env: env), stdin: stdin,
                                timeout: timeout, outputLimit: limit, mergeStderr: merge)
     }
 
@@ -78,7 +78,7 @@ func withHarness(_ tag: String, hidden: [String] = [], _ body: (Harness) async t
     await h.cleanup()
 }
 
-extension ExecOutcome {
+extension BoxExecResult {
     var out: String { String(decoding: stdout, as: UTF8.self) }
     var err: String { String(decoding: stderr, as: UTF8.self) }
 }

@@ -7,7 +7,7 @@ import Glibc
 
 func writeHostFile(_ path: String, _ text: String) throws {
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw SandboxError.system("open \(path)", errno: errno) }
+    guard fd >= 0 else { throw BoxRuntimeError.system("open \(path)", errno: errno) }
     defer { close(fd) }
     _ = fchmod(fd, 0o644)
     #expect(writeAll(fd: fd, Array(text.utf8)))
@@ -97,7 +97,7 @@ func writeHostFile(_ path: String, _ text: String) throws {
 
     @Test func memoryPidsAndCpuLimits() async throws {
         try await withHarness("lim") { h in
-            try await h.create("l1", limits: SandboxLimits(memoryBytes: 64 << 20, cpus: 0.5, pids: 40))
+            try await h.create("l1", limits: BoxLimits(memoryBytes: 64 << 20, cpus: 0.5, pids: 40))
             // Over the memory limit: OOM-killed.
             let oom = try await h.sh("l1", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}", timeout: .seconds(30), merge: true)
             #expect(oom.signal == SIGKILL || oom.exitCode == 137, "\(oom.exitCode as Any) \(oom.signal as Any) \(oom.out)")

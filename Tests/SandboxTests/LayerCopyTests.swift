@@ -14,7 +14,7 @@ struct LayerCopyTests {
 
     func tempDir() throws -> String {
         var t = Array("/tmp/devbox-layercopy-XXXXXX".utf8CString)
-        guard let p = t.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { throw SandboxError.system("mkdtemp", errno: errno) }
+        guard let p = t.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { throw BoxRuntimeError.system("mkdtemp", errno: errno) }
         return String(cString: p)
     }
 

@@ -18,7 +18,7 @@ import Glibc
             #expect(access(cg, F_OK) != 0)
             #expect(!HostState.isMountPoint(h.runtime.rootfsPath("s1")))
             #expect(access(h.runtime.workspaceHostPath(id: "s1") + "/f", F_OK) == 0)
-            await #expect(throws: SandboxError.self) { _ = try await h.sh("s1", "true") }
+            await #expect(throws: BoxRuntimeError.self) { _ = try await h.sh("s1", "true") }
             // The env file can be rewritten while stopped.
             try h.runtime.writeEnv(id: "s1", env: ["KEPT": "yes", "ADDED": "while stopped"])
             try await h.runtime.start(id: "s1")
@@ -28,9 +28,9 @@ import Glibc
             try await h.runtime.start(id: "s1")  // already running: no-op
             // A host /usr/local file was not touched by the box's write.
             #expect(access("/usr/local/h", F_OK) != 0 || readSmallFile("/usr/local/h") != "sys\n")
-            await #expect(throws: SandboxError.self) { try await h.create("s1") }
+            await #expect(throws: BoxRuntimeError.self) { try await h.create("s1") }
             try await h.runtime.destroy(id: "s1")
-            await #expect(throws: SandboxError.self) { try await h.runtime.start(id: "s1") }
+            await #expect(throws: BoxRuntimeError.self) { try await h.runtime.start(id: "s1") }
         }
     }
 
@@ -43,7 +43,7 @@ import Glibc
                 try await crashed.create(id: "c1", limits: Harness.limits, env: ["A": "1"])
                 try await crashed.create(id: "c2", limits: Harness.limits, env: [:])
                 try await crashed.create(id: "keep", limits: Harness.limits, env: [:])
-                _ = try await crashed.exec(id: "c1", SandboxProcessSpec(argv: ["sh", "-c", "sleep 1000 &"]), stdin: nil,
+                _ = try await crashed.exec(id: "c1", BoxProcessSpec(argv: ["sh", "-c", "sleep 1000 &"]), stdin: nil,
                                            timeout: .seconds(5), outputLimit: 100, mergeStderr: false)
             }
             // Also a stray mount and cgroup without a container, as a killed service may leave.
@@ -100,16 +100,16 @@ import Glibc
         let runtime = CrunRuntime(configuration: config, logger: h0.runtime.logger)
         do {
             try await runtime.create(id: "i1", limits: Harness.limits, env: ["IMG": "a b\nc"])
-            let r = try await runtime.exec(id: "i1", SandboxProcessSpec(argv: ["sh", "-c", "printf %s \"$IMG\"; ls /; cat /etc/hostname"]),
+            let r = try await runtime.exec(id: "i1", BoxProcessSpec(argv: ["sh", "-c", "printf %s \"$IMG\"; ls /; cat /etc/hostname"]),
                                            stdin: nil, timeout: .seconds(10), outputLimit: 4096, mergeStderr: false)
             #expect(r.out.hasPrefix("a b\nc"), "\(r.out) \(r.err)")
             #expect(!r.out.contains("opt") && !r.out.contains("var") && r.out.contains("workspace") && r.out.hasSuffix("i1\n"))
             try await runtime.stop(id: "i1")
             try await runtime.start(id: "i1")
-            #expect(try await runtime.exec(id: "i1", SandboxProcessSpec(argv: ["sh", "-c", "echo $IMG"]), stdin: nil,
+            #expect(try await runtime.exec(id: "i1", BoxProcessSpec(argv: ["sh", "-c", "echo $IMG"]), stdin: nil,
                                            timeout: .seconds(10), outputLimit: 4096, mergeStderr: false).out == "a b c\n")
             // The image itself is never written (writes go to the box's upper dir).
-            _ = try await runtime.exec(id: "i1", SandboxProcessSpec(argv: ["sh", "-c", "echo x > /etc/new"]), stdin: nil,
+            _ = try await runtime.exec(id: "i1", BoxProcessSpec(argv: ["sh", "-c", "echo x > /etc/new"]), stdin: nil,
                                        timeout: .seconds(10), outputLimit: 4096, mergeStderr: false)
             #expect(access(image + "/etc/new", F_OK) != 0)
             #expect(access(image + "/etc/devbox", F_OK) != 0)

@@ -24,7 +24,7 @@ private final class TestNetns: Sendable {
             usleep(2_000)
         }
         close()
-        throw SandboxError.system("unshare --net did not make a namespace", errno: ETIMEDOUT)
+        throw BoxRuntimeError.system("unshare --net did not make a namespace", errno: ETIMEDOUT)
     }
 
     static func netnsID(_ path: String) -> String? {
@@ -73,7 +73,7 @@ private struct NetTestPlan {
             }
             if !clash { candidate = n; break }
         }
-        guard candidate != 0 else { throw SandboxError.invalidArgument("no free 10.254.x.0/24 for the test") }
+        guard candidate != 0 else { throw BoxRuntimeError.invalidArgument("no free 10.254.x.0/24 for the test") }
         net = candidate
     }
 
@@ -93,7 +93,7 @@ private func tool(_ argv: [String]) async throws -> CommandResult {
 private func ipJSON(_ args: [String], in netns: TestNetns? = nil) async throws -> [[String: Any]] {
     let argv = (netns.map { ["nsenter", "--net=\($0.netPath)"] } ?? []) + ["ip", "-j"] + args
     let r = try await tool(argv)
-    guard r.status == 0 else { throw SandboxError.commandFailed(argv.joined(separator: " "), status: r.status, message: r.stderrText) }
+    guard r.status == 0 else { throw BoxRuntimeError.commandFailed(argv.joined(separator: " "), status: r.status, message: r.stderrText) }
     let text = r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
     if text.isEmpty { return [] }
     let any = try JSONSerialization.jsonObject(with: Data(text.utf8))
@@ -137,7 +137,7 @@ private func listenTCP(_ address: UInt32, fd given: Int32? = nil) throws -> (fd:
     if !ok {
         let e = lastErrno()
         closeFD(fd)
-        throw SandboxError.system("bind/listen \(dotted(address))", errno: e)
+        throw BoxRuntimeError.system("bind/listen \(dotted(address))", errno: e)
     }
     return (fd, UInt16(bigEndian: sin.sin_port))
 }
@@ -310,11 +310,11 @@ private func waitUntil(timeoutMillis: UInt64 = 5_000, _ cond: () -> Bool) async 
         defer { ns.close() }
         let (gw, box) = plan.slot(0)
         func isInvalid(_ body: () throws -> Void) -> Bool {
-            do { try body() } catch SandboxError.invalidArgument { return true } catch { return false }
+            do { try body() } catch BoxRuntimeError.invalidArgument { return true } catch { return false }
             return false
         }
         func errnoOf(_ body: () throws -> Void) -> Int32? {
-            do { try body() } catch SandboxError.system(_, let e) { return e } catch { return -1 }
+            do { try body() } catch BoxRuntimeError.system(_, let e) { return e } catch { return -1 }
             return nil
         }
         for bad in [plan.tag + "0123456789ab", "", "a/b", "a b", "."] {
@@ -362,7 +362,7 @@ private func waitUntil(timeoutMillis: UInt64 = 5_000, _ cond: () -> Bool) async 
         let proto: UInt8 = 231  // a private protocol number, for this test only
         defer { _ = try? BoxNetPlumbing.deleteRoute(unreachable: plan.net, prefixLength: 24, protocol: proto) }
         func errnoOf(_ body: () throws -> Void) -> Int32? {
-            do { try body() } catch SandboxError.system(_, let e) { return e } catch { return -1 }
+            do { try body() } catch BoxRuntimeError.system(_, let e) { return e } catch { return -1 }
             return nil
         }
         func claim() throws -> [IPv4Route] {

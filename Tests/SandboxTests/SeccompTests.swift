@@ -27,7 +27,7 @@ import Testing
 
     /// The figure for the create path: what the profile adds to every config.json.
     @Test func configSizeAndSerializationTime() {
-        let limits = SandboxLimits(memoryBytes: 512 << 20, cpus: 1, pids: 256)
+        let limits = BoxLimits(memoryBytes: 512 << 20, cpus: 1, pids: 256)
         func config() -> [UInt8] {
             BundleSpec.config(hostname: "h", rootfs: "/r", workspace: "/w", catatonit: "/c", cgroupsPath: "/g/b",
                               limits: limits, network: .isolated).serialized()

@@ -35,7 +35,7 @@ import Glibc
             let viaShell = try #require(
                 try await h.runtime.runSetupCommand(id: "s1", command: Self.probe, timeout: .seconds(20), outputLimit: 1 << 20))
             let viaExec = try await h.runtime.exec(
-                id: "s1", SandboxProcessSpec(argv: ["/bin/sh", "-c", Self.probe], env: [:], cwd: "/workspace"), stdin: nil,
+                id: "s1", BoxProcessSpec(argv: ["/bin/sh", "-c", Self.probe], env: [:], cwd: "/workspace"), stdin: nil,
                 timeout: .seconds(20), outputLimit: 1 << 20, mergeStderr: true)
             #expect(viaShell.exitCode == 0)
             #expect(viaShell.out == viaExec.out)
@@ -59,7 +59,7 @@ import Glibc
     @Test func statusOutputOrderAndTimeout() async throws {
         try await withHarness("sht") { h in
             try await h.runtime.create(id: "s2", limits: Harness.limits, env: [:], setupShell: true)
-            func run(_ c: String, _ t: Duration = .seconds(20), limit: Int = 1 << 20) async throws -> ExecOutcome {
+            func run(_ c: String, _ t: Duration = .seconds(20), limit: Int = 1 << 20) async throws -> BoxExecResult {
                 try #require(try await h.runtime.runSetupCommand(id: "s2", command: c, timeout: t, outputLimit: limit))
             }
             let a = try await run("echo out; echo err >&2; echo out2; exit 7")
@@ -114,10 +114,10 @@ import Glibc
             try await Task.sleep(for: .milliseconds(200))
             #expect(await h.runtime.isRunning(id: "n2"))
             let environ = try await h.runtime.exec(
-                id: "n2", SandboxProcessSpec(argv: ["cat", "/proc/self/environ"], env: [:]), stdin: nil, timeout: .seconds(10),
+                id: "n2", BoxProcessSpec(argv: ["cat", "/proc/self/environ"], env: [:]), stdin: nil, timeout: .seconds(10),
                 outputLimit: 1 << 16, mergeStderr: false)
             #expect(EnvFile.decode(environ.stdout)["my-var"] == "x")
-            await #expect(throws: SandboxError.self) {
+            await #expect(throws: BoxRuntimeError.self) {
                 try await h.runtime.runSetupCommand(id: "n2", command: "a\u{0}b", timeout: .seconds(5), outputLimit: 64)
             }
         }

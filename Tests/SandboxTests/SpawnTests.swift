@@ -30,7 +30,7 @@ func writeString(_ fd: Int32, _ s: String) { _ = writeAll(fd: fd, Array(s.utf8))
         try await withHarness("pty") { h in
             try await h.create("p1")
             // tty(1) on the PTY.
-            let t = try h.runtime.spawn(id: "p1", SandboxProcessSpec(argv: ["tty"], tty: TerminalSize(rows: 24, cols: 80)))
+            let t = try h.runtime.spawn(id: "p1", BoxProcessSpec(argv: ["tty"], tty: TerminalSize(rows: 24, cols: 80)))
             #expect(t.stdin == t.stdout && t.stderr == nil)
             let out = await readUntil(t.stdout) { $0.contains("\n") }
             #expect(out.range(of: #"^/dev/pts/[0-9]+\r\n"#, options: .regularExpression) != nil, "\(out)")
@@ -39,7 +39,7 @@ func writeString(_ fd: Int32, _ s: String) { _ = writeAll(fd: fd, Array(s.utf8))
             closeFD(t.stdout)
 
             // An interactive shell: initial size, resize, then Ctrl-C interrupts sleep.
-            let sh = try h.runtime.spawn(id: "p1", SandboxProcessSpec(argv: ["/bin/sh"], tty: TerminalSize(rows: 24, cols: 80)))
+            let sh = try h.runtime.spawn(id: "p1", BoxProcessSpec(argv: ["/bin/sh"], tty: TerminalSize(rows: 24, cols: 80)))
             writeString(sh.stdout, "stty size; echo MARK1\n")
             let s1 = await readUntil(sh.stdout) { $0.contains("MARK1\r\n") && $0.components(separatedBy: "MARK1").count > 2 }
             #expect(s1.contains("24 80\r\n"), "\(s1)")
@@ -66,7 +66,7 @@ func writeString(_ fd: Int32, _ s: String) { _ = writeAll(fd: fd, Array(s.utf8))
     @Test func pipesSignalAndWait() async throws {
         try await withHarness("spawn") { h in
             try await h.create("s1")
-            let p = try h.runtime.spawn(id: "s1", SandboxProcessSpec(argv: ["sh", "-c", "read x; echo got:$x; echo e >&2; exit 4"]))
+            let p = try h.runtime.spawn(id: "s1", BoxProcessSpec(argv: ["sh", "-c", "read x; echo got:$x; echo e >&2; exit 4"]))
             let stdin = try #require(p.stdin)
             let stderr = try #require(p.stderr)
             writeString(stdin, "abc\n")
@@ -82,7 +82,7 @@ func writeString(_ fd: Int32, _ s: String) { _ = writeAll(fd: fd, Array(s.utf8))
             closeFD(p.stdout); closeFD(stderr)
 
             // signal() reaches the process inside the box and its children.
-            let q = try h.runtime.spawn(id: "s1", SandboxProcessSpec(argv: ["sh", "-c", "sleep 60 & sleep 60"]))
+            let q = try h.runtime.spawn(id: "s1", BoxProcessSpec(argv: ["sh", "-c", "sleep 60 & sleep 60"]))
             try await Task.sleep(for: .milliseconds(200))
             q.signal(SIGTERM)
             let qs = await q.wait()

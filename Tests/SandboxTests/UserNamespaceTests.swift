@@ -142,7 +142,7 @@ import Glibc
         #expect(IDRangeRegistry.recorded(boxDirectory: dir + "/b1") == m1)
         // b2 claiming b1's block (its ids file forged) is refused while b1 holds it.
         #expect(FileManager.default.createFile(atPath: dir + "/b2/ids", contents: Data("\(m1.block)\n".utf8)))
-        #expect(throws: SandboxError.self) { try registry.confirm(m1, boxDirectory: dir + "/b2") }
+        #expect(throws: BoxRuntimeError.self) { try registry.confirm(m1, boxDirectory: dir + "/b2") }
         // Once b1 is gone its entry is stale: taken over.
         try HostState.removeTree(dir + "/b1")
         try registry.confirm(m1, boxDirectory: dir + "/b2")

@@ -13,7 +13,7 @@ import Glibc
     static func fill(_ h: Harness, _ idle: Int) async throws {
         let deadline = ContinuousClock.now + .seconds(30)
         while h.runtime.warmPoolStatus.idle < idle {
-            guard ContinuousClock.now < deadline else { throw SandboxError.notRunning("pool did not fill: \(h.runtime.warmPoolStatus)") }
+            guard ContinuousClock.now < deadline else { throw BoxRuntimeError.notRunning("pool did not fill: \(h.runtime.warmPoolStatus)") }
             try await Task.sleep(for: .milliseconds(20))
         }
     }
@@ -111,7 +111,7 @@ import Glibc
             h.runtime.pool.setQuiet(nanos: 60_000_000_000)  // no refill during the test
             h.runtime.pool.noteDemand()
             h.runtime.startWarmPool(size: 1, limits: Harness.limits)
-            let other = SandboxLimits(memoryBytes: 128 << 20, cpus: 1, pids: 128)
+            let other = BoxLimits(memoryBytes: 128 << 20, cpus: 1, pids: 128)
             #expect(try await h.runtime.create(id: "c1", limits: other, env: [:], setupShell: true) == false)
             #expect(h.runtime.containerName("c1") == h.prefix + "c1")
             #expect(try await h.sh("c1", "hostname").out == "c1\n")
@@ -119,7 +119,7 @@ import Glibc
             #expect(try await h.runtime.create(id: "c2", limits: Harness.limits, env: [:], setupShell: true) == false)
             #expect(h.runtime.warmPoolStatus == WarmPoolStatus(target: 1, idle: 0))
             // A second create of the same id is refused either way.
-            await #expect(throws: SandboxError.self) {
+            await #expect(throws: BoxRuntimeError.self) {
                 try await h.runtime.create(id: "c2", limits: Harness.limits, env: [:], setupShell: true)
             }
             try await h.runtime.destroy(id: "c1")
@@ -177,7 +177,7 @@ import Glibc
             let removed = Set(await again.sweep(keeping: ["r1"]))
             #expect(removed == idle)
             #expect(await again.isRunning(id: "r1"))
-            let r = try await again.exec(id: "r1", SandboxProcessSpec(argv: ["/bin/sh", "-c", "echo $K; hostname"]), stdin: nil,
+            let r = try await again.exec(id: "r1", BoxProcessSpec(argv: ["/bin/sh", "-c", "echo $K; hostname"]), stdin: nil,
                                          timeout: .seconds(10), outputLimit: 1024, mergeStderr: false)
             #expect(r.out == "v\nr1\n")
             // Sweeping without the devbox removes its box and its alias.

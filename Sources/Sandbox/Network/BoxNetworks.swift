@@ -142,11 +142,11 @@ final class BoxNetworks: Sendable {
     /// robin, so an address is reused as late as possible.
     func allocate(name: String, directory: String) throws -> Link {
         let l: Link = try state.withLock { s in
-            guard let range = s.range else { throw SandboxError.invalidArgument("box networks are not prepared") }
+            guard let range = s.range else { throw BoxRuntimeError.invalidArgument("box networks are not prepared") }
             if let slot = s.slotOf[name] { return link(slot: slot, range: range) }
             let count = range.slotCount
             guard count > 1, s.slots.count < count - 1 else {
-                throw SandboxError.invalidArgument("no free box address left in \(range)")
+                throw BoxRuntimeError.invalidArgument("no free box address left in \(range)")
             }
             var slot = s.nextSlot
             while s.slots[slot] != nil || slot < 1 || slot >= count { slot = slot + 1 >= count ? 1 : slot + 1 }
@@ -169,7 +169,7 @@ final class BoxNetworks: Sendable {
 
     /// Wires a running box's netns to the host (see the file comment).
     func attach(name: String, initPid: pid_t) throws {
-        guard let l = link(of: name) else { throw SandboxError.invalidArgument("box \(name) has no network slot") }
+        guard let l = link(of: name) else { throw BoxRuntimeError.invalidArgument("box \(name) has no network slot") }
         BoxNetPlumbing.detach(hostName: l.hostName)  // a stale link of a crashed box
         try BoxNetPlumbing.attach(initPid: initPid, hostName: l.hostName, boxAddress: l.box, gateway: l.gateway,
                                   prefixLength: Self.prefixLength)
@@ -249,14 +249,14 @@ final class BoxNetworks: Sendable {
         var chosen: IPv4Range
         if let requested = requestedRange {
             if let c = clash(requested) {
-                throw SandboxError.invalidArgument("DEVBOX_NETWORK_CIDR \(requested) overlaps \(c); choose a range no host route or address uses")
+                throw BoxRuntimeError.invalidArgument("DEVBOX_NETWORK_CIDR \(requested) overlaps \(c); choose a range no host route or address uses")
             }
             chosen = requested
         } else if let persisted, clash(persisted) == nil {
             chosen = persisted
         } else {
             guard let free = IPv4Range.defaultCandidates.first(where: { clash($0) == nil }) else {
-                throw SandboxError.invalidArgument("no free /16 for box networks in 10.200.0.0–10.253.255.255; set DEVBOX_NETWORK_CIDR")
+                throw BoxRuntimeError.invalidArgument("no free /16 for box networks in 10.200.0.0–10.253.255.255; set DEVBOX_NETWORK_CIDR")
             }
             chosen = free
         }
@@ -299,7 +299,7 @@ final class BoxNetworks: Sendable {
             state.withLock { $0.dnsPort = port }
         }
         let (range, policies) = try state.withLock { s -> (IPv4Range, [UInt32: EgressPolicy]) in
-            guard let range = s.range else { throw SandboxError.invalidArgument("box networks are not prepared") }
+            guard let range = s.range else { throw BoxRuntimeError.invalidArgument("box networks are not prepared") }
             var byAddress: [UInt32: EgressPolicy] = [:]
             for (name, p) in byName {
                 guard let slot = s.slotOf[name] else { continue }
@@ -343,7 +343,7 @@ final class BoxNetworks: Sendable {
 
     /// Replaces a box's policy: one nft transaction; new connections follow it at once.
     func setPolicy(name: String, _ policy: EgressPolicy) throws {
-        guard let l = link(of: name) else { throw SandboxError.notFound(name) }
+        guard let l = link(of: name) else { throw BoxRuntimeError.notFound(name) }
         let (old, installed) = state.withLock { s in (s.policies[l.box] ?? .allowAll, s.installed) }
         if old == policy { return }
         if installed {
@@ -483,7 +483,7 @@ final class BoxNetworks: Sendable {
         if fd < 0 { throw sysError("memfd_create") }
         defer { closeFD(fd) }
         let r = try runCommandBlocking(nftPath, ["nft", "-f", "/proc/self/fd/3"], extraFDs: [fd])
-        guard r.status == 0 else { throw SandboxError.commandFailed("nft", status: r.status, message: r.stderrText) }
+        guard r.status == 0 else { throw BoxRuntimeError.commandFailed("nft", status: r.status, message: r.stderrText) }
     }
 }
 

@@ -31,7 +31,7 @@ extension CrunRuntime {
     /// Replaces the egress policy of a devbox's box; new connections follow it at once.
     public func setEgressPolicy(id: String, _ policy: EgressPolicy) async throws {
         try validate(id)
-        guard let networks else { throw SandboxError.invalidArgument("boxes share the host network: no egress policy") }
+        guard let networks else { throw BoxRuntimeError.invalidArgument("boxes share the host network: no egress policy") }
         try await onDedicatedThread { [self] in
             try withBoxLock(id) { try networks.setPolicy(name: boxName(id), policy) }
         }
@@ -66,13 +66,13 @@ extension CrunRuntime {
     /// there (127.0.0.1 is the box's own loopback). Blocking connect on a dedicated thread.
     public func connectInBox(id: String, host: String = "127.0.0.1", port: UInt16) async throws -> Int32 {
         try validate(id)
-        guard let a = parseIPv4(host) else { throw SandboxError.invalidArgument("host must be an IPv4 address") }
+        guard let a = parseIPv4(host) else { throw BoxRuntimeError.invalidArgument("host must be an IPv4 address") }
         return try await onDedicatedThread { [self] () throws -> Int32 in
             let pid: pid_t
             if let known = knownInitPid(id) {
                 pid = known
             } else {
-                guard let p = initPid(id) else { throw SandboxError.notRunning(id) }
+                guard let p = initPid(id) else { throw BoxRuntimeError.notRunning(id) }
                 pid = p
             }
             // The pidfd pins the init checked to be the box's, so a recycled pid never hands
@@ -90,7 +90,7 @@ extension CrunRuntime {
             if rc != 0 {
                 let e = lastErrno()
                 closeFD(fd)
-                throw SandboxError.system("connect to port \(port) in the box", errno: e)
+                throw BoxRuntimeError.system("connect to port \(port) in the box", errno: e)
             }
             return fd
         }

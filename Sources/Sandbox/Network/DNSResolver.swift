@@ -98,7 +98,7 @@ public final class BoxDNSResolver: Sendable {
     /// Binds UDP and TCP on `host` (IPv4) and the same port (0: one that is free for both)
     /// and starts serving; returns the port.
     public func start(host: String = "0.0.0.0", port: UInt16 = 0) throws -> UInt16 {
-        guard let address = IPv4Address(host) else { throw SandboxError.invalidArgument("resolver address \(host) is not IPv4") }
+        guard let address = IPv4Address(host) else { throw BoxRuntimeError.invalidArgument("resolver address \(host) is not IPv4") }
         if config.upstreams.isEmpty { config.logger.warning("the box DNS resolver has no upstream: allowed names get SERVFAIL") }
         let (udp, tcp, bound) = try BoxDNSResolver.bindPair(address, port)
         var pipes: [(Int32, Int32)] = []
@@ -121,7 +121,7 @@ public final class BoxDNSResolver: Sendable {
         }
         guard started else {
             for fd in [udp, tcp, pipes[0].0, pipes[0].1, pipes[1].0, pipes[1].1] { closeFD(fd) }
-            throw SandboxError.invalidArgument("the box DNS resolver is already running")
+            throw BoxRuntimeError.invalidArgument("the box DNS resolver is already running")
         }
         let config = self.config
         let udpThread = Thread {
@@ -224,7 +224,7 @@ public final class BoxDNSResolver: Sendable {
     /// UDP and TCP bound to the same port; with port 0 the kernel picks UDP's and TCP tries the
     /// same one, retrying with another when TCP's is taken.
     private static func bindPair(_ address: IPv4Address, _ port: UInt16) throws -> (Int32, Int32, UInt16) {
-        var lastError = SandboxError.system("bind", errno: EADDRINUSE)
+        var lastError = BoxRuntimeError.system("bind", errno: EADDRINUSE)
         for _ in 0..<(port == 0 ? 32 : 1) {
             let udp = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard udp >= 0 else { throw sysError("socket") }
