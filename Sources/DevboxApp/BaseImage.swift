@@ -23,7 +23,7 @@ public enum BaseImage {
     /// store's lock: concurrent serves and CLIs on one machine build it once, the others
     /// wait and find it. debootstrap writes into a temp dir of the store; the layer and the
     /// manifest appear by rename. `progress` gets debootstrap's lines. Blocking (a minute or
-    /// two): call on a thread of its own.
+    /// two): call it off the cooperative pool (a blocking executor's job).
     @discardableResult
     public static func build(
         store: ImageStore, name: String = ImageStore.defaultImageName, suite: String = defaultSuite, mirror: String? = nil,
@@ -92,11 +92,12 @@ public enum BaseImage {
         return nil
     }
 
-    /// Builds the missing default image on a thread of its own while the service already
-    /// answers (`/healthz` and creates say 503 meanwhile); then hands it to the sandbox.
+    /// Builds the missing default image in a job of the blocking executor (a minute or two of
+    /// debootstrap) while the service already answers (`/healthz` and creates say 503
+    /// meanwhile); then hands it to the sandbox.
     public static func buildInBackground(name: String, store: ImageStore, core: DevboxCore, logger: Logger) {
         let settings = core.imageSettings
-        let thread = Thread {
+        BlockingExecutor.shared.execute {
             guard name == ImageStore.defaultImageName else {
                 let msg = "no image '\(name)' in \(store.root); import it with `devbox image import \(name) PATH`"
                 logger.critical("box base image missing: \(msg)")
@@ -118,34 +119,13 @@ public enum BaseImage {
                 settings.readiness.set(.failed("\(error)"))
             }
         }
-        thread.stackSize = 1 << 20
-        thread.start()
     }
 
+    /// Runs `tool` (debootstrap) on the sandbox's spawn primitive (`HostCommand`), stdin on
+    /// /dev/null, its stdout and stderr merged and handed to `progress` line by line; its
+    /// exit status (128 + signal when killed).
     static func runStreaming(_ tool: String, _ args: [String], progress: @escaping (String) -> Void) throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        var pending = Data()
-        let h = pipe.fileHandleForReading
-        while true {
-            let chunk = h.availableData
-            if chunk.isEmpty { break }
-            pending.append(chunk)
-            while let nl = pending.firstIndex(of: 10) {
-                let line = String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)
-                pending = Data(pending[(nl + 1)...])
-                if !line.isEmpty { progress(line) }
-            }
-        }
-        if !pending.isEmpty { progress(String(decoding: pending, as: UTF8.self)) }
-        p.waitUntilExit()
-        return p.terminationStatus
+        try HostCommand.run(tool, args, options: .init(mergeStderr: true, stdoutLimit: 64 << 10), onLine: progress).status
     }
 
     /// The apt source files in the order apt reads them: sources.list, then sources.list.d.

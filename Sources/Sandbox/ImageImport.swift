@@ -140,21 +140,14 @@ extension ImageStore {
         return String(hex)
     }
 
+    /// Runs a helper (tar, sha256sum) to completion on the sandbox's spawn primitive
+    /// (`HostCommand`); its stdout, or an error with the last 2000 bytes of its stderr.
     @discardableResult
     func run(_ tool: String, _ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw ImportError("\((tool as NSString).lastPathComponent) failed (\(p.terminationStatus)): \(String(decoding: e.suffix(2000), as: UTF8.self))")
+        let r = try HostCommand.run(tool, args, options: .init(stdoutLimit: 16 << 20, stderrLimit: 2000))
+        guard r.status == 0 else {
+            throw ImportError("\((tool as NSString).lastPathComponent) failed (\(r.status)): \(r.stderrText)")
         }
-        return String(decoding: o, as: UTF8.self)
+        return r.stdoutText
     }
 }
