@@ -219,10 +219,7 @@ final class Reaper: Sendable {
         if dbx_pipe(&p, 1, 1) != 0 { p = [-1, -1] }
         wakeR = p[0]
         wakeW = p[1]
-        let thread = Thread { [self] in self.loop() }
-        thread.name = "devbox-reaper"
-        thread.stackSize = 1 << 20
-        thread.start()
+        LoopThread.start(name: "devbox-reaper") { [self] in self.loop() }
     }
 
     /// Runs `spawn` (returning (0, pid) on success) under the lock and owns the pid.

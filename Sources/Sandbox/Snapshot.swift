@@ -211,11 +211,10 @@ extension CrunRuntime {
 }
 
 extension CrunRuntime {
-    /// The store's GC on a thread of its own (a destroy of a box made from a snapshot).
+    /// The store's GC in a job of the blocking executor nobody waits for (a destroy of a box
+    /// made from a snapshot).
     func collectSnapshotLayers(_ store: ImageStore) {
-        let thread = Thread { _ = try? store.withLock { store.collectGarbageLocked() } }
-        thread.stackSize = 1 << 20
-        thread.start()
+        BlockingExecutor.shared.execute { _ = try? store.withLock { store.collectGarbageLocked() } }
     }
 }
 

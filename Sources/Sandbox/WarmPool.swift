@@ -40,6 +40,8 @@ struct PooledBox: Sendable {
 
 /// The pool's state, guarded by its condition.
 final class WarmPool: @unchecked Sendable {
+    /// A condition, not a plain lock: the filler thread waits on it for demand, for creates
+    /// to pause and between failed refills (with deadlines), and is woken by changes.
     private let cond = NSCondition()
     private var target = 0
     private var limits: BoxLimits?
@@ -203,13 +205,11 @@ extension CrunRuntime {
     public func startWarmPool(size: Int, limits: BoxLimits) {
         guard pool.configure(size: max(0, size), limits: limits) else { return }
         logger.info("warm pool on", metadata: ["size": "\(size)"])
-        let thread = Thread { [self] in
-            setThreadNice(backgroundNice)  // refills yield to the API (WorkPriority.background)
+        // Lives until the pool stops; refills yield to the API (WorkPriority.background).
+        LoopThread.start(name: "devbox-warmpool", nice: backgroundNice) { [self] in
             fill()
             pool.fillerExited()
         }
-        thread.stackSize = 1 << 20
-        thread.start()
     }
 
     /// Stops refilling and destroys the idle boxes.

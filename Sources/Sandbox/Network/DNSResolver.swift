@@ -65,8 +65,8 @@ public final class BoxDNSResolver: Sendable {
         /// Write ends of the loops' wake pipes; the read ends are the loops'.
         let wakeUDP: (read: Int32, write: Int32)
         let wakeTCP: (read: Int32, write: Int32)
-        let udpDone: DispatchSemaphore
-        let tcpDone: DispatchSemaphore
+        let udpLoop: LoopThread
+        let tcpLoop: LoopThread
     }
 
     /// `policy` maps a query's source address to its box's policy (nil: not a box → REFUSED).
@@ -112,30 +112,23 @@ public final class BoxDNSResolver: Sendable {
             }
             pipes.append((fds[0], fds[1]))
         }
-        let run = Running(udp: udp, tcp: tcp, wakeUDP: pipes[0], wakeTCP: pipes[1],
-                          udpDone: DispatchSemaphore(value: 0), tcpDone: DispatchSemaphore(value: 0))
+        let config = self.config
+        let (wakeUDP, wakeTCP) = (pipes[0], pipes[1])
+        // The loops start under the lock, so a concurrent `stop` finds them and joins them.
         let started = running.withLock { r -> Bool in
             guard r == nil else { return false }
-            r = run
+            let udpLoop = LoopThread.start(name: "dns-udp") {
+                UDPLoop(config: config, listener: udp, wake: wakeUDP.0).run()
+            }
+            let tcpLoop = LoopThread.start(name: "dns-tcp") {
+                TCPLoop(config: config, listener: tcp, wake: wakeTCP.0).run()
+            }
+            r = Running(udp: udp, tcp: tcp, wakeUDP: wakeUDP, wakeTCP: wakeTCP, udpLoop: udpLoop, tcpLoop: tcpLoop)
             return true
         }
         guard started else {
             for fd in [udp, tcp, pipes[0].0, pipes[0].1, pipes[1].0, pipes[1].1] { closeFD(fd) }
             throw BoxRuntimeError.invalidArgument("the box DNS resolver is already running")
-        }
-        let config = self.config
-        let udpThread = Thread {
-            UDPLoop(config: config, listener: udp, wake: run.wakeUDP.read).run()
-            run.udpDone.signal()
-        }
-        let tcpThread = Thread {
-            TCPLoop(config: config, listener: tcp, wake: run.wakeTCP.read).run()
-            run.tcpDone.signal()
-        }
-        for (t, name) in [(udpThread, "dns-udp"), (tcpThread, "dns-tcp")] {
-            t.name = name
-            t.stackSize = 1 << 20
-            t.start()
         }
         config.logger.info("box DNS resolver listening", metadata: ["address": "\(address)", "port": "\(bound)",
                                                                   "upstreams": "\(config.upstreams.count)"])
@@ -149,8 +142,8 @@ public final class BoxDNSResolver: Sendable {
         var byte: UInt8 = 1
         _ = write(run.wakeUDP.write, &byte, 1)
         _ = write(run.wakeTCP.write, &byte, 1)
-        run.udpDone.wait()
-        run.tcpDone.wait()
+        run.udpLoop.join()
+        run.tcpLoop.join()
         for fd in [run.udp, run.tcp, run.wakeUDP.read, run.wakeUDP.write, run.wakeTCP.read, run.wakeTCP.write] { closeFD(fd) }
         config.logger.info("box DNS resolver stopped")
     }
