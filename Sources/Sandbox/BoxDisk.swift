@@ -52,11 +52,13 @@ struct ReadyDisk: Sendable {
 ///
 /// How many: `minPerSize` of each wanted size at first; every create that finds none of its
 /// size (a burst outran the pool) keeps one more ready from then on, up to `maxPerSize`, so
-/// the next burst of that size is served from the pool. One filler thread at a time (at the
-/// background nice of box teardown) refills whenever a size is short, while creates are
+/// the next burst of that size is served from the pool. One filler at a time (a job of the
+/// blocking executor at the background nice of box teardown) refills whenever a size is short, while creates are
 /// still running: a ready disk is a copy of the size's template (no mkfs process) plus a
 /// loop device and a mount, so the refill no longer waits for creates to pause.
 final class DiskImagePool: @unchecked Sendable {
+    /// Guards the state below; a condition, not a plain lock, because `drain` waits for the
+    /// filler to end.
     private let cond = NSCondition()
     private var ready: [Int64: [ReadyDisk]] = [:]
     private var wanted: Set<Int64> = []
@@ -204,13 +206,12 @@ extension CrunRuntime {
         _ = rmdir(path)
     }
 
-    /// Keeps images of this size ready (formatting them on a background thread).
+    /// Keeps images of this size ready: the filler is a job of the blocking executor nobody
+    /// waits for, which ends once every wanted size is full (not a loop of its own).
     func wantDiskImages(_ bytes: Int64) {
         guard bytes > 0, diskImages.want(bytes) else { return }
         // At the pools' background nice whichever thread asks (a create may run at 0).
-        let thread = Thread { [self] in setThreadNice(backgroundNice); fillDiskImages() }
-        thread.stackSize = 1 << 20
-        thread.start()
+        BlockingExecutor.shared.execute(nice: backgroundNice) { [self] in fillDiskImages() }
     }
 
     /// Sizes whose images should be ready before the first create of each (the plans').

@@ -14,14 +14,15 @@ import Glibc
 /// crun container id: `<idPrefix><id>`; cgroup: `/<parent>/<idPrefix><id>` in every
 /// hierarchy, `<parent>` being the prefix without its trailing punctuation ("devbox").
 ///
-/// Threading: every blocking call (crun, mount, waitid, poll) runs on a dedicated
-/// thread, never on Swift's cooperative pool; the exceptions are the synchronous
-/// `prepareHost`, `writeEnv` and `spawn` (tens of milliseconds at most).
+/// Threading: every blocking call (crun, mount, waitid, poll) runs in a job of the blocking
+/// executor (`onDedicatedThread`), never on Swift's cooperative pool; the synchronous
+/// `prepareHost`, `writeEnv` and `spawn` are called in such a job (`CrunBoxRuntime`).
 public final class CrunRuntime: Sendable {
     public let configuration: SandboxConfiguration
     let logger: Logger
     let crun: String
-    private let boxLocks = Mutex<[String: NSLock]>([:])
+    /// One lock per box, held across that box's blocking lifecycle work (`withBoxLock`).
+    private let boxLocks = Mutex<[String: BoxLock]>([:])
     /// The init pid of each running box this process started (removed when it exits):
     /// lets `isRunning` answer from /proc instead of spawning `crun state`.
     let inits = Mutex<[String: pid_t]>([:])
@@ -121,16 +122,23 @@ public final class CrunRuntime: Sendable {
         }
     }
 
-    func withBoxLock<T>(_ id: String, _ body: () throws -> T) rethrows -> T {
-        let lock = boxLocks.withLock { locks -> NSLock in
+    /// A box's lock: a plain mutex in a class, so the map can hand it out.
+    final class BoxLock: Sendable {
+        let mutex = Mutex(())
+    }
+
+    /// Runs `body` holding the box's lock (its create, destroy, stop, start, claim).
+    func withBoxLock<T, E: Error>(_ id: String, _ body: () throws(E) -> T) throws(E) -> T {
+        let lock = boxLocks.withLock { locks -> BoxLock in
             if let l = locks[id] { return l }
-            let l = NSLock()
+            let l = BoxLock()
             locks[id] = l
             return l
         }
-        lock.lock()
-        defer { lock.unlock() }
-        return try body()
+        var result: Result<T, E>?
+        lock.mutex.withLock { _ in result = Result { () throws(E) -> T in try body() } }
+        guard let result else { preconditionFailure("withLock ran no body") }
+        return try result.get()
     }
 
     // MARK: host
