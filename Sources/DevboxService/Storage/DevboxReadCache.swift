@@ -57,6 +57,8 @@ final class DevboxReadCache: Sendable {
         /// Pages of the list, each valid only at the epoch it was read at: any commit that
         /// changed a devbox (or a repository, or deleted rows) makes every page stale.
         var pages: [PageKey: (epoch: UInt64, page: Page)] = [:]
+        /// The read of each page in flight, with the epoch it started at (`PageFlight`).
+        var flights: [PageKey: PageFlight] = [:]
     }
 
     /// Above this many pages the page cache starts over.
@@ -129,6 +131,39 @@ final class DevboxReadCache: Sendable {
         }
     }
 
+    /// What a request for a page's answer does: write out the stored bytes (`hit`), wait for
+    /// the read of the same page that started at the current epoch (`join`), or read it
+    /// itself and hand the bytes to those who join (`lead`, then `endFlight`).
+    enum PageLookup {
+        case hit([UInt8])
+        case join(PageFlight)
+        case lead(PageFlight)
+    }
+
+    /// Under create/delete churn every commit makes the pages stale, so nearly every request
+    /// for a page missed, and 40 clients polling the same page each read and encoded it: the
+    /// reads queued for GRDB's readers (issue 21: 100–250 ms in the handler). A request that
+    /// finds a read of its page in flight that started at the current epoch waits for that
+    /// read instead. Its answer is what a cache hit at that epoch would have been: the read
+    /// started after every commit the epoch counts, as a stored page's read did.
+    func lookupPageJSON(_ key: PageKey) -> PageLookup {
+        state.withLock { s in
+            if let e = s.pages[key], e.epoch == s.epoch, let json = e.page.json { return .hit(json) }
+            if let f = s.flights[key], f.epoch == s.epoch { return .join(f) }
+            if s.flights.count >= Self.pageCapacity { s.flights = s.flights.filter { $0.value.epoch == s.epoch } }
+            let f = PageFlight(epoch: s.epoch)
+            s.flights[key] = f
+            return .lead(f)
+        }
+    }
+
+    /// The leader's read is over: new requests no longer join it (its waiters get `finish`'s bytes).
+    func endFlight(_ key: PageKey, _ flight: PageFlight) {
+        state.withLock { s in
+            if s.flights[key] === flight { s.flights[key] = nil }
+        }
+    }
+
     /// Keeps the encoded answer with the page, unless a devbox commit happened since `epoch`
     /// (taken before the page was looked up).
     func storePageJSON(_ key: PageKey, _ json: [UInt8], readSince epoch: UInt64) {
@@ -164,5 +199,44 @@ final class DevboxReadCache: Sendable {
             s.entries.removeAll(keepingCapacity: true)
             s.idsByRow.removeAll(keepingCapacity: true)
         }
+    }
+}
+
+/// One read of a page of the list in flight (`DevboxReadCache.lookupPageJSON`): the requests
+/// that join it wait for its answer's bytes; nil when the leader's read failed (each waiter
+/// then reads for itself).
+final class PageFlight: Sendable {
+    let epoch: UInt64
+    private struct State {
+        var done = false
+        var result: [UInt8]?
+        var waiters: [CheckedContinuation<[UInt8]?, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    init(epoch: UInt64) { self.epoch = epoch }
+
+    /// The leader's answer, once it has one.
+    func wait() async -> [UInt8]? {
+        await withCheckedContinuation { (c: CheckedContinuation<[UInt8]?, Never>) in
+            let ready: [UInt8]?? = state.withLock { s in
+                if s.done { return .some(s.result) }
+                s.waiters.append(c)
+                return .none
+            }
+            if let ready { c.resume(returning: ready) }
+        }
+    }
+
+    /// Hands `result` to every waiter (and to any that comes later). Once.
+    func finish(_ result: [UInt8]?) {
+        let waiters: [CheckedContinuation<[UInt8]?, Never>] = state.withLock { s in
+            guard !s.done else { return [] }
+            s.done = true
+            s.result = result
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume(returning: result) }
     }
 }
