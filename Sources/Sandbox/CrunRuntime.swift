@@ -220,33 +220,55 @@ public final class CrunRuntime: Sendable {
         try EnvFile.validate(env)
         guard limits.memoryBytes > 0, limits.pids > 0 else { throw BoxRuntimeError.invalidArgument("limits must be positive") }
         pool.noteDemand()
-        let warm = try await onDedicatedThread(priority: .create) { [self] () -> Bool in
-            try withBoxLock(id) {
-                if lstatExists(aliasPath(id)) { throw BoxRuntimeError.alreadyExists(id) }
-                while poolable, let box = pool.take(limits: limits) {
-                    if claimPooled(box, id: id, env: env, setupShell: setupShell, egress: egress) { return true }
-                }
-                do {
-                    try createGate.withSlot {
-                        try createBlocking(name: id, limits: limits, env: env, setupShell: setupShell, egress: egress, image: image)
+        // The task's cancellation (a DELETE of the devbox) reaches the blocking create: one not
+        // begun yet is not made at all, one waiting for a slot stops waiting, one under way stops
+        // before its disk, its network and `crun run` (issue 21: under create/delete churn most
+        // boxes were deleted while their create waited, and were then built only to be torn down).
+        let cancellation = CreateCancellation()
+        let warm = try await withTaskCancellationHandler {
+            try await onDedicatedThread(priority: .create) { [self] () -> Bool in
+                try withBoxLock(id) {
+                    if cancellation.isCancelled { throw CancellationError() }
+                    if lstatExists(aliasPath(id)) { throw BoxRuntimeError.alreadyExists(id) }
+                    while poolable, let box = pool.take(limits: limits) {
+                        if claimPooled(box, id: id, env: env, setupShell: setupShell, egress: egress) { return true }
                     }
-                } catch {
-                    logger.error("create failed, cleaning up", metadata: ["box": .string(id), "error": .string("\(error)")])
-                    destroyBlocking(id)
-                    throw error
+                    var began = false
+                    do {
+                        try createGate.withSlot(unless: cancellation) {
+                            began = true
+                            try createBlocking(
+                                name: id, limits: limits, env: env, setupShell: setupShell, egress: egress, image: image,
+                                cancellation: cancellation)
+                        }
+                    } catch {
+                        // Cancelled before it began: nothing was made.
+                        guard began else { throw error }
+                        if error is CancellationError {
+                            logger.info("create cancelled, cleaning up", metadata: ["box": .string(id)])
+                        } else {
+                            logger.error("create failed, cleaning up", metadata: ["box": .string(id), "error": .string("\(error)")])
+                        }
+                        destroyBlocking(id)
+                        throw error
+                    }
+                    return false
                 }
-                return false
             }
+        } onCancel: {
+            cancellation.cancel()
         }
         logger.info("box created", metadata: ["box": .string(id), "warm": .stringConvertible(warm)])
         return warm
     }
 
     /// The blocking part of a cold create: box directory, bundle, root, env file, `crun run`.
-    /// Returns the mask layer the root was mounted with. Leaves a partial box on error.
+    /// Returns the mask layer the root was mounted with. Leaves a partial box on error, and on
+    /// `cancellation` (checked before the disk, the network and `crun run`: CancellationError).
     @discardableResult
     func createBlocking(name: String, limits: BoxLimits, env: [String: String], setupShell: Bool,
-                        egress: EgressPolicy = .allowAll, image: BoxImage? = nil) throws -> String? {
+                        egress: EgressPolicy = .allowAll, image: BoxImage? = nil,
+                        cancellation: CreateCancellation? = nil) throws -> String? {
         let dir = boxDirectory(name)
         if access(dir, F_OK) == 0 { throw BoxRuntimeError.alreadyExists(name) }
         try makeDirectories(configuration.stateDirectory, mode: 0o711)
@@ -256,12 +278,14 @@ public final class CrunRuntime: Sendable {
         // (`run`, for console sockets, is made when a terminal session first needs it.)
         if mkdir(dir + "/rootfs", 0o755) != 0 { throw sysError("mkdir rootfs") }
         _ = chmod(dir + "/rootfs", 0o755)
+        if cancellation?.isCancelled == true { throw CancellationError() }
         try makeWritableTree(name, diskBytes: limits.diskBytes)
         if let image = image ?? defaultImage.withLock({ $0 }) {
             // Which layers this box mounts, for every later mount (start, env writes, a restart).
             try writeHostFile(dir + "/" + BoxImage.fileName, Array(try JSONEncoder().encode(image)))
             if let store = image.store { ImageStore(root: store).addRef(boxDirectory: dir) }
         }
+        if cancellation?.isCancelled == true { throw CancellationError() }
         if let networks {
             _ = try networks.allocate(name: name, directory: dir)
             // In force before the box's first process runs.
@@ -270,6 +294,7 @@ public final class CrunRuntime: Sendable {
         try writeBundle(name: name, hostname: name, limits: limits, setupShell: setupShell)
         let layer = try mountRootfs(name)
         try writeEnvFile(name, env: env)
+        if cancellation?.isCancelled == true { throw CancellationError() }
         if setupShell {
             try writeHostFile(dir + "/" + SetupShell.marker, [])
             let channel = try runBoxWithSetupShell(name)
