@@ -375,6 +375,22 @@ enum BrokerRelay {
 
     // MARK: the box's socket
 
+    /// A duplicate of the box connection's socket, found before the answer's head goes out;
+    /// closed by `close()` once the body is spliced, or when dropped (a response whose body
+    /// Hummingbird never asked for).
+    final class BoxSocket: Sendable {
+        let fd: Int32
+        private let open = Atomic<Bool>(true)
+
+        init(_ fd: Int32) { self.fd = fd }
+
+        func close() {
+            if open.exchange(false, ordering: .acquiringAndReleasing) { Glibc.close(fd) }
+        }
+
+        deinit { close() }
+    }
+
     /// The located descriptor number per connection (local|remote), checked on every use.
     static let located = Mutex<[String: Int32]>([:])
 
@@ -455,7 +471,12 @@ enum BrokerRelay {
             _ = fcntl(pipeB[1], F_SETPIPE_SZ, Int32(capacity))
         }
         defer { if pipeB[0] >= 0 { close(pipeB[0]); close(pipeB[1]) } }
-        var scratch = meter == nil ? [] : [UInt8](repeating: 0, count: capacity)
+        // The meter's copy is read in slices of this size and scanned at once, while the slice
+        // is still in the CPU's cache (one buffer of the pipe's size was copied out whole and
+        // then scanned from memory).
+        let slice = 256 << 10
+        let scratch = meter == nil ? nil : UnsafeMutableRawBufferPointer.allocate(byteCount: slice, alignment: 64)
+        defer { scratch?.deallocate() }
 
         /// Forwards up to `n` body bytes (`n` = Int.max: to the end of stream); the count moved.
         func forward(_ n: Int) throws -> Int {
@@ -482,18 +503,19 @@ enum BrokerRelay {
                     try out.piece(fromPipe: pipeA[0], count: k)
                     continue
                 }
-                // Metered: tee the pipe's pages, read the copy, splice the original.
+                // Metered: tee the pipe's pages, read the copy slice by slice, splice the original.
                 var inPipe = k
                 while inPipe > 0 {
                     let t = dxTee(pipeA[0], pipeB[1], inPipe, 0)
                     if t < 0 { if errno == EINTR { continue }; throw Failure("tee") }
                     var got = 0
                     while got < t {
-                        let r = scratch.withUnsafeMutableBytes { read(pipeB[0], $0.baseAddress! + got, t - got) }
+                        let r = read(pipeB[0], scratch!.baseAddress!, min(slice, t - got))
                         if r < 0 { if errno == EINTR { continue }; throw Failure("read") }
+                        if r == 0 { throw Failure("the meter's pipe ended early", 0) }
+                        meter?.feed(UnsafeRawBufferPointer(rebasing: scratch![0..<r]))
                         got += r
                     }
-                    scratch.withUnsafeBytes { meter?.feed(UnsafeRawBufferPointer(rebasing: $0[0..<t])) }
                     try out.piece(fromPipe: pipeA[0], count: t)
                     inPipe -= t
                 }
@@ -573,8 +595,8 @@ enum BrokerRelay {
 
     /// Everything written to `channel` so far is in the kernel's socket buffer once this returns:
     /// an empty write from the pipeline's front completes after every write queued before it.
-    static func flushBarrier(_ channel: any Channel) async throws {
-        try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+    static func flushBarrier(_ channel: any Channel) -> EventLoopFuture<Void> {
+        channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
             do {
                 let ops = channel.pipeline.syncOperations
                 let name = "devbox.broker.flush-barrier"
@@ -591,7 +613,20 @@ enum BrokerRelay {
             } catch {
                 return channel.eventLoop.makeFailedFuture(error)
             }
-        }.get()
+        }
+    }
+
+    /// `flushBarrier`, then `body` on a blocking thread, handed over by the event loop when the
+    /// barrier completes: one wake-up less between the answer's head and its first spliced byte.
+    static func afterFlush<T: Sendable>(_ channel: any Channel, _ body: @escaping @Sendable () -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            flushBarrier(channel).whenComplete { result in
+                switch result {
+                case .success: BlockingExecutor.shared.execute { continuation.resume(returning: body()) }
+                case .failure(let error): continuation.resume(throwing: error)
+                }
+            }
+        }
     }
 
     /// A pass-through handler at the pipeline's front: its context writes raw bytes to the socket.

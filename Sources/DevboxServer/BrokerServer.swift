@@ -275,26 +275,29 @@ struct BrokerForwarder: Sendable {
         let small = 256 << 10
         let exchange: BrokerRelay.Exchange
         let whole: [UInt8]?
+        let boxSocket: BrokerRelay.BoxSocket?
         do {
-            (exchange, whole) = try await BrokerRelay.onThread { () -> (BrokerRelay.Exchange, [UInt8]?) in
+            (exchange, whole, boxSocket) = try await BrokerRelay.onThread { () -> (BrokerRelay.Exchange, [UInt8]?, BrokerRelay.BoxSocket?) in
                 let x = try BrokerRelay.exchange(target, head: requestHead, body: sendBody, isHead: isHead)
                 switch x.framing {
                 case .none:
                     x.release(bodyDone: true)
-                    return (x, [])
+                    return (x, [], nil)
                 case .length(let n) where n <= small:
                     do {
                         var all: [UInt8] = []
                         all.reserveCapacity(n)
                         while let piece = try x.next(max: small) { all += piece }
                         x.release(bodyDone: true)
-                        return (x, all)
+                        return (x, all, nil)
                     } catch {
                         x.release(bodyDone: false)
                         throw error
                     }
                 default:
-                    return (x, nil)
+                    // A body to splice: the box's socket is found here, on this thread, not in
+                    // one more trip to a blocking thread once the head is out (time to first byte).
+                    return (x, nil, BrokerRelay.boxSocket(local: local, remote: remote).map(BrokerRelay.BoxSocket.init))
                 }
             }
         } catch {
@@ -347,29 +350,30 @@ struct BrokerForwarder: Sendable {
             headers: headers,
             body: ResponseBody(contentLength: length) { writer in
                 let metered = isEncoded ? nil : UsageMeter(contentType: type)
-                var box: Int32?
-                do {
-                    try await BrokerRelay.flushBarrier(channel)
-                    box = try await BrokerRelay.onThread { BrokerRelay.boxSocket(local: local, remote: remote) }
-                } catch {
-                    exchange.release(bodyDone: false)
-                    throw error
-                }
                 var tokens: (input: Int, output: Int)?
-                if let fd = box {
+                if let box = boxSocket {
                     // The meter comes back with the error too: usage the upstream reported before
-                    // a stream broke is counted.
-                    let (meter, failure) = await BrokerRelay.onThread { () -> (UsageMeter?, BrokerRelay.Failure?) in
-                        var meter = metered
-                        defer { close(fd) }
-                        do {
-                            try BrokerRelay.splice(exchange, to: fd, chunked: length == nil, meter: &meter)
-                            exchange.release(bodyDone: true)
-                            return (meter, nil)
-                        } catch {
-                            exchange.release(bodyDone: false)
-                            return (meter, error as? BrokerRelay.Failure ?? BrokerRelay.Failure("\(error)", 0))
+                    // a stream broke is counted. The splice starts on a blocking thread as soon as
+                    // the head is in the socket (from the event loop, not via this task).
+                    let meter: UsageMeter?
+                    let failure: BrokerRelay.Failure?
+                    do {
+                        (meter, failure) = try await BrokerRelay.afterFlush(channel) { () -> (UsageMeter?, BrokerRelay.Failure?) in
+                            var meter = metered
+                            defer { box.close() }
+                            do {
+                                try BrokerRelay.splice(exchange, to: box.fd, chunked: length == nil, meter: &meter)
+                                exchange.release(bodyDone: true)
+                                return (meter, nil)
+                            } catch {
+                                exchange.release(bodyDone: false)
+                                return (meter, error as? BrokerRelay.Failure ?? BrokerRelay.Failure("\(error)", 0))
+                            }
                         }
+                    } catch {
+                        box.close()
+                        exchange.release(bodyDone: false)
+                        throw error
                     }
                     var m = meter
                     tokens = m?.finish()
