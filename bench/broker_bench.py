@@ -23,7 +23,7 @@ with read1(1 MiB), each on a new connection):
 Method, and why the comparison is fair: the small and the streaming phases run as separate
 client processes, path after path, `--rounds` times; latency is p50/p95 over all small
 requests of a path, throughput the median over its streams (bytes / time from request to the
-last byte). Everything runs on this machine's cores, so a path's throughput is set by the CPU
+last byte; the time to the body's first byte is printed too). Everything runs on this machine's cores, so a path's throughput is set by the CPU
 its processes need per MiB: the bench prints, per path, the CPU per MiB streamed of the
 client (its own getrusage over its streams), of the upstream (this process's CPU; it does
 nothing else meanwhile) and of serve (/proc/PID/stat; the broker path's figure includes the
@@ -70,7 +70,7 @@ for i in range(n + 20):
     if i >= 20: lat.append((time.perf_counter() - t) * 1e6)
 c.close()
 big = json.dumps({"model": "m", "stream": True, "big": True, "messages": []}).encode()
-tput = []
+tput = []; ttfb = []
 ru = resource.getrusage(resource.RUSAGE_SELF)
 cpu0, wall0 = ru.ru_utime + ru.ru_stime, time.perf_counter()
 for _ in range(b):
@@ -81,13 +81,14 @@ for _ in range(b):
     while True:
         d = r.read1(1 << 20)
         if not d: break
+        if not got: ttfb.append((time.perf_counter() - t) * 1e3)
         got += len(d)
     dt = time.perf_counter() - t
     assert r.status == 200 and got == %d, (r.status, got)
     tput.append(got / dt / (1 << 20))
     c.close()
 ru = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"lat_us": lat, "mib_s": tput, "client_cpu_s": ru.ru_utime + ru.ru_stime - cpu0,
+print(json.dumps({"lat_us": lat, "mib_s": tput, "ttfb_ms": ttfb, "client_cpu_s": ru.ru_utime + ru.ru_stime - cpu0,
                   "stream_wall_s": time.perf_counter() - wall0}))
 """ % BIG
 
@@ -214,7 +215,7 @@ def main():
                      headers={"X-Claude-Token": key})
         d = s.wait_state(d["id"])
         assert d["state"] == "ready", s.operations(d["id"])
-        results = {p: {"lat_us": [], "mib_s": [], "client_cpu_s": 0.0, "serve_cpu_s": 0.0, "upstream_cpu_s": 0.0,
+        results = {p: {"lat_us": [], "mib_s": [], "ttfb_ms": [], "client_cpu_s": 0.0, "serve_cpu_s": 0.0, "upstream_cpu_s": 0.0,
                        "stream_wall_s": 0.0} for p in ("direct", "veth", "broker")}
 
         def run(path, small, big):
@@ -239,7 +240,7 @@ def main():
                 # this process's (the upstream's threads) include the client's start and 20 small requests).
                 got["serve_cpu_s"] = max(0.0, cpu_seconds(s.proc.pid) - serve0 - fixed)
                 got["upstream_cpu_s"] = sum(os.times()[:2]) - up0
-                for k in ("mib_s", "client_cpu_s", "serve_cpu_s", "upstream_cpu_s", "stream_wall_s"):
+                for k in ("mib_s", "ttfb_ms", "client_cpu_s", "serve_cpu_s", "upstream_cpu_s", "stream_wall_s"):
                     results[path][k] += got[k]
             else:
                 results[path]["lat_us"] += got["lat_us"]
@@ -266,6 +267,7 @@ def main():
             mib = len(v["mib_s"]) * (BIG >> 20)
             summary[path] = {"p50_us": round(pct(v["lat_us"], 50), 1), "p95_us": round(pct(v["lat_us"], 95), 1),
                              "stream_mib_s_p50": round(pct(v["mib_s"], 50), 1), "requests": len(v["lat_us"]),
+                             "first_byte_ms_p50": round(pct(v["ttfb_ms"], 50), 2),
                              "streams": len(v["mib_s"]),
                              # CPU per MiB streamed (ms) of each process, and how busy the upstream was.
                              "cpu_ms_per_mib": {k: round(v[k + "_cpu_s"] * 1000 / mib, 2)
@@ -282,7 +284,8 @@ def main():
                 m = summary[path]
                 c = m["cpu_ms_per_mib"]
                 print(f"{path:7s} 1 KiB p50 {m['p50_us']:8.1f} µs  p95 {m['p95_us']:8.1f} µs   "
-                      f"10 MiB stream p50 {m['stream_mib_s_p50']:8.1f} MiB/s  ({m['requests']} req, {m['streams']} streams)  "
+                      f"10 MiB stream p50 {m['stream_mib_s_p50']:8.1f} MiB/s, first body byte {m['first_byte_ms_p50']} ms  "
+                      f"({m['requests']} req, {m['streams']} streams)  "
                       f"CPU ms/MiB client {c['client']} upstream {c['upstream']} serve {c['serve']}; "
                       f"upstream busy {m['upstream_busy']}")
             print(f"broker adds {summary['added_p50_us']} µs at p50; stream throughput {summary['throughput_ratio']}× direct")
