@@ -113,8 +113,17 @@ public func runApplication(
         services: [.init(service: app), .init(service: SystemdStoppingNotifier(), successTerminationBehavior: .ignore)],
         gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
     group.maximumGracefulShutdownDuration = shutdownGrace
+    // The API ahead of box work (APIPriority): every service inherits the group's priority;
+    // provisioning jobs run theirs at .medium. A detached task: a child task never runs below
+    // its parent's priority, and the caller's is .medium.
+    let nice = APIPriority.configuredNice()
+    await APIPriority.applyToEventLoops(nice: nice)
+    let services = group
+    let run = Task.detached(priority: APIPriority.taskPriority(nice: nice)) {
+        try await ServiceGroup(configuration: services).run()
+    }
     do {
-        try await ServiceGroup(configuration: group).run()
+        try await withTaskCancellationHandler { try await run.value } onCancel: { run.cancel() }
     } catch let error as IOError {
         // The SSH listener is bound before the application runs, so a failed bind is HTTP's.
         // NIO names the failed call first: "bind(descriptor:ptr:bytes:): Address already in use".

@@ -47,7 +47,11 @@ public struct ProvisioningWorker: Service {
                         claimed = true
                         for job in jobs {
                             active.add(1)
-                            group.addTask {
+                            // Box work's priority, not the API's (the serve runs its services at
+                            // .high: DevboxApp's APIPriority). A child runs at least at its
+                            // parent's priority; the job's steps (`JobRunner.run`'s own task)
+                            // take this base priority, .medium.
+                            group.addTask(priority: .medium) {
                                 await runner.run(job)
                                 active.add(-1)
                                 core.jobs.signal()
