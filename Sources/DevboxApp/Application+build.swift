@@ -11,7 +11,7 @@ import ServiceLifecycle
 
 /// Builds the service layer of `devbox serve` from the configuration: the data directory
 /// (0700, locked for this process), the database file, the key ring, the crun runtime (its
-/// host prepared, the default image resolved or built in the background), then the core
+/// host prepared, the default image resolved or built in the background), then the services
 /// (`buildSystem(configuration:runtime:database:cipher:logger:)`).
 public func buildSystem(configuration: ServerConfiguration, logger: Logger) async throws -> DevboxSystem {
     let fm = FileManager.default
@@ -36,7 +36,7 @@ public func buildSystem(configuration: ServerConfiguration, logger: Logger) asyn
     try await sandbox.prepareHost()
     let system = try await buildSystem(
         configuration: configuration, runtime: sandbox, database: database, cipher: cipher, logger: logger)
-    if let missingImage { BaseImage.buildInBackground(name: missingImage, store: store, core: system.core, logger: logger) }
+    if let missingImage { BaseImage.buildInBackground(name: missingImage, store: store, images: system.services.images, logger: logger) }
     return system
 }
 
@@ -51,14 +51,76 @@ public func buildSystem(
 ) async throws -> DevboxSystem {
     let verifier = try await makeUserVerifier(configuration: configuration, logger: logger)
     let metrics = DevboxMetrics()
-    let core = DevboxCore(
-        database: database, cipher: cipher, sandbox: runtime, configuration: configuration.core,
-        userVerifier: verifier,
+    let services = buildServices(
+        configuration: configuration.core, runtime: runtime, database: database, cipher: cipher, userVerifier: verifier,
         sshEndpoint: SSHEndpoint(
             host: configuration.sshPublicHost ?? configuration.sshHost, port: configuration.sshPublicPort ?? configuration.sshPort),
-        sessionPolicy: try sessionPolicy(),
-        logger: logger, metrics: metrics.serviceMetrics())
-    return DevboxSystem(core: core, logger: logger, metrics: metrics)
+        sessionPolicy: try sessionPolicy(), metrics: metrics.serviceMetrics(), logger: logger)
+    return DevboxSystem(services: services, logger: logger, metrics: metrics)
+}
+
+/// Wires the focused services (docs/ARCHITECTURE.md, "Services"): each gets only what it
+/// uses; the shared state — the audit log (`Auditor`), the job signal, the activity clocks,
+/// the SSH gateway's late-bound reference, the AI-API broker's port and counters, the
+/// start-up gate, the metrics — is made once here and handed to the services that need it.
+/// The only place that sees every dependency.
+public func buildServices(
+    configuration c: CoreConfiguration, runtime: any BoxRuntime, database db: AppDatabase, cipher: any SecretCipher,
+    userVerifier: (any UserTokenVerifying)?, sshEndpoint: SSHEndpoint, sessionPolicy: SessionPolicy,
+    metrics: ServiceMetrics, logger: Logger
+) -> DevboxServices {
+    // Shared state.
+    let auditor = Auditor(database: db, settings: c.audit, logger: logger)
+    let jobs = JobSignal()
+    let gateway = GatewayBox()
+    let startup = StartupGate()
+    let brokerState = BrokerState()
+    let activity = ActivityTracker(database: db, writeInterval: c.lifetimes.activityWriteInterval, logger: logger)
+    let teardown = Teardown(database: db, runtime: runtime, logger: logger)
+    // Services, leaves first.
+    let authenticator = Authenticator(database: db, userVerifier: userVerifier, logger: logger)
+    let reads = DevboxReads(database: db, logger: logger)
+    let github = GitHubService(database: db, cipher: cipher, settings: c.github, auditor: auditor, logger: logger)
+    let images = ImageService(
+        settings: c.images, runtime: runtime, startup: startup, warmPoolSize: c.warmPoolSize,
+        warmPoolLimits: c.plans.first(where: { $0.name == c.defaultPlan })?.limits)
+    let credentials = CredentialBroker(
+        database: db, cipher: cipher, runtime: runtime, reads: reads, state: brokerState,
+        defaultCredentialMode: c.broker.defaultCredentialMode, auditor: auditor, logger: logger)
+    let gitBroker = GitBrokerService(database: db, runtime: runtime, brokerState: brokerState, github: github, logger: logger)
+    let snapshots = SnapshotService(
+        database: db, runtime: runtime, reads: reads, images: images, settings: c.snapshots, auditor: auditor, logger: logger)
+    let runtimeService = RuntimeService(
+        database: db, reads: reads, runtime: runtime, activity: activity, gateway: gateway, credentials: credentials,
+        limits: RuntimeLimits(
+            execOutputLimit: c.execOutputLimit, execDefaultTimeoutSeconds: c.execDefaultTimeoutSeconds,
+            execMaxTimeoutSeconds: c.execMaxTimeoutSeconds, fileSizeLimit: c.fileSizeLimit),
+        auditor: auditor, logger: logger)
+    let access = AccessService(
+        database: db, reads: reads, runtime: runtime, activity: activity, gateway: gateway, sshEndpoint: sshEndpoint,
+        sessionPolicy: sessionPolicy, auditor: auditor, logger: logger)
+    let commands = DevboxCommands(
+        database: db, cipher: cipher, runtime: runtime,
+        settings: CreateSettings(plans: c.plans, defaultPlan: c.defaultPlan, lifetimes: c.lifetimes, minFreeDisk: c.minFreeDisk),
+        reads: reads, images: images, snapshots: snapshots, github: github, gitBroker: gitBroker, credentials: credentials,
+        jobs: jobs, gateway: gateway, teardown: teardown, auditor: auditor, logger: logger)
+    let housekeeping = Housekeeping(
+        database: db, runtime: runtime, startup: startup, brokerState: brokerState, images: images,
+        runtimeService: runtimeService, credentials: credentials, activity: activity, gateway: gateway, jobs: jobs,
+        teardown: teardown, auditor: auditor, plans: c.plans, lifetimes: c.lifetimes, logger: logger)
+    let provisioning = ProvisioningContext(
+        database: db, cipher: cipher, runtime: runtime,
+        settings: ProvisioningSettings(
+            plans: c.plans, workerConcurrency: c.workerConcurrency, leaseSeconds: c.leaseSeconds,
+            setupOutputLimit: c.setupOutputLimit, github: c.github),
+        jobs: jobs, startup: startup, metrics: metrics, snapshots: snapshots, credentials: credentials, github: github,
+        gitBroker: gitBroker, teardown: teardown, logger: logger)
+    return DevboxServices(
+        authenticator: authenticator, reads: reads, commands: commands, runtime: runtimeService, access: access,
+        github: github, dashboard: DashboardAuth(authenticator: authenticator, database: db, auditor: auditor, logger: logger),
+        credentials: credentials, gitBroker: gitBroker, images: images, snapshots: snapshots, auditor: auditor,
+        housekeeping: housekeeping, provisioning: provisioning, gauges: GaugeReader(database: db, runtime: runtime),
+        brokerUsage: BrokerUsageFlusher(state: brokerState, database: db, logger: logger), gateway: gateway, metrics: metrics)
 }
 
 /// Builds the whole application: HTTP server plus the provisioning workers.
@@ -70,8 +132,8 @@ public func buildApplication(
 ) async throws -> some ApplicationProtocol {
     let system = try await buildSystem(configuration: configuration, logger: logger)
     let router = buildRouter(system: system)
-    let worker = ProvisioningWorker(core: system.core)
-    let lifetimes = LifetimeWorker(core: system.core)
+    let worker = ProvisioningWorker(context: system.services.provisioning)
+    let lifetimes = LifetimeWorker(housekeeping: system.services.housekeeping)
     let gateway = try buildSSHGateway(system: system, configuration: configuration, logger: logger)
     // The AI-API broker (issue 19): its port is known before start-up offers it to boxes.
     let sideServices = httpSideServices(
@@ -83,7 +145,7 @@ public func buildApplication(
     do {
         try await gateway.listen()
     } catch {
-        await system.core.releaseHostBeforeStartUp()
+        await system.services.housekeeping.releaseHostBeforeStartUp()
         throw ListenFailure(listener: "SSH", host: configuration.sshHost, port: configuration.sshPort, error: error)
     }
     return buildHTTPApplication(
@@ -93,7 +155,7 @@ public func buildApplication(
             logger.notice("HTTP listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
             // Hummingbird accepts connections only once this returns: no request is served
             // before start-up has run, as before the ports were bound first.
-            await system.core.startUp()
+            await system.services.housekeeping.startUp()
             await onHTTPListening?(configuration.httpHost, channel.localAddress?.port ?? configuration.httpPort)
         },
         logger: logger)

@@ -95,8 +95,8 @@ public enum BaseImage {
     /// Builds the missing default image in a job of the blocking executor (a minute or two of
     /// debootstrap) while the service already answers (`/healthz` and creates say 503
     /// meanwhile); then hands it to the sandbox.
-    public static func buildInBackground(name: String, store: ImageStore, core: DevboxCore, logger: Logger) {
-        let settings = core.imageSettings
+    public static func buildInBackground(name: String, store: ImageStore, images: ImageService, logger: Logger) {
+        let settings = images.imageSettings
         BlockingExecutor.shared.execute {
             guard name == ImageStore.defaultImageName else {
                 let msg = "no image '\(name)' in \(store.root); import it with `devbox image import \(name) PATH`"
@@ -113,7 +113,7 @@ public enum BaseImage {
                 }
                 logger.notice("box base image built", metadata: ["image": "\(name)", "seconds": "\(Int(Date().timeIntervalSince(started)))"])
                 let box = BoxImage(name: name, lowerDirs: store.lowerDirs(image), store: store.root)
-                Task { await core.defaultImageBuilt(box) }
+                Task { await images.defaultImageBuilt(box) }
             } catch {
                 logger.critical("box base image could not be built: \(error)")
                 settings.readiness.set(.failed("\(error)"))

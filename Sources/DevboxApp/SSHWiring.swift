@@ -5,39 +5,39 @@ import Logging
 import SSHGateway
 import Sandbox
 
-/// The service layer as the SSH gateway's backend.
-struct CoreSSHBackend: SSHGatewayBackend {
-    let core: DevboxCore
+/// The access service as the SSH gateway's backend (keys, sessions, grants, processes).
+struct AccessSSHBackend: SSHGatewayBackend {
+    let access: AccessService
 
     func authorize(username: String, keyType: String, keyBlob: [UInt8]) async -> SSHGatewayGrant? {
-        guard let g = await core.authorizeSSH(username: username, keyType: keyType, keyBlob: keyBlob) else { return nil }
-        await core.noteActivity(devboxId: g.devboxId)
+        guard let g = await access.authorizeSSH(username: username, keyType: keyType, keyBlob: keyBlob) else { return nil }
+        await access.noteActivity(devboxId: g.devboxId)
         return SSHGatewayGrant(sessionId: g.sessionId, devboxId: g.devboxId, expiresAt: g.expiresAt, backendGrant: g)
     }
 
     func isValid(_ grant: SSHGatewayGrant) async -> Bool {
         guard let g = grant.backendGrant as? SSHGrant else { return false }
-        return await core.grantIsValid(g)
+        return await access.grantIsValid(g)
     }
 
     func spawn(_ grant: SSHGatewayGrant, _ spec: BoxProcessSpec) async throws -> any BoxProcess {
         guard let g = grant.backendGrant as? SSHGrant else { throw BoxRuntimeError.invalidArgument("foreign SSH grant") }
-        return try await core.spawn(g, spec)
+        return try await access.spawn(g, spec)
     }
 
     func connectInBox(_ grant: SSHGatewayGrant, port: Int) async throws -> Int32? {
         guard let g = grant.backendGrant as? SSHGrant, let p = UInt16(exactly: port) else {
             throw BoxRuntimeError.invalidArgument("foreign SSH grant")
         }
-        return try await core.connectInBox(g, port: p)
+        return try await access.connectInBox(g, port: p)
     }
 
     /// Channels (shells, commands, `ssh -L` tunnels) keep the devbox's idle clock at zero;
     /// the lifetime worker also counts any open connection as activity.
-    func noteActivity(_ grant: SSHGatewayGrant) async { await core.noteActivity(devboxId: grant.devboxId) }
+    func noteActivity(_ grant: SSHGatewayGrant) async { await access.noteActivity(devboxId: grant.devboxId) }
 }
 
-/// The gateway as the core sees it: counts and closes live connections.
+/// The gateway as the services see it (`GatewayBox`): counts and closes live connections.
 struct GatewayAccess: AccessGateway {
     let gateway: SSHGateway
 
@@ -47,15 +47,15 @@ struct GatewayAccess: AccessGateway {
     func closeConnections(devboxId: String) { gateway.closeConnections(devboxId: devboxId) }
 }
 
-/// Builds the SSH gateway of a system and attaches it to the core, so revoking a session
+/// Builds the SSH gateway of a system and attaches it to the services, so revoking a session
 /// or deleting a devbox closes its connections. `direct-tcpip` never reaches the
 /// service's own ports.
 public func buildSSHGateway(system: DevboxSystem, configuration: ServerConfiguration, logger: Logger) throws -> SSHGateway {
     let settings = SSHGatewayConfiguration(
         host: configuration.sshHost, port: configuration.sshPort, dataDirectory: configuration.dataDirectory,
         deniedForwardPorts: [configuration.httpPort, configuration.sshPort])
-    let gateway = try SSHGateway(configuration: settings, backend: CoreSSHBackend(core: system.core), logger: logger)
-    system.core.gateway.set(GatewayAccess(gateway: gateway))
+    let gateway = try SSHGateway(configuration: settings, backend: AccessSSHBackend(access: system.services.access), logger: logger)
+    system.services.gateway.set(GatewayAccess(gateway: gateway))
     system.metrics.attach(sshGateway: gateway)
     return gateway
 }

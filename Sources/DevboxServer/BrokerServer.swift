@@ -74,13 +74,16 @@ enum BrokerServer {
         return Int(UInt16(bigEndian: got.sin_port))
     }
 
-    /// The broker's application (a service of the main one); records its port in the core
-    /// first, so start-up offers it to boxes and proxy-mode boxes are told it.
-    static func make(core: DevboxCore, settings: BrokerSettings, dataDirectory: String, logger: Logger) -> any Service {
+    /// The broker's application (a service of the main one); records its port in the broker's
+    /// state first, so start-up offers it to boxes and proxy-mode boxes are told it.
+    static func make(
+        credentials: CredentialBroker, gitBroker: GitBrokerService, metrics: ServiceMetrics, settings: BrokerSettings,
+        dataDirectory: String, logger: Logger
+    ) -> any Service {
         keepFreedPages()
         let port = choosePort(settings: settings, dataDirectory: dataDirectory, logger: logger)
-        core.broker.setPort(UInt16(port))
-        let forwarder = BrokerForwarder(core: core, settings: settings, logger: logger)
+        credentials.state.setPort(UInt16(port))
+        let forwarder = BrokerForwarder(credentials: credentials, gitBroker: gitBroker, settings: settings, logger: logger)
         // Hummingbird's own logging of this listener: only what is critical. When serve stops
         // before it ever ran (the API's port is taken) the group cancels this server, which
         // then logs "Server shutdown error" at error level: noise next to the one line that
@@ -91,7 +94,7 @@ enum BrokerServer {
             responder: CallbackResponder<BrokerRequestContext> { request, context in
                 let response = await forwarder.respond(request, peer: context.peer, channel: context.channel)
                 let path = request.uri.path
-                core.metrics.brokerRequest(
+                metrics.brokerRequest(
                     api: path.hasPrefix("/anthropic/") ? "anthropic" : path.hasPrefix("/openai/") ? "openai" : "other",
                     status: response.status.code)
                 return response
@@ -126,7 +129,8 @@ struct BrokerRequestContext: RequestContext {
 
 /// Forwards one admitted request and streams the answer back.
 struct BrokerForwarder: Sendable {
-    let core: DevboxCore
+    let credentials: CredentialBroker
+    let gitBroker: GitBrokerService
     let settings: BrokerSettings
     let logger: Logger
     let http = OwnedHTTPClient(configuration: {
@@ -147,7 +151,7 @@ struct BrokerForwarder: Sendable {
     func respond(_ request: Request, peer: String?, channel: (any Channel)? = nil) async -> Response {
         let path = request.uri.path
         if path.hasPrefix("/git/") {
-            return await GitBroker(core: core, logger: logger, http: http).respond(request, peer: peer)
+            return await GitBroker(broker: gitBroker, logger: logger, http: http).respond(request, peer: peer)
         }
         let api: BrokerAPI
         let rest: Substring
@@ -168,7 +172,7 @@ struct BrokerForwarder: Sendable {
         }
         let devboxId: String
         let key: String
-        switch await core.admitBrokerRequest(api: api, peer: peer, presented: presented) {
+        switch await credentials.admitBrokerRequest(api: api, peer: peer, presented: presented) {
         case .refuse(let status, let message):
             logger.notice("broker refused a request", metadata: ["api": "\(api.rawValue)", "peer": "\(peer ?? "?")", "status": "\(status)"])
             return refusal(status, message)
@@ -206,12 +210,12 @@ struct BrokerForwarder: Sendable {
         do {
             response = try await http.client.execute(upstream, timeout: .hours(1))
         } catch {
-            core.recordBrokerUsage(devboxId: devboxId, api: api, status: 502)
+            credentials.recordBrokerUsage(devboxId: devboxId, api: api, status: 502)
             logger.warning("broker upstream failed", metadata: ["devbox": "\(devboxId)", "api": "\(api.rawValue)", "error": "\(HTTPFailure.reason(error))"])
             return refusal(502, "the upstream API could not be reached: \(HTTPFailure.reason(error))")
         }
         let status = Int(response.status.code)
-        core.recordBrokerUsage(devboxId: devboxId, api: api, status: status)
+        credentials.recordBrokerUsage(devboxId: devboxId, api: api, status: status)
         logger.info("brokered", metadata: [
             "devbox": "\(devboxId)", "api": "\(api.rawValue)", "method": "\(request.method.rawValue)",
             "path": "\(rest)", "status": "\(status)",
@@ -227,7 +231,7 @@ struct BrokerForwarder: Sendable {
             if let n = HTTPField.Name(h.name) { headers.append(HTTPField(name: n, value: h.value)) }
         }
         let body = response.body
-        let core = self.core
+        let credentials = self.credentials
         let encoded = response.headers.contains(name: "content-encoding")
         let type = contentType
         return Response(
@@ -241,7 +245,7 @@ struct BrokerForwarder: Sendable {
                 }
                 try await writer.finish(nil)
                 if let tokens = meter?.finish(), tokens.input > 0 || tokens.output > 0 {
-                    core.recordBrokerUsage(devboxId: devboxId, api: api, status: nil, inputTokens: tokens.input, outputTokens: tokens.output)
+                    credentials.recordBrokerUsage(devboxId: devboxId, api: api, status: nil, inputTokens: tokens.input, outputTokens: tokens.output)
                 }
             })
     }
@@ -301,12 +305,12 @@ struct BrokerForwarder: Sendable {
                 }
             }
         } catch {
-            core.recordBrokerUsage(devboxId: devboxId, api: api, status: 502)
+            credentials.recordBrokerUsage(devboxId: devboxId, api: api, status: 502)
             logger.warning("broker upstream failed", metadata: ["devbox": "\(devboxId)", "api": "\(api.rawValue)", "error": "\(error)"])
             return refusal(502, "the upstream API could not be reached: \(error)")
         }
         let status = exchange.status
-        core.recordBrokerUsage(devboxId: devboxId, api: api, status: status)
+        credentials.recordBrokerUsage(devboxId: devboxId, api: api, status: status)
         logger.info("brokered", metadata: [
             "devbox": "\(devboxId)", "api": "\(api.rawValue)", "method": "\(request.method.rawValue)",
             "path": "\(rest)", "status": "\(status)",
@@ -323,14 +327,14 @@ struct BrokerForwarder: Sendable {
             if Self.dropped.contains(lower) { continue }
             if let n = HTTPField.Name(name) { headers.append(HTTPField(name: n, value: value)) }
         }
-        let core = self.core
+        let credentials = self.credentials
         if let whole {
             if !encoded {
                 var meter = UsageMeter(contentType: contentType)
                 whole.withUnsafeBytes { meter.feed($0) }
                 let tokens = meter.finish()
                 if tokens.input > 0 || tokens.output > 0 {
-                    core.recordBrokerUsage(devboxId: devboxId, api: api, status: nil, inputTokens: tokens.input, outputTokens: tokens.output)
+                    credentials.recordBrokerUsage(devboxId: devboxId, api: api, status: nil, inputTokens: tokens.input, outputTokens: tokens.output)
                 }
             }
             if case .none = exchange.framing, let contentLength {
@@ -379,7 +383,7 @@ struct BrokerForwarder: Sendable {
                     tokens = m?.finish()
                     if let failure {
                         if let tokens, tokens.input > 0 || tokens.output > 0 {
-                            core.recordBrokerUsage(devboxId: devboxId, api: api, status: nil, inputTokens: tokens.input, outputTokens: tokens.output)
+                            credentials.recordBrokerUsage(devboxId: devboxId, api: api, status: nil, inputTokens: tokens.input, outputTokens: tokens.output)
                         }
                         logger.notice("broker stream ended early", metadata: ["devbox": "\(devboxId)", "error": "\(failure)"])
                         throw failure
@@ -401,7 +405,7 @@ struct BrokerForwarder: Sendable {
                 }
                 try await writer.finish(nil)
                 if let tokens, tokens.input > 0 || tokens.output > 0 {
-                    core.recordBrokerUsage(devboxId: devboxId, api: api, status: nil, inputTokens: tokens.input, outputTokens: tokens.output)
+                    credentials.recordBrokerUsage(devboxId: devboxId, api: api, status: nil, inputTokens: tokens.input, outputTokens: tokens.output)
                 }
             })
     }

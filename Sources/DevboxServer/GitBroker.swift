@@ -12,14 +12,14 @@ import NIOHTTP1
 /// `/git/<devbox id>/<secret>/<owner>/<name>.git/{info/refs, git-upload-pack, git-receive-pack}`
 /// (git's smart HTTP) is forwarded to `<GitHub web>/<owner>/<name>.git/…` with the connected
 /// account's token added (`Authorization: Basic x-access-token:…`), after
-/// `DevboxCore.admitGitRequest` (the box's own address and path secret, a repository the
+/// `GitBrokerService.admitGitRequest` (the box's own address and path secret, a repository the
 /// devbox was created with). A push (`git-receive-pack`) is read whole first (≤ 256 MiB):
 /// every ref update command must update `refs/heads/<branch>` with the branch matching
 /// `push_branches`, or nothing is forwarded and git is told why, per ref
 /// (`! [remote rejected] main -> main (devbox: …)`). Tokens, paths' secrets and bodies are
 /// never logged.
 struct GitBroker: Sendable {
-    let core: DevboxCore
+    let broker: GitBrokerService
     let logger: Logger
     let http: OwnedHTTPClient
 
@@ -54,7 +54,7 @@ struct GitBroker: Sendable {
         default:
             return Self.text(404, "the devbox git broker serves git's smart HTTP only")
         }
-        let admitted = await core.admitGitRequest(
+        let admitted = await broker.admitGitRequest(
             peer: peer, devboxId: target.devboxId, secret: target.secret, fullName: target.fullName)
         let devboxId: String, fullName: String, upstreamBase: String, token: String, globs: [String]
         switch admitted {
@@ -153,7 +153,7 @@ struct GitBroker: Sendable {
                 return (u.ref, "devbox: only branches may be pushed (refs/heads/…); allowed: \(globs.joined(separator: ", "))")
             }
             let branch = String(u.ref.dropFirst("refs/heads/".count))
-            return DevboxCore.branchMatches(branch, globs: globs)
+            return GitBrokerService.branchMatches(branch, globs: globs)
                 ? nil : (u.ref, "devbox: branch \(branch) is not in push_branches (\(globs.joined(separator: ", ")))")
         }
         guard refused.isEmpty else {

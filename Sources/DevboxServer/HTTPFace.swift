@@ -4,18 +4,20 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 
-/// What the HTTP face serves: the service layer, the route table the API's routes are
-/// recorded in, the logger and the metrics registry. Built by the composition root
+/// What the HTTP face serves: the services, the route table the API's routes are recorded
+/// in, the logger and the metrics registry. Built by the composition root
 /// (`DevboxApp.buildSystem`); tests build one around an in-memory database and a fake runtime.
 public struct DevboxSystem: Sendable {
-    public let core: DevboxCore
+    /// The composition root's bag: each controller, listener and worker below takes only
+    /// the services it uses from it.
+    public let services: DevboxServices
     public let routes: RouteTable
     public let logger: Logger
     /// The Prometheus registry and scrape-time gauges (`Metrics/DevboxMetrics.swift`).
     public var metrics: DevboxMetrics
 
-    public init(core: DevboxCore, logger: Logger, metrics: DevboxMetrics = DevboxMetrics()) {
-        self.core = core
+    public init(services: DevboxServices, logger: Logger, metrics: DevboxMetrics = DevboxMetrics()) {
+        self.services = services
         self.routes = RouteTable()
         self.logger = logger
         self.metrics = metrics
@@ -23,47 +25,64 @@ public struct DevboxSystem: Sendable {
 }
 
 /// Builds the HTTP router: health, OpenAPI, the REST API and `/mcp` behind auth, the dashboard.
+/// Each controller holds the services it calls, nothing more.
 public func buildRouter(system: DevboxSystem) -> Router<AppRequestContext> {
+    let s = system.services
+    let table = system.routes
     let router = Router(context: AppRequestContext.self)
     // Outermost: counts the status the error middleware chose (Metrics/HTTPMetricsMiddleware.swift).
     router.add(middleware: HTTPMetricsMiddleware(metrics: system.metrics))
     router.add(middleware: RequestIdMiddleware())
     router.add(middleware: RequestLogMiddleware(logger: system.logger))
-    router.add(middleware: JSONErrorMiddleware(logger: system.logger, routes: system.routes))
-    HealthController(core: system.core).register(on: router)
-    GitHubController(core: system.core).registerCallback(on: router, table: system.routes)
-    let api = router.group().add(middleware: AuthMiddleware(core: system.core))
-    DevboxesController(core: system.core).register(on: api, table: system.routes)
-    CredentialsController(core: system.core).register(on: api, table: system.routes)
-    RuntimeController(core: system.core).register(on: api, table: system.routes)
-    UsersController(core: system.core).register(on: api, table: system.routes)
-    AuditController(core: system.core).register(on: api, table: system.routes)
-    SessionsController(core: system.core).register(on: api, table: system.routes)
-    GitHubController(core: system.core).register(on: api, table: system.routes)
-    MCPController(core: system.core, logger: system.logger).register(on: api, table: system.routes)
-    MetricsController(core: system.core, metrics: system.metrics).register(on: api, table: system.routes)
-    StatsController(core: system.core).register(on: api, table: system.routes)
-    SnapshotsController(core: system.core).register(on: api, table: system.routes)
+    router.add(middleware: JSONErrorMiddleware(logger: system.logger, routes: table))
+    HealthController(images: s.images).register(on: router)
+    GitHubController(github: s.github).registerCallback(on: router, table: table)
+    let api = router.group().add(middleware: AuthMiddleware(authenticator: s.authenticator))
+    DevboxesController(reads: s.reads, commands: s.commands, runtime: s.runtime).register(on: api, table: table)
+    CredentialsController(credentials: s.credentials).register(on: api, table: table)
+    RuntimeController(runtime: s.runtime).register(on: api, table: table)
+    UsersController(reads: s.reads, access: s.access).register(on: api, table: table)
+    AuditController(auditor: s.auditor).register(on: api, table: table)
+    SessionsController(access: s.access).register(on: api, table: table)
+    GitHubController(github: s.github).register(on: api, table: table)
+    MCPController(
+        services: ToolServices(
+            reads: s.reads, commands: s.commands, runtime: s.runtime, access: s.access, github: s.github,
+            snapshots: s.snapshots),
+        publicURL: s.github.publicURL, metrics: s.metrics, logger: system.logger
+    ).register(on: api, table: table)
+    MetricsController(gauges: s.gauges, metrics: system.metrics).register(on: api, table: table)
+    StatsController(runtime: s.runtime).register(on: api, table: table)
+    SnapshotsController(commands: s.commands, snapshots: s.snapshots).register(on: api, table: table)
     // Exposed ports: the API's credentials or the dashboard's cookie (checked in the controller).
-    PortsController(core: system.core).register(on: router, table: system.routes)
+    PortsController(
+        authenticator: s.authenticator, reads: s.reads, runtime: s.runtime, dashboard: s.dashboard,
+        publicURL: s.github.publicURL
+    ).register(on: router, table: table)
     // The dashboard authenticates with its own session cookie (not behind AuthMiddleware).
-    DashboardController(core: system.core, logger: system.logger).register(on: router, table: system.routes)
+    DashboardController(
+        dashboard: s.dashboard, reads: s.reads, commands: s.commands, runtime: s.runtime, access: s.access,
+        github: s.github, credentials: s.credentials, snapshots: s.snapshots, logger: system.logger
+    ).register(on: router, table: table)
     return router
 }
 
 /// The network services of the HTTP face beside the API listener: the AI-API broker (its port
-/// is recorded in the core here, before start-up offers it to boxes), the flusher of its
-/// usage counts, and the `DEVBOX_METRICS_ADDR` listener when one is configured.
+/// is recorded in the broker's state here, before start-up offers it to boxes), the flusher
+/// of its usage counts, and the `DEVBOX_METRICS_ADDR` listener when one is configured.
 public func httpSideServices(
     system: DevboxSystem, broker: BrokerSettings, dataDirectory: String, metricsAddress: (host: String, port: Int)?,
     logger: Logger
 ) -> [any Service] {
-    let broker = BrokerServer.make(core: system.core, settings: broker, dataDirectory: dataDirectory, logger: logger)
-    var services: [any Service] = [broker, BrokerUsageFlusher(core: system.core)]
+    let s = system.services
+    let brokerApp = BrokerServer.make(
+        credentials: s.credentials, gitBroker: s.gitBroker, metrics: s.metrics, settings: broker,
+        dataDirectory: dataDirectory, logger: logger)
+    var services: [any Service] = [brokerApp, s.brokerUsage]
     if let address = metricsAddress {
         services.append(
             MetricsController.listener(
-                core: system.core, metrics: system.metrics, host: address.host, port: address.port, logger: logger))
+                gauges: s.gauges, metrics: system.metrics, host: address.host, port: address.port, logger: logger))
     }
     return services
 }

@@ -4,74 +4,82 @@ import DevboxTools
 import Logging
 
 /// Read access to a data directory's devboxes from another process on the same machine
-/// (`devbox mcp`): the core over the same SQLite database (WAL: readers in other processes
-/// are safe), with no sandbox runtime, no secrets and no workers. Anything that would change
-/// state goes through the running `devbox serve` instead.
+/// (`devbox mcp`): the authenticator and the devbox reads over the same SQLite database
+/// (WAL: readers in other processes are safe) — no runtime, no secrets, no workers. Anything
+/// that would change state goes through the running `devbox serve` instead.
 public struct LocalReadBackend: Sendable {
-    let core: DevboxCore
+    let authenticator: Authenticator
+    let reads: DevboxReads
 
     public init(dataDirectory: String, logger: Logger) throws {
-        core = DevboxCore(
-            database: try AppDatabase(path: dataDirectory + "/devbox.sqlite"), cipher: NoSecrets(), sandbox: NoSandbox(),
-            configuration: CoreConfiguration(), userVerifier: nil, logger: logger)
+        let database = try AppDatabase(path: dataDirectory + "/devbox.sqlite")
+        authenticator = Authenticator(database: database, userVerifier: nil, logger: logger)
+        reads = DevboxReads(database: database, logger: logger)
     }
 
     /// A tools backend for the holder of `providerToken` (401 as `DevboxAPIError` if it is not live).
-    /// Only its reads may be used: its writes would bypass the serve (they fail on the missing sandbox).
+    /// Only its reads may be used (`ReadToolBackend`): writes go to the serve.
     public func backend(providerToken: String) async throws -> any DevboxBackend {
         do {
-            // The writes happen in the serve's process, out of this core's sight: wait_for_ready polls.
-            return CoreToolBackend(
-                core: core, principal: try await core.authenticate(providerToken: providerToken, bearer: nil), notifies: false)
+            return ReadToolBackend(
+                reads: reads, principal: try await authenticator.authenticate(providerToken: providerToken, bearer: nil))
         } catch {
             throw DevboxAPIError(status: error.statusCode, code: error.code, message: error.message, field: error.field)
         }
     }
 }
 
-/// Reads never decrypt; anything that tries is a bug.
-private struct NoSecrets: SecretCipher {
-    struct Refused: Error {}
-    func seal(_ plaintext: String) throws -> String { throw Refused() }
-    func open(_ token: String) throws -> String { throw Refused() }
-}
+/// The MCP tools' reads of another process's database, for one principal. The writes happen
+/// in the serve's process, out of this process's sight: no change feed (`wait_for_ready`
+/// polls). Everything that is not a read is refused: `devbox mcp` sends it to the serve.
+struct ReadToolBackend: DevboxBackend {
+    let reads: DevboxReads
+    let principal: Principal
 
-/// Reads never touch a sandbox; anything that tries is a bug.
-private struct NoSandbox: BoxRuntime {
-    struct Refused: Error, CustomStringConvertible {
-        var description: String { "sandboxes are managed by devbox serve, not by this process" }
+    /// In-process reads are cheap; poll often so progress is prompt.
+    var pollInterval: Duration { .milliseconds(200) }
+
+    func devbox(id: String) async throws -> Devbox {
+        try await api { () async throws(ServiceError) in try await reads.devbox(principal, id: id) }
     }
-    func prepareHost() async throws { throw Refused() }
-    func create(
-        box: String, limits: BoxLimits, env: [String: String], setupShell: Bool, egress: EgressPolicy, image: BoxImage?
-    ) async throws -> Bool {
-        throw Refused()
+
+    func listDevboxes() async throws -> [Devbox] {
+        try await api { () async throws(ServiceError) in try await reads.listDevboxes(principal) }
     }
-    func startNetworks(policies: [String: EgressPolicy]) async throws { throw Refused() }
-    func setEgressPolicy(box: String, _ policy: EgressPolicy) async throws { throw Refused() }
-    func networkInfo(box: String) -> BoxNetworkInfo? { nil }
-    var isolatesNetworks: Bool { false }
-    func connectInBox(box: String, port: UInt16) async throws -> Int32? { throw Refused() }
-    func runSetupCommand(box: String, command: String, timeout: Duration, outputLimit: Int) async throws -> BoxExecResult? {
-        throw Refused()
+
+    func operations(devboxId: String) async throws -> [DevboxOperation] {
+        try await api { () async throws(ServiceError) in try await reads.operations(principal, id: devboxId) }
     }
-    func finishSetup(box: String) async {}
-    func writeEnv(box: String, env: [String: String]) async throws { throw Refused() }
-    func exec(
-        box: String, argv: [String], env: [String: String], cwd: String, stdin: [UInt8]?, timeout: Duration?,
-        outputLimit: Int, mergeStderr: Bool, onOutput: (@Sendable (_ isStderr: Bool, _ chunk: [UInt8]) -> Void)?
-    ) async throws -> BoxExecResult { throw Refused() }
-    func spawn(box: String, _ spec: BoxProcessSpec) async throws -> any BoxProcess { throw Refused() }
-    func stop(box: String) async throws { throw Refused() }
-    func start(box: String) async throws { throw Refused() }
-    func destroy(box: String) async throws { throw Refused() }
-    func sweep(keeping: Set<String>) async -> [String] { [] }
-    func releaseIdleResources() async {}
-    func startWarmPool(size: Int, limits: BoxLimits) async {}
-    func warmPool() -> (target: Int, idle: Int) { (0, 0) }
-    func isRunning(box: String) async -> Bool { false }
-    func workspaceHostPath(box: String) -> String { "" }
-    func readPath(box: String, path: String, maxBytes: Int) async throws -> BoxFileContent { throw Refused() }
-    func writeFile(box: String, path: String, bytes: [UInt8], mode: UInt32?) async throws -> Bool { throw Refused() }
-    func deletePath(box: String, path: String, recursive: Bool) async throws { throw Refused() }
+
+    func listRepositories(devboxId: String) async throws -> [DevboxRepository] {
+        try await api { () async throws(ServiceError) in try await reads.devboxRepositories(principal, id: devboxId) }
+    }
+
+    func profile() async throws -> UserProfile {
+        try await api { () async throws(ServiceError) in try await reads.profile(principal) }
+    }
+
+    func network(devboxId: String) async throws -> DevboxNetwork {
+        try await api { () async throws(ServiceError) in try await reads.network(principal, id: devboxId) }
+    }
+
+    // Not reads: `devbox mcp` sends these to the serve.
+    func createDevbox(_ request: CreateDevboxRequest, tokens: InjectionTokens) async throws -> Devbox { throw Self.readOnly }
+    func deleteDevbox(id: String) async throws { throw Self.readOnly }
+    func createSession(devboxId: String, ttlSeconds: Int?) async throws -> AccessSession { throw Self.readOnly }
+    func listSessions(devboxId: String) async throws -> [AccessSessionInfo] { throw Self.readOnly }
+    func revokeSession(devboxId: String, sessionId: String) async throws { throw Self.readOnly }
+    func setSSHKey(_ publicKey: String) async throws { throw Self.readOnly }
+    func listGitHubRepos() async throws -> [GitHubRepo] { throw Self.readOnly }
+
+    static let readOnly = DevboxBackendUnavailable("This reader of the data directory only reads; the devbox serve does the rest.")
+
+    /// Runs a read, reporting its refusal in the API's error shape.
+    private func api<T>(_ body: () async throws(ServiceError) -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw DevboxAPIError(status: error.statusCode, code: error.code, message: error.message, field: error.field)
+        }
+    }
 }

@@ -18,10 +18,10 @@ struct MCPController {
     let handler: MCPHTTPHandler
     static let maxBodyBytes = 2 * 1024 * 1024
 
-    init(core: DevboxCore, logger: Logger) {
+    init(services: ToolServices, publicURL: URL?, metrics: ServiceMetrics, logger: Logger) {
         var serverOptions = MCPServerOptions()
         serverOptions.logger = logger
-        serverOptions.onToolCall = { [metrics = core.metrics] tool, error, duration in
+        serverOptions.onToolCall = { [metrics] tool, error, duration in
             metrics.mcpToolCall(tool: tool, error: error, duration: duration)
         }
         let server: MCPServer
@@ -33,8 +33,8 @@ struct MCPController {
                     }
                     return DevboxToolEnvironment(
                         backend: CoreToolBackend(
-                            core: core, principal: principal,
-                            baseURL: core.publicURL.map { $0.absoluteString }
+                            services: services, principal: principal,
+                            baseURL: publicURL.map { $0.absoluteString }
                                 ?? context.headers["host"].map { "http://" + $0 }),
                         credentials: InjectionTokens(
                             claudeToken: context.headers["x-claude-token"].flatMap { $0.isEmpty ? nil : $0 },

@@ -1,4 +1,4 @@
 // The service runs its boxes through the runtime seam (DevboxRuntime: `BoxRuntime` and its
-// values); whoever builds a `DevboxCore` hands it a runtime, so the seam's types come with
+// values); whoever builds the services hands them a runtime, so the seam's types come with
 // this module.
 @_exported import DevboxRuntime

@@ -48,11 +48,11 @@ struct CapturingLogHandler: LogHandler {
 
     @Test func aDeleteRacingAFailureIsNotAnError() async throws {
         try await withTestSystem("fail-race") { system, _ in
-            let core = system.core
-            try await Self.insert(core.db, id: "dbx_race")
+            let core = system.services
+            try await Self.insert(core.reads.db, id: "dbx_race")
             let owner = "w1@1"
-            _ = try #require(try await core.db.claimJob(owner: owner, lease: 15))
-            try await core.db.updateOperations(devboxId: "dbx_race", [
+            _ = try #require(try await core.reads.db.claimJob(owner: owner, lease: 15))
+            try await core.reads.db.updateOperations(devboxId: "dbx_race", [
                 OperationUpdate(kind: .provision, status: .succeeded, output: "ok\n"),
                 OperationUpdate(kind: .injectCredentials, status: .skipped, output: "none\n"),
                 OperationUpdate(kind: .cloneRepositories, status: .skipped, output: "none\n"),
@@ -60,14 +60,14 @@ struct CapturingLogHandler: LogHandler {
             ])
             // The setup command has just failed; before the worker records it, the DELETE wins:
             // destroyed, lease taken away, the running step marked failed by its teardown.
-            try await core.deleteDevbox(Principal(providerId: "p1", providerTokenId: "t1", userId: "u1"), id: "dbx_race")
+            try await core.commands.deleteDevbox(Principal(providerId: "p1", providerTokenId: "t1", userId: "u1"), id: "dbx_race")
 
             let records = LogRecords()
             let log = Logger(label: "race") { _ in CapturingLogHandler(records: records) }
-            let runner = JobRunner(core: core, owner: owner, stopping: StopFlag())
+            let runner = JobRunner(ctx: core.provisioning, owner: owner, stopping: StopFlag())
             await runner.fail("dbx_race", op: .runSetupCommands, message: "exit 3", log: log)
 
-            #expect(try await core.db.devboxRecord(id: "dbx_race")?.state == .destroyed)
+            #expect(try await core.reads.db.devboxRecord(id: "dbx_race")?.state == .destroyed)
             let errors = records.all.filter { $0.level >= .error }
             #expect(errors.isEmpty, "logged as errors: \(errors)")
             #expect(records.all.contains { $0.level == .info && $0.message.contains("destroyed while its failure") })

@@ -15,16 +15,16 @@ import Testing
     /// (PipelineFakeRuntimeTests.planGone).
     @Test func aPlanNoLongerConfiguredFailsProvision() async throws {
         try await withTestSystem("plan-gone") { system, _ in
-            let core = system.core
-            try await FailureRaceTests.insert(core.db, id: "dbx_plangone", plan: "gone")
-            let jobs = try await core.db.claimJobs(owner: "w1@1", lease: 15, max: 1)
+            let core = system.services
+            try await FailureRaceTests.insert(core.reads.db, id: "dbx_plangone", plan: "gone")
+            let jobs = try await core.reads.db.claimJobs(owner: "w1@1", lease: 15, max: 1)
             let job = try #require(jobs.first)
-            await JobRunner(core: core, owner: "w1@1", stopping: StopFlag()).run(job)
-            let record = try #require(try await core.db.devboxRecord(id: "dbx_plangone"))
+            await JobRunner(ctx: core.provisioning, owner: "w1@1", stopping: StopFlag()).run(job)
+            let record = try #require(try await core.reads.db.devboxRecord(id: "dbx_plangone"))
             #expect(record.state == .failed)
             #expect(record.errorOperation == "provision")
             #expect(record.errorMessage == "plan 'gone' is no longer configured")
-            #expect(await !core.sandbox.isRunning(box: "dbx_plangone"))
+            #expect(await !core.runtime.sandbox.isRunning(box: "dbx_plangone"))
         }
     }
 
@@ -33,16 +33,16 @@ import Testing
     /// which names no token (PipelineFakeRuntimeTests.credentialsFail).
     @Test func anEnvWriteThatFailsFailsInjectCredentials() async throws {
         try await withTestSystem("env-fails") { system, dir in
-            let core = system.core
+            let core = system.services
             let token = ProviderToken.generate()
-            _ = try await core.db.insertProviderToken(providerName: "p", tokenHash: ProviderToken.hash(token), hint: "x")
-            let me = try await core.authenticate(providerToken: token, bearer: nil)
+            _ = try await core.reads.db.insertProviderToken(providerName: "p", tokenHash: ProviderToken.hash(token), hint: "x")
+            let me = try await core.authenticator.authenticate(providerToken: token, bearer: nil)
             let secret = "sk-ant-integration-\(UUID().uuidString)"
-            let created = try await core.createDevbox(
+            let created = try await core.commands.createDevbox(
                 me, CreateDevboxRequest(name: "env", credentialProfile: CredentialProfile(injectClaudeToken: true)),
                 tokens: InjectionTokens(claudeToken: secret))
-            let job = try #require(try await core.db.claimJobs(owner: "w1@1", lease: 15, max: 1).first)
-            let pipeline = Pipeline(core: core, job: job, log: system.logger)
+            let job = try #require(try await core.reads.db.claimJobs(owner: "w1@1", lease: 15, max: 1).first)
+            let pipeline = Pipeline(ctx: core.provisioning, job: job, log: system.logger)
             guard case .succeeded = try await pipeline.run(.provision) else {
                 Issue.record("provision did not succeed")
                 return
@@ -56,7 +56,7 @@ import Testing
             let outcome = try await pipeline.run(.injectCredentials)
             try FileManager.default.removeItem(atPath: envDir)
             try FileManager.default.moveItem(atPath: envDir + ".moved", toPath: envDir)
-            try await core.sandbox.destroy(box: created.id)
+            try await core.runtime.sandbox.destroy(box: created.id)
             guard case .failed(let message, _) = outcome else {
                 Issue.record("inject_credentials did not fail: \(outcome)")
                 return
@@ -68,13 +68,13 @@ import Testing
 
     /// Steps run one by one on a real box of a devbox with two setup commands: provision.
     static func provisioned(_ system: DevboxSystem, commands: [String]) async throws -> (Pipeline, String)? {
-        let core = system.core
+        let core = system.services
         let token = ProviderToken.generate()
-        _ = try await core.db.insertProviderToken(providerName: "p", tokenHash: ProviderToken.hash(token), hint: "x")
-        let me = try await core.authenticate(providerToken: token, bearer: nil)
-        let created = try await core.createDevbox(me, CreateDevboxRequest(name: "steps", setupCommands: commands), tokens: InjectionTokens())
-        let job = try #require(try await core.db.claimJobs(owner: "w1@1", lease: 15, max: 1).first)
-        let pipeline = Pipeline(core: core, job: job, log: system.logger)
+        _ = try await core.reads.db.insertProviderToken(providerName: "p", tokenHash: ProviderToken.hash(token), hint: "x")
+        let me = try await core.authenticator.authenticate(providerToken: token, bearer: nil)
+        let created = try await core.commands.createDevbox(me, CreateDevboxRequest(name: "steps", setupCommands: commands), tokens: InjectionTokens())
+        let job = try #require(try await core.reads.db.claimJobs(owner: "w1@1", lease: 15, max: 1).first)
+        let pipeline = Pipeline(ctx: core.provisioning, job: job, log: system.logger)
         guard case .succeeded = try await pipeline.run(.provision) else {
             Issue.record("provision did not succeed")
             return nil
@@ -87,9 +87,9 @@ import Testing
     @Test func aBoxStoppedBeforePublishAccessFailsIt() async throws {
         try await withTestSystem("stopped") { system, _ in
             guard let (pipeline, id) = try await Self.provisioned(system, commands: ["true"]) else { return }
-            try await system.core.sandbox.stop(box: id)
+            try await system.services.runtime.sandbox.stop(box: id)
             let outcome = try await pipeline.run(.publishAccess)
-            try await system.core.sandbox.destroy(box: id)
+            try await system.services.runtime.sandbox.destroy(box: id)
             guard case .failed(let message, _) = outcome else {
                 Issue.record("publish_access did not fail: \(outcome)")
                 return
@@ -104,10 +104,10 @@ import Testing
     @Test func setupCommandsWithoutASetupShellRunThroughExec() async throws {
         try await withTestSystem("exec-setup") { system, _ in
             guard let (pipeline, id) = try await Self.provisioned(system, commands: ["echo one", "pwd"]) else { return }
-            try await system.core.sandbox.stop(box: id)
-            try await system.core.sandbox.start(box: id)
+            try await system.services.runtime.sandbox.stop(box: id)
+            try await system.services.runtime.sandbox.start(box: id)
             let outcome = try await pipeline.run(.runSetupCommands)
-            try await system.core.sandbox.destroy(box: id)
+            try await system.services.runtime.sandbox.destroy(box: id)
             guard case .succeeded(let output) = outcome else {
                 Issue.record("run_setup_commands did not succeed: \(outcome)")
                 return

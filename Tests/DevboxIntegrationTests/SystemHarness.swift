@@ -13,7 +13,7 @@ func withTestSystem<T>(_ tag: String, _ body: (DevboxSystem, String) async throw
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("devbox-\(tag)-\(UUID().uuidString)").path
     let system = try await buildSystem(configuration: ServerConfiguration(dataDirectory: dir), logger: Logger(label: "test"))
     func cleanUp() async {
-        await system.core.sandbox.releaseIdleResources()
+        await system.services.runtime.sandbox.releaseIdleResources()
         let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
         let left = mountinfo.split(separator: "\n").filter { $0.contains(" \(dir)/") || $0.contains(" \(dir) ") }
         #expect(left.isEmpty, "mounts left under \(dir): \(left)")

@@ -120,25 +120,25 @@ struct DashboardSessionTests {
     }
 
     private func lifecycle(_ system: DevboxSystem, _ dir: String) async throws {
-        let core = system.core
+        let core = system.services
         let token = ProviderToken.generate()
-        let info = try await core.db.insertProviderToken(providerName: "p", tokenHash: ProviderToken.hash(token), hint: "x")
+        let info = try await core.reads.db.insertProviderToken(providerName: "p", tokenHash: ProviderToken.hash(token), hint: "x")
 
         await #expect(throws: ServiceError.unauthorized("invalid provider token")) {
-            _ = try await core.signInDashboard(providerToken: "dbx_pt_wrong", userToken: nil)
+            _ = try await core.dashboard.signInDashboard(providerToken: "dbx_pt_wrong", userToken: nil)
         }
-        await #expect(throws: ServiceError.self) { _ = try await core.signInDashboard(providerToken: "  ", userToken: nil) }
+        await #expect(throws: ServiceError.self) { _ = try await core.dashboard.signInDashboard(providerToken: "  ", userToken: nil) }
 
-        let (cookie, session) = try await core.signInDashboard(providerToken: token, userToken: nil)
+        let (cookie, session) = try await core.dashboard.signInDashboard(providerToken: token, userToken: nil)
         #expect(cookie.hasPrefix("dbs_") && cookie.count == 56)
-        #expect(session.expiresAt.timeIntervalSinceNow <= DevboxCore.dashboardSessionLifetime)
-        let found = try await core.dashboardSession(cookie: cookie)
+        #expect(session.expiresAt.timeIntervalSinceNow <= DashboardAuth.dashboardSessionLifetime)
+        let found = try await core.dashboard.dashboardSession(cookie: cookie)
         #expect(found?.principal == session.principal)
-        #expect(found.map { DevboxCore.csrfMatches($0, presented: session.csrfToken) } == true)
-        #expect(found.map { DevboxCore.csrfMatches($0, presented: session.csrfToken + "x") } == false)
-        #expect(found.map { DevboxCore.csrfMatches($0, presented: nil) } == false)
-        #expect(try await core.dashboardSession(cookie: cookie + "x") == nil)
-        #expect(try await core.dashboardSession(cookie: "not-a-session") == nil)
+        #expect(found.map { DashboardAuth.csrfMatches($0, presented: session.csrfToken) } == true)
+        #expect(found.map { DashboardAuth.csrfMatches($0, presented: session.csrfToken + "x") } == false)
+        #expect(found.map { DashboardAuth.csrfMatches($0, presented: nil) } == false)
+        #expect(try await core.dashboard.dashboardSession(cookie: cookie + "x") == nil)
+        #expect(try await core.dashboard.dashboardSession(cookie: "not-a-session") == nil)
         #expect(!session.csrfToken.contains(cookie) && session.csrfToken != cookie)
 
         let db = try Data(contentsOf: URL(fileURLWithPath: dir + "/devbox.sqlite"))
@@ -146,13 +146,13 @@ struct DashboardSessionTests {
         #expect(db.range(of: Data(cookie.utf8)) == nil, "the session id itself is stored")
         #expect(db.range(of: Data(token.utf8)) == nil, "the provider token is stored")
 
-        try await core.signOutDashboard(cookie: cookie)
-        #expect(try await core.dashboardSession(cookie: cookie) == nil)
+        try await core.dashboard.signOutDashboard(cookie: cookie)
+        #expect(try await core.dashboard.dashboardSession(cookie: cookie) == nil)
 
-        let (second, _) = try await core.signInDashboard(providerToken: token, userToken: nil)
-        #expect(try await core.dashboardSession(cookie: second) != nil)
-        #expect(try await core.db.revokeProviderToken(id: info.id))
-        #expect(try await core.dashboardSession(cookie: second) == nil)
+        let (second, _) = try await core.dashboard.signInDashboard(providerToken: token, userToken: nil)
+        #expect(try await core.dashboard.dashboardSession(cookie: second) != nil)
+        #expect(try await core.reads.db.revokeProviderToken(id: info.id))
+        #expect(try await core.dashboard.dashboardSession(cookie: second) == nil)
     }
 
     @Test("migration v4-dashboard is registered after the GitHub one")

@@ -80,17 +80,17 @@ struct GitHubPureTests {
 
     @Test("callback outcome is appended to the client's URL, before a fragment")
     func appendQuery() {
-        #expect(DevboxCore.appendQuery("https://a.example/cb", [("github", "connected")]) == "https://a.example/cb?github=connected")
-        #expect(DevboxCore.appendQuery("https://a.example/cb?x=1#top", [("github", "error"), ("error", "a b&c")])
+        #expect(GitHubService.appendQuery("https://a.example/cb", [("github", "connected")]) == "https://a.example/cb?github=connected")
+        #expect(GitHubService.appendQuery("https://a.example/cb?x=1#top", [("github", "error"), ("error", "a b&c")])
             == "https://a.example/cb?x=1&github=error&error=a%20b%26c#top")
         #expect(GitHubClient.safeWord("access_denied<script>") == "access_deniedscript")
     }
 
     @Test("organisation logins")
     func logins() {
-        for ok in ["acme", "Acme-Corp", "a", String(repeating: "a", count: 39)] { #expect(DevboxCore.isGitHubLogin(ok)) }
+        for ok in ["acme", "Acme-Corp", "a", String(repeating: "a", count: 39)] { #expect(GitHubService.isGitHubLogin(ok)) }
         for bad in ["", "-acme", "acme-", "ac--me", "ac me", "acme/x", String(repeating: "a", count: 40)] {
-            #expect(!DevboxCore.isGitHubLogin(bad), "\(bad)")
+            #expect(!GitHubService.isGitHubLogin(bad), "\(bad)")
         }
     }
 

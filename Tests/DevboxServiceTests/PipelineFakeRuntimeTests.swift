@@ -21,24 +21,24 @@ struct PipelineFakeRuntimeTests {
         _ fast: FastSystem, _ request: CreateDevboxRequest, tokens: InjectionTokens = InjectionTokens(),
         before: (Devbox) async throws -> Void = { _ in }
     ) async throws -> (devbox: Devbox, operations: [String: DevboxOperation]) {
-        let principal = try await fast.core.authenticate(providerToken: try await fast.providerToken(), bearer: nil)
-        let created = try await fast.core.createDevbox(principal, request, tokens: tokens)
+        let principal = try await fast.services.authenticator.authenticate(providerToken: try await fast.providerToken(), bearer: nil)
+        let created = try await fast.services.commands.createDevbox(principal, request, tokens: tokens)
         try await before(created)
-        let worker = Task { try await ProvisioningWorker(core: fast.core).run() }
+        let worker = Task { try await ProvisioningWorker(context: fast.services.provisioning).run() }
         defer { worker.cancel() }
-        await fast.core.startUp()
+        await fast.services.housekeeping.startUp()
         return try await settled(fast, principal, created.id)
     }
 
     static func settled(
         _ fast: FastSystem, _ principal: Principal, _ id: String
     ) async throws -> (devbox: Devbox, operations: [String: DevboxOperation]) {
-        var d = try await fast.core.devbox(principal, id: id)
+        var d = try await fast.services.reads.devbox(principal, id: id)
         for _ in 0..<1000 where d.state != .ready && d.state != .failed {
             try await Task.sleep(for: .milliseconds(5))
-            d = try await fast.core.devbox(principal, id: id)
+            d = try await fast.services.reads.devbox(principal, id: id)
         }
-        let ops = try await fast.core.operations(principal, id: id)
+        let ops = try await fast.services.reads.operations(principal, id: id)
         return (d, Dictionary(uniqueKeysWithValues: ops.map { ($0.name.rawValue, $0) }))
     }
 
@@ -94,17 +94,17 @@ struct PipelineFakeRuntimeTests {
         try await withFastSystem(configure: { c in
             c.core.plans = Plan.defaults + [Plan(name: "gone", memoryMiB: 512, cpus: 1, pids: 256)]
         }) { fast in
-            let principal = try await fast.core.authenticate(providerToken: try await fast.providerToken(), bearer: nil)
-            let created = try await fast.core.createDevbox(principal, CreateDevboxRequest(name: "p", plan: "gone"), tokens: InjectionTokens())
+            let principal = try await fast.services.authenticator.authenticate(providerToken: try await fast.providerToken(), bearer: nil)
+            let created = try await fast.services.commands.createDevbox(principal, CreateDevboxRequest(name: "p", plan: "gone"), tokens: InjectionTokens())
             // The same database served again without the plan, as a serve restarted with other DEVBOX_PLANS.
             var configuration = ServerConfiguration(dataDirectory: fast.runtime.root)
             configuration.core.plans = Plan.defaults
             let restarted = try await buildSystem(
                 configuration: configuration, runtime: fast.runtime, database: fast.database,
                 cipher: FernetCipher(ring: .init(primary: .generate())), logger: Logger(label: "t"))
-            let worker = Task { try await ProvisioningWorker(core: restarted.core).run() }
+            let worker = Task { try await ProvisioningWorker(context: restarted.services.provisioning).run() }
             defer { worker.cancel() }
-            await restarted.core.startUp()
+            await restarted.services.housekeeping.startUp()
             let r = try await Self.settled(fast, principal, created.id)
             #expect(r.devbox.error == DevboxError(operation: "provision", message: "plan 'gone' is no longer configured"))
             #expect(!fast.runtime.calls.contains("create \(created.id)"))
@@ -313,17 +313,17 @@ struct PipelineFakeRuntimeTests {
                     return FakeRuntime.exited(0)
                 }
             }
-            let principal = try await fast.core.authenticate(providerToken: try await fast.providerToken(), bearer: nil)
-            let created = try await fast.core.createDevbox(principal, Self.setup, tokens: InjectionTokens())
-            let worker = Task { try await ProvisioningWorker(core: fast.core).run() }
+            let principal = try await fast.services.authenticator.authenticate(providerToken: try await fast.providerToken(), bearer: nil)
+            let created = try await fast.services.commands.createDevbox(principal, Self.setup, tokens: InjectionTokens())
+            let worker = Task { try await ProvisioningWorker(context: fast.services.provisioning).run() }
             defer { worker.cancel() }
-            await fast.core.startUp()
+            await fast.services.housekeeping.startUp()
             let id = created.id
             for _ in 0..<1000 where !fast.runtime.calls.contains("setup \(id) make deps") {
                 try await Task.sleep(for: .milliseconds(5))
             }
             let started = ContinuousClock.now
-            try await fast.core.deleteDevbox(principal, id: id)
+            try await fast.services.commands.deleteDevbox(principal, id: id)
             var record = try await fast.database.devboxRecord(id: id)
             for _ in 0..<1000 where fast.runtime.boxes[id] != nil {
                 try await Task.sleep(for: .milliseconds(5))
@@ -351,21 +351,21 @@ struct PipelineFakeRuntimeTests {
                     return FakeRuntime.exited(0, "ok\n")
                 }
             }
-            let principal = try await fast.core.authenticate(providerToken: try await fast.providerToken(), bearer: nil)
-            let created = try await fast.core.createDevbox(principal, Self.setup, tokens: InjectionTokens())
-            await fast.core.startUp()
+            let principal = try await fast.services.authenticator.authenticate(providerToken: try await fast.providerToken(), bearer: nil)
+            let created = try await fast.services.commands.createDevbox(principal, Self.setup, tokens: InjectionTokens())
+            await fast.services.housekeeping.startUp()
             try await testGracefulShutdown { trigger in
-                let worker = Task { try await ProvisioningWorker(core: fast.core).run() }
+                let worker = Task { try await ProvisioningWorker(context: fast.services.provisioning).run() }
                 var it = inSetup.stream.makeAsyncIterator()
                 _ = await it.next()
                 trigger.triggerGracefulShutdown()
                 try await worker.value
             }
-            let paused = try await fast.core.operations(principal, id: created.id)
+            let paused = try await fast.services.reads.operations(principal, id: created.id)
             #expect(paused.map(\.status.rawValue) == ["succeeded", "skipped", "skipped", "succeeded", "pending"])
-            #expect(try await fast.core.devbox(principal, id: created.id).state == .provisioning)
+            #expect(try await fast.services.reads.devbox(principal, id: created.id).state == .provisioning)
             // The next serve's worker: the box still runs, so it resumes at publish_access.
-            let worker = Task { try await ProvisioningWorker(core: fast.core).run() }
+            let worker = Task { try await ProvisioningWorker(context: fast.services.provisioning).run() }
             defer { worker.cancel() }
             let r = try await Self.settled(fast, principal, created.id)
             #expect(r.devbox.state == .ready)

@@ -62,8 +62,8 @@ struct RouterTests {
         try await withFastSystem { fast in
             let token = try await fast.providerToken()
             let app = Application(router: buildRouter(system: fast.system))
-            let worker = Task { try await ProvisioningWorker(core: fast.core).run() }
-            await fast.core.startUp()
+            let worker = Task { try await ProvisioningWorker(context: fast.services.provisioning).run() }
+            await fast.services.housekeeping.startUp()
             defer { worker.cancel() }
             try await app.test(.router) { client in
                 var headers = HTTPFields(Self.json.map { HTTPField(name: $0.key, value: $0.value) })

@@ -85,8 +85,8 @@ struct LifetimeTests {
 struct BoxPathTests {
     @Test("absolute paths normalize; '.' and empty components drop")
     func normalize() throws {
-        #expect(try DevboxCore.checkPath("/workspace//a/./b/", allowRoot: false) == "/workspace/a/b")
-        #expect(try DevboxCore.checkPath("/", allowRoot: true) == "/")
+        #expect(try RuntimeService.checkPath("/workspace//a/./b/", allowRoot: false) == "/workspace/a/b")
+        #expect(try RuntimeService.checkPath("/", allowRoot: true) == "/")
         #expect(try BoxPath.components("/") == [])
     }
 
@@ -94,7 +94,7 @@ struct BoxPathTests {
           arguments: ["/workspace/../etc/shadow", "..", "/..", "workspace/a", "", "/a\u{0}b", "/", "/" + String(repeating: "a", count: 256), "/" + String(repeating: "a/", count: 2100)])
     func refused(path: String) {
         do {
-            _ = try DevboxCore.checkPath(path, allowRoot: false)
+            _ = try RuntimeService.checkPath(path, allowRoot: false)
             Issue.record("accepted \(path)")
         } catch {
             #expect(error.statusCode == 422 && error.field == "path")
@@ -103,7 +103,7 @@ struct BoxPathTests {
 
     @Test("octal modes print with four digits")
     func octal() {
-        #expect(DevboxCore.octal(0o644) == "0644" && DevboxCore.octal(0o4755) == "4755")
+        #expect(RuntimeService.octal(0o644) == "0644" && RuntimeService.octal(0o4755) == "4755")
     }
 }
 

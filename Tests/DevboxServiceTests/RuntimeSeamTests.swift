@@ -50,7 +50,7 @@ struct RuntimeSeamTests {
     }
 }
 
-/// What the API answers for each error a runtime may throw (`DevboxCore.runtimeFailure`): the
+/// What the API answers for each error a runtime may throw (`RuntimeService.runtimeFailure`): the
 /// service matches on the seam's own error enums, so any runtime's errors map the same way.
 @Suite("Runtime seam: the runtime's errors as the API answers them (fake runtime)")
 struct RuntimeErrorMappingTests {
@@ -77,7 +77,7 @@ struct RuntimeErrorMappingTests {
                 (ServiceError.notFound("kept as it is"), 404, nil),
             ]
             for (error, status, field) in cases {
-                let e = await fast.core.runtimeFailure(error, id: "dbx_x", what: "exec")
+                let e = await fast.services.runtime.runtimeFailure(error, id: "dbx_x", what: "exec")
                 #expect(e.statusCode == status, "\(error) → \(e)")
                 if let field { #expect(e.field == field, "\(error) → \(e)") }
             }

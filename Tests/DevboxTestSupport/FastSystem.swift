@@ -7,7 +7,7 @@ import Logging
 
 /// The whole service layer for the fast tier: `buildSystem` with a `FakeRuntime`, an in-memory
 /// database and a fresh Fernet key — no root, no crun, no data directory, no listener. Not
-/// started: `system.core.startUp()` runs the sweep and opens the start-up gate a
+/// started: `system.services.housekeeping.startUp()` runs the sweep and opens the start-up gate a
 /// `ProvisioningWorker` waits for.
 public struct FastSystem: Sendable {
     public let system: DevboxSystem
@@ -33,7 +33,7 @@ public struct FastSystem: Sendable {
         self.runtime = runtime
     }
 
-    public var core: DevboxCore { system.core }
+    public var services: DevboxServices { system.services }
 
     /// A new provider token (and its provider, `name`), as `devbox token create` makes one.
     public func providerToken(provider name: String = "test") async throws -> String {

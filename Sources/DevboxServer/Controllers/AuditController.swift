@@ -10,7 +10,7 @@ import Hummingbird
 /// with only a provider token sees its provider's events; with a user bearer token, only
 /// that user's. Produces 422 naming the bad parameter.
 struct AuditController {
-    let core: DevboxCore
+    let auditor: Auditor
 
     func register(on router: some RouterMethods<AppRequestContext>, table: RouteTable) {
         router.route(table, .get, "/api/v1/audit", use: list)
@@ -57,7 +57,7 @@ struct AuditController {
         if let id = q.get("devbox_id"), id.unicodeScalars.isEmpty || id.unicodeScalars.count > 64 {
             throw ServiceError.validation(field: "devbox_id", message: "devbox_id must be 1 to 64 characters")
         }
-        let r = try await core.auditEvents(
+        let r = try await auditor.auditEvents(
             principal, userScoped: request.headers[.authorization] != nil, devboxId: q.get("devbox_id"),
             action: q.get("action"), since: since, cursor: q.get("cursor"), limit: limit)
         return try JSONIO.response(Page(events: r.events, nextCursor: r.next))

@@ -9,7 +9,7 @@ import Hummingbird
 /// devbox) and `PATCH /api/v1/devboxes/:id/credentials` (replace or remove a proxy-mode
 /// devbox's keys: `X-Claude-Token`, `X-Codex-Token`; an empty value removes).
 struct CredentialsController {
-    let core: DevboxCore
+    let credentials: CredentialBroker
 
     func register(on router: some RouterMethods<AppRequestContext>, table: RouteTable) {
         router.route(table, .get, "/api/v1/devboxes/:id/usage", use: usage)
@@ -18,14 +18,14 @@ struct CredentialsController {
 
     @Sendable func usage(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        let (box, usage) = try await core.brokerUsage(try context.requirePrincipal(), id: id)
+        let (box, usage) = try await credentials.brokerUsage(try context.requirePrincipal(), id: id)
         return JSONIO.rawJSON(Array(Self.usageJSON(box, usage).utf8))
     }
 
     @Sendable func replace(_ request: Request, context: AppRequestContext) async throws -> Response {
         let principal = try context.requirePrincipal()
         let id = try context.parameters.require("id")
-        let box = try await core.replaceCredentials(
+        let box = try await credentials.replaceCredentials(
             principal, id: id,
             claudeToken: request.headers[HTTPField.Name("X-Claude-Token")!],
             codexToken: request.headers[HTTPField.Name("X-Codex-Token")!])

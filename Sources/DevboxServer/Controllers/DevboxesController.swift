@@ -6,7 +6,9 @@ import Hummingbird
 
 /// `/api/v1/devboxes`: create, list, get, wait, delete, operations.
 struct DevboxesController {
-    let core: DevboxCore
+    let reads: DevboxReads
+    let commands: DevboxCommands
+    let runtime: RuntimeService
 
     func register(on router: some RouterMethods<AppRequestContext>, table: RouteTable) {
         router.route(table, .post, "/api/v1/devboxes", use: create)
@@ -27,7 +29,7 @@ struct DevboxesController {
         let tokens = InjectionTokens(
             claudeToken: request.headers[HTTPField.Name("X-Claude-Token")!],
             codexToken: request.headers[HTTPField.Name("X-Codex-Token")!])
-        let devbox = try await core.createDevbox(principal, body, tokens: tokens)
+        let devbox = try await commands.createDevbox(principal, body, tokens: tokens)
         return try JSONIO.response(devbox, status: .accepted)
     }
 
@@ -40,7 +42,7 @@ struct DevboxesController {
         let limitText = q.get("limit")
         let cursorText = q.get("cursor")
         if stateValues.isEmpty && limitText == nil && cursorText == nil {
-            return JSONIO.rawJSON(DevboxWireJSON.devboxList(try await core.listDevboxes(principal)))
+            return JSONIO.rawJSON(DevboxWireJSON.devboxList(try await reads.listDevboxes(principal)))
         }
         var page = DevboxPageRequest()
         if !stateValues.isEmpty {
@@ -66,13 +68,13 @@ struct DevboxesController {
             }
             page.after = c
         }
-        return JSONIO.rawJSON(try await core.listDevboxesJSON(principal, page: page) { DevboxWireJSON.devboxPage($0, next: $1) })
+        return JSONIO.rawJSON(try await reads.listDevboxesJSON(principal, page: page) { DevboxWireJSON.devboxPage($0, next: $1) })
     }
 
     @Sendable func get(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
         // A cached devbox's bytes are kept encoded (the hottest answer of the service).
-        return JSONIO.rawJSON(try await core.devboxJSON(try context.requirePrincipal(), id: id, encode: DevboxWireJSON.devbox))
+        return JSONIO.rawJSON(try await reads.devboxJSON(try context.requirePrincipal(), id: id, encode: DevboxWireJSON.devbox))
     }
 
     /// Long-poll until the devbox settles (not `requested`/`provisioning`) or `timeout_seconds`
@@ -90,16 +92,16 @@ struct DevboxesController {
             timeout = n
         }
         // Refusals (422, 404) and an answer that needs no waiting keep the connection.
-        let seconds = try DevboxCore.waitTimeout(timeout)
-        let current = try await core.devbox(principal, id: id)
+        let seconds = try DevboxReads.waitTimeout(timeout)
+        let current = try await reads.devbox(principal, id: id)
         if !current.state.isSettling || seconds == 0 {
             return JSONIO.rawJSON(DevboxWireJSON.devbox(current))
         }
-        let core = self.core
+        let reads = self.reads
         // The request's inbound side closing (the client went away) cancels the wait. Watching
         // it consumes the connection's input, so the connection closes after this answer.
         let box = try await request.body.consumeWithCancellationOnInboundClose { _ in
-            try await core.waitForDevbox(principal, id: id, timeoutSeconds: seconds)
+            try await reads.waitForDevbox(principal, id: id, timeoutSeconds: seconds)
         }
         var response = JSONIO.rawJSON(DevboxWireJSON.devbox(box))
         response.headers[.connection] = "close"
@@ -108,14 +110,14 @@ struct DevboxesController {
 
     @Sendable func delete(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        try await core.deleteDevbox(try context.requirePrincipal(), id: id)
+        try await commands.deleteDevbox(try context.requirePrincipal(), id: id)
         return JSONIO.noContent()
     }
 
     /// The devbox's egress policy.
     @Sendable func network(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        return try JSONIO.response(try await core.network(try context.requirePrincipal(), id: id))
+        return try JSONIO.response(try await reads.network(try context.requirePrincipal(), id: id))
     }
 
     /// Replaces the egress policy (the whole object; absent fields take their defaults).
@@ -123,18 +125,18 @@ struct DevboxesController {
         let principal = try context.requirePrincipal()
         let id = try context.parameters.require("id")
         let body = try await JSONIO.decode(DevboxNetwork.self, from: request)
-        return try JSONIO.response(try await core.setNetwork(principal, id: id, body))
+        return try JSONIO.response(try await runtime.setNetwork(principal, id: id, body))
     }
 
     @Sendable func operations(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        let ops = try await core.operations(try context.requirePrincipal(), id: id)
+        let ops = try await reads.operations(try context.requirePrincipal(), id: id)
         return try JSONIO.response(OperationList(operations: ops))
     }
 
     @Sendable func repositories(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        let repos = try await core.devboxRepositories(try context.requirePrincipal(), id: id)
+        let repos = try await reads.devboxRepositories(try context.requirePrincipal(), id: id)
         return try JSONIO.response(RepositoryList(repositories: repos))
     }
 }

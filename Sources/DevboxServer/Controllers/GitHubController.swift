@@ -6,7 +6,7 @@ import Hummingbird
 
 /// `/api/v1/integrations/github/…`: the OAuth web flow, the connection, listing, grants.
 struct GitHubController {
-    let core: DevboxCore
+    let github: GitHubService
 
     /// The routes behind `AuthMiddleware`.
     func register(on router: some RouterMethods<AppRequestContext>, table: RouteTable) {
@@ -26,7 +26,7 @@ struct GitHubController {
 
     @Sendable func connect(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONIO.decode(GitHubConnectRequest.self, from: request, limit: 64 * 1024)
-        let start = try await core.startGitHubOAuth(try context.requirePrincipal(), redirectURL: body.redirectUrl)
+        let start = try await github.startGitHubOAuth(try context.requirePrincipal(), redirectURL: body.redirectUrl)
         return try JSONIO.response(start)
     }
 
@@ -34,7 +34,7 @@ struct GitHubController {
     /// unknown, expired or reused state.
     @Sendable func callback(_ request: Request, context: AppRequestContext) async throws -> Response {
         let q = request.uri.queryParameters
-        let location = try await core.completeGitHubOAuth(
+        let location = try await github.completeGitHubOAuth(
             code: q["code"].map(String.init), state: q["state"].map(String.init), error: q["error"].map(String.init))
         return Response(
             status: .found,
@@ -42,28 +42,28 @@ struct GitHubController {
     }
 
     @Sendable func connection(_ request: Request, context: AppRequestContext) async throws -> Response {
-        guard let c = try await core.gitHubConnection(try context.requirePrincipal()) else {
+        guard let c = try await github.gitHubConnection(try context.requirePrincipal()) else {
             return JSONIO.rawJSON(Data("null".utf8))
         }
         return try JSONIO.response(c)
     }
 
     @Sendable func disconnect(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await core.disconnectGitHub(try context.requirePrincipal())
+        try await github.disconnectGitHub(try context.requirePrincipal())
         return JSONIO.noContent()
     }
 
     @Sendable func repos(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try JSONIO.response(GitHubRepoList(repos: try await core.gitHubRepos(try context.requirePrincipal())))
+        try JSONIO.response(GitHubRepoList(repos: try await github.gitHubRepos(try context.requirePrincipal())))
     }
 
     @Sendable func orgs(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try JSONIO.response(GitHubOrgList(orgs: try await core.gitHubOrgs(try context.requirePrincipal())))
+        try JSONIO.response(GitHubOrgList(orgs: try await github.gitHubOrgs(try context.requirePrincipal())))
     }
 
     @Sendable func setGrants(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONIO.decode(GitHubOrgGrantsRequest.self, from: request, limit: 64 * 1024)
-        try await core.setGitHubOrgGrants(try context.requirePrincipal(), orgs: body.orgs)
+        try await github.setGitHubOrgGrants(try context.requirePrincipal(), orgs: body.orgs)
         return JSONIO.noContent()
     }
 }

@@ -5,13 +5,13 @@ import Hummingbird
 /// `GET /healthz` and `GET /openapi.json`, both without auth. Health also says how full
 /// the warm pool is (`size` boxes kept started, `ready` of them now).
 struct HealthController {
-    let core: DevboxCore
+    let images: ImageService
 
     func register(on router: Router<AppRequestContext>) {
-        router.get("/healthz") { [core] _, _ in
-            let pool = core.warmPool()
+        router.get("/healthz") { [images] _, _ in
+            let pool = images.warmPool()
             // Readiness: 503 while the default image is still being built (or could not be).
-            let image = core.imageHealth()
+            let image = images.imageHealth()
             var imageJSON: [String: String] = ["name": image.name, "state": image.state]
             if let d = image.detail { imageJSON["detail"] = d }
             let imageText = String(decoding: (try? JSONEncoder().encode(imageJSON)) ?? Data("{}".utf8), as: UTF8.self)

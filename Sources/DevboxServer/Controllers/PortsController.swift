@@ -8,7 +8,7 @@ import NIOHTTP1
 
 /// `/api/v1/devboxes/:id/ports/:port[/<path>]`: HTTP to a port inside a devbox (issue 17,
 /// "Exposed ports"). The connection is made from inside the box's network namespace
-/// (`DevboxCore.connectPort`), so an app bound to the box's 127.0.0.1 answers and nothing
+/// (`RuntimeService.connectPort`), so an app bound to the box's 127.0.0.1 answers and nothing
 /// of the host's is reachable.
 ///
 /// Authentication: the API's (`X-Provider-Token`, optional user bearer) or the dashboard's
@@ -36,7 +36,12 @@ import NIOHTTP1
 /// caller's connection to a byte relay with the app's (`PortRelay`). A refusal before the
 /// upgrade is the usual JSON error, and the connection closes after any answer but a 101.
 struct PortsController {
-    let core: DevboxCore
+    let authenticator: Authenticator
+    let reads: DevboxReads
+    let runtime: RuntimeService
+    let dashboard: DashboardAuth
+    /// `DEVBOX_PUBLIC_URL`: the dashboard's origin.
+    let publicURL: URL?
 
     static let methods: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete, .head, .options]
 
@@ -66,11 +71,11 @@ struct PortsController {
         let apiCredentials =
             request.headers[HTTPField.Name("X-Provider-Token")!] != nil || request.headers[.authorization] != nil
         if !apiCredentials, let cookie = Web.cookie(request, Web.sessionCookie) {
-            guard let session = try await core.dashboardSession(cookie: cookie) else {
+            guard let session = try await dashboard.dashboardSession(cookie: cookie) else {
                 throw ServiceError.unauthorized("the dashboard session has expired; sign in again")
             }
             if ![.get, .head, .options].contains(request.method) || PortHeaders.isUpgrade(request.headers),
-                !Web.originAllowed(request, publicURL: core.publicURL)
+                !Web.originAllowed(request, publicURL: publicURL)
             {
                 throw CrossOrigin()
             }
@@ -79,7 +84,7 @@ struct PortsController {
         if !apiCredentials {
             throw ServiceError.unauthorized("missing X-Provider-Token header (or a dashboard session cookie)")
         }
-        return try await AuthMiddleware.authenticate(request, core: core)
+        return try await AuthMiddleware.authenticate(request, authenticator: authenticator)
     }
 
     static func port(_ raw: String?) throws(ServiceError) -> UInt16 {
@@ -97,7 +102,7 @@ struct PortsController {
         let principal = try await authenticate(request)
         let id = try context.parameters.require("id")
         let port = try Self.port(request.uri.queryParameters["port"].map(String.init))
-        _ = try await core.devbox(principal, id: id)
+        _ = try await reads.devbox(principal, id: id)
         return Response(status: .seeOther, headers: [.location: "/api/v1/devboxes/\(id)/ports/\(port)/"])
     }
 
@@ -132,7 +137,7 @@ struct PortsController {
 
         let fd: Int32?
         do {
-            fd = try await core.connectPort(principal, id: id, port: port)
+            fd = try await runtime.connectPort(principal, id: id, port: port)
         } catch let e as PortUnreachable {
             return try Self.badGateway(port: port, "nothing answers on port \(port) in devbox \(id) (\(e.reason))")
         }
@@ -170,12 +175,12 @@ struct PortsController {
     func upgrade(_ request: Request, principal: Principal, id: String, port: UInt16, prefix: String) async throws -> Response {
         guard let clientChannel = PortUpgrade.clientChannel else {
             // Only when the server was built without `http1WithPortUpgrades` (never in serve).
-            try await core.checkPortAccess(principal, id: id)
+            try await runtime.checkPortAccess(principal, id: id)
             return try JSONIO.response(
                 APIErrorBody(code: "not_implemented", message: "protocol upgrades are not proxied by this server"),
                 status: .notImplemented)
         }
-        try await core.checkPortAccess(principal, id: id)
+        try await runtime.checkPortAccess(principal, id: id)
         guard let slot = PortRelaySlots.shared.acquire(user: principal.userId) else {
             return try JSONIO.response(
                 APIErrorBody(
@@ -187,7 +192,7 @@ struct PortsController {
         }
         let fd: Int32?
         do {
-            fd = try await core.connectPort(principal, id: id, port: port)
+            fd = try await runtime.connectPort(principal, id: id, port: port)
         } catch let e as PortUnreachable {
             return try Self.badGateway(port: port, "nothing answers on port \(port) in devbox \(id) (\(e.reason))")
         }

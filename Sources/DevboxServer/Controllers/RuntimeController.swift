@@ -8,7 +8,7 @@ import Synchronization
 
 /// `/api/v1/devboxes/:id/{exec,files,stop,start}`: using a devbox after it is ready.
 struct RuntimeController {
-    let core: DevboxCore
+    let runtime: RuntimeService
 
     func register(on router: some RouterMethods<AppRequestContext>, table: RouteTable) {
         router.route(table, .post, "/api/v1/devboxes/:id/exec", use: exec)
@@ -42,11 +42,11 @@ struct RuntimeController {
         let body = try await JSONIO.decode(ExecRequest.self, from: request, limit: limit)
         let wantsStream = request.headers[.accept].map { $0.contains("text/event-stream") } ?? false
         guard wantsStream else {
-            return try JSONIO.response(try await core.exec(principal, id: id, body))
+            return try JSONIO.response(try await runtime.exec(principal, id: id, body))
         }
         // Refusals (bad input, unknown id, wrong state) still get a plain JSON error.
-        try await core.checkExec(principal, id: id, body)
-        let core = self.core
+        try await runtime.checkExec(principal, id: id, body)
+        let runtime = self.runtime
         let inbound = request.body
         // Watching for the client to go away consumes the connection's input, so the connection
         // closes after this response (as the /wait long-poll does).
@@ -60,7 +60,7 @@ struct RuntimeController {
                     defer { continuation.finish() }
                     do {
                         return .success(
-                            try await core.exec(principal, id: id, body) { chunk in
+                            try await runtime.exec(principal, id: id, body) { chunk in
                                 if case .dropped = continuation.yield(chunk) { dropped.set() }
                             })
                     } catch {
@@ -109,7 +109,7 @@ struct RuntimeController {
         let principal = try context.requirePrincipal()
         let id = try context.parameters.require("id")
         let path = try Self.pathParameter(request)
-        switch try await core.readPath(principal, id: id, path: path) {
+        switch try await runtime.readPath(principal, id: id, path: path) {
         case .file(let bytes, let mode):
             return Response(
                 status: .ok,
@@ -130,7 +130,7 @@ struct RuntimeController {
         let id = try context.parameters.require("id")
         let path = try Self.pathParameter(request)
         let mode = request.uri.queryParameters.get("mode")
-        let limit = core.fileSizeLimit
+        let limit = runtime.fileSizeLimit
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: limit)
@@ -139,7 +139,7 @@ struct RuntimeController {
         } catch let e as HTTPError where e.status == .contentTooLarge {
             throw ServiceError.payloadTooLarge("the file is larger than the limit of \(limit) bytes")
         }
-        let result = try await core.writeFile(
+        let result = try await runtime.writeFile(
             principal, id: id, path: path, bytes: Array(buffer.readableBytesView), mode: mode)
         return try JSONIO.response(result, status: result.created ? .created : .ok)
     }
@@ -154,7 +154,7 @@ struct RuntimeController {
         case "true", "1": recursive = true
         default: throw ServiceError.validation(field: "recursive", message: "recursive must be true or false")
         }
-        try await core.deletePath(principal, id: id, path: path, recursive: recursive)
+        try await runtime.deletePath(principal, id: id, path: path, recursive: recursive)
         return JSONIO.noContent()
     }
 
@@ -169,12 +169,12 @@ struct RuntimeController {
 
     @Sendable func stop(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        return try JSONIO.response(try await core.stopDevbox(try context.requirePrincipal(), id: id))
+        return try JSONIO.response(try await runtime.stopDevbox(try context.requirePrincipal(), id: id))
     }
 
     @Sendable func start(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        return try JSONIO.response(try await core.startDevbox(try context.requirePrincipal(), id: id))
+        return try JSONIO.response(try await runtime.startDevbox(try context.requirePrincipal(), id: id))
     }
 }
 

@@ -4,7 +4,7 @@ import Hummingbird
 
 /// `/api/v1/devboxes/:id/access/…`: SSH access sessions.
 struct SessionsController {
-    let core: DevboxCore
+    let access: AccessService
 
     func register(on router: some RouterMethods<AppRequestContext>, table: RouteTable) {
         router.route(table, .post, "/api/v1/devboxes/:id/access/session", use: create)
@@ -19,20 +19,20 @@ struct SessionsController {
         if let len = request.headers[.contentLength], len != "0" {
             ttl = try await JSONIO.decode(CreateSessionRequest.self, from: request, limit: 64 * 1024).ttlSeconds
         }
-        let session = try await core.createSession(principal, devboxId: id, ttlSeconds: ttl)
+        let session = try await access.createSession(principal, devboxId: id, ttlSeconds: ttl)
         return try JSONIO.response(session, status: .created)
     }
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        let sessions = try await core.listSessions(try context.requirePrincipal(), devboxId: id)
+        let sessions = try await access.listSessions(try context.requirePrincipal(), devboxId: id)
         return try JSONIO.response(AccessSessionList(sessions: sessions))
     }
 
     @Sendable func revoke(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
         let sid = try context.parameters.require("session_id")
-        try await core.revokeSession(try context.requirePrincipal(), devboxId: id, sessionId: sid)
+        try await access.revokeSession(try context.requirePrincipal(), devboxId: id, sessionId: sid)
         return JSONIO.noContent()
     }
 }

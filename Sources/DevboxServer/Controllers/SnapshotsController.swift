@@ -8,7 +8,8 @@ import Hummingbird
 /// Snapshots (issue 23): `POST /api/v1/devboxes/:id/snapshots`, `GET /api/v1/snapshots`,
 /// `GET|DELETE /api/v1/snapshots/:id` (id or name), `POST /api/v1/devboxes/:id/fork`.
 struct SnapshotsController {
-    let core: DevboxCore
+    let commands: DevboxCommands
+    let snapshots: SnapshotService
 
     func register(on router: some RouterMethods<AppRequestContext>, table: RouteTable) {
         router.route(table, .post, "/api/v1/devboxes/:id/snapshots", use: create)
@@ -22,22 +23,22 @@ struct SnapshotsController {
         let principal = try context.requirePrincipal()
         let id = try context.parameters.require("id")
         let body = try await JSONIO.decode(CreateSnapshotRequest.self, from: request, limit: 64 * 1024)
-        let snapshot = try await core.createSnapshot(principal, devboxId: id, name: body.name)
+        let snapshot = try await snapshots.createSnapshot(principal, devboxId: id, name: body.name)
         return try JSONIO.response(snapshot, status: .created)
     }
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try JSONIO.response(SnapshotList(snapshots: try await core.listSnapshots(try context.requirePrincipal())))
+        try JSONIO.response(SnapshotList(snapshots: try await snapshots.listSnapshots(try context.requirePrincipal())))
     }
 
     @Sendable func get(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        return try JSONIO.response(try await core.snapshot(try context.requirePrincipal(), idOrName: id))
+        return try JSONIO.response(try await snapshots.snapshot(try context.requirePrincipal(), idOrName: id))
     }
 
     @Sendable func delete(_ request: Request, context: AppRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        try await core.deleteSnapshot(try context.requirePrincipal(), idOrName: id)
+        try await snapshots.deleteSnapshot(try context.requirePrincipal(), idOrName: id)
         return JSONIO.noContent()
     }
 
@@ -49,7 +50,7 @@ struct SnapshotsController {
         let tokens = InjectionTokens(
             claudeToken: request.headers[HTTPField.Name("X-Claude-Token")!],
             codexToken: request.headers[HTTPField.Name("X-Codex-Token")!])
-        let r = try await core.forkDevbox(principal, devboxId: id, body, tokens: tokens)
+        let r = try await commands.forkDevbox(principal, devboxId: id, body, tokens: tokens)
         var out = Array(#"{"snapshot":"#.utf8)
         out += Array(try JSONIO.encoder.encode(r.snapshot))
         out += Array(#","devboxes":["#.utf8)

@@ -4,7 +4,8 @@ import Hummingbird
 
 /// `/api/v1/users/me`: the caller's profile and SSH key.
 struct UsersController {
-    let core: DevboxCore
+    let reads: DevboxReads
+    let access: AccessService
 
     func register(on router: some RouterMethods<AppRequestContext>, table: RouteTable) {
         router.route(table, .get, "/api/v1/users/me", use: me)
@@ -13,17 +14,17 @@ struct UsersController {
     }
 
     @Sendable func me(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try JSONIO.response(try await core.profile(try context.requirePrincipal()))
+        try JSONIO.response(try await reads.profile(try context.requirePrincipal()))
     }
 
     @Sendable func setKey(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONIO.decode(SetSSHKeyRequest.self, from: request, limit: 64 * 1024)
-        try await core.setSSHKey(try context.requirePrincipal(), publicKey: body.publicKey)
+        try await access.setSSHKey(try context.requirePrincipal(), publicKey: body.publicKey)
         return JSONIO.noContent()
     }
 
     @Sendable func deleteKey(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await core.deleteSSHKey(try context.requirePrincipal())
+        try await access.deleteSSHKey(try context.requirePrincipal())
         return JSONIO.noContent()
     }
 }

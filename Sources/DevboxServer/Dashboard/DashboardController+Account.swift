@@ -7,21 +7,21 @@ import Hummingbird
 /// Account page: SSH key, GitHub connection and organisation grants.
 extension DashboardController {
     func accountModel(_ s: DashboardSession) async throws(ServiceError) -> AccountPage.Model {
-        let profile = try await core.profile(s.principal)
-        let connection = try await core.gitHubConnection(s.principal)
+        let profile = try await reads.profile(s.principal)
+        let connection = try await github.gitHubConnection(s.principal)
         var orgs: [GitHubOrg]?
         var orgsError: String?
         if connection != nil {
-            do { orgs = try await core.gitHubOrgs(s.principal) } catch { orgsError = error.message }
+            do { orgs = try await github.gitHubOrgs(s.principal) } catch { orgsError = error.message }
         }
         return AccountPage.Model(
-            profile: profile, sessionExpires: s.expiresAt, oauthAvailable: core.gitHubOAuthAvailable,
+            profile: profile, sessionExpires: s.expiresAt, oauthAvailable: github.gitHubOAuthAvailable,
             connection: connection, orgs: orgs, orgsError: orgsError)
     }
 
     func renderAccount(_ m: AccountPage.Model, _ s: DashboardSession, notice: String?, status: HTTPResponse.Status = .ok) -> Response {
         // The connect form is redirected to GitHub: its origin joins the page's form-action.
-        let github = Web.origin(of: core.gitHubWebURL.absoluteString).map { [$0] } ?? []
+        let github = Web.origin(of: github.gitHubWebURL.absoluteString).map { [$0] } ?? []
         return Web.html(AccountPage.render(m, csrf: s.csrfToken, notice: notice), status: status, formTargets: github)
     }
 
@@ -101,38 +101,38 @@ extension DashboardController {
 
     @Sendable func setSSHKey(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await accountPost(request, field: "public_key") { (s: DashboardSession, form: Form) async throws(ServiceError) -> Response in
-            try await core.setSSHKey(s.principal, publicKey: form["public_key"] ?? "")
+            try await access.setSSHKey(s.principal, publicKey: form["public_key"] ?? "")
             return Web.redirect("/account?notice=key_saved#ssh-key")
         }
     }
 
     @Sendable func deleteSSHKey(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await accountPost(request, field: "public_key") { (s: DashboardSession, _: Form) async throws(ServiceError) -> Response in
-            try await core.deleteSSHKey(s.principal)
+            try await access.deleteSSHKey(s.principal)
             return Web.redirect("/account?notice=key_removed#ssh-key")
         }
     }
 
     @Sendable func connectGitHub(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await accountPost(request, field: "github") { (s: DashboardSession, _: Form) async throws(ServiceError) -> Response in
-            guard let back = core.dashboardGitHubReturnURL else {
+            guard let back = github.dashboardGitHubReturnURL else {
                 throw .unavailable("GitHub OAuth needs DEVBOX_PUBLIC_URL on this server")
             }
-            let start = try await core.startGitHubOAuth(s.principal, redirectURL: back)
+            let start = try await github.startGitHubOAuth(s.principal, redirectURL: back)
             return Web.redirect(start.authorizationUrl)
         }
     }
 
     @Sendable func disconnectGitHub(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await accountPost(request, field: "github") { (s: DashboardSession, _: Form) async throws(ServiceError) -> Response in
-            try await core.disconnectGitHub(s.principal)
+            try await github.disconnectGitHub(s.principal)
             return Web.redirect("/account?notice=github_disconnected#github")
         }
     }
 
     @Sendable func setOrgGrants(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await accountPost(request, field: "orgs") { (s: DashboardSession, form: Form) async throws(ServiceError) -> Response in
-            try await core.setGitHubOrgGrants(s.principal, orgs: form.all("org"))
+            try await github.setGitHubOrgGrants(s.principal, orgs: form.all("org"))
             return Web.redirect("/account?notice=grants_saved#github")
         }
     }

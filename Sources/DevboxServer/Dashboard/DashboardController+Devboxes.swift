@@ -22,17 +22,17 @@ extension DashboardController {
     ) async -> Response {
         var choices: [String]?
         var note: String?
-        if (try? await core.gitHubConnection(s.principal)) != nil {
+        if (try? await github.gitHubConnection(s.principal)) != nil {
             do {
-                choices = try await core.gitHubRepos(s.principal).map(\.fullName)
+                choices = try await github.gitHubRepos(s.principal).map(\.fullName)
             } catch {
                 note = "GitHub could not list your repositories (\(error.message)); type owner/name."
             }
         }
-        let snapshots = (try? await core.listSnapshots(s.principal)) ?? []
+        let snapshots = (try? await snapshots.listSnapshots(s.principal)) ?? []
         return Web.html(
             CreatePage.render(
-                state: state, errors: errors, plans: core.plans, defaultPlan: core.defaultPlanName,
+                state: state, errors: errors, plans: commands.plans, defaultPlan: commands.defaultPlanName,
                 repoChoices: choices, repoNote: note, csrf: s.csrfToken, snapshots: snapshots),
             status: status)
     }
@@ -156,7 +156,7 @@ extension DashboardController {
                 return await renderCreate(s, state: parsed.state, errors: parsed.errors, status: .unprocessableContent)
             }
             do {
-                let d = try await core.createDevbox(s.principal, parsed.request, tokens: parsed.tokens)
+                let d = try await commands.createDevbox(s.principal, parsed.request, tokens: parsed.tokens)
                 return Web.redirect("/devboxes/\(d.id)?notice=created")
             } catch ServiceError.validation(let field, let message) {
                 return await renderCreate(
@@ -171,11 +171,11 @@ extension DashboardController {
     // MARK: Devbox page
 
     func devboxModel(_ s: DashboardSession, id: String, newSession: String? = nil) async throws(ServiceError) -> DevboxPage.Model {
-        let d = try await core.devbox(s.principal, id: id)
-        let ops = try await core.operations(s.principal, id: id)
-        let sessions = try await core.listSessions(s.principal, devboxId: id)
-        let profile = try await core.profile(s.principal)
-        let usage = try await core.brokerUsage(s.principal, id: id).1
+        let d = try await reads.devbox(s.principal, id: id)
+        let ops = try await reads.operations(s.principal, id: id)
+        let sessions = try await access.listSessions(s.principal, devboxId: id)
+        let profile = try await reads.profile(s.principal)
+        let usage = try await credentials.brokerUsage(s.principal, id: id).1
         return DevboxPage.Model(
             devbox: d, operations: ops, sessions: sessions, hasSSHKey: profile.sshKey != nil, newSession: newSession,
             usage: usage)
@@ -200,7 +200,7 @@ extension DashboardController {
             let id = Self.param(context, "id")
             let ttl = Int(form["ttl_seconds"] ?? "")
             do {
-                let created = try await core.createSession(s.principal, devboxId: id, ttlSeconds: ttl)
+                let created = try await access.createSession(s.principal, devboxId: id, ttlSeconds: ttl)
                 return Web.redirect("/devboxes/\(id)?notice=session_created&session=\(created.sessionId)#sessions")
             } catch ServiceError.validation(let field, let message) {
                 var m = try await devboxModel(s, id: id)
@@ -219,7 +219,7 @@ extension DashboardController {
             if case .refused(let r) = try await post(request) { return r }
             guard let s = try await signedIn(request) else { return Web.redirect("/login") }
             let id = Self.param(context, "id")
-            try await core.revokeSession(s.principal, devboxId: id, sessionId: Self.param(context, "session"))
+            try await access.revokeSession(s.principal, devboxId: id, sessionId: Self.param(context, "session"))
             return Web.redirect("/devboxes/\(id)?notice=session_revoked#sessions")
         }
     }
@@ -289,7 +289,7 @@ extension DashboardController {
                 return Web.html(DevboxPage.render(m, csrf: s.csrfToken, notice: nil), status: status)
             }
             do {
-                _ = try await core.setNetwork(s.principal, id: id, parsed.policy)
+                _ = try await runtime.setNetwork(s.principal, id: id, parsed.policy)
                 return Web.redirect("/devboxes/\(id)?notice=network_saved#network")
             } catch ServiceError.validation(let field, let message) {
                 let (control, shown) = Self.networkError(field: field, message: message, parsed)
@@ -313,7 +313,7 @@ extension DashboardController {
                 m.errors = ["confirm": "Tick the box to confirm the destruction."]
                 return Web.html(DevboxPage.render(m, csrf: s.csrfToken, notice: nil), status: .unprocessableContent)
             }
-            try await core.deleteDevbox(s.principal, id: id)
+            try await commands.deleteDevbox(s.principal, id: id)
             return Web.redirect("/?notice=destroyed")
         }
     }

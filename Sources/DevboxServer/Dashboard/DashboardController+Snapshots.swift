@@ -5,12 +5,12 @@ import HTTPTypes
 import Hummingbird
 
 /// Snapshots (issue 23): the list with sizes and delete, and the devbox page's snapshot and
-/// fork forms. The same core calls as `/api/v1`, in process.
+/// fork forms. The same service calls as `/api/v1`, in process.
 extension DashboardController {
     @Sendable func snapshots(_ request: Request, context: AppRequestContext) async throws -> Response {
         guard let s = try await signedIn(request) else { return Web.redirect("/login") }
         return try await page(s.csrfToken) {
-            Web.html(SnapshotsPage.render(snapshots: try await core.listSnapshots(s.principal), csrf: s.csrfToken, notice: Self.notice(request)))
+            Web.html(SnapshotsPage.render(snapshots: try await snapshots.listSnapshots(s.principal), csrf: s.csrfToken, notice: Self.notice(request)))
         }
     }
 
@@ -22,9 +22,9 @@ extension DashboardController {
             case .ok(let a, _): s = a
             }
             do {
-                try await core.deleteSnapshot(s.principal, idOrName: Self.param(context, "id"))
+                try await snapshots.deleteSnapshot(s.principal, idOrName: Self.param(context, "id"))
             } catch let error as ServiceError where error.statusCode == 409 {
-                let list = try await core.listSnapshots(s.principal)
+                let list = try await snapshots.listSnapshots(s.principal)
                 return Web.html(
                     SnapshotsPage.render(snapshots: list, csrf: s.csrfToken, notice: nil, error: error.message), status: .conflict)
             }
@@ -42,7 +42,7 @@ extension DashboardController {
             let id = Self.param(context, "id")
             let name = (form["name"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
             do {
-                _ = try await core.createSnapshot(s.principal, devboxId: id, name: name)
+                _ = try await snapshots.createSnapshot(s.principal, devboxId: id, name: name)
                 return Web.redirect("/snapshots?notice=snapshot_created")
             } catch let error as ServiceError where [400, 409, 422, 503, 507].contains(error.statusCode) {
                 // A taken name (409 naming it) belongs to the name field too.
@@ -69,7 +69,7 @@ extension DashboardController {
             let fork = ForkDevboxRequest(count: count, name: name.isEmpty ? nil : name, copyEnv: form.isOn("copy_env"))
             do {
                 // The dashboard sends no AI tokens: the forks get none (never the original's).
-                _ = try await core.forkDevbox(s.principal, devboxId: id, fork, tokens: InjectionTokens())
+                _ = try await commands.forkDevbox(s.principal, devboxId: id, fork, tokens: InjectionTokens())
                 return Web.redirect("/?notice=forked")
             } catch let error as ServiceError where [400, 409, 422, 503, 507].contains(error.statusCode) {
                 let field: String

@@ -7,11 +7,21 @@ import Hummingbird
 import Logging
 
 /// The web dashboard (docs/DASHBOARD.md): HTML pages and forms at `/`, cookie sessions,
-/// CSRF tokens, and the small JSON endpoints its script polls. Calls the same `DevboxCore`
-/// as the REST API, in process.
+/// CSRF tokens, and the small JSON endpoints its script polls. Calls the same services as
+/// the REST API, in process (and signs in through `DashboardAuth`).
 struct DashboardController: Sendable {
-    let core: DevboxCore
+    let dashboard: DashboardAuth
+    let reads: DevboxReads
+    let commands: DevboxCommands
+    let runtime: RuntimeService
+    let access: AccessService
+    let github: GitHubService
+    let credentials: CredentialBroker
+    let snapshots: SnapshotService
     let logger: Logger
+
+    /// `DEVBOX_PUBLIC_URL`, when set (origin checks, the Secure cookie flag).
+    var publicURL: URL? { github.publicURL }
 
     func register(on router: some RouterMethods<AppRequestContext>, table: RouteTable) {
         router.dashboardRoute(table, .get, "/", use: list)
@@ -47,7 +57,7 @@ struct DashboardController: Sendable {
     /// The live session of the request's cookie, if any.
     func signedIn(_ request: Request) async throws(ServiceError) -> DashboardSession? {
         guard let cookie = Web.cookie(request, Web.sessionCookie) else { return nil }
-        return try await core.dashboardSession(cookie: cookie)
+        return try await dashboard.dashboardSession(cookie: cookie)
     }
 
     enum Gate {
@@ -58,14 +68,14 @@ struct DashboardController: Sendable {
     /// Every state-changing request: same Origin, a live session, and the session's CSRF
     /// token in the form (or `X-CSRF-Token`), compared in constant time.
     func post(_ request: Request) async throws -> Gate {
-        guard Web.originAllowed(request, publicURL: core.publicURL) else {
+        guard Web.originAllowed(request, publicURL: publicURL) else {
             logger.warning("dashboard post refused: cross-origin", metadata: ["path": "\(request.uri.path)"])
             return .refused(forbidden("This request did not come from a page of this dashboard (Origin check)."))
         }
         guard let session = try await signedIn(request) else { return .refused(Web.redirect("/login")) }
         let form = try await Web.form(request)
         let presented = form[Web.csrfField] ?? request.headers[HTTPField.Name("X-CSRF-Token")!]
-        guard DevboxCore.csrfMatches(session, presented: presented) else {
+        guard DashboardAuth.csrfMatches(session, presented: presented) else {
             logger.warning("dashboard post refused: CSRF token missing or wrong", metadata: ["path": "\(request.uri.path)"])
             return .refused(forbidden("This form is missing its security token or it has expired. Reload the page and try again."))
         }
@@ -129,16 +139,16 @@ struct DashboardController: Sendable {
 
     func renderLogin(_ request: Request, errors: [String: String], status: HTTPResponse.Status) -> Response {
         let token = Identifier.make("", length: 32)
-        let secure = Web.isTLS(request, publicURL: core.publicURL)
+        let secure = Web.isTLS(request, publicURL: publicURL)
         let page = LoginPage.render(
-            loginCSRF: token, errors: errors, userTokensAccepted: core.acceptsUserTokens,
+            loginCSRF: token, errors: errors, userTokensAccepted: dashboard.acceptsUserTokens,
             notice: errors.isEmpty ? Self.notice(request) : nil)
         return Web.html(page, status: status, cookies: [Web.setCookie(Web.loginCookie, token, maxAge: 3600, secure: secure)])
     }
 
     @Sendable func login(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await page(nil) {
-            guard Web.originAllowed(request, publicURL: core.publicURL) else {
+            guard Web.originAllowed(request, publicURL: publicURL) else {
                 return forbidden("This request did not come from a page of this dashboard (Origin check).")
             }
             let form = try await Web.form(request)
@@ -147,12 +157,12 @@ struct DashboardController: Sendable {
             else {
                 return renderLogin(request, errors: ["form": "The sign-in form expired. Please try again."], status: .forbidden)
             }
-            let secure = Web.isTLS(request, publicURL: core.publicURL)
+            let secure = Web.isTLS(request, publicURL: publicURL)
             do {
-                let (cookie, session) = try await core.signInDashboard(
+                let (cookie, session) = try await dashboard.signInDashboard(
                     providerToken: form["provider_token"] ?? "", userToken: form["user_token"])
                 // A browser signing in again leaves no older session behind.
-                if let previous = Web.cookie(request, Web.sessionCookie) { try? await core.signOutDashboard(cookie: previous) }
+                if let previous = Web.cookie(request, Web.sessionCookie) { try? await dashboard.signOutDashboard(cookie: previous) }
                 let maxAge = max(1, Int(session.expiresAt.timeIntervalSinceNow))
                 return Web.redirect(
                     "/",
@@ -173,8 +183,8 @@ struct DashboardController: Sendable {
     @Sendable func logout(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await page(nil) {
             if case .refused(let r) = try await post(request) { return r }
-            if let cookie = Web.cookie(request, Web.sessionCookie) { try await core.signOutDashboard(cookie: cookie) }
-            let secure = Web.isTLS(request, publicURL: core.publicURL)
+            if let cookie = Web.cookie(request, Web.sessionCookie) { try await dashboard.signOutDashboard(cookie: cookie) }
+            let secure = Web.isTLS(request, publicURL: publicURL)
             return Web.redirect("/login?notice=signed_out", cookies: [Web.clearCookie(Web.sessionCookie, secure: secure)])
         }
     }
@@ -184,7 +194,7 @@ struct DashboardController: Sendable {
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await page(nil) {
             guard let s = try await signedIn(request) else { return Web.redirect("/login") }
-            let boxes = try await core.listDevboxes(s.principal)
+            let boxes = try await reads.listDevboxes(s.principal)
             return Web.html(ListPage.render(devboxes: boxes, csrf: s.csrfToken, notice: Self.notice(request)))
         }
     }
@@ -196,19 +206,19 @@ struct DashboardController: Sendable {
 
     @Sendable func listJSON(_ request: Request, context: AppRequestContext) async throws -> Response {
         guard let s = try await signedIn(request) else { throw ServiceError.unauthorized("not signed in to the dashboard") }
-        return try JSONIO.response(DevboxList(devboxes: try await core.listDevboxes(s.principal)))
+        return try JSONIO.response(DevboxList(devboxes: try await reads.listDevboxes(s.principal)))
     }
 
     @Sendable func devboxJSON(_ request: Request, context: AppRequestContext) async throws -> Response {
         guard let s = try await signedIn(request) else { throw ServiceError.unauthorized("not signed in to the dashboard") }
         let id = Self.param(context, "id")
-        let d = try await core.devbox(s.principal, id: id)
-        return try JSONIO.response(DevboxDetail(devbox: d, operations: try await core.operations(s.principal, id: id)))
+        let d = try await reads.devbox(s.principal, id: id)
+        return try JSONIO.response(DevboxDetail(devbox: d, operations: try await reads.operations(s.principal, id: id)))
     }
 
     /// The devbox's usage now, for the devbox page's Resources chart (`DevboxStats`).
     @Sendable func statsJSON(_ request: Request, context: AppRequestContext) async throws -> Response {
         guard let s = try await signedIn(request) else { throw ServiceError.unauthorized("not signed in to the dashboard") }
-        return try JSONIO.response(try await core.devboxStats(s.principal, id: Self.param(context, "id")))
+        return try JSONIO.response(try await runtime.devboxStats(s.principal, id: Self.param(context, "id")))
     }
 }

@@ -96,15 +96,15 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
 /// Produces 401 when the provider token is missing or wrong, or the bearer is invalid.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
-    let core: DevboxCore
+    let authenticator: Authenticator
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        context.principal = try await Self.authenticate(request, core: core)
+        context.principal = try await Self.authenticate(request, authenticator: authenticator)
         return try await next(request, context)
     }
 
-    static func authenticate(_ request: Request, core: DevboxCore) async throws(ServiceError) -> Principal {
+    static func authenticate(_ request: Request, authenticator: Authenticator) async throws(ServiceError) -> Principal {
         let token = request.headers[HTTPField.Name("X-Provider-Token")!]
         var bearer: String?
         if let auth = request.headers[.authorization] {
@@ -113,6 +113,6 @@ struct AuthMiddleware: RouterMiddleware {
             }
             bearer = String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces)
         }
-        return try await core.authenticate(providerToken: token, bearer: bearer)
+        return try await authenticator.authenticate(providerToken: token, bearer: bearer)
     }
 }

@@ -52,8 +52,8 @@ public final class DevboxMetrics: Sendable {
     }
 
     /// Reads the gauges of current state, then renders every metric in the text format.
-    public func render(core: DevboxCore) async -> [UInt8] {
-        if let g = try? await core.metricGauges() {
+    public func render(gauges: GaugeReader) async -> [UInt8] {
+        if let g = try? await gauges.metricGauges() {
             for (state, gauge) in byState { gauge.record(g.devboxesByState[state] ?? 0) }
             warmTarget.record(g.warmPoolTarget)
             warmReady.record(g.warmPoolReady)

@@ -13,7 +13,7 @@ import ServiceLifecycle
 ///   nothing else on it, for a Prometheus on the same host or network (bind it to loopback
 ///   or a private interface: anyone who reaches it reads the figures).
 struct MetricsController {
-    let core: DevboxCore
+    let gauges: GaugeReader
     let metrics: DevboxMetrics
 
     func register(on router: some RouterMethods<AppRequestContext>, table: RouteTable) {
@@ -22,11 +22,11 @@ struct MetricsController {
 
     @Sendable func scrape(_ request: Request, context: AppRequestContext) async throws -> Response {
         _ = try context.requirePrincipal()
-        return await Self.exposition(core: core, metrics: metrics)
+        return await Self.exposition(gauges: gauges, metrics: metrics)
     }
 
-    static func exposition(core: DevboxCore, metrics: DevboxMetrics) async -> Response {
-        let bytes = await metrics.render(core: core)
+    static func exposition(gauges: GaugeReader, metrics: DevboxMetrics) async -> Response {
+        let bytes = await metrics.render(gauges: gauges)
         return Response(
             status: .ok, headers: [.contentType: DevboxMetrics.contentType],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
@@ -34,10 +34,10 @@ struct MetricsController {
 
     /// The unauthenticated listener of `DEVBOX_METRICS_ADDR`: `/metrics` only (404 otherwise).
     static func listener(
-        core: DevboxCore, metrics: DevboxMetrics, host: String, port: Int, logger: Logger
+        gauges: GaugeReader, metrics: DevboxMetrics, host: String, port: Int, logger: Logger
     ) -> some Service {
         let router = Router()
-        router.get("/metrics") { _, _ in await exposition(core: core, metrics: metrics) }
+        router.get("/metrics") { _, _ in await exposition(gauges: gauges, metrics: metrics) }
         var quiet = logger
         quiet.logLevel = .critical
         return Application(

@@ -22,7 +22,7 @@ public final class AuditLog: Sendable {
     }
     private let state = Mutex(State())
 
-    init() {
+    public init() {
         Self.live.withLock { list in
             list.removeAll { $0.log == nil }
             list.append(Weak(log: self))

@@ -74,7 +74,7 @@ public enum CreateValidation {
         let ttl = try lifetimes.resolve(
             r.ttlSeconds, default: lifetimes.defaultTTLSeconds, max: ttlRange.upperBound, field: "ttl_seconds")
         let repos = try validateRepositories(r)
-        let network = try r.network.map { n throws(ServiceError) in DevboxCore.normalized(try DevboxCore.egressPolicy(n)) }
+        let network = try r.network.map { n throws(ServiceError) in RuntimeService.normalized(try RuntimeService.egressPolicy(n)) }
         return ValidatedCreate(
             name: name, plan: plan, env: env, setupCommands: commands, setupTimeoutSeconds: timeout,
             credentialProfile: r.credentialProfile ?? CredentialProfile(), repositories: repos,

@@ -62,15 +62,3 @@ public enum DiskFloor: Sendable, Equatable, CustomStringConvertible {
         return "\(bytes) bytes"
     }
 }
-
-extension DevboxCore {
-    /// 507 when the filesystem of the boxes has less free space than `minFreeDisk` asks:
-    /// the create is refused before anything is stored.
-    func requireFreeDisk() throws(ServiceError) {
-        guard let space = sandbox.diskSpace() else { return }
-        let floor = configuration.minFreeDisk.minimumFree(total: space.total)
-        guard floor > 0, space.free < floor else { return }
-        throw .insufficientStorage(
-            "the host is short of disk: \(DiskFloor.describe(space.free)) free, below DEVBOX_MIN_FREE_DISK (\(configuration.minFreeDisk)); no devbox can be created until space is freed")
-    }
-}

@@ -1,5 +1,6 @@
 import CoreMetrics
 import DevboxModel
+import DevboxRuntime
 import Foundation
 import GRDB
 import Synchronization
@@ -106,7 +107,17 @@ public struct ServiceGauges: Sendable {
     public var dataDirectoryFreeBytes: Int64
 }
 
-extension DevboxCore {
+/// Reads the scrape-time gauges: devboxes by state, the warm pool, the database's size and
+/// the data directory's free space.
+public struct GaugeReader: Sendable {
+    let db: AppDatabase
+    let sandbox: any BoxRuntime
+
+    public init(database: AppDatabase, runtime: any BoxRuntime) {
+        self.db = database
+        self.sandbox = runtime
+    }
+
     /// The current values of the scrape-time gauges.
     public func metricGauges() async throws -> ServiceGauges {
         var byState = Dictionary(uniqueKeysWithValues: DevboxState.allCases.map { ($0, 0) })

@@ -2,7 +2,9 @@ import Foundation
 import Synchronization
 
 /// Wakes idle workers when a devbox is created and lets DELETE cancel a running job.
-final class JobSignal: Sendable {
+/// Shared by `DevboxCommands` (create signals, delete cancels), `Housekeeping` (expiry
+/// cancels) and the worker (`ProvisioningContext`).
+public final class JobSignal: Sendable {
     private struct State {
         var pending = false
         var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
@@ -10,6 +12,8 @@ final class JobSignal: Sendable {
         var running: [String: @Sendable () -> Void] = [:]
     }
     private let state = Mutex(State())
+
+    public init() {}
 
     /// Wakes every current waiter, or the next one if nobody waits.
     func signal() {

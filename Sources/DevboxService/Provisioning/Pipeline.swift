@@ -24,7 +24,7 @@ extension TailBuffer {
 
 /// The five provisioning steps of one devbox.
 struct Pipeline: Sendable {
-    let core: DevboxCore
+    let ctx: ProvisioningContext
     let job: ClaimedJob
     let log: Logger
 
@@ -44,29 +44,29 @@ struct Pipeline: Sendable {
         // The env is fixed at create, and `env_keys` names all of it: nothing to read.
         if job.devbox.envKeys.isEmpty { return [:] }
         var env: [String: String] = [:]
-        for r in try await core.db.envRecords(devboxId: id) {
-            env[r.key] = try core.cipher.open(r.valueEncrypted)
+        for r in try await ctx.db.envRecords(devboxId: id) {
+            env[r.key] = try ctx.cipher.open(r.valueEncrypted)
         }
         return env
     }
 
     private func provision() async throws -> StepOutcome {
-        guard let plan = core.configuration.plans.first(where: { $0.name == job.devbox.plan }) else {
+        guard let plan = ctx.settings.plans.first(where: { $0.name == job.devbox.plan }) else {
             return .failed("plan '\(job.devbox.plan)' is no longer configured", StepOutput())
         }
         let started = ContinuousClock.now
         let warm: Bool
         do {
-            warm = try await core.sandbox.create(
+            warm = try await ctx.sandbox.create(
                 box: id, limits: plan.limits, env: try await userEnv(), setupShell: !job.devbox.setupCommands.isEmpty,
-                egress: (try? DevboxCore.egressPolicy(DevboxRecord.decodeNetwork(job.devbox.network))) ?? .allowAll,
-                image: try await core.boxImage(of: job.devbox))
+                egress: (try? RuntimeService.egressPolicy(DevboxRecord.decodeNetwork(job.devbox.network))) ?? .allowAll,
+                image: try await ctx.snapshots.boxImage(of: job.devbox))
         } catch is CancellationError {
             throw CancellationError()
         } catch {
             return .failed("the sandbox could not be started: \(error)", StepOutput())
         }
-        core.metrics.warmPool(hit: warm)
+        ctx.metrics.warmPool(hit: warm)
         let ms = (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000
             + (ContinuousClock.now - started).components.seconds * 1000
         return .succeeded(
@@ -75,12 +75,12 @@ struct Pipeline: Sendable {
 
     private func injectCredentials() async throws -> StepOutcome {
         if job.devbox.credentialMode == CredentialMode.proxy.rawValue { return try await injectBrokerEnv() }
-        let secrets = try await core.db.pendingSecrets(devboxId: id)
+        let secrets = try await ctx.db.pendingSecrets(devboxId: id)
         guard !secrets.isEmpty else { return .skipped("no credentials to inject\n") }
         var env = try await userEnv()
         var injected: [String] = []
         for s in secrets {
-            let value = try core.cipher.open(s.valueEncrypted)
+            let value = try ctx.cipher.open(s.valueEncrypted)
             switch s.kind {
             case "claude":
                 env["ANTHROPIC_API_KEY"] = value
@@ -92,7 +92,7 @@ struct Pipeline: Sendable {
             }
         }
         do {
-            try await core.sandbox.writeEnv(box: id, env: env)
+            try await ctx.sandbox.writeEnv(box: id, env: env)
         } catch {
             return .failed("writing the credentials into the devbox failed", StepOutput())
         }
@@ -104,8 +104,8 @@ struct Pipeline: Sendable {
     private func injectBrokerEnv() async throws -> StepOutcome {
         var env = try await userEnv()
         do {
-            env.merge(try await core.brokerEnv(devboxId: id)) { _, broker in broker }
-            try await core.sandbox.writeEnv(box: id, env: env)
+            env.merge(try await ctx.credentials.brokerEnv(devboxId: id)) { _, broker in broker }
+            try await ctx.sandbox.writeEnv(box: id, env: env)
         } catch {
             return .failed("writing the broker's settings into the devbox failed: \(error)", StepOutput())
         }
@@ -120,42 +120,42 @@ struct Pipeline: Sendable {
         let repos = job.repositories.sorted { $0.position < $1.position }
         guard !repos.isEmpty else { return .skipped("no repositories to clone\n") }
         // A restarted pipeline runs in a fresh sandbox: every repository starts over.
-        try await core.db.resetRepositories(devboxId: id)
+        try await ctx.db.resetRepositories(devboxId: id)
         guard GitRunner.isAvailable else {
             return .failed("git is not installed on the devbox host", StepOutput())
         }
-        let access = await core.repositoryAccess(userId: job.devbox.userId, fullNames: repos.map(\.fullName))
-        let cloner = RepositoryCloner(settings: core.configuration.github)
-        let workspace = core.sandbox.workspaceHostPath(box: id)
-        var tail = TailBuffer(limit: core.configuration.setupOutputLimit)
+        let access = await ctx.github.repositoryAccess(userId: job.devbox.userId, fullNames: repos.map(\.fullName))
+        let cloner = RepositoryCloner(settings: ctx.settings.github)
+        let workspace = ctx.sandbox.workspaceHostPath(box: id)
+        var tail = TailBuffer(limit: ctx.settings.setupOutputLimit)
         for (repo, decision) in zip(repos, access) {
             var token: String?
-            var hint = DevboxCore.connectHint
+            var hint = GitHubService.connectHint
             switch decision {
             case .token(let t): token = t
             case .anonymous(let h): hint = h
             case .notFound: hint = "the connected GitHub account cannot see it"
             case .refused(let why):
-                try await core.db.updateRepository(devboxId: id, position: repo.position, status: "failed", commit: nil, error: why)
+                try await ctx.db.updateRepository(devboxId: id, position: repo.position, status: "failed", commit: nil, error: why)
                 tail.append(Array("$ git clone \(repo.fullName): refused: \(why)\n".utf8))
                 return .failed("cloning \(repo.fullName) failed: \(why)", tail.output)
             }
-            try await core.db.updateRepository(devboxId: id, position: repo.position, status: "cloning", commit: nil, error: nil)
+            try await ctx.db.updateRepository(devboxId: id, position: repo.position, status: "cloning", commit: nil, error: nil)
             var request = CloneRequest(
                 fullName: repo.fullName, ref: repo.ref, targetPath: repo.targetPath, token: token, anonymousHint: hint)
             // Owned by the box's root (its own id range), not the host's.
-            let sandbox = core.sandbox
+            let sandbox = ctx.sandbox
             request.adopt = { path in try await sandbox.adoptTree(box: id, path: path) }
             request.owner = sandbox.boxRootOwner(box: id)
             if !repo.pushGlobs.isEmpty {
                 // Issue 19's git broker: only with the account's token (checked at create; asked again here).
                 guard token != nil else {
                     let why = "push_branches needs the connected GitHub account's token for \(repo.fullName): \(hint)"
-                    try await core.db.updateRepository(devboxId: id, position: repo.position, status: "failed", commit: nil, error: why)
+                    try await ctx.db.updateRepository(devboxId: id, position: repo.position, status: "failed", commit: nil, error: why)
                     return .failed("cloning \(repo.fullName) failed: \(why)", tail.output)
                 }
                 do {
-                    request.brokerRemote = try await core.gitBrokerRemote(devboxId: id, fullName: repo.fullName)
+                    request.brokerRemote = try await ctx.gitBroker.gitBrokerRemote(devboxId: id, fullName: repo.fullName)
                 } catch {
                     return .failed("the git broker for \(repo.fullName) could not be set up: \(error)", tail.output)
                 }
@@ -163,17 +163,17 @@ struct Pipeline: Sendable {
             do {
                 let outcome = try await cloner.clone(request, workspace: workspace)
                 tail.append(Array(outcome.log.utf8))
-                try await core.db.updateRepository(
+                try await ctx.db.updateRepository(
                     devboxId: id, position: repo.position, status: "cloned", commit: outcome.commit, error: nil)
                 log.info("repository cloned", metadata: ["repository": "\(repo.fullName)", "commit": "\(outcome.commit)"])
             } catch let failure as CloneFailure {
                 tail.append(Array(failure.log.utf8))
                 tail.append(Array("error: \(failure.message)\n".utf8))
-                try await core.db.updateRepository(
+                try await ctx.db.updateRepository(
                     devboxId: id, position: repo.position, status: "failed", commit: nil, error: failure.message)
                 return .failed("cloning \(repo.fullName) failed: \(failure.message)", tail.output)
             }
-            try? await core.db.updateOperationOutput(
+            try? await ctx.db.updateOperationOutput(
                 devboxId: id, kind: .cloneRepositories, output: tail.output.text, truncated: tail.truncated)
         }
         return .succeeded(tail.output)
@@ -185,14 +185,14 @@ struct Pipeline: Sendable {
         let outcome = try await runSetupCommands(commands)
         // Succeeded: the setup shell becomes the box's pause process. Failed: the box is
         // destroyed next, with whatever still runs in it.
-        if case .succeeded = outcome { await core.sandbox.finishSetup(box: id) }
+        if case .succeeded = outcome { await ctx.sandbox.finishSetup(box: id) }
         return outcome
     }
 
     private func runSetupCommands(_ commands: [String]) async throws -> StepOutcome {
         let timeout = job.devbox.setupTimeoutSeconds
         let deadline = ContinuousClock.now + .seconds(timeout)
-        var tail = TailBuffer(limit: core.configuration.setupOutputLimit)
+        var tail = TailBuffer(limit: ctx.settings.setupOutputLimit)
         for (i, command) in commands.enumerated() {
             tail.append(Array("$ \(command)\n".utf8))
             let remaining = deadline - ContinuousClock.now
@@ -201,13 +201,13 @@ struct Pipeline: Sendable {
             }
             let r: BoxExecResult
             do {
-                let limit = core.configuration.setupOutputLimit
-                if let viaShell = try await core.sandbox.runSetupCommand(
+                let limit = ctx.settings.setupOutputLimit
+                if let viaShell = try await ctx.sandbox.runSetupCommand(
                     box: id, command: command, timeout: remaining, outputLimit: limit)
                 {
                     r = viaShell
                 } else {
-                    r = try await core.sandbox.exec(
+                    r = try await ctx.sandbox.exec(
                         box: id, argv: ["/bin/sh", "-c", command], env: [:], cwd: "/workspace", stdin: nil,
                         timeout: remaining, outputLimit: limit, mergeStderr: true)
                 }
@@ -234,7 +234,7 @@ struct Pipeline: Sendable {
             // Keep the live tail visible while later commands run (after the last one, it
             // goes with the step's result).
             if i < commands.count - 1 {
-                try? await core.db.updateOperationOutput(
+                try? await ctx.db.updateOperationOutput(
                     devboxId: id, kind: .runSetupCommands, output: tail.output.text, truncated: tail.truncated)
             }
         }
@@ -242,7 +242,7 @@ struct Pipeline: Sendable {
     }
 
     private func publishAccess() async throws -> StepOutcome {
-        guard await core.sandbox.isRunning(box: id) else {
+        guard await ctx.sandbox.isRunning(box: id) else {
             return .failed("the sandbox stopped running before it became ready", StepOutput())
         }
         return .succeeded(StepOutput(text: "SSH access available through the gateway\n"))

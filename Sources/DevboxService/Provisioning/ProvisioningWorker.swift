@@ -8,25 +8,25 @@ import Synchronization
 /// A lease with heartbeat makes a crashed worker's jobs claimable again; on shutdown it
 /// stops at the next step boundary and releases its leases.
 public struct ProvisioningWorker: Service {
-    let core: DevboxCore
+    let ctx: ProvisioningContext
     let owner: String
 
-    public init(core: DevboxCore) {
-        self.core = core
+    public init(context: ProvisioningContext) {
+        self.ctx = context
         self.owner = LeaseOwner.make()
     }
 
     public func run() async throws {
         let stopping = StopFlag()
         let active = AtomicCounter()
-        let runner = JobRunner(core: core, owner: owner, stopping: stopping)
-        let limit = core.configuration.workerConcurrency
+        let runner = JobRunner(ctx: ctx, owner: owner, stopping: stopping)
+        let limit = ctx.settings.workerConcurrency
         // No job before the listeners are bound and the start-up sweep has run. A shutdown
         // before start-up began abandons it; one after waits for it (a few seconds at most).
         let started = await withGracefulShutdownHandler {
-            await core.startup.wait()
+            await ctx.startup.wait()
         } onGracefulShutdown: {
-            core.startup.abandonIfNotBegun()
+            ctx.startup.abandonIfNotBegun()
         }
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
@@ -37,10 +37,10 @@ public struct ProvisioningWorker: Service {
                     while active.value < limit, !stopping.isSet, !Task.isCancelled {
                         let jobs: [ClaimedJob]
                         do {
-                            jobs = try await core.db.claimJobs(
-                                owner: owner, lease: core.configuration.leaseSeconds, max: limit - active.value)
+                            jobs = try await ctx.db.claimJobs(
+                                owner: owner, lease: ctx.settings.leaseSeconds, max: limit - active.value)
                         } catch {
-                            core.logger.error("claiming jobs failed: \(error)")
+                            ctx.logger.error("claiming jobs failed: \(error)")
                             jobs = []
                         }
                         if jobs.isEmpty { break }
@@ -54,66 +54,21 @@ public struct ProvisioningWorker: Service {
                             group.addTask(priority: .medium) {
                                 await runner.run(job)
                                 active.add(-1)
-                                core.jobs.signal()
+                                ctx.jobs.signal()
                             }
                         }
                     }
                     if !claimed || active.value >= limit {
-                        await core.jobs.wait(timeout: .seconds(1))
+                        await ctx.jobs.wait(timeout: .seconds(1))
                     }
                 }
                 await group.waitForAll()
             }
         } onGracefulShutdown: {
             stopping.set()
-            core.jobs.signal()
+            ctx.jobs.signal()
         }
-        await core.sandbox.releaseIdleResources()
-    }
-}
-
-extension DevboxCore {
-    /// Start-up, once the HTTP and SSH listeners are bound and before the HTTP server accepts
-    /// a connection: the sweep and the warm pool (`recoverOnStartup`), then the workers go.
-    /// Nothing if a shutdown came first.
-    public func startUp() async {
-        guard startup.begin() else { return }
-        await recoverOnStartup()
-        startup.open()
-    }
-
-    /// The serve stops before start-up (a port already taken): gives back what preparing the
-    /// host took — the mask layer's mount, the box networks' plumbing — unless running boxes
-    /// still use it. No box is touched.
-    public func releaseHostBeforeStartUp() async {
-        startup.abandonIfNotBegun()
-        await sandbox.releaseIdleResources()
-    }
-
-    /// Start-up: removes sandboxes, mounts and cgroups that no live devbox owns (left by a
-    /// crash), then starts the warm pool. Runs before the service accepts requests.
-    public func recoverOnStartup() async {
-        do {
-            let keep = try await db.devboxIds(inStates: DevboxStateMachine.sandboxStates)
-            let removed = await sandbox.sweep(keeping: Set(keep))
-            if !removed.isEmpty {
-                logger.notice("swept leftover sandboxes", metadata: ["count": "\(removed.count)", "ids": "\(removed)"])
-            }
-        } catch {
-            logger.error("start-up sweep failed: \(error)")
-        }
-        // The AI-API broker's port (bound before start-up) is offered to boxes by the table.
-        sandbox.offerPorts(broker.port.map { [$0] } ?? [])
-        do {
-            try await sandbox.startNetworks(policies: await storedEgressPolicies())
-        } catch {
-            logger.critical("box networks could not be started; creates will fail: \(error)")
-        }
-        await reviveLostBoxes()
-        // Formatted disk images of the plans' sizes, made in the background for the first creates.
-        sandbox.prepareDisks(sizes: configuration.plans.map(\.limits.diskBytes))
-        // Boxes of the default image: a serve still building it starts the pool once it is built.
-        if configuration.images.readiness.current == .ready { await startWarmPoolIfConfigured() }
+        await ctx.sandbox.releaseIdleResources()
     }
 }
 
@@ -129,19 +84,19 @@ enum JobStop: Error {
 /// Runs one claimed job to a final state (or to a step boundary on shutdown): it performs
 /// what `PipelineDecisions`/`PipelineProgress` decide.
 struct JobRunner: Sendable {
-    let core: DevboxCore
+    let ctx: ProvisioningContext
     let owner: String
     let stopping: StopFlag
 
     func run(_ job: ClaimedJob) async {
         let id = job.devbox.id
-        let log = Logger.withDevbox(core.logger, id)
+        let log = Logger.withDevbox(ctx.logger, id)
         let work = Task { try await steps(job, log: log) }
-        core.jobs.register(devboxId: id) { work.cancel() }
+        ctx.jobs.register(devboxId: id) { work.cancel() }
         let heartbeat = Task {
             while !Task.isCancelled {
-                try await Task.sleep(for: .seconds(core.configuration.leaseSeconds / 3))
-                if try await !core.db.heartbeat(devboxId: id, owner: owner, lease: core.configuration.leaseSeconds) {
+                try await Task.sleep(for: .seconds(ctx.settings.leaseSeconds / 3))
+                if try await !ctx.db.heartbeat(devboxId: id, owner: owner, lease: ctx.settings.leaseSeconds) {
                     log.warning("lease lost; stopping the job")
                     work.cancel()
                     return
@@ -153,7 +108,7 @@ struct JobRunner: Sendable {
         // running setup command is killed) instead of holding the serve open until it is done.
         let result = await withTaskCancellationHandler { await work.result } onCancel: { work.cancel() }
         heartbeat.cancel()
-        core.jobs.unregister(devboxId: id)
+        ctx.jobs.unregister(devboxId: id)
         // The bookkeeping (lease, failure, teardown) must happen even then, and a cancelled
         // task's database calls would throw at once: it runs in a task that is not cancelled.
         await Task { await settle(id, result, log: log) }.value
@@ -166,17 +121,17 @@ struct JobRunner: Sendable {
         case .failure(JobStop.failed(let op, let message, let commit)):
             await fail(id, op: op, message: message, commit: commit, log: log)
         case .failure(JobStop.shutdown):
-            try? await core.db.releaseLease(devboxId: id, owner: owner)
+            try? await ctx.db.releaseLease(devboxId: id, owner: owner)
             log.info("job paused at a step boundary for shutdown")
         case .failure(JobStop.leaseLost):
             break
         case .failure(let error):
             // Cancelled by DELETE, or an unexpected error: the devbox state decides.
-            let state = (try? await core.db.devboxRecord(id: id))?.state
+            let state = (try? await ctx.db.devboxRecord(id: id))?.state
             if state == .destroyed {
-                await core.teardown(id, reason: "destroyed while provisioning")
+                await ctx.teardown(id, reason: "destroyed while provisioning")
             } else if error is CancellationError || error as? JobStop != nil {
-                try? await core.db.releaseLease(devboxId: id, owner: owner)
+                try? await ctx.db.releaseLease(devboxId: id, owner: owner)
             } else {
                 await fail(id, op: .provision, message: "internal error: \(error)", log: log)
             }
@@ -190,14 +145,14 @@ struct JobRunner: Sendable {
     /// deletion of the devbox's secrets. `commit` nil: only `op` failed with `message`.
     func fail(_ id: String, op: OperationKind, message: String, commit: [OperationUpdate]? = nil, log: Logger) async {
         log.warning("provisioning failed", metadata: ["operation": "\(op.rawValue)", "error": "\(message)"])
-        core.metrics.provisioningFailed(op)
+        ctx.metrics.provisioningFailed(op)
         do {
-            try await core.sandbox.destroy(box: id)
+            try await ctx.sandbox.destroy(box: id)
         } catch {
             log.error("sandbox teardown failed: \(error)")
         }
         do {
-            let refused = try await core.db.recordFailure(
+            let refused = try await ctx.db.recordFailure(
                 devboxId: id, owner: owner, op: op, message: message,
                 updates: commit ?? PipelineDecisions.failureCommit(op, message))
             for u in refused {
@@ -216,7 +171,7 @@ struct JobRunner: Sendable {
     private func steps(_ job: ClaimedJob, log: Logger) async throws {
         let id = job.devbox.id
         let ops = PipelineDecisions.statuses(job)
-        let running = PipelineDecisions.needsSandboxCheck(ops) ? await core.sandbox.isRunning(box: id) : true
+        let running = PipelineDecisions.needsSandboxCheck(ops) ? await ctx.sandbox.isRunning(box: id) : true
         var progress: PipelineProgress
         switch PipelineDecisions.resume(ops, sandboxRunning: running) {
         case .proceed:
@@ -225,30 +180,30 @@ struct JobRunner: Sendable {
             throw JobStop.failed(kind, message, commit: PipelineDecisions.failureCommit(kind, message))
         case .restart(let reset):
             log.notice("restarting an interrupted pipeline from the first step")
-            try? await core.sandbox.destroy(box: id)
-            try await core.db.restartOperations(devboxId: id, reset)
+            try? await ctx.sandbox.destroy(box: id)
+            try await ctx.db.restartOperations(devboxId: id, reset)
             progress = PipelineProgress(job: job, restarted: true)
         }
-        let pipeline = Pipeline(core: core, job: job, log: log)
+        let pipeline = Pipeline(ctx: ctx, job: job, log: log)
         while true {
             switch progress.next(stopping: stopping.isSet, now: Date()) {
             case .pause(let commit):
-                if !commit.isEmpty { try await core.db.updateOperations(devboxId: id, commit) }
+                if !commit.isEmpty { try await ctx.db.updateOperations(devboxId: id, commit) }
                 throw JobStop.shutdown
             case .finish(let last, let deleteTokens):
-                if deleteTokens { try await core.db.deletePendingSecrets(devboxId: id) }
-                try await core.db.finishPipeline(devboxId: id, owner: owner, last: last)
-                core.metrics.becameReady(createdAt: job.devbox.createdAt)
+                if deleteTokens { try await ctx.db.deletePendingSecrets(devboxId: id) }
+                try await ctx.db.finishPipeline(devboxId: id, owner: owner, last: last)
+                ctx.metrics.becameReady(createdAt: job.devbox.createdAt)
                 log.info("devbox ready")
                 return
             case .fail(let kind, let message, let commit):
                 throw JobStop.failed(kind, message, commit: commit)
             case .run(let kind, let commit):
                 try Task.checkCancellation()
-                if !commit.isEmpty { try await core.db.updateOperations(devboxId: id, commit) }
+                if !commit.isEmpty { try await ctx.db.updateOperations(devboxId: id, commit) }
                 let stepStart = ContinuousClock.now
                 let outcome = try await pipeline.run(kind)
-                core.metrics.stepRan(kind, ContinuousClock.now - stepStart)
+                ctx.metrics.stepRan(kind, ContinuousClock.now - stepStart)
                 // The step's end, not the end of the next step's start commit that records it.
                 let ended = Date()
                 try Task.checkCancellation()

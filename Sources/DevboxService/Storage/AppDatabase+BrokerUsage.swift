@@ -1,5 +1,6 @@
 import DevboxModel
 import Foundation
+import Logging
 import GRDB
 import ServiceLifecycle
 
@@ -66,23 +67,27 @@ extension AppDatabase {
 /// second (batched: the request path never waits for the database), and a last time when the
 /// service stops.
 public struct BrokerUsageFlusher: Service {
-    let core: DevboxCore
+    let state: BrokerState
+    let db: AppDatabase
+    let logger: Logger
     let interval: Duration
 
-    public init(core: DevboxCore, interval: Duration = .seconds(1)) {
-        self.core = core
+    public init(state: BrokerState, database: AppDatabase, logger: Logger, interval: Duration = .seconds(1)) {
+        self.state = state
+        self.db = database
+        self.logger = logger
         self.interval = interval
     }
 
     public func run() async throws {
         do {
-            core.broker.merge(stored: try await core.db.brokerUsage())
+            state.merge(stored: try await db.brokerUsage())
         } catch is CancellationError {
             // The service stopped before it started (e.g. a port was taken): nothing was
             // counted, and nothing must overwrite the stored totals.
             return
         } catch {
-            core.logger.error("reading the broker's stored usage failed: \(error)")
+            logger.error("reading the broker's stored usage failed: \(error)")
         }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
@@ -95,13 +100,13 @@ public struct BrokerUsageFlusher: Service {
 
     /// Writes the totals that changed since the last flush (public for tests).
     public func flush() async {
-        let dirty = core.broker.takeDirty()
+        let dirty = state.takeDirty()
         guard !dirty.isEmpty else { return }
         do {
-            try await core.db.storeBrokerUsage(dirty)
+            try await db.storeBrokerUsage(dirty)
         } catch {
-            core.broker.markDirty(dirty.keys)
-            core.logger.warning("storing the broker's usage failed (tried again next time): \(error)")
+            state.markDirty(dirty.keys)
+            logger.warning("storing the broker's usage failed (tried again next time): \(error)")
         }
     }
 }

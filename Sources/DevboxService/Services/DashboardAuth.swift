@@ -1,6 +1,7 @@
 import Crypto
 import DevboxSecurity
 import Foundation
+import Logging
 
 /// A signed-in dashboard browser: who it acts for, until when, and the CSRF token its
 /// forms must carry.
@@ -12,20 +13,23 @@ public struct DashboardSession: Sendable, Equatable {
     public var csrfToken: String
 }
 
-extension DevboxCore {
-    /// The plans a create form offers, and the default.
-    public var plans: [Plan] { configuration.plans }
-    public var defaultPlanName: String { configuration.defaultPlan }
-    /// `DEVBOX_PUBLIC_URL`, when set.
-    public var publicURL: URL? { configuration.github.publicURL }
-    /// Whether GitHub OAuth can be started (client id, secret and public URL set).
-    public var gitHubOAuthAvailable: Bool { configuration.github.oauthConfigured && configuration.github.publicURL != nil }
-    /// Whether user bearer tokens (JWT) can be verified here.
-    public var acceptsUserTokens: Bool { userVerifier != nil }
-    /// GitHub's web base (the connect form is redirected there).
-    public var gitHubWebURL: URL { configuration.github.webURL }
-    /// Where the dashboard asks GitHub's round trip to come back to.
-    public var dashboardGitHubReturnURL: String? { configuration.github.dashboardReturnURL }
+/// The dashboard's sign-in: a cookie session made from the same credentials the REST API
+/// checks (`Authenticator`), looked up per request, signed out; the CSRF token of its forms.
+public final class DashboardAuth: Sendable, LoggingService {
+    let authenticator: Authenticator
+    let db: AppDatabase
+    let auditor: Auditor
+    let logger: Logger
+
+    public init(authenticator: Authenticator, database: AppDatabase, auditor: Auditor, logger: Logger) {
+        self.authenticator = authenticator
+        self.db = database
+        self.auditor = auditor
+        self.logger = logger
+    }
+
+    /// Whether user bearer tokens (JWT) can be verified here (the sign-in form offers the field).
+    public var acceptsUserTokens: Bool { authenticator.acceptsUserTokens }
 
     /// A dashboard session never lasts longer than this (nor past the user token's `exp`).
     public static let dashboardSessionLifetime: TimeInterval = 12 * 3600
@@ -44,7 +48,7 @@ extension DevboxCore {
         guard provider.utf8.count <= 512 else { throw .unauthorized("invalid provider token") }
         let user = userToken?.trimmingCharacters(in: .whitespacesAndNewlines).nilIfEmpty
         if let user, user.utf8.count > 16 * 1024 { throw .unauthorized("invalid user bearer token") }
-        let (principal, bearerExpiry) = try await authenticateWithExpiry(providerToken: provider, bearer: user)
+        let (principal, bearerExpiry) = try await authenticator.authenticateWithExpiry(providerToken: provider, bearer: user)
         let now = Date()
         var expires = now.addingTimeInterval(Self.dashboardSessionLifetime)
         if let bearerExpiry, bearerExpiry < expires { expires = bearerExpiry }
@@ -76,6 +80,15 @@ extension DevboxCore {
     public func signOutDashboard(cookie: String) async throws(ServiceError) {
         guard cookie.hasPrefix("dbs_"), cookie.utf8.count <= 128 else { return }
         do { try await db.deleteDashboardSession(idHash: ProviderToken.hash(cookie)) } catch { throw storageFailure(error) }
+    }
+
+    /// A dashboard sign-in that succeeded (a failed one has no principal to record).
+    public func signInDashboard(
+        providerToken: String, userToken: String?
+    ) async throws(ServiceError) -> (cookie: String, session: DashboardSession) {
+        let r = try await signInDashboardUnaudited(providerToken: providerToken, userToken: userToken)
+        auditor.record(r.session.principal, action: "dashboard.sign_in", devboxId: nil, result: "ok", face: "dashboard")
+        return r
     }
 
     /// HMAC-SHA256 of a fixed label keyed by the session id, base64url: a page can carry it,

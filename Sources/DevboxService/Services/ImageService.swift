@@ -55,11 +55,28 @@ public struct ImageSettings: Sendable {
     }
 }
 
-extension DevboxCore {
+/// Images (issue 18): which image a create gets, the layers of a devbox's image for the
+/// runtime, the default image's readiness (`/healthz`, a serve building it), and the warm
+/// pool of boxes of the default plan and image.
+public final class ImageService: Sendable {
+    let settings: ImageSettings
+    let sandbox: any BoxRuntime
+    let startup: StartupGate
+    let warmPoolSize: Int
+    /// The limits of the default plan (the warm pool's boxes); nil when no plan has its name.
+    let warmPoolLimits: BoxLimits?
+
+    public init(settings: ImageSettings, runtime: any BoxRuntime, startup: StartupGate, warmPoolSize: Int, warmPoolLimits: BoxLimits?) {
+        self.settings = settings
+        self.sandbox = runtime
+        self.startup = startup
+        self.warmPoolSize = warmPoolSize
+        self.warmPoolLimits = warmPoolLimits
+    }
+
     /// The image a create gets: `image` when given (an image of the store; unknown → 422),
     /// else the default (503 while a serve still builds it).
     func imageOfCreate(_ request: CreateDevboxRequest) throws(ServiceError) -> String {
-        let settings = configuration.images
         if let name = request.image, name != settings.defaultLabel {
             guard settings.store.isValidName(name), settings.store.boxImage(named: name) != nil else {
                 let known = settings.store.imageNames()
@@ -82,7 +99,6 @@ extension DevboxCore {
     /// The layers of a devbox's image for the sandbox: nil for the default (the runtime's
     /// own), else the store's image (thrown when it went away since the create).
     func boxImage(ofDevbox image: String?) throws -> BoxImage? {
-        let settings = configuration.images
         guard let image, image != settings.defaultLabel else { return nil }
         guard let found = settings.store.boxImage(named: image) else {
             throw ServiceError.unavailable("image '\(image)' is no longer in the image store")
@@ -91,8 +107,8 @@ extension DevboxCore {
     }
 
     func startWarmPoolIfConfigured() async {
-        if configuration.warmPoolSize > 0, let plan = configuration.plans.first(where: { $0.name == configuration.defaultPlan }) {
-            await sandbox.startWarmPool(size: configuration.warmPoolSize, limits: plan.limits)
+        if warmPoolSize > 0, let limits = warmPoolLimits {
+            await sandbox.startWarmPool(size: warmPoolSize, limits: limits)
         }
     }
 
@@ -100,19 +116,21 @@ extension DevboxCore {
     /// creates are taken, and the warm pool starts once start-up has run.
     public func defaultImageBuilt(_ image: BoxImage) async {
         sandbox.setDefaultImage(image)
-        configuration.images.readiness.set(.ready)
+        settings.readiness.set(.ready)
         if await startup.wait() { await startWarmPoolIfConfigured() }
     }
 
-    public var imageSettings: ImageSettings { configuration.images }
+    public var imageSettings: ImageSettings { settings }
 
     /// `/healthz`'s view of the default image.
     public func imageHealth() -> (name: String, state: String, detail: String?) {
-        let settings = configuration.images
         switch settings.readiness.current {
         case .ready: return (settings.defaultLabel, "ready", nil)
         case .building(let p): return (settings.defaultLabel, "building", p)
         case .failed(let m): return (settings.defaultLabel, "failed", m)
         }
     }
+
+    /// How many boxes the warm pool keeps started, and how many are ready now.
+    public func warmPool() -> (target: Int, idle: Int) { sandbox.warmPool() }
 }

@@ -1,4 +1,5 @@
 import DevboxModel
+import DevboxRuntime
 import Foundation
 import Logging
 
@@ -11,7 +12,22 @@ import Logging
 // to the repositories the devbox was created with (push_branches set), with the connected
 // account's token looked up per request (disconnecting GitHub stops it at once), and only
 // ref updates of refs/heads/<branch> matching push_branches.
-extension DevboxCore {
+public final class GitBrokerService: Sendable {
+    let db: AppDatabase
+    let sandbox: any BoxRuntime
+    let brokerState: BrokerState
+    let github: GitHubService
+    let logger: Logger
+
+    public init(database: AppDatabase, runtime: any BoxRuntime, brokerState: BrokerState, github: GitHubService, logger: Logger) {
+        self.db = database
+        self.sandbox = runtime
+        self.brokerState = brokerState
+        self.github = github
+        self.logger = logger
+    }
+
+
     /// `push_branches` needs per-box networks: the broker tells boxes apart by their addresses.
     func requireGitBroker(_ repos: [DevboxRepositoryRequest], legacy: Bool) throws(ServiceError) {
         for (i, r) in repos.enumerated() where r.pushBranches != nil && !sandbox.isolatesNetworks {
@@ -23,7 +39,7 @@ extension DevboxCore {
 
     /// The `origin` URL of a brokered repository's clone (the path secret made on first use).
     func gitBrokerRemote(devboxId: String, fullName: String) async throws -> String {
-        guard let port = broker.port, let net = sandbox.networkInfo(box: devboxId) else {
+        guard let port = brokerState.port, let net = sandbox.networkInfo(box: devboxId) else {
             throw ServiceError.unavailable("the git broker is not running")
         }
         let secret = try await db.gitBrokerSecret(devboxId: devboxId) {
@@ -71,11 +87,11 @@ extension DevboxCore {
         }
         // The clone's rules, asked again each time: a disconnected account or an organisation
         // no longer granted ends the brokering at once.
-        switch await repositoryAccess(userId: entry.userId, fullNames: [repo.fullName]).first {
+        switch await github.repositoryAccess(userId: entry.userId, fullNames: [repo.fullName]).first {
         case .token(let token):
             return .forward(
                 devboxId: devboxId, fullName: repo.fullName,
-                upstream: configuration.github.cloneURL(fullName: repo.fullName), token: token, pushBranches: repo.globs)
+                upstream: github.settings.cloneURL(fullName: repo.fullName), token: token, pushBranches: repo.globs)
         case .refused(let why):
             return .refuse(status: 403, message: why)
         case .anonymous(let hint):

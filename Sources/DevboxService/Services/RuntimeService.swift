@@ -1,9 +1,41 @@
 import DevboxModel
-import Foundation
 import DevboxRuntime
+import Foundation
+import Logging
 
-/// Exec, files and stop/start: what an agent does with a ready devbox.
-extension DevboxCore {
+/// What an agent does with a ready devbox: exec, files, stop/start, its exposed ports,
+/// its egress policy, its usage (stats). Reaches the
+/// box through the runtime seam; every use is activity (`ActivityTracker`).
+public final class RuntimeService: Sendable, LoggingService {
+    let db: AppDatabase
+    let reads: DevboxReads
+    let sandbox: any BoxRuntime
+    let activity: ActivityTracker
+    let gateway: GatewayBox
+    /// Rebuilds a box's env file lost with a host reboot before a start.
+    let credentials: CredentialBroker
+    let limits: RuntimeLimits
+    let auditor: Auditor
+    let logger: Logger
+
+    public init(
+        database: AppDatabase, reads: DevboxReads, runtime: any BoxRuntime, activity: ActivityTracker, gateway: GatewayBox,
+        credentials: CredentialBroker, limits: RuntimeLimits, auditor: Auditor, logger: Logger
+    ) {
+        self.db = database
+        self.reads = reads
+        self.sandbox = runtime
+        self.activity = activity
+        self.gateway = gateway
+        self.credentials = credentials
+        self.limits = limits
+        self.auditor = auditor
+        self.logger = logger
+    }
+
+    /// Largest file the files API reads or writes.
+    public var fileSizeLimit: Int { limits.fileSizeLimit }
+
     // MARK: Exec
 
     /// Checks an exec request (422 naming the field) without touching the devbox.
@@ -28,10 +60,10 @@ extension DevboxCore {
         guard cwd.hasPrefix("/"), !cwd.utf8.contains(0), cwd.utf8.count <= 4096 else {
             throw .validation(field: "cwd", message: "cwd must be an absolute path inside the devbox")
         }
-        let timeout = r.timeoutSeconds ?? configuration.execDefaultTimeoutSeconds
-        guard (1...configuration.execMaxTimeoutSeconds).contains(timeout) else {
+        let timeout = r.timeoutSeconds ?? limits.execDefaultTimeoutSeconds
+        guard (1...limits.execMaxTimeoutSeconds).contains(timeout) else {
             throw .validation(
-                field: "timeout_seconds", message: "timeout_seconds must be between 1 and \(configuration.execMaxTimeoutSeconds)")
+                field: "timeout_seconds", message: "timeout_seconds must be between 1 and \(limits.execMaxTimeoutSeconds)")
         }
         return (argv, env, cwd, timeout)
     }
@@ -39,11 +71,8 @@ extension DevboxCore {
     /// Refuses an exec before it starts (bad input, unknown devbox, wrong state).
     public func checkExec(_ principal: Principal, id: String, _ request: ExecRequest) async throws(ServiceError) {
         _ = try validateExec(request)
-        try await requireReady(principal, id: id, for: "run commands")
+        try await reads.requireReady(principal, id: id, for: "run commands")
     }
-
-    /// Largest file the files API reads or writes.
-    public var fileSizeLimit: Int { configuration.fileSizeLimit }
 
     /// Runs a command in a ready devbox with the devbox's environment (plus `env`).
     /// `onOutput` sees the output as it comes (streaming); the result keeps the tail of
@@ -53,8 +82,8 @@ extension DevboxCore {
         onOutput: (@Sendable (ExecChunk) -> Void)? = nil
     ) async throws(ServiceError) -> ExecResult {
         let v = try validateExec(request)
-        try await requireReady(principal, id: id, for: "run commands")
-        await noteActivity(devboxId: id)
+        try await reads.requireReady(principal, id: id, for: "run commands")
+        await activity.noteActivity(devboxId: id)
         var forward: (@Sendable (Bool, [UInt8]) -> Void)? = nil
         if let onOutput {
             forward = { (isStderr: Bool, bytes: [UInt8]) -> Void in
@@ -62,13 +91,13 @@ extension DevboxCore {
             }
         }
         let stdinBytes: [UInt8]? = request.stdin.map { Array($0.utf8) }
-        execsRunning.begin(id)
-        defer { execsRunning.end(id) }
+        activity.execsRunning.begin(id)
+        defer { activity.execsRunning.end(id) }
         let r: BoxExecResult
         do {
             r = try await sandbox.exec(
                 box: id, argv: v.argv, env: v.env, cwd: v.cwd, stdin: stdinBytes,
-                timeout: .seconds(v.timeout), outputLimit: configuration.execOutputLimit, mergeStderr: false,
+                timeout: .seconds(v.timeout), outputLimit: limits.execOutputLimit, mergeStderr: false,
                 onOutput: forward)
         } catch is CancellationError {
             throw .unavailable("the request was cancelled")
@@ -86,10 +115,10 @@ extension DevboxCore {
     /// A file's bytes or a directory listing.
     public func readPath(_ principal: Principal, id: String, path: String) async throws(ServiceError) -> FileContent {
         let normalized = try Self.checkPath(path, allowRoot: true)
-        try await requireReady(principal, id: id, for: "read files")
-        await noteActivity(devboxId: id)
+        try await reads.requireReady(principal, id: id, for: "read files")
+        await activity.noteActivity(devboxId: id)
         do {
-            switch try await sandbox.readPath(box: id, path: normalized, maxBytes: configuration.fileSizeLimit) {
+            switch try await sandbox.readPath(box: id, path: normalized, maxBytes: limits.fileSizeLimit) {
             case .file(let bytes, let mode):
                 return .file(bytes: bytes, mode: Self.octal(mode))
             case .directory(let entries, let truncated):
@@ -121,11 +150,11 @@ extension DevboxCore {
             }
             bits = m
         }
-        guard bytes.count <= configuration.fileSizeLimit else {
-            throw .payloadTooLarge("the file is larger than the limit of \(configuration.fileSizeLimit) bytes")
+        guard bytes.count <= limits.fileSizeLimit else {
+            throw .payloadTooLarge("the file is larger than the limit of \(limits.fileSizeLimit) bytes")
         }
-        try await requireReady(principal, id: id, for: "write files")
-        await noteActivity(devboxId: id)
+        try await reads.requireReady(principal, id: id, for: "write files")
+        await activity.noteActivity(devboxId: id)
         do {
             let created = try await sandbox.writeFile(box: id, path: normalized, bytes: bytes, mode: bits)
             return FileWriteResult(path: normalized, size: bytes.count, created: created)
@@ -136,8 +165,8 @@ extension DevboxCore {
 
     func deletePathUnaudited(_ principal: Principal, id: String, path: String, recursive: Bool) async throws(ServiceError) {
         let normalized = try Self.checkPath(path, allowRoot: false)
-        try await requireReady(principal, id: id, for: "delete files")
-        await noteActivity(devboxId: id)
+        try await reads.requireReady(principal, id: id, for: "delete files")
+        await activity.noteActivity(devboxId: id)
         do {
             try await sandbox.deletePath(box: id, path: normalized, recursive: recursive)
         } catch BoxFileError.notEmpty {
@@ -167,12 +196,12 @@ extension DevboxCore {
     /// ready → stopped: SSH connections close, every process ends, memory is freed; the
     /// files (upper layer, /workspace, /root, /home) and the env file stay.
     func stopDevboxUnaudited(_ principal: Principal, id: String) async throws(ServiceError) -> Devbox {
-        let box = try await devbox(principal, id: id)
+        let box = try await reads.devbox(principal, id: id)
         guard box.state == .ready else {
             throw .conflict("devbox \(id) is \(box.state.rawValue); only a ready devbox can be stopped")
         }
         try await stop(id, reason: "stopped by request")
-        return try await devbox(principal, id: id)
+        return try await reads.devbox(principal, id: id)
     }
 
     /// Stops a devbox (request or idle timeout). The state goes first, so no new exec,
@@ -192,19 +221,19 @@ extension DevboxCore {
             logger.error("stopping the sandbox failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
             throw .unavailable("the devbox could not be stopped cleanly; try again")
         }
-        activityWritten.forget(id)
+        activity.forget(id)
         logger.info("devbox stopped", metadata: ["devbox": "\(id)", "reason": "\(reason)"])
     }
 
     /// stopped → ready: runs the sandbox again on its kept filesystem (nothing is cloned
     /// or set up again). Returns once it is ready.
     func startDevboxUnaudited(_ principal: Principal, id: String) async throws(ServiceError) -> Devbox {
-        let box = try await devbox(principal, id: id)
+        let box = try await reads.devbox(principal, id: id)
         if box.state == .ready { return box }
         guard box.state == .stopped else {
             throw .conflict("devbox \(id) is \(box.state.rawValue); only a stopped devbox can be started")
         }
-        await restoreEnvIfLost(id)
+        await credentials.restoreEnvIfLost(id)
         do {
             try await sandbox.start(box: id)
         } catch {
@@ -220,35 +249,10 @@ extension DevboxCore {
             throw storageFailure(error)
         }
         logger.info("devbox started", metadata: ["devbox": "\(id)"])
-        return try await devbox(principal, id: id)
-    }
-
-    // MARK: Activity
-
-    /// Records use of a devbox (exec, files, SSH). At most one write per
-    /// `activityWriteInterval` per devbox; a failed write is only logged.
-    public func noteActivity(devboxId: String) async {
-        let now = Date()
-        guard activityWritten.shouldWrite(devboxId, now: now, interval: configuration.lifetimes.activityWriteInterval) else {
-            return
-        }
-        do { try await db.touchActivity(devboxId: devboxId) } catch {
-            logger.warning("recording activity failed", metadata: ["devbox": "\(devboxId)", "error": "\(error)"])
-        }
+        return try await reads.devbox(principal, id: id)
     }
 
     // MARK: Helpers
-
-    func requireReady(_ principal: Principal, id: String, for what: String) async throws(ServiceError) {
-        let box = try await devbox(principal, id: id)
-        switch box.state {
-        case .ready: return
-        case .stopped:
-            throw .conflict("devbox \(id) is stopped; start it (POST /api/v1/devboxes/\(id)/start) to \(what)")
-        default:
-            throw .conflict("devbox \(id) is \(box.state.rawValue); only a ready devbox can \(what)")
-        }
-    }
 
     /// A runtime failure as the API reports it, matched on the seam's errors (DevboxRuntime:
     /// `BoxFileError`, `BoxRuntimeError`): the caller's mistakes as 4xx naming `path`, a box
@@ -276,5 +280,86 @@ extension DevboxCore {
             logger.error("\(what) failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
             return .unavailable("the devbox could not \(what); try again")
         }
+    }
+
+    // MARK: Audited entry points
+
+    public func stopDevbox(_ principal: Principal, id: String) async throws(ServiceError) -> Devbox {
+        try await auditor.audited(principal, "devbox.stop", devboxId: id) { () async throws(ServiceError) in
+            try await stopDevboxUnaudited(principal, id: id)
+        }
+    }
+
+    public func startDevbox(_ principal: Principal, id: String) async throws(ServiceError) -> Devbox {
+        try await auditor.audited(principal, "devbox.start", devboxId: id) { () async throws(ServiceError) in
+            try await startDevboxUnaudited(principal, id: id)
+        }
+    }
+
+    /// The command, its stdin and env values are not recorded: only which fields were set
+    /// and the exit code.
+    public func exec(
+        _ principal: Principal, id: String, _ request: ExecRequest, onOutput: (@Sendable (ExecChunk) -> Void)? = nil
+    ) async throws(ServiceError) -> ExecResult {
+        var fields = ["command"]
+        if request.stdin != nil { fields.append("stdin") }
+        if request.env != nil { fields.append("env") }
+        if request.cwd != nil { fields.append("cwd") }
+        if request.timeoutSeconds != nil { fields.append("timeout_seconds") }
+        return try await auditor.audited(
+            principal, "devbox.exec", devboxId: id, detail: ["fields": .strings(fields)],
+            okDetail: { r in
+                var d: [String: AuditValue] = ["timed_out": .bool(r.timedOut)]
+                if let c = r.exitCode { d["exit_code"] = .int(c) }
+                if let s = r.signal { d["signal"] = .int(s) }
+                return d
+            }
+        ) { () async throws(ServiceError) in
+            try await execUnaudited(principal, id: id, request, onOutput: onOutput)
+        }
+    }
+
+    public func writeFile(
+        _ principal: Principal, id: String, path: String, bytes: [UInt8], mode: String?
+    ) async throws(ServiceError) -> FileWriteResult {
+        try await auditor.audited(
+            principal, "file.write", devboxId: id, target: Auditor.auditPath(path),
+            okDetail: { ["size": .int($0.size), "created": .bool($0.created)] }
+        ) { () async throws(ServiceError) in
+            try await writeFileUnaudited(principal, id: id, path: path, bytes: bytes, mode: mode)
+        }
+    }
+
+    public func deletePath(_ principal: Principal, id: String, path: String, recursive: Bool) async throws(ServiceError) {
+        try await auditor.audited(
+            principal, "file.delete", devboxId: id, target: Auditor.auditPath(path), detail: ["recursive": .bool(recursive)]
+        ) { () async throws(ServiceError) in
+            try await deletePathUnaudited(principal, id: id, path: path, recursive: recursive)
+        }
+    }
+
+    public func setNetwork(_ principal: Principal, id: String, _ n: DevboxNetwork) async throws(ServiceError) -> DevboxNetwork {
+        try await auditor.audited(
+            principal, "devbox.network.set", devboxId: id, detail: ["egress": .string(String(n.egress.prefix(32)))]
+        ) { () async throws(ServiceError) in
+            try await setNetworkUnaudited(principal, id: id, n)
+        }
+    }
+}
+
+/// Exec and files limits (`CoreConfiguration`).
+public struct RuntimeLimits: Sendable {
+    /// Bytes kept of stdout and of stderr (the tail).
+    public var execOutputLimit: Int
+    public var execDefaultTimeoutSeconds: Int
+    public var execMaxTimeoutSeconds: Int
+    /// Largest file the files API reads or writes.
+    public var fileSizeLimit: Int
+
+    public init(execOutputLimit: Int, execDefaultTimeoutSeconds: Int, execMaxTimeoutSeconds: Int, fileSizeLimit: Int) {
+        self.execOutputLimit = execOutputLimit
+        self.execDefaultTimeoutSeconds = execDefaultTimeoutSeconds
+        self.execMaxTimeoutSeconds = execMaxTimeoutSeconds
+        self.fileSizeLimit = fileSizeLimit
     }
 }

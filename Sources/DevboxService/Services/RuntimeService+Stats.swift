@@ -4,12 +4,12 @@ import DevboxRuntime
 
 /// Per-devbox usage (issue 24): `GET /api/v1/devboxes/:id/stats`, the dashboard's chart and
 /// the `devbox_stats` MCP tool all read it here.
-extension DevboxCore {
+extension RuntimeService {
     /// The devbox's usage now. A box that is not running reports its disk only; a devbox
     /// whose sandbox is gone (destroyed, failed, not yet provisioned) reports nothing measured.
     /// Another user's devbox answers 404, like an unknown one.
     public func devboxStats(_ principal: Principal, id: String) async throws(ServiceError) -> DevboxStats {
-        let box = try await devbox(principal, id: id)
+        let box = try await reads.devbox(principal, id: id)
         var stats = DevboxStats(devboxId: box.id, state: box.state, running: false, sampledAt: Date())
         switch box.state {
         case .ready, .stopped, .provisioning:

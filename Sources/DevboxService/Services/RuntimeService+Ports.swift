@@ -14,11 +14,11 @@ public struct PortUnreachable: Error, Sendable, CustomStringConvertible {
 
 /// Exposed ports (`/api/v1/devboxes/:id/ports/:port/…`): the HTTP proxy in DevboxServer
 /// forwards over a connection this makes from inside the box's network namespace.
-extension DevboxCore {
+extension RuntimeService {
     /// Checks that the caller may reach a port of the devbox: their own (another user's
     /// devbox is unknown, 404) and ready (409 otherwise).
     public func checkPortAccess(_ principal: Principal, id: String) async throws(ServiceError) {
-        try await requireReady(principal, id: id, for: "serve its ports")
+        try await reads.requireReady(principal, id: id, for: "serve its ports")
     }
 
     /// A TCP connection to `port` on the devbox's own loopback, made from inside its network
@@ -28,7 +28,7 @@ extension DevboxCore {
     /// `PortUnreachable` when nothing listens there.
     public func connectPort(_ principal: Principal, id: String, port: UInt16) async throws -> Int32? {
         try await checkPortAccess(principal, id: id)
-        await noteActivity(devboxId: id)
+        await activity.noteActivity(devboxId: id)
         do {
             return try await sandbox.connectInBox(box: id, port: port)
         } catch BoxRuntimeError.system(_, let errno) where Self.unreachableErrnos.contains(errno) {

@@ -1,16 +1,44 @@
 import DevboxModel
+import DevboxRuntime
 import Foundation
 import Logging
 
 // Issue 19's AI-API broker, the service side: the credential mode of a create, the proxy
 // environment of a box, the broker's admission of a request, usage, key rotation.
 // The HTTP side (listener, forwarding, streaming) is `DevboxServer/BrokerServer.swift`.
-extension DevboxCore {
+// Also the box env file rebuilt after a host reboot (`restoreEnvIfLost`), which holds
+// the broker's settings in proxy mode.
+public final class CredentialBroker: Sendable, LoggingService {
+    let db: AppDatabase
+    let cipher: any SecretCipher
+    let sandbox: any BoxRuntime
+    let reads: DevboxReads
+    /// The broker's port and usage counters, shared with the HTTP side and the usage flusher.
+    public let state: BrokerState
+    let defaultCredentialMode: CredentialMode
+    let auditor: Auditor
+    let logger: Logger
+
+    public init(
+        database: AppDatabase, cipher: any SecretCipher, runtime: any BoxRuntime, reads: DevboxReads, state: BrokerState,
+        defaultCredentialMode: CredentialMode, auditor: Auditor, logger: Logger
+    ) {
+        self.db = database
+        self.cipher = cipher
+        self.sandbox = runtime
+        self.reads = reads
+        self.state = state
+        self.defaultCredentialMode = defaultCredentialMode
+        self.auditor = auditor
+        self.logger = logger
+    }
+
+
     /// The create's `credential_mode`, or the service's default. Proxy needs per-box networks
     /// (the broker tells boxes apart by their addresses).
     func credentialMode(of request: CreateDevboxRequest) throws(ServiceError) -> CredentialMode {
         guard let raw = request.credentialMode else {
-            return sandbox.isolatesNetworks ? configuration.broker.defaultCredentialMode : .env
+            return sandbox.isolatesNetworks ? defaultCredentialMode : .env
         }
         guard let mode = CredentialMode(rawValue: raw) else {
             throw .validation(field: "credential_mode", message: "credential_mode must be \"env\" or \"proxy\", got \"\(raw)\"")
@@ -29,7 +57,7 @@ extension DevboxCore {
     /// gateway's broker port and its placeholder. Both APIs always (a key added later by
     /// `PATCH …/credentials` works without touching the box).
     func brokerEnv(devboxId: String) async throws -> [String: String] {
-        guard let port = broker.port, let net = sandbox.networkInfo(box: devboxId) else {
+        guard let port = state.port, let net = sandbox.networkInfo(box: devboxId) else {
             throw ServiceError.unavailable("the AI-API broker is not running")
         }
         let placeholder = try await db.brokerPlaceholder(devboxId: devboxId) {
@@ -98,13 +126,13 @@ extension DevboxCore {
 
     /// Counts one brokered request (`status` non-nil) and/or tokens the upstream reported.
     public func recordBrokerUsage(devboxId: String, api: BrokerAPI, status: Int?, inputTokens: Int = 0, outputTokens: Int = 0) {
-        broker.record(devboxId: devboxId, api: api, status: status, inputTokens: inputTokens, outputTokens: outputTokens)
+        state.record(devboxId: devboxId, api: api, status: status, inputTokens: inputTokens, outputTokens: outputTokens)
     }
 
     /// `GET /api/v1/devboxes/:id/usage`: the owner's devbox only (404 otherwise).
     public func brokerUsage(_ principal: Principal, id: String) async throws(ServiceError) -> (Devbox, [BrokerAPI: BrokerUsageCounts]) {
-        let box = try await devbox(principal, id: id)
-        return (box, broker.usage(devboxId: id))
+        let box = try await reads.devbox(principal, id: id)
+        return (box, state.usage(devboxId: id))
     }
 
     /// `PATCH /api/v1/devboxes/:id/credentials`: replaces (a value) or removes (empty) the
@@ -112,7 +140,7 @@ extension DevboxCore {
     func replaceCredentialsUnaudited(
         _ principal: Principal, id: String, claudeToken: String?, codexToken: String?
     ) async throws(ServiceError) -> Devbox {
-        let box = try await devbox(principal, id: id)
+        let box = try await reads.devbox(principal, id: id)
         guard box.credentialMode == CredentialMode.proxy.rawValue else {
             throw .conflict("devbox \(id) is in credential_mode \"env\": its keys are in the box; recreate it with credential_mode \"proxy\" to rotate them")
         }
@@ -131,7 +159,48 @@ extension DevboxCore {
             throw storageFailure(error)
         }
         logger.info("devbox credentials replaced", metadata: ["devbox": "\(id)"])
-        return try await devbox(principal, id: id)
+        return try await reads.devbox(principal, id: id)
+    }
+
+    /// Before a box starts: if its env file is gone (the host rebooted, the tmpfs with it),
+    /// writes a new one from what the database holds — the user's env values (encrypted
+    /// rows, kept while the devbox lives) and, in credential_mode proxy, the broker's settings.
+    /// Env-mode AI tokens are kept nowhere else by design (issue 3) and do not come back.
+    func restoreEnvIfLost(_ id: String) async {
+        guard !sandbox.hasEnv(box: id) else { return }
+        do {
+            var env: [String: String] = [:]
+            for r in try await db.envRecords(devboxId: id) { env[r.key] = try cipher.open(r.valueEncrypted) }
+            var note = "user env restored; env-mode AI tokens are not kept anywhere else and were not restored"
+            if try await db.devboxRecord(id: id)?.credentialMode == CredentialMode.proxy.rawValue {
+                do {
+                    env.merge(try await brokerEnv(devboxId: id)) { _, broker in broker }
+                    note = "user env and proxy settings restored"
+                } catch {
+                    note = "user env restored; the broker's settings could not be (\(error))"
+                }
+            }
+            try await sandbox.writeEnv(box: id, env: env)
+            logger.notice("the devbox's env file was gone (host reboot?): rebuilt from the database",
+                          metadata: ["devbox": "\(id)", "keys": "\(env.count)", "note": "\(note)"])
+        } catch {
+            logger.error("rebuilding a lost env file failed", metadata: ["devbox": "\(id)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: Audited entry points
+
+    /// Records which keys were replaced or removed, never their values.
+    public func replaceCredentials(
+        _ principal: Principal, id: String, claudeToken: String?, codexToken: String?
+    ) async throws(ServiceError) -> Devbox {
+        var d: [String: AuditValue] = [:]
+        if let c = claudeToken { d["claude"] = .string(c.isEmpty ? "removed" : "replaced") }
+        if let c = codexToken { d["codex"] = .string(c.isEmpty ? "removed" : "replaced") }
+        return try await auditor.audited(principal, "devbox.credentials.replace", devboxId: id, detail: d) {
+            () async throws(ServiceError) in
+            try await replaceCredentialsUnaudited(principal, id: id, claudeToken: claudeToken, codexToken: codexToken)
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 import DevboxModel
 import Foundation
 import DevboxRuntime
+import Logging
 import Synchronization
 
 /// The live side of SSH access that the core asks about and tells to close connections.
@@ -53,7 +54,35 @@ public struct SSHGrant: Sendable, Equatable {
     }
 }
 
-extension DevboxCore {
+/// SSH access: the user's key, sessions (create, list, revoke) and what the SSH gateway asks
+/// (`DevboxApp/SSHWiring.swift`): is a login granted, is a grant still valid, start a process
+/// or open a port connection in the grant's box.
+public final class AccessService: Sendable, LoggingService {
+    let db: AppDatabase
+    let reads: DevboxReads
+    let sandbox: any BoxRuntime
+    let activity: ActivityTracker
+    let gateway: GatewayBox
+    let sshEndpoint: SSHEndpoint
+    let sessionPolicy: SessionPolicy
+    let auditor: Auditor
+    let logger: Logger
+
+    public init(
+        database: AppDatabase, reads: DevboxReads, runtime: any BoxRuntime, activity: ActivityTracker, gateway: GatewayBox,
+        sshEndpoint: SSHEndpoint, sessionPolicy: SessionPolicy, auditor: Auditor, logger: Logger
+    ) {
+        self.db = database
+        self.reads = reads
+        self.sandbox = runtime
+        self.activity = activity
+        self.gateway = gateway
+        self.sshEndpoint = sshEndpoint
+        self.sessionPolicy = sessionPolicy
+        self.auditor = auditor
+        self.logger = logger
+    }
+
     // MARK: SSH keys
 
     func setSSHKeyUnaudited(_ principal: Principal, publicKey: String) async throws(ServiceError) {
@@ -82,11 +111,11 @@ extension DevboxCore {
 
     /// Creates an SSH session: the devbox must be ready and the user must have a key.
     func createSessionUnaudited(_ principal: Principal, devboxId: String, ttlSeconds: Int?) async throws(ServiceError) -> AccessSession {
-        let box = try await devbox(principal, id: devboxId)
+        let box = try await reads.devbox(principal, id: devboxId)
         guard box.state == .ready else {
             throw .conflict("devbox \(devboxId) is \(box.state.rawValue); sessions can only be created for a ready devbox")
         }
-        let profile = try await profile(principal)
+        let profile = try await reads.profile(principal)
         guard profile.sshKey != nil else {
             throw .conflict("no SSH key is set for this user; set one first with PUT /api/v1/users/me/ssh-key (ssh-keygen -t ed25519)")
         }
@@ -104,7 +133,7 @@ extension DevboxCore {
     }
 
     public func listSessions(_ principal: Principal, devboxId: String) async throws(ServiceError) -> [AccessSessionInfo] {
-        _ = try await devbox(principal, id: devboxId)
+        _ = try await reads.devbox(principal, id: devboxId)
         let rows: [SessionRecord]
         do { rows = try await db.activeSessions(devboxId: devboxId) } catch { throw storageFailure(error) }
         let gw = gateway.current
@@ -117,7 +146,7 @@ extension DevboxCore {
 
     /// Revokes a session and closes its live connections.
     func revokeSessionUnaudited(_ principal: Principal, devboxId: String, sessionId: String) async throws(ServiceError) {
-        _ = try await devbox(principal, id: devboxId)
+        _ = try await reads.devbox(principal, id: devboxId)
         let done: Bool
         do { done = try await db.revokeSession(devboxId: devboxId, sessionId: sessionId) } catch { throw storageFailure(error) }
         guard done else { throw .notFound("no active session \(sessionId) on devbox \(devboxId)") }
@@ -147,14 +176,54 @@ extension DevboxCore {
 
     /// Starts a process inside the devbox of a grant (SSH exec/shell/sftp).
     public func spawn(_ grant: SSHGrant, _ spec: BoxProcessSpec) async throws -> any BoxProcess {
-        await noteActivity(devboxId: grant.devboxId)
+        await activity.noteActivity(devboxId: grant.devboxId)
         return try await sandbox.spawn(box: grant.devboxId, spec)
     }
 
     /// A TCP connection to `port` on the loopback of a grant's devbox, made from inside its
     /// network namespace (`ssh -L`); nil when boxes share the host's network.
     public func connectInBox(_ grant: SSHGrant, port: UInt16) async throws -> Int32? {
-        await noteActivity(devboxId: grant.devboxId)
+        await activity.noteActivity(devboxId: grant.devboxId)
         return try await sandbox.connectInBox(box: grant.devboxId, port: port)
     }
+
+    // MARK: Audited entry points
+
+    public func createSession(_ principal: Principal, devboxId: String, ttlSeconds: Int?) async throws(ServiceError) -> AccessSession {
+        try await auditor.audited(
+            principal, "session.create", devboxId: devboxId, okDetail: { ["session_id": .string($0.sessionId)] }
+        ) { () async throws(ServiceError) in
+            try await createSessionUnaudited(principal, devboxId: devboxId, ttlSeconds: ttlSeconds)
+        }
+    }
+
+    public func revokeSession(_ principal: Principal, devboxId: String, sessionId: String) async throws(ServiceError) {
+        try await auditor.audited(
+            principal, "session.revoke", devboxId: devboxId, target: String(sessionId.prefix(64))
+        ) { () async throws(ServiceError) in
+            try await revokeSessionUnaudited(principal, devboxId: devboxId, sessionId: sessionId)
+        }
+    }
+
+    public func setSSHKey(_ principal: Principal, publicKey: String) async throws(ServiceError) {
+        try await auditor.audited(principal, "user.ssh_key.set", devboxId: nil) { () async throws(ServiceError) in
+            try await setSSHKeyUnaudited(principal, publicKey: publicKey)
+        }
+    }
+
+    public func deleteSSHKey(_ principal: Principal) async throws(ServiceError) {
+        try await auditor.audited(principal, "user.ssh_key.delete", devboxId: nil) { () async throws(ServiceError) in
+            try await deleteSSHKeyUnaudited(principal)
+        }
+    }
+
+    /// An SSH login the gateway accepted (a refused one names no user to record).
+    public func authorizeSSH(username: String, keyType: String, keyBlob: [UInt8]) async -> SSHGrant? {
+        guard let g = await authorizeSSHUnaudited(username: username, keyType: keyType, keyBlob: keyBlob) else { return nil }
+        auditor.record(nil, userId: g.userId, action: "ssh.login", devboxId: g.devboxId, target: g.sessionId, result: "ok", face: "ssh")
+        return g
+    }
+
+    /// Records use of a grant's devbox (SSH traffic).
+    public func noteActivity(devboxId: String) async { await activity.noteActivity(devboxId: devboxId) }
 }

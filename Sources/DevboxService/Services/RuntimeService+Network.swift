@@ -3,7 +3,7 @@ import Foundation
 import DevboxRuntime
 
 /// Egress policies (`network` on create, `GET|PATCH /api/v1/devboxes/:id/network`).
-extension DevboxCore {
+extension RuntimeService {
     /// Validates a policy as given; every failure names its field (`network.allow[2]`).
     static func egressPolicy(_ n: DevboxNetwork, field: String = "network") throws(ServiceError) -> EgressPolicy {
         do {
@@ -20,15 +20,11 @@ extension DevboxCore {
 
     /// A policy other than allow_all needs boxes on networks of their own: stored but not
     /// enforced would be worse than refused.
-    func requireEnforceable(_ n: DevboxNetwork) throws(ServiceError) {
-        guard n != .allowAll, !sandbox.isolatesNetworks else { return }
+    static func requireEnforceable(_ n: DevboxNetwork, runtime: any BoxRuntime) throws(ServiceError) {
+        guard n != .allowAll, !runtime.isolatesNetworks else { return }
         throw .validation(
             field: "network",
             message: "this server runs boxes on the host's network (DEVBOX_NETWORK=host), so an egress policy cannot be enforced; only allow_all is accepted")
-    }
-
-    public func network(_ principal: Principal, id: String) async throws(ServiceError) -> DevboxNetwork {
-        try await devbox(principal, id: id).network
     }
 
     /// Replaces a live devbox's policy: stored first, then applied to its box (if it has one
@@ -36,8 +32,8 @@ extension DevboxCore {
     /// follow it at once; connections already open are kept.
     func setNetworkUnaudited(_ principal: Principal, id: String, _ n: DevboxNetwork) async throws(ServiceError) -> DevboxNetwork {
         let policy = try Self.egressPolicy(n)
-        try requireEnforceable(Self.normalized(policy))
-        let current = try await devbox(principal, id: id)
+        try Self.requireEnforceable(Self.normalized(policy), runtime: sandbox)
+        let current = try await reads.devbox(principal, id: id)
         guard current.state != .destroyed else { throw .conflict("devbox \(id) is destroyed; create a new devbox") }
         let normalized = Self.normalized(policy)
         do {

@@ -1,6 +1,7 @@
 import DevboxModel
 import DevboxSecurity
 import Foundation
+import Logging
 
 /// How the connected account's token may be used for one repository.
 enum RepositoryAccess: Sendable, Equatable {
@@ -15,7 +16,36 @@ enum RepositoryAccess: Sendable, Equatable {
     case notFound
 }
 
-extension DevboxCore {
+/// GitHub: the OAuth connection (start, callback, disconnect), the connected account's
+/// repositories and organisations, organisation grants, and which token a clone of a
+/// repository may use (`repositoryAccess`: provisioning, the create's checks, the git broker).
+public final class GitHubService: Sendable, LoggingService {
+    let db: AppDatabase
+    let cipher: any SecretCipher
+    let settings: GitHubSettings
+    let githubClient: GitHubClient
+    let auditor: Auditor
+    let logger: Logger
+
+    public init(database: AppDatabase, cipher: any SecretCipher, settings: GitHubSettings, auditor: Auditor, logger: Logger) {
+        self.db = database
+        self.cipher = cipher
+        self.settings = settings
+        self.githubClient = GitHubClient(settings: settings)
+        self.auditor = auditor
+        self.logger = logger
+    }
+
+    /// `DEVBOX_PUBLIC_URL`, when set.
+    public var publicURL: URL? { settings.publicURL }
+    /// Whether GitHub OAuth can be started (client id, secret and public URL set).
+    public var gitHubOAuthAvailable: Bool { settings.oauthConfigured && settings.publicURL != nil }
+    /// GitHub's web base (the connect form is redirected there).
+    public var gitHubWebURL: URL { settings.webURL }
+    /// Where the dashboard asks GitHub's round trip to come back to.
+    public var dashboardGitHubReturnURL: String? { settings.dashboardReturnURL }
+
+
     static let connectHint = "connect GitHub first (POST /api/v1/integrations/github/connect) to clone private repositories"
 
     // MARK: OAuth
@@ -23,7 +53,7 @@ extension DevboxCore {
     /// Starts the OAuth web flow: stores a single-use state (its hash) bound to the user
     /// and the allow-listed `redirect_url`, valid for `stateLifetime`.
     func startGitHubOAuthUnaudited(_ principal: Principal, redirectURL: String) async throws(ServiceError) -> GitHubOAuthStart {
-        let s = configuration.github
+        let s = settings
         guard s.oauthConfigured, s.publicURL != nil else {
             throw .unavailable(
                 "GitHub OAuth is not configured on this server: set DEVBOX_GITHUB_CLIENT_ID, DEVBOX_GITHUB_CLIENT_SECRET and DEVBOX_PUBLIC_URL")
@@ -220,12 +250,6 @@ extension DevboxCore {
 
     // MARK: Repositories of devboxes
 
-    /// `GET /api/v1/devboxes/:id/repositories`.
-    public func devboxRepositories(_ principal: Principal, id: String) async throws(ServiceError) -> [DevboxRepository] {
-        _ = try await devbox(principal, id: id)
-        do { return try await db.repositoryRecords(devboxId: id).map(\.model) } catch { throw storageFailure(error) }
-    }
-
     /// Decides, per repository, whether the user's token may be used. Only repositories
     /// that are neither the user's own nor of a granted organisation cost a GitHub call
     /// (`GET /repos/{owner}/{name}`) to learn the owner's type and visibility.
@@ -288,6 +312,28 @@ extension DevboxCore {
             case .token, .anonymous:
                 continue
             }
+        }
+    }
+
+    // MARK: Audited entry points
+
+    public func startGitHubOAuth(_ principal: Principal, redirectURL: String) async throws(ServiceError) -> GitHubOAuthStart {
+        try await auditor.audited(principal, "github.connect", devboxId: nil) { () async throws(ServiceError) in
+            try await startGitHubOAuthUnaudited(principal, redirectURL: redirectURL)
+        }
+    }
+
+    public func disconnectGitHub(_ principal: Principal) async throws(ServiceError) {
+        try await auditor.audited(principal, "github.disconnect", devboxId: nil) { () async throws(ServiceError) in
+            try await disconnectGitHubUnaudited(principal)
+        }
+    }
+
+    public func setGitHubOrgGrants(_ principal: Principal, orgs: [String]) async throws(ServiceError) {
+        try await auditor.audited(
+            principal, "github.org_grants.set", devboxId: nil, detail: ["count": .int(orgs.count)]
+        ) { () async throws(ServiceError) in
+            try await setGitHubOrgGrantsUnaudited(principal, orgs: orgs)
         }
     }
 }

@@ -1,5 +1,6 @@
 import DevboxModel
 import Foundation
+import Logging
 import DevboxRuntime
 
 /// Snapshot settings (issue 23): `DEVBOX_SNAPSHOT_QUOTA` bounds the bytes one user's
@@ -33,8 +34,27 @@ public struct SnapshotSettings: Sendable {
 /// plus up to 32 creates. A snapshot belongs to its user (another user's answers 404)
 /// and its name is unique per user. DELETE unlists it at once (its name is free again);
 /// its layers stay on disk while devboxes made from it exist, and go with the last one.
-extension DevboxCore {
-    static let maxForkCount = 32
+public final class SnapshotService: Sendable, LoggingService {
+    let db: AppDatabase
+    let sandbox: any BoxRuntime
+    let reads: DevboxReads
+    let images: ImageService
+    let settings: SnapshotSettings
+    let auditor: Auditor
+    let logger: Logger
+
+    public init(
+        database: AppDatabase, runtime: any BoxRuntime, reads: DevboxReads, images: ImageService, settings: SnapshotSettings,
+        auditor: Auditor, logger: Logger
+    ) {
+        self.db = database
+        self.sandbox = runtime
+        self.reads = reads
+        self.images = images
+        self.settings = settings
+        self.auditor = auditor
+        self.logger = logger
+    }
 
     /// The snapshot a create names (`snapshot`: an id or a name of the caller's), nil without one.
     func snapshotOfCreate(_ request: CreateDevboxRequest, userId: String) async throws(ServiceError) -> SnapshotRecord? {
@@ -55,7 +75,7 @@ extension DevboxCore {
 
     /// The layers a devbox runs on: its snapshot's when it was made from one, else its image's.
     func boxImage(of record: DevboxRecord) async throws -> BoxImage? {
-        guard let snapshotId = record.snapshotId else { return try boxImage(ofDevbox: record.image) }
+        guard let snapshotId = record.snapshotId else { return try images.boxImage(ofDevbox: record.image) }
         guard let snap = try await db.snapshot(id: snapshotId) else {
             throw ServiceError.unavailable("snapshot \(snapshotId) was deleted before this devbox was made")
         }
@@ -64,11 +84,11 @@ extension DevboxCore {
 
     func createSnapshotUnaudited(_ principal: Principal, devboxId: String, name: String) async throws(ServiceError) -> Snapshot {
         try CreateValidation.checkName(name, field: "name")
-        let box = try await devbox(principal, id: devboxId)
+        let box = try await reads.devbox(principal, id: devboxId)
         guard box.state == .ready || box.state == .stopped else {
             throw .conflict("devbox \(devboxId) is \(box.state.rawValue); a snapshot needs a ready or stopped devbox")
         }
-        let quota = configuration.snapshots.quotaBytes
+        let quota = settings.quotaBytes
         do {
             if try await db.snapshotNameTaken(userId: principal.userId, name: name) {
                 throw ServiceError.conflict("you already have a snapshot named '\(name)'")
@@ -152,48 +172,6 @@ extension DevboxCore {
         await (sandbox as? any BoxSnapshots)?.releaseSnapshot(snapshotID: snap.id)
         return snap.id
     }
-
-    /// A snapshot of the devbox and `count` devboxes made from it. The new boxes get the
-    /// original's plan, network policy and credential mode; its env values only with
-    /// `copy_env`; AI tokens only from this request's headers; no setup commands or
-    /// repositories (their results are in the snapshot).
-    func forkDevboxUnaudited(
-        _ principal: Principal, devboxId: String, _ request: ForkDevboxRequest, tokens: InjectionTokens
-    ) async throws(ServiceError) -> (snapshot: Snapshot, devboxes: [Devbox]) {
-        guard (1...Self.maxForkCount).contains(request.count) else {
-            throw .validation(field: "count", message: "count must be between 1 and \(Self.maxForkCount)")
-        }
-        let original = try await devbox(principal, id: devboxId)
-        let base: String
-        if let name = request.name {
-            try CreateValidation.checkName(name, field: "name")
-            base = name
-        } else {
-            base = String(original.name.unicodeScalars.prefix(40).map(Character.init)) + "-fork-" + String(Identifier.make("", length: 6))
-        }
-        // Room for "-32" after the base in a devbox name of at most 64.
-        let prefix = String(base.unicodeScalars.prefix(60).map(Character.init))
-        var env: [String: String] = [:]
-        if request.copyEnv == true, !original.envKeys.isEmpty {
-            do {
-                for r in try await db.envRecords(devboxId: devboxId) { env[r.key] = try cipher.open(r.valueEncrypted) }
-            } catch {
-                throw storageFailure(error)
-            }
-        }
-        let snapshot = try await createSnapshotUnaudited(principal, devboxId: devboxId, name: base)
-        let profile = CredentialProfile(
-            injectClaudeToken: !(tokens.claudeToken ?? "").isEmpty, injectCodexToken: !(tokens.codexToken ?? "").isEmpty)
-        var made: [Devbox] = []
-        for i in 1...request.count {
-            let create = CreateDevboxRequest(
-                name: request.count == 1 ? prefix : "\(prefix)-\(i)", plan: original.plan, credentialProfile: profile,
-                env: env.isEmpty ? nil : env, idleTimeoutSeconds: original.idleTimeoutSeconds, network: original.network,
-                credentialMode: original.credentialMode, snapshot: snapshot.id)
-            made.append(try await createDevboxUnaudited(principal, create, tokens: tokens))
-        }
-        return (snapshot, made)
-    }
 }
 
 extension SnapshotRecord {
@@ -204,33 +182,19 @@ extension SnapshotRecord {
     }
 }
 
-extension DevboxCore {
-    // MARK: Audited entry points (Audit/DevboxCore+Audit.swift's pattern)
+extension SnapshotService {
+    // MARK: Audited entry points (Audit/Auditor.swift)
 
     public func createSnapshot(_ principal: Principal, devboxId: String, name: String) async throws(ServiceError) -> Snapshot {
-        try await audited(principal, "snapshot.create", devboxId: devboxId, okDetail: { ["snapshot": .string($0.id), "bytes": .int(Int($0.sizeBytes))] }) {
+        try await auditor.audited(principal, "snapshot.create", devboxId: devboxId, okDetail: { ["snapshot": .string($0.id), "bytes": .int(Int($0.sizeBytes))] }) {
             () async throws(ServiceError) in
             try await createSnapshotUnaudited(principal, devboxId: devboxId, name: name)
         }
     }
 
     public func deleteSnapshot(_ principal: Principal, idOrName: String) async throws(ServiceError) {
-        _ = try await audited(principal, "snapshot.delete", devboxId: nil, target: idOrName) { () async throws(ServiceError) in
+        _ = try await auditor.audited(principal, "snapshot.delete", devboxId: nil, target: idOrName) { () async throws(ServiceError) in
             try await deleteSnapshotUnaudited(principal, idOrName: idOrName)
-        }
-    }
-
-    public func forkDevbox(
-        _ principal: Principal, devboxId: String, _ request: ForkDevboxRequest, tokens: InjectionTokens
-    ) async throws(ServiceError) -> (snapshot: Snapshot, devboxes: [Devbox]) {
-        var fields = ["count"]
-        if request.name != nil { fields.append("name") }
-        if request.copyEnv != nil { fields.append("copy_env") }
-        return try await audited(
-            principal, "devbox.fork", devboxId: devboxId, detail: ["fields": .strings(fields)],
-            okDetail: { ["snapshot": .string($0.snapshot.id), "devboxes": .strings($0.devboxes.map(\.id))] }
-        ) { () async throws(ServiceError) in
-            try await forkDevboxUnaudited(principal, devboxId: devboxId, request, tokens: tokens)
         }
     }
 }
