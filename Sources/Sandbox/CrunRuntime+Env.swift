@@ -21,7 +21,7 @@ import Glibc
 // env file (env-mode AI tokens included); it is unmounted when the last box is gone (at
 // shutdown, or the sweep). A host reboot empties it: `start` then finds no env file
 // (`hasEnvFile` is false) and the service writes a new one from what its database still holds
-// (DevboxCore+Recovery.swift): the user's env values and the proxy settings, not env-mode AI
+// (CredentialBroker.restoreEnvIfLost): the user's env values and the proxy settings, not env-mode AI
 // tokens, which exist nowhere else by design (issue 3: minimal retention).
 extension CrunRuntime {
     var envRoot: String { configuration.stateDirectory + "/.secrets" }

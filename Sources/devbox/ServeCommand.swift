@@ -124,7 +124,7 @@ struct ServeCommand: AsyncParsableCommand {
         return configuration
     }
 
-    /// Lifetimes, exec and files settings (docs/LIFETIMES.md, docs/ARCHITECTURE.md):
+    /// Lifetimes, exec and files settings (docs/ARCHITECTURE.md, "Lifetimes"):
     /// DEVBOX_DEFAULT_IDLE_TIMEOUT and DEVBOX_DEFAULT_TTL (seconds, 0 = off),
     /// DEVBOX_LIFETIME_MIN_SECONDS, DEVBOX_LIFETIME_CHECK_SECONDS, DEVBOX_EXEC_OUTPUT_LIMIT
     /// and DEVBOX_FILE_SIZE_LIMIT (bytes), DEVBOX_WARM_POOL (boxes started ahead of demand).

@@ -2,7 +2,7 @@ import DevboxModel
 import Foundation
 import Synchronization
 
-/// Idle timeouts and lifetimes: their defaults and bounds (docs/LIFETIMES.md).
+/// Idle timeouts and lifetimes: their defaults and bounds (docs/ARCHITECTURE.md, "Lifetimes").
 ///
 /// - idle timeout: a ready devbox with no activity (exec, files API call, SSH login or
 ///   channel, an open SSH connection, a running exec) for that long is stopped. Default 3600 s.
