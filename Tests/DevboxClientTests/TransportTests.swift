@@ -158,16 +158,21 @@ struct TransportTests {
 
     @Test("idle timeout: progress keeps a slow exchange alive, silence ends it")
     func idleTimeout() async throws {
-        // 3.6 s in all, a sign of life every 300 ms: longer than the limit, never idle that long.
-        // The margin absorbs a saturated machine: at the start of a full run every suite starts
-        // at once (crun boxes, servers, CPU-bound checks) and a sleeping task may wait ~1.5 s
-        // for a thread on these two cores.
-        let value = try await withIdleTimeout(.seconds(3)) { alive in
-            for _ in 0..<12 {
-                try await Task.sleep(for: .milliseconds(300))
-                alive()
+        // 3.6 s in all, a sign of life every 300 ms from an OS thread of its own: longer than
+        // the 1 s limit, never idle that long. The signs do not come from a task, because at
+        // the start of a full run every suite starts at once and a sleeping task may wait
+        // seconds for a thread of the cooperative pool on these two cores (CI saw a 3 s limit
+        // run out that way); the watchdog waking late only finds a fresher sign.
+        let value = try await withIdleTimeout(.seconds(1)) { alive in
+            try await withCheckedThrowingContinuation { (done: CheckedContinuation<Int, any Error>) in
+                Thread {
+                    for _ in 0..<12 {
+                        usleep(300_000)
+                        alive()
+                    }
+                    done.resume(returning: 42)
+                }.start()
             }
-            return 42
         }
         #expect(value == 42)
         await #expect(throws: IdleTimeout.self) {
