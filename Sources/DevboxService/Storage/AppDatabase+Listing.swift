@@ -59,17 +59,23 @@ extension AppDatabase {
     ///
     /// In the serve, pages are kept in memory (`DevboxReadCache`) until the next commit that
     /// changes a devbox: clients polling a page of live devboxes cost no read, no decoding.
+    /// A page that does not ask for destroyed devboxes is cut from `LiveDevboxIndex` when it
+    /// is not cached: no read either.
     func devboxPage(userId: String, _ page: DevboxPageRequest) async throws -> (devboxes: [Devbox], next: DevboxCursor?) {
         guard let cache = readCache else { return try await readPage(userId: userId, page) }
         let key = DevboxReadCache.PageKey(userId: userId, page)
         if let hit = cache.page(key) { return (hit.devboxes, hit.next) }
         let epoch = cache.epoch
+        if let r = cache.live.page(userId: userId, page) {
+            cache.storePage(key, .init(devboxes: r.devboxes, next: r.next), readSince: epoch)
+            return r
+        }
         let r = try await readPage(userId: userId, page)
         cache.storePage(key, .init(devboxes: r.devboxes, next: r.next), readSince: epoch)
         return r
     }
 
-    private func readPage(userId: String, _ page: DevboxPageRequest) async throws -> (devboxes: [Devbox], next: DevboxCursor?) {
+    func readPage(userId: String, _ page: DevboxPageRequest) async throws -> (devboxes: [Devbox], next: DevboxCursor?) {
         try await pool.read { db in
             let (sql, args) = Self.pageQuery(userId: userId, page)
             var records: [DevboxRecord] = []

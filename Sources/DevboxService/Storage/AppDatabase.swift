@@ -48,6 +48,7 @@ public final class AppDatabase: Sendable {
         createBatcher = CreateBatcher(pool: pool)
         pool.add(
             transactionObserver: DevboxChangeObserver(changes: changes, readCache: readCache), extent: .databaseLifetime)
+        if let readCache { try pool.read { readCache.live.reload($0) } }
     }
 
     /// Migrates and serves the database of `writer`, e.g. an in-memory `DatabaseQueue()` for
@@ -63,6 +64,7 @@ public final class AppDatabase: Sendable {
         createBatcher = CreateBatcher(pool: writer)
         writer.add(
             transactionObserver: DevboxChangeObserver(changes: changes, readCache: readCache), extent: .databaseLifetime)
+        if let readCache { try writer.read { readCache.live.reload($0) } }
     }
 
     /// An in-memory database with the pragmas of `init(path:)` (foreign keys, secure_delete):

@@ -22,6 +22,11 @@ final class DevboxChangeObserver: TransactionObserver {
     let readCache: DevboxReadCache?
     private var rows: [String: Set<Int64>] = [:]
     private var wakeAll = false
+    /// For the live index (`LiveDevboxIndex`): devbox and repository rows inserted or updated,
+    /// and whether any of either was deleted.
+    private var liveDevboxRows = Set<Int64>()
+    private var liveRepositoryRows = Set<Int64>()
+    private var liveReload = false
 
     init(changes: DevboxChanges, readCache: DevboxReadCache? = nil) {
         self.changes = changes
@@ -33,6 +38,17 @@ final class DevboxChangeObserver: TransactionObserver {
     }
 
     func databaseDidChange(with event: DatabaseEvent) {
+        if readCache != nil, event.tableName != "operations" {
+            if event.kind == .delete {
+                liveReload = true
+            } else if !liveReload {
+                if event.tableName == "devboxes" {
+                    liveDevboxRows.insert(event.rowID)
+                } else {
+                    liveRepositoryRows.insert(event.rowID)
+                }
+            }
+        }
         if event.kind == .delete {
             wakeAll = true
         } else if !wakeAll {
@@ -46,6 +62,12 @@ final class DevboxChangeObserver: TransactionObserver {
         // Operations are not part of a devbox as the cache holds it; repositories are, but
         // their rows would need a lookup to name the devbox and change only while cloning.
         if let readCache {
+            // The index first, the epoch after (`LiveDevboxIndex`): a page cut from the index
+            // and stored under an epoch is never older than that epoch.
+            if liveReload || !liveDevboxRows.isEmpty || !liveRepositoryRows.isEmpty {
+                readCache.live.apply(
+                    db, devboxRows: liveDevboxRows, repositoryRows: liveRepositoryRows, reloadAll: liveReload)
+            }
             if wakeAll || rows["devbox_repositories"] != nil {
                 readCache.invalidateAll()
             } else if let devboxRows = rows["devboxes"] {
@@ -82,5 +104,8 @@ final class DevboxChangeObserver: TransactionObserver {
     private func reset() {
         rows.removeAll(keepingCapacity: true)
         wakeAll = false
+        liveDevboxRows.removeAll(keepingCapacity: true)
+        liveRepositoryRows.removeAll(keepingCapacity: true)
+        liveReload = false
     }
 }

@@ -69,6 +69,10 @@ final class DevboxReadCache: Sendable {
 
     private let state = Mutex(State())
 
+    /// Every devbox that is not destroyed, for pages of live states (updated by the same
+    /// observer, before the epoch moves).
+    let live = LiveDevboxIndex()
+
     /// Take before the read whose result you will `store`.
     var epoch: UInt64 { state.withLock { $0.epoch } }
 
