@@ -32,15 +32,13 @@ struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(
-        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String,
-        function: String, line: UInt
-    ) {
+    func log(event: LogEvent) {
         var all = metadataProvider?.get() ?? [:]
         all.merge(metadata) { _, new in new }
-        if let explicit { all.merge(explicit) { _, new in new } }
+        if let explicit = event.metadata { all.merge(explicit) { _, new in new } }
         var obj: [String: String] = [
-            "time": DevboxJSON.formatDate(Date()), "level": level.rawValue, "message": message.description, "label": label,
+            "time": DevboxJSON.formatDate(Date()), "level": event.level.rawValue, "message": event.message.description,
+            "label": label,
         ]
         for (k, v) in all {
             switch k {
