@@ -134,7 +134,7 @@ public final class SSHGateway: Service, Sendable {
     public func run() async throws {
         try await listen()
         guard let server = listener.withLock({ $0.channel }) else { return }
-        try? await server.setOption(.autoRead, value: true)
+        try? await server.setOption(.autoRead, value: true).get()
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 await withTaskGroup(of: Void.self) { tasks in

@@ -204,7 +204,7 @@ struct WorkspacePlacementTests {
         let d = FileManager.default.temporaryDirectory.appendingPathComponent("devbox-place-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: d + "/workspace", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: d + "/src/repo", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: d + "/src/repo/README", contents: Data("hi".utf8))
+        _ = FileManager.default.createFile(atPath: d + "/src/repo/README", contents: Data("hi".utf8))
         return d
     }
 
@@ -238,7 +238,7 @@ struct WorkspacePlacementTests {
         let d = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: d) }
         try FileManager.default.createDirectory(atPath: d + "/workspace/app", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: d + "/workspace/app/mine", contents: Data())
+        _ = FileManager.default.createFile(atPath: d + "/workspace/app/mine", contents: Data())
         #expect(throws: WorkspacePlacement.Failure.self) {
             try WorkspacePlacement.move(d + "/src/repo", workspace: d + "/workspace", target: "/workspace/app")
         }

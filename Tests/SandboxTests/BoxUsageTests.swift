@@ -26,7 +26,7 @@ struct BoxUsageTests {
         let total = CrunRuntime.walk(dir, budget: &budget)
         #expect(total >= 1 << 20 && total < 2 << 20, "\(total)")
         #expect(budget == 1000 - 4)  // a, b, blob, usr
-        for i in 0..<50 { FileManager.default.createFile(atPath: dir + "/f\(i)", contents: Data([1])) }
+        for i in 0..<50 { _ = FileManager.default.createFile(atPath: dir + "/f\(i)", contents: Data([1])) }
         var small = 10
         _ = CrunRuntime.walk(dir, budget: &small)
         #expect(small == 0)

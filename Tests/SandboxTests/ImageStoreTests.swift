@@ -27,9 +27,9 @@ import Glibc
         let root = try tempDir("wh")
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/etc/old", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: root + "/etc/.wh.gone", contents: Data())
-        FileManager.default.createFile(atPath: root + "/etc/old/.wh..wh..opq", contents: Data())
-        FileManager.default.createFile(atPath: root + "/etc/old/kept", contents: Data("k".utf8))
+        _ = FileManager.default.createFile(atPath: root + "/etc/.wh.gone", contents: Data())
+        _ = FileManager.default.createFile(atPath: root + "/etc/old/.wh..wh..opq", contents: Data())
+        _ = FileManager.default.createFile(atPath: root + "/etc/old/kept", contents: Data("k".utf8))
         try ImageStore.convertWhiteouts(root)
         var st = stat()
         #expect(lstat(root + "/etc/gone", &st) == 0 && st.st_mode & S_IFMT == S_IFCHR && st.st_rdev == 0)

@@ -18,7 +18,7 @@ struct LayerCopyTests {
         return String(cString: p)
     }
 
-    func write(_ path: String, _ text: String) { FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) }
+    func write(_ path: String, _ text: String) { _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) }
 
     func st(_ path: String) -> stat {
         var s = stat()

@@ -31,7 +31,7 @@ import Glibc
     static func hostname() -> String {
         var buf = [CChar](repeating: 0, count: 256)
         _ = gethostname(&buf, buf.count)
-        return String(cString: buf)
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// A box taken from the pool is the devbox's box in every respect: its name, files,
@@ -52,7 +52,7 @@ import Glibc
             #expect(h.runtime.containerName("w1") == h.prefix + name)
             var link = [CChar](repeating: 0, count: 256)
             #expect(readlink(h.runtime.aliasPath("w1"), &link, 255) > 0)
-            #expect(String(cString: link) == h.prefix + name)
+            #expect(String(decoding: link.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) == h.prefix + name)
 
             // The setup shell has the devbox env and sees the devbox's name everywhere.
             let setup = try #require(try await h.runtime.runSetupCommand(

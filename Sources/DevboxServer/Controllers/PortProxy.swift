@@ -110,7 +110,7 @@ enum PortProxy {
         let task = Task {
             do {
                 try await upstream.executeThenClose { inbound, outbound in
-                    try await withThrowingTaskGroup(of: Void.self) { group in
+                    await withThrowingTaskGroup(of: Void.self) { group in
                         // The request goes up while the response comes down: an app may
                         // answer (and stream) before it has read the whole body.
                         group.addTask {

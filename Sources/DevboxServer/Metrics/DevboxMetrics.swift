@@ -116,30 +116,35 @@ public struct DocumentedPrometheusFactory: MetricsFactory, Sendable {
         .seconds(30), .seconds(60), .seconds(120), .seconds(300),
     ]
 
+    /// The metric's name as given (no unit suffix added) and its help line.
+    static func descriptor(_ label: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: label, unitName: "", helpText: help[label] ?? "")
+    }
+
     static func buckets(_ name: String) -> [Duration] {
         name == "devbox_http_request_duration_seconds" ? requestBuckets : stepBuckets
     }
 
     public func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
-        registry.makeCounter(name: label, labels: dimensions, help: Self.help[label] ?? "")
+        registry.makeCounter(descriptor: Self.descriptor(label), labels: dimensions)
     }
 
     public func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
-        registry.makeCounter(name: label, labels: dimensions, help: Self.help[label] ?? "")
+        registry.makeCounter(descriptor: Self.descriptor(label), labels: dimensions)
     }
 
     public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
-        guard aggregate else { return registry.makeGauge(name: label, labels: dimensions, help: Self.help[label] ?? "") }
+        guard aggregate else { return registry.makeGauge(descriptor: Self.descriptor(label), labels: dimensions) }
         return registry.makeValueHistogram(
-            name: label, labels: dimensions, buckets: [0.001, 0.01, 0.1, 1, 10, 100, 1000], help: Self.help[label] ?? "")
+            descriptor: Self.descriptor(label), labels: dimensions, buckets: [0.001, 0.01, 0.1, 1, 10, 100, 1000])
     }
 
     public func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
-        registry.makeGauge(name: label, labels: dimensions, help: Self.help[label] ?? "")
+        registry.makeGauge(descriptor: Self.descriptor(label), labels: dimensions)
     }
 
     public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
-        registry.makeDurationHistogram(name: label, labels: dimensions, buckets: Self.buckets(label), help: Self.help[label] ?? "")
+        registry.makeDurationHistogram(descriptor: Self.descriptor(label), labels: dimensions, buckets: Self.buckets(label))
     }
 
     public func destroyCounter(_ handler: any CounterHandler) {
