@@ -81,7 +81,12 @@ public func withIdleTimeout<T: Sendable>(
 ) async throws -> T {
     let lastSeen = LastSeen()
     return try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body { lastSeen.touch() } }
+        // The limit counts from when the body starts running, not from when it was added:
+        // on a busy machine a new task may wait for a thread of the cooperative pool.
+        group.addTask {
+            lastSeen.touch()
+            return try await body { lastSeen.touch() }
+        }
         group.addTask {
             while true {
                 let deadline = lastSeen.value + limit

@@ -166,6 +166,7 @@ struct TransportTests {
         let value = try await withIdleTimeout(.seconds(1)) { alive in
             try await withCheckedThrowingContinuation { (done: CheckedContinuation<Int, any Error>) in
                 Thread {
+                    alive()
                     for _ in 0..<12 {
                         usleep(300_000)
                         alive()

@@ -5,9 +5,11 @@ import Testing
 
 /// The admission gate of cold box starts (Sources/Sandbox/CreateGate.swift).
 @Suite struct CreateGateTests {
-    /// Runs `count` threads through a gate of `limit`; each holds its slot `holdMicros`.
+    /// Runs `count` threads through a gate of `limit`; each holds its slot `holdMicros`, and
+    /// until `fillTo` were inside at once (at most 10 s): the peak is then reached however
+    /// late the threads start on a loaded machine, and a gate that let more in shows it.
     /// Answers the most that were inside at once and the order they entered in.
-    private func drive(limit: Int, count: Int, holdMicros: UInt32, failEvery: Int = 0) -> (peak: Int, order: [Int]) {
+    private func drive(limit: Int, count: Int, holdMicros: UInt32, fillTo: Int, failEvery: Int = 0) -> (peak: Int, order: [Int]) {
         let gate = CreateGate(limit: limit)
         let inside = Mutex((now: 0, peak: 0, order: [Int]()))
         let group = DispatchGroup()
@@ -17,6 +19,8 @@ import Testing
                 defer { group.leave() }
                 _ = try? gate.withSlot { () throws -> Void in
                     inside.withLock { $0.now += 1; $0.peak = max($0.peak, $0.now); $0.order.append(k) }
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while inside.withLock({ $0.peak }) < fillTo && ContinuousClock.now < deadline { usleep(200) }
                     usleep(holdMicros)
                     inside.withLock { $0.now -= 1 }
                     if failEvery > 0, k % failEvery == 0 { throw CocoaError(.featureUnsupported) }
@@ -30,7 +34,7 @@ import Testing
     }
 
     @Test func admitsAtMostTheLimitInArrivalOrder() {
-        let r = drive(limit: 3, count: 12, holdMicros: 20_000)
+        let r = drive(limit: 3, count: 12, holdMicros: 20_000, fillTo: 3)
         #expect(r.peak == 3)
         #expect(r.order.count == 12)
     }
@@ -60,13 +64,13 @@ import Testing
 
     @Test func aThrowingBodyGivesItsSlotBack() {
         // Every other body throws: if a throw kept its slot, the gate would stall (the test hangs).
-        let r = drive(limit: 2, count: 10, holdMicros: 5_000, failEvery: 2)
+        let r = drive(limit: 2, count: 10, holdMicros: 5_000, fillTo: 2, failEvery: 2)
         #expect(r.peak == 2)
         #expect(r.order.count == 10)
     }
 
     @Test func zeroMeansNoLimit() {
-        let r = drive(limit: 0, count: 8, holdMicros: 50_000)
+        let r = drive(limit: 0, count: 8, holdMicros: 50_000, fillTo: 8)
         #expect(r.peak == 8)
     }
 

@@ -195,7 +195,9 @@ func hostCommandLines() -> [String] {
             let elapsed = ContinuousClock.now - start
             #expect(r.timedOut)
             #expect(r.signal == SIGKILL)
-            #expect(elapsed < .seconds(5))
+            // Far under the sleeps' 100 s; loose, since `crun exec` takes seconds while other
+            // suites start boxes.
+            #expect(elapsed < .seconds(15))
             var names: [String] = []
             for _ in 0..<40 {
                 let ps = try await h.sh("t1", "for p in /proc/[0-9]*; do cat $p/comm; done")
@@ -212,7 +214,7 @@ func hostCommandLines() -> [String] {
             let cancelledAt = ContinuousClock.now
             task.cancel()
             await #expect(throws: CancellationError.self) { _ = try await task.value }
-            #expect(ContinuousClock.now - cancelledAt < .seconds(3))
+            #expect(ContinuousClock.now - cancelledAt < .seconds(15))
             var after: [String] = []
             for _ in 0..<40 {
                 after = try await h.sh("t1", "for p in /proc/[0-9]*; do cat $p/comm; done").out.split(separator: "\n").map(String.init)
@@ -226,7 +228,7 @@ func hostCommandLines() -> [String] {
             let held = ContinuousClock.now
             let bg2 = try await h.sh("t1", "sleep 30 & echo held")
             #expect(bg2.out == "held\n")
-            #expect(ContinuousClock.now - held < .seconds(3))
+            #expect(ContinuousClock.now - held < .seconds(15))
         }
     }
 }

@@ -14,8 +14,9 @@ final class Probe: Sendable {
     func record(_ e: String) { events.withLock { $0.append(e) } }
     func has(_ e: String) -> Bool { events.withLock { $0.contains(e) } }
 
-    /// Polls until `e` was recorded (or the timeout passes).
-    func waitFor(_ e: String, timeout: Duration = .seconds(5)) async -> Bool {
+    /// Polls until `e` was recorded (or the timeout passes; long, since a full run can keep
+    /// a polling task waiting seconds for a thread).
+    func waitFor(_ e: String, timeout: Duration = .seconds(30)) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if has(e) { return true }
@@ -241,13 +242,17 @@ final class StdioHarness: Sendable {
 
     var messages: [JSONValue] { lines.withLock { $0 }.compactMap { try? JSONValue(parsing: $0) } }
 
-    /// Waits for a response with this id.
-    func response(_ id: JSONValue, timeout: Duration = .seconds(5)) async -> JSONValue? {
+    /// Waits for a response with this id (and looks once more after the deadline: a poller
+    /// that resumed late may find it there).
+    func response(_ id: JSONValue, timeout: Duration = .seconds(30)) async -> JSONValue? {
         let deadline = ContinuousClock.now + timeout
+        func found() -> JSONValue? {
+            messages.first(where: { $0["id"] == id && ($0["result"] != nil || $0["error"] != nil) })
+        }
         while ContinuousClock.now < deadline {
-            if let m = messages.first(where: { $0["id"] == id && ($0["result"] != nil || $0["error"] != nil) }) { return m }
+            if let m = found() { return m }
             try? await Task.sleep(for: .milliseconds(2))
         }
-        return nil
+        return found()
     }
 }
