@@ -19,6 +19,17 @@ struct LiveDevboxIndexTests {
     static func expectSameAsDatabase(_ db: AppDatabase, _ users: [String], _ what: Comment) async throws {
         let index = try #require(db.readCache?.live)
         for user in users {
+            // By id (GET misses): every devbox that is not destroyed, to its owner only.
+            let oracle = try await db.readPage(userId: user, DevboxPageRequest())
+            for box in oracle.devboxes {
+                let live = index.devbox(id: box.id, userId: user)
+                if box.state == .destroyed {
+                    #expect(live == nil, what)
+                } else {
+                    #expect(live?.devbox == box, what)
+                    #expect(index.devbox(id: box.id, userId: "usr_nobody") == nil, what)
+                }
+            }
             for states in liveFilters {
                 for limit in [1, 2, 5, 50, nil] as [Int?] {
                     var after: DevboxCursor?

@@ -82,6 +82,13 @@ extension AppDatabase {
         if let cache = readCache {
             if let hit = cache.devbox(id: id, userId: userId) { return hit }
             let epoch = cache.epoch
+            // Not destroyed: in the live index, no read (a commit that drops entries made every
+            // poller of a devbox miss at once, and 140 reads queued for GRDB's readers took
+            // 230 ms each under churn). Read after `epoch`, like the database.
+            if let live = cache.live.devbox(id: id, userId: userId) {
+                cache.store(.init(userId: live.userId, rowID: live.rowID, devbox: live.devbox), readSince: epoch)
+                return live.devbox
+            }
             guard let (rowID, record, box) = try await readDevbox(id: id, userId: userId) else { return nil }
             cache.store(.init(userId: record.userId, rowID: rowID, devbox: box), readSince: epoch)
             return box

@@ -25,6 +25,8 @@ import Synchronization
 /// and may be many): a page that asks for them, or for every state, reads the database.
 final class LiveDevboxIndex: Sendable {
     struct Item: Sendable {
+        /// SQLite's row id (the read cache drops its entries by row id).
+        var rowID: Int64
         var userId: String
         /// `created_at` as stored: pages are ordered and cut on the stored text, as SQLite does.
         var createdAt: String
@@ -42,6 +44,16 @@ final class LiveDevboxIndex: Sendable {
     private let state = Mutex(State())
 
     var count: Int { state.withLock { $0.byId.count } }
+
+    /// One devbox that is not destroyed, if it belongs to `userId` (any user when nil), with
+    /// its row id; nil when the index does not hold it (destroyed, unknown, another user's,
+    /// or the index not loaded): the caller reads the database.
+    func devbox(id: String, userId: String?) -> (rowID: Int64, userId: String, devbox: Devbox)? {
+        state.withLock { s in
+            guard s.valid, let item = s.byId[id], userId == nil || item.userId == userId else { return nil }
+            return (item.rowID, item.userId, item.devbox)
+        }
+    }
 
     /// The page, or nil when the index cannot answer it: it asks for destroyed devboxes or for
     /// every state (`states` nil), or the index is not loaded.
@@ -77,7 +89,7 @@ final class LiveDevboxIndex: Sendable {
     func reload(_ db: Database) {
         do {
             let items = try Self.read(
-                db, sql: "SELECT * FROM devboxes WHERE state != ?", arguments: [DevboxState.destroyed.rawValue])
+                db, sql: "SELECT rowid AS row_id, * FROM devboxes WHERE state != ?", arguments: [DevboxState.destroyed.rawValue])
             state.withLock { s in
                 s = State()
                 for item in items { Self.upsert(&s, item) }
@@ -99,7 +111,7 @@ final class LiveDevboxIndex: Sendable {
             var items: [Item] = []
             if !devboxRows.isEmpty {
                 items += try Self.read(
-                    db, sql: "SELECT * FROM devboxes WHERE rowid IN (SELECT value FROM json_each(?))",
+                    db, sql: "SELECT rowid AS row_id, * FROM devboxes WHERE rowid IN (SELECT value FROM json_each(?))",
                     arguments: [try Self.jsonArray(Array(devboxRows))])
             }
             if !repositoryRows.isEmpty {
@@ -111,7 +123,7 @@ final class LiveDevboxIndex: Sendable {
                 let more = owners.filter { !seen.contains($0) }
                 if !more.isEmpty {
                     items += try Self.read(
-                        db, sql: "SELECT * FROM devboxes WHERE id IN (SELECT value FROM json_each(?))",
+                        db, sql: "SELECT rowid AS row_id, * FROM devboxes WHERE id IN (SELECT value FROM json_each(?))",
                         arguments: [try Self.jsonArray(more)])
                 }
             }
@@ -137,14 +149,14 @@ final class LiveDevboxIndex: Sendable {
 
     /// Devbox rows as the API shows them (with their repositories).
     private static func read(_ db: Database, sql: String, arguments: StatementArguments) throws -> [Item] {
-        var found: [(record: DevboxRecord, createdAt: String)] = []
+        var found: [(rowID: Int64, record: DevboxRecord, createdAt: String)] = []
         let rows = try Row.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
         while let row = try rows.next() {
-            found.append((try DevboxRecord(row: row), row["created_at"]))
+            found.append((row["row_id"], try DevboxRecord(row: row), row["created_at"]))
         }
         let repositories = try AppDatabase.repositories(db, devboxIds: found.map(\.record.id))
         return found.map { f in
-            Item(userId: f.record.userId, createdAt: f.createdAt,
+            Item(rowID: f.rowID, userId: f.record.userId, createdAt: f.createdAt,
                  devbox: f.record.model(repositories: repositories[f.record.id] ?? []))
         }
     }
