@@ -18,7 +18,7 @@ private final class TestNetns: Sendable {
         pid = try spawnProgram(unshare, ["unshare", "--net", "sleep", "120"], fds: [-1, -1, -1])
         // unshare(1) unshares, then execs sleep: wait until the pid's netns is not ours.
         let mine = Self.netnsID("/proc/self/ns/net")
-        let deadline = monotonicNanos() + 5_000_000_000
+        let deadline = monotonicNanos() + 30_000_000_000
         while monotonicNanos() < deadline {
             if let theirs = Self.netnsID("/proc/\(pid)/ns/net"), theirs != mine { return }
             usleep(2_000)
@@ -169,7 +169,7 @@ private func acceptOne(_ listenFD: Int32, timeoutMillis: Int32 = 3_000) -> (peer
     return (UInt32(bigEndian: sin.sin_addr.s_addr), String(decoding: buf[0..<n], as: UTF8.self))
 }
 
-private func waitUntil(timeoutMillis: UInt64 = 5_000, _ cond: () -> Bool) async -> Bool {
+private func waitUntil(timeoutMillis: UInt64 = 30_000, _ cond: () -> Bool) async -> Bool {
     let deadline = monotonicNanos() + timeoutMillis * 1_000_000
     while monotonicNanos() < deadline {
         if cond() { return true }
