@@ -4,7 +4,13 @@ mix GET by id, paged lists of live devboxes and create/delete; prints p50/p99 pe
 (wrk for the reads, so the client is not the bottleneck; needs wrk).
 
     bench/list_bench.py [--cycles 1000] [--clients 200] [--seconds 20] [--wrk-threads 1] [--churn 0]
-                        [--reads-at URL]
+                        [--think-ms 50] [--reads-at URL]
+
+`--think-ms N` makes every read connection wait about N ms (uniform N/2–3N/2) between a response and
+its next request, as clients polling a devbox or a page do: the figures are then the server's
+latency at that load, not Little's law of a saturated closed loop (with no think time, 180
+connections keep the two cores busy and mean latency ≈ connections / throughput whatever the
+server; even bench/null_http.c shows a p99 of ~27 ms there).
 
 `--reads-at` sends wrk's reads to another server while this serve still takes the churn: with
 bench/null_http.c (a fixed 200 from two epoll threads, nothing else) it gives the floor of the
@@ -61,6 +67,9 @@ def main():
     ap.add_argument("--reads-at", metavar="URL",
                     help="send wrk's reads to this server instead, while the serve still does the churn (the "
                          "floor on this machine: bench/null_http.c answers every request with a fixed 200)")
+    ap.add_argument("--think-ms", type=float, default=0,
+                    help="each read connection waits this long on average (uniform 0.5x-1.5x) between a response "
+                         "and its next request, like a client polling; 0: back to back (closed loop, saturating)")
     a = ap.parse_args()
     binary = os.environ.get("DEVBOX_BIN", ".build/release/devbox")
     if not os.access(binary, os.X_OK):
@@ -110,6 +119,8 @@ def main():
         # 200 concurrent clients: wrk (C, so the client is not the bottleneck) holds 140
         # connections on GET by id and 40 on a page of live devboxes, while 20 Python clients
         # create and delete (the churn of the issue's mix).
+        think = (f"delay = function() return math.random({max(1, int(a.think_ms / 2))}, {max(1, int(a.think_ms * 1.5))}) end\n"
+                 if a.think_ms > 0 else "")
         lua = os.path.join(tmp, "get.lua")
         with open(lua, "w") as f:
             ids = ", ".join(f'"{i}"' for i in live)
@@ -117,12 +128,12 @@ def main():
 request = function()
   return wrk.format("GET", "/api/v1/devboxes/" .. ids[math.random(#ids)], {{["X-Provider-Token"] = "{token}"}})
 end
-""")
+{think}""")
         page = os.path.join(tmp, "page.lua")
         with open(page, "w") as f:
             f.write(f"""wrk.headers["X-Provider-Token"] = "{token}"
 wrk.path = "/api/v1/devboxes?state=requested&state=provisioning&state=ready&limit=50"
-""")
+{think}""")
         churn = {"n": 0, "lat": [], "errors": 0}
         stop = time.time() + a.seconds
         clients = max(1, a.clients - 180)
@@ -167,7 +178,8 @@ wrk.path = "/api/v1/devboxes?state=requested&state=provisioning&state=ready&limi
             rps = [l for l in out.splitlines() if "Requests/sec" in l]
             errs = [l.strip() for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
             rate = float(rps[0].split()[-1]) if rps else 0
-            little = f"  (Little: mean ≈ {conns / rate * 1000:.1f} ms)" if rate else ""
+            little = (f"  (Little: mean ≈ {conns / rate * 1000:.1f} ms)" if rate and not a.think_ms
+                      else f"  (each connection waits ~{a.think_ms:g} ms between requests)" if a.think_ms else "")
             print(f"{name:22s} p50 {lines.get('50%', '?'):>9s}  p99 {lines.get('99%', '?'):>9s}  "
                   f"{rps[0].split()[-1] if rps else '?'} req/s (goal p99 < 50 ms){little} {' '.join(errs)}")
 
