@@ -112,13 +112,13 @@ final class LiveDevboxIndex: Sendable {
             if !devboxRows.isEmpty {
                 items += try Self.read(
                     db, sql: "SELECT rowid AS row_id, * FROM devboxes WHERE rowid IN (SELECT value FROM json_each(?))",
-                    arguments: [try Self.jsonArray(Array(devboxRows))])
+                    arguments: [Self.rowList(devboxRows)])
             }
             if !repositoryRows.isEmpty {
                 let owners = try String.fetchAll(
                     db,
                     sql: "SELECT DISTINCT devbox_id FROM devbox_repositories WHERE rowid IN (SELECT value FROM json_each(?))",
-                    arguments: [try Self.jsonArray(Array(repositoryRows))])
+                    arguments: [Self.rowList(repositoryRows)])
                 let seen = Set(items.map(\.devbox.id))
                 let more = owners.filter { !seen.contains($0) }
                 if !more.isEmpty {
@@ -142,6 +142,12 @@ final class LiveDevboxIndex: Sendable {
         }
     }
 
+    /// Row ids as one JSON array argument (`json_each`), without an encoder: this runs in
+    /// every commit that changes a devbox.
+    private static func rowList(_ rows: Set<Int64>) -> String {
+        "[" + rows.map(String.init).joined(separator: ",") + "]"
+    }
+
     /// One statement argument whatever the count (`json_each`), as `AppDatabase.repositories` does.
     private static func jsonArray<T: Encodable>(_ values: [T]) throws -> String {
         String(decoding: try JSONEncoder().encode(values), as: UTF8.self)
@@ -154,7 +160,18 @@ final class LiveDevboxIndex: Sendable {
         while let row = try rows.next() {
             found.append((row["row_id"], try DevboxRecord(row: row), row["created_at"]))
         }
-        let repositories = try AppDatabase.repositories(db, devboxIds: found.map(\.record.id))
+        // One devbox (most commits): its repositories by id, without encoding a list.
+        let repositories: [String: [RepositoryRecord]]
+        if found.count == 1 {
+            let id = found[0].record.id
+            repositories = [
+                id: try RepositoryRecord.fetchAll(
+                    db.cachedStatement(sql: "SELECT * FROM devbox_repositories WHERE devbox_id = ? ORDER BY position"),
+                    arguments: [id])
+            ]
+        } else {
+            repositories = try AppDatabase.repositories(db, devboxIds: found.map(\.record.id))
+        }
         return found.map { f in
             Item(rowID: f.rowID, userId: f.record.userId, createdAt: f.createdAt,
                  devbox: f.record.model(repositories: repositories[f.record.id] ?? []))
