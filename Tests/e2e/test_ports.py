@@ -387,8 +387,9 @@ def test_response_streams_as_the_app_writes_it(served):
         for chunk in r.iter_content(None):
             seen.append((time.monotonic() - t0, chunk))
     assert b"".join(c for _, c in seen) == b"chunk0chunk1chunk2"
-    # The first chunk came about two seconds before the app finished.
-    assert seen[0][0] < 0.8 and seen[-1][0] > 1.8, seen
+    # The first chunk came about two seconds before the app finished (measured between the
+    # chunks, so a slow connection set-up on a loaded machine does not count).
+    assert seen[-1][0] - seen[0][0] > 1.5 and seen[-1][0] > 1.8, seen
 
 
 def test_refusals_name_their_cause(served):
