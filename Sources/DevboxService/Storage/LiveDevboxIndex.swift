@@ -160,18 +160,11 @@ final class LiveDevboxIndex: Sendable {
         while let row = try rows.next() {
             found.append((row["row_id"], try DevboxRecord(row: row), row["created_at"]))
         }
-        // One devbox (most commits): its repositories by id, without encoding a list.
-        let repositories: [String: [RepositoryRecord]]
-        if found.count == 1 {
-            let id = found[0].record.id
-            repositories = [
-                id: try RepositoryRecord.fetchAll(
-                    db.cachedStatement(sql: "SELECT * FROM devbox_repositories WHERE devbox_id = ? ORDER BY position"),
-                    arguments: [id])
-            ]
-        } else {
-            repositories = try AppDatabase.repositories(db, devboxIds: found.map(\.record.id))
-        }
+        // One devbox (most commits): the single-devbox read GET uses, without encoding a list.
+        let repositories =
+            found.count == 1
+            ? [found[0].record.id: try AppDatabase.repositories(db, found[0].record.id)]
+            : try AppDatabase.repositories(db, devboxIds: found.map(\.record.id))
         return found.map { f in
             Item(rowID: f.rowID, userId: f.record.userId, createdAt: f.createdAt,
                  devbox: f.record.model(repositories: repositories[f.record.id] ?? []))
