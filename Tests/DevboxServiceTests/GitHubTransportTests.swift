@@ -22,7 +22,7 @@ struct GitHubTransportTests {
         let start = ContinuousClock.now
         let error = await #expect(throws: GitHubError.self) { _ = try await Self.client(port, timeout: 0.5).user(token: "gho_secret") }
         let elapsed = ContinuousClock.now - start
-        #expect(elapsed >= .milliseconds(450) && elapsed < .seconds(5), "\(elapsed)")
+        #expect(elapsed >= .milliseconds(450) && elapsed < .seconds(20), "\(elapsed)")
         #expect(error == .unreachable("GET 127.0.0.1: timed out"))
     }
 
@@ -32,7 +32,7 @@ struct GitHubTransportTests {
         close(fd)
         let start = ContinuousClock.now
         let error = await #expect(throws: GitHubError.self) { _ = try await Self.client(port, timeout: 30).user(token: "gho_secret") }
-        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(ContinuousClock.now - start < .seconds(20))  // the timeout is 30 s
         #expect(error == .unreachable("GET 127.0.0.1: connection refused"))
     }
 
